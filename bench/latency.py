@@ -1,0 +1,187 @@
+"""Alert latency end to end on the sandbox: mention posted -> fetched -> stored -> Slack alert received.
+
+    python bench/latency.py --n 300 --poll-interval 1                     # a loop: poll, then deliver
+    python bench/latency.py --n 300 --poll-interval 1 --mode scheduler    # the daemon's own APScheduler jobs
+
+An in-process daemon (real tweepy / facebook-sdk / slack-sdk against the loopback sandbox, SQLite
+file, default rules.yaml with every source polled each --poll-interval seconds) while mentions
+are injected at a steady rate.  For every case's first Slack message (its alert, or its line in
+the thread of a grouped storm alert) it reports
+p50 / p95 / p99 of
+  fetch_to_slack_ms:   Slack post received by the sandbox - fetch response received by the connector
+  created_to_slack_ms: Slack post received by the sandbox - mention created on the platform
+Target: p95 of fetch_to_slack_ms < 100 ms.  The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from common import Stream, emit, fast_rules, inject, machine, percentile
+
+
+def _record_fetches(connector: Any, fetched_at: dict[str, float], lock: threading.Lock) -> None:
+    """Time each mention's fetch response without changing the connector: wrap this instance's fetch."""
+    original = connector.fetch
+
+    def fetch(**kwargs: Any) -> Any:
+        result = original(**kwargs)
+        now = time.time()
+        with lock:
+            for mention in result.mentions:
+                fetched_at.setdefault(f"{mention.platform}:{mention.external_id}", now)
+        return result
+
+    connector.fetch = fetch
+
+
+def _record_alerts(sandbox: Any, received: dict[str, float]) -> None:
+    """Stamp each alert (chat.postMessage carrying our mm_alert metadata, key "case id") and each
+    outbox message (key "o" + outbox id) when the sandbox gets it."""
+    slack = sandbox.slack
+    original = slack._m_chat_postMessage
+
+    def post(args: dict[str, Any]) -> Any:
+        now = time.time()
+        answer = original(args)
+        metadata = args.get("metadata") or {}
+        if answer.status == 200 and isinstance(metadata, dict) and metadata.get("event_type") == "mm_alert":
+            received.setdefault(str(metadata["event_payload"]["case_id"]), now)
+        elif answer.status == 200 and isinstance(metadata, dict) and metadata.get("event_type") == "mm_outbox":
+            received.setdefault("o" + str(metadata["event_payload"]["outbox_id"]), now)
+        return answer
+
+    slack._m_chat_postMessage = post
+
+
+def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, settle_s: float) -> dict[str, Any]:
+    from sqlmodel import Session, select
+
+    from connectors.sandbox import Sandbox
+    from monitor.model import Case, Mention, Outbox, OutboxState
+    from monitor.rules import load_rules
+    from monitor.settings import Settings
+    from monitor.triage import warm_up
+    from monitor.wiring import build_daemon, build_sources
+
+    logging.getLogger("monitor").setLevel(logging.WARNING)
+    warm_up()
+    sandbox = Sandbox().start()
+    # Latency, not quota, is measured here: the platforms' rate limits are lifted (economy.py keeps them).
+    sandbox.configure(x_limits={"mentions": (1_000_000, 900), "search": (1_000_000, 900),
+                                "create_tweet": (1_000_000, 86_400), "dm": (1_000_000, 900)},
+                      slack_burst=1_000_000, graph_calls_per_hour=1_000_000)
+    tmp = Path(tempfile.mkdtemp(prefix="mm-latency-"))
+    rules_path = fast_rules(tmp / "rules.yaml", every_s=poll_interval)
+    ruleset = load_rules(rules_path)
+    settings = Settings(_env_file=None)
+    sources = build_sources(settings=settings, ruleset=ruleset, sandbox_url=sandbox.url)
+    fetched_at: dict[str, float] = {}
+    lock = threading.Lock()
+    for connector in {id(b.connector): b.connector for b in sources.values()}.values():
+        _record_fetches(connector, fetched_at, lock)
+    alert_received: dict[str, float] = {}
+    _record_alerts(sandbox, alert_received)
+    daemon = build_daemon(settings=settings, ruleset=ruleset, rules_path=str(rules_path),
+                          db_url=f"sqlite:///{tmp / 'latency.db'}", sandbox_url=sandbox.url, sources=sources,
+                          worker="bench")
+    stream = Stream(seed=seed, start=datetime.now(UTC))
+    planned = stream.steady(n, rate_per_s=rate)
+    created_at: dict[str, float] = {}
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            for name in daemon.sources:
+                daemon.poll(name)
+                daemon.drain()  # what waking the outbox job right after a poll would do
+            stop.wait(max(0.0, poll_interval - (time.monotonic() - began)))
+
+    worker = threading.Thread(target=loop, name="bench-loop", daemon=True)
+    if mode == "loop":
+        worker.start()
+    else:
+        daemon.start()
+    began = time.time()
+    for item in planned:
+        delay = began + item.at_s - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        record = dict(item.record)
+        now = time.time()
+        record["created_at"] = datetime.fromtimestamp(now, UTC).isoformat()
+        created_at[f"{record['platform']}:{record['external_id']}"] = now
+        inject(sandbox, [record])
+    # let the last polls and deliveries happen
+    deadline = time.time() + settle_s
+    while time.time() < deadline:
+        time.sleep(poll_interval)
+        with Session(daemon.engine) as s:
+            stored = len(s.exec(select(Mention.id)).all())
+            pending = len(s.exec(select(Outbox.id).where(Outbox.state == OutboxState.PENDING,
+                                                         Outbox.kind == "alert")).all())
+        if stored >= n - 1 and pending == 0:
+            time.sleep(2 * poll_interval)
+            break
+    stop.set()
+    if mode == "loop":
+        worker.join(timeout=30)
+    else:
+        daemon.stop()
+    with Session(daemon.engine) as s:
+        cases = s.exec(select(Case.id, Mention.platform, Mention.external_id)
+                       .join(Mention, Mention.id == Case.first_mention_id)).all()
+        # a case grouped into a storm message is announced by a line in that message's thread
+        members = {str(o.payload.get("member_case_id")): "o" + str(o.id) for o in s.exec(
+            select(Outbox).where(Outbox.kind == "thread")).all() if o.payload.get("note") == "group_member"}
+        stored = len(s.exec(select(Mention.id)).all())
+    daemon.engine.dispose()
+    sandbox.stop()
+    fetch_to_slack: list[float] = []
+    created_to_slack: list[float] = []
+    for case_id, platform_name, external_id in cases:
+        posted = alert_received.get(str(case_id)) or alert_received.get(members.get(str(case_id), ""))
+        key = f"{platform_name}:{external_id}"
+        if posted is None or key not in fetched_at:
+            continue
+        fetch_to_slack.append((posted - fetched_at[key]) * 1000)
+        if key in created_at:
+            created_to_slack.append((posted - created_at[key]) * 1000)
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {f"p{p}": round(percentile(values, p), 1) for p in (50, 95, 99)}
+
+    return {"fetch_to_slack_ms": stats(fetch_to_slack), "created_to_slack_ms": stats(created_to_slack),
+            "alerts": len(fetch_to_slack), "grouped": len(members), "cases": len(cases), "stored": stored, "n": n,
+            "poll_interval_s": poll_interval, "rate_per_s": rate, "mode": mode}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="mentions injected (default 300)")
+    parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls of each source")
+    parser.add_argument("--rate", type=float, default=5.0, help="mentions injected per second (default 5)")
+    parser.add_argument("--mode", choices=("loop", "scheduler"), default="loop",
+                        help="loop: poll each source and deliver at once; scheduler: the daemon's own jobs")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--settle", type=float, default=30.0, help="max seconds to wait after the last injection")
+    args = parser.parse_args()
+    result = run(n=args.n, poll_interval=args.poll_interval, rate=args.rate, mode=args.mode, seed=args.seed,
+                 settle_s=args.settle)
+    f, c = result["fetch_to_slack_ms"], result["created_to_slack_ms"]
+    print(f"{result['alerts']} alerts from {result['stored']} stored mentions ({result['mode']} mode)")
+    print(f"fetch -> Slack   p50 {f['p50']} ms  p95 {f['p95']} ms  p99 {f['p99']} ms  (target p95 < 100 ms)")
+    print(f"created -> Slack p50 {c['p50']} ms  p95 {c['p95']} ms  p99 {c['p99']} ms")
+    emit({**result, "machine": machine()})
+
+
+if __name__ == "__main__":
+    main()

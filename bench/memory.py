@@ -1,0 +1,123 @@
+"""Memory: RSS of the daemon, all six languages on, idle after ingesting --n mentions.
+
+    python bench/memory.py --n 10000
+
+Starts the sandbox here and the daemon as its own process (`python -m monitor run --sandbox-url
+... --db sqlite:///...`, default rules.yaml with sources polled every --poll-interval seconds and
+the sandbox's rate limits lifted so 10,000 mentions arrive in minutes), posts the mentions, waits
+until they are all stored and the outbox is quiet, lets the daemon idle, then reads VmRSS (and
+the peak, VmHWM) from /proc/PID/status.  Target: idle RSS < 150 MB.  The last line printed is
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from common import ROOT, Stream, emit, fast_rules, inject, machine, vm_status
+
+
+def _count(db: Path, sql: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.Error:
+        return -1  # not created yet, or busy: ask again
+
+
+def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: float) -> dict[str, Any]:
+    from connectors.sandbox import Sandbox
+
+    sandbox = Sandbox().start()
+    sandbox.configure(x_limits={"mentions": (1_000_000, 900), "search": (1_000_000, 900),
+                                "create_tweet": (1_000_000, 86_400), "dm": (1_000_000, 900)},
+                      slack_burst=1_000_000, graph_calls_per_hour=1_000_000)
+    tmp = Path(tempfile.mkdtemp(prefix="mm-memory-"))
+    rules = fast_rules(tmp / "rules.yaml", every_s=poll_interval)
+    db = tmp / "memory.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "X_", "FACEBOOK_", "DATABASE_URL"))}
+    env["MENTION_MONITOR_LOG_LEVEL"] = "WARNING"
+    log = (tmp / "daemon.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--sandbox-url", sandbox.url, "--rules",
+                             str(rules), "--db", f"sqlite:///{db}"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    try:
+        time.sleep(1.0)
+        started = vm_status(proc.pid)
+        stream = Stream(seed=seed, start=datetime.now(UTC), include_brand_posts=False)
+        records = []
+        for timed in stream.steady(n, rate_per_s=50):
+            record = dict(timed.record)
+            record["created_at"] = datetime.now(UTC).isoformat()
+            records.append(record)
+        began = time.time()
+        stored = pending = -1
+
+        def settle(*, quiet_for: float, need_outbox_quiet: bool) -> None:
+            """Wait until the stored count stops moving (and, at the end, the outbox is done)."""
+            nonlocal stored, pending
+            last, quiet_since = -2, None
+            while time.time() - began < timeout_s:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the daemon exited with {proc.returncode}; see {tmp / 'daemon.log'}")
+                time.sleep(0.5)
+                stored = _count(db, "select count(*) from mention where from_brand = 0")
+                pending = _count(db, "select count(*) from outbox where state in ('pending', 'sending') "
+                                     "and next_attempt_at <= datetime('now')")
+                quiet = stored == last and (pending == 0 or not need_outbox_quiet)
+                last = stored
+                if not quiet:
+                    quiet_since = None
+                    continue
+                quiet_since = quiet_since or time.time()
+                if time.time() - quiet_since >= quiet_for:
+                    return
+
+        # X's mentions timeline reaches back only 800 posts: post in pages the daemon can keep up with
+        for i in range(0, len(records), 500):
+            inject(sandbox, records[i:i + 500])
+            settle(quiet_for=max(4.0, 3 * poll_interval), need_outbox_quiet=False)
+        settle(quiet_for=3, need_outbox_quiet=True)
+        ingest_s = time.time() - began
+        time.sleep(idle_s)
+        idle = vm_status(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sandbox.stop()
+        log.close()
+    return {"rss_idle_mb": round(idle["VmRSS"] / 1024, 1), "rss_peak_mb": round(idle["VmHWM"] / 1024, 1),
+            "rss_start_mb": round(started["VmRSS"] / 1024, 1), "n": n, "stored": stored,
+            "outbox_due": pending, "ingest_s": round(ingest_s, 1), "idle_s": idle_s,
+            "poll_interval_s": poll_interval}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="mentions to ingest first (default 10000)")
+    parser.add_argument("--poll-interval", type=float, default=1.0)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds idle before reading RSS")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for ingest after this")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    result = run(n=args.n, poll_interval=args.poll_interval, idle_s=args.idle, seed=args.seed,
+                 timeout_s=args.timeout)
+    print(f"{result['stored']} of {result['n']} mentions stored in {result['ingest_s']} s; "
+          f"idle RSS {result['rss_idle_mb']} MB (peak {result['rss_peak_mb']} MB, target < 150 MB)")
+    emit({**result, "machine": machine()})
+
+
+if __name__ == "__main__":
+    main()

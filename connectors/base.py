@@ -1,0 +1,161 @@
+"""What every connector promises the core: the Source and Notifier protocols and their errors.
+
+A connector makes ONE attempt per call and translates whatever its SDK raised
+into one of the four error types below.  Retrying, back-off and waiting for a
+rate-limit reset are decided once, in the core (monitor/daemon.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from monitor.model import NewMention
+
+if TYPE_CHECKING:
+    from monitor.alerts import AlertView
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConnectorError(Exception):
+    """Base of the errors a connector may raise.  Messages never contain secrets."""
+
+
+class RateLimited(ConnectorError):
+    def __init__(self, message: str, *, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class AuthFailed(ConnectorError):
+    """The token is missing, expired or revoked: polling cannot succeed until a person acts."""
+
+
+class Transient(ConnectorError):
+    """5xx, timeout, connection refused: try again later."""
+
+
+class BadPayload(ConnectorError):
+    """The platform answered something we cannot read; nothing from it may be stored."""
+
+
+class Refused(ConnectorError):
+    """The platform refused this one action for a policy reason (e.g. X 403 on a reply,
+    Facebook private reply after 7 days).  Retrying will not help; a person should know."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    mentions: list[NewMention]
+    cursor: str  # opaque to the core; stored in the same transaction as the mentions
+    quota: Quota = field(default_factory=Quota)
+    reads: int = 1  # API requests this fetch made (for the economy figures)
+    gap_possible: bool = False  # the platform may have dropped items we never saw
+    more: bool = False  # another page is waiting: the core stores this one, then fetches again at once
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyResult:
+    external_id: str  # id of the post/message we created
+    url: str = ""
+    dm_link: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """The stored mention a reply answers, as plain data."""
+
+    platform: str
+    kind: str
+    external_id: str
+    author_id: str
+    author_handle: str = ""
+    conversation_id: str = ""
+    parent_id: str = ""
+    created_at: datetime | None = None
+    mentions_brand: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PostedMessage:
+    channel: str
+    ts: str
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+@runtime_checkable
+class Source(Protocol):
+    name: ClassVar[str]  # "x", "facebook", "replay"
+    kinds: ClassVar[frozenset[str]]  # which mention kinds it can fetch
+    auto_reply_kinds: ClassVar[frozenset[str]]  # kinds the platform lets a bot answer unprompted
+    max_reply_length: ClassVar[int]
+    secret_names: ClassVar[tuple[str, ...]]  # environment variables holding its secrets
+
+    def fetch(self, *, kind: str, cursor: str, query: str = "") -> FetchResult: ...
+
+    def reply_public(self, *, target: ReplyTarget, text: str) -> ReplyResult: ...
+
+    def send_private(self, *, target: ReplyTarget, text: str) -> ReplyResult: ...
+
+    def find_reply(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
+        """Look for a reply of ours to `target` (reconciliation after a crash).
+
+        Returns the reply if found, None if the platform shows there is none.
+        Raises ConnectorError if it cannot be known."""
+        ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Where alerts go: Slack, or the console in the offline demo."""
+
+    name: ClassVar[str]
+
+    def post(
+        self, *, channel: str, text: str, blocks: Sequence[dict[str, Any]] | None = None,
+        thread_ts: str = "", metadata: dict[str, Any] | None = None, broadcast: bool = False,
+    ) -> PostedMessage:
+        """Post `text` (ours, trusted: customer text inside it went through `escape`).
+        broadcast=True also shows a thread reply in the channel (Slack's reply_broadcast)."""
+        ...
+
+    def escape(self, text: str) -> str:
+        """Customer text made safe to embed in `post` text: it can never ping or format."""
+        ...
+
+    def update(
+        self, *, channel: str, ts: str, text: str, blocks: Sequence[dict[str, Any]] | None = None,
+    ) -> None: ...
+
+    def find_by_metadata(self, *, channel: str, key: str, value: str) -> PostedMessage | None:
+        """A message we posted carrying metadata {key: value}, if any (crash reconciliation)."""
+        ...
+
+    def render_alert(self, view: AlertView) -> tuple[str, list[dict[str, Any]]]:
+        """(fallback text, blocks) for an alert, in this notifier's own format, already escaped."""
+        ...
+
+    def post_ephemeral(self, *, channel: str, user: str, text: str) -> None:
+        """A message only `user` sees (refusals, hints)."""
+        ...
+
+    def upload_files(
+        self, *, channel: str, files: list[tuple[str, bytes]], title: str, initial_comment: str,
+    ) -> None:
+        """Share files (name, content) in `channel` as one message (charts of the daily report)."""
+        ...

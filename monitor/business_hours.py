@@ -1,0 +1,185 @@
+"""Business-hours clock: SLA deadlines that only tick while the team is at work.
+
+`BusinessHours` is the `business_hours:` section of rules.yaml.  Opening hours
+are wall-clock times in its timezone, so a daylight-saving change moves them
+with the clock on the wall, as a person expects.  Holidays are whole local days.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, field_validator
+from pydantic_core import PydanticCustomError
+
+from monitor import messages as msg
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_HOURS_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+# A safety stop for the day-by-day walk: a calendar with no open day at all.
+_MAX_DAYS = 3 * 366
+
+
+def rules_error(template: str, *, named: bool = False, **values: Any) -> PydanticCustomError:
+    """A validation error whose text is ours (from monitor.messages), not pydantic's.
+
+    named: the text already says what it is about ("rule 'x' ..."), so the
+    YAML path is not put in front of it."""
+    return PydanticCustomError("rules_named" if named else "rules", _escape(template.format(**values)))
+
+
+def _escape(text: str) -> str:
+    # PydanticCustomError formats its message with the context: keep our braces literal.
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> list[str]:
+    return sorted(available_timezones())
+
+
+def parse_clock(value: str) -> time:
+    """"09:00" -> time(9, 0); ValueError with a readable message otherwise."""
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ValueError(msg.RULES_CLOCK.format(value=value))
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def _to_date(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise rules_error(msg.RULES_DATE, value=value)
+
+
+class BusinessHours(BaseModel):
+    """When the team is at work; SLA clocks of rules with business_hours: true run only then."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timezone: StrictStr = "UTC"
+    days: tuple[Day, ...] = Field(default=("mon", "tue", "wed", "thu", "fri"), min_length=1)
+    hours: StrictStr = "09:00-17:00"
+    holidays: tuple[Annotated[date, BeforeValidator(_to_date)], ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            close = difflib.get_close_matches(value, _zone_names(), n=1, cutoff=0.8)
+            hint = msg.RULES_DID_YOU_MEAN.format(suggestion=close[0]) if close else msg.RULES_TIMEZONE_HINT
+            raise rules_error(msg.RULES_TIMEZONE, value=value, hint=hint) from exc
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _valid_hours(cls, value: str) -> str:
+        m = _HOURS_RE.match(value)
+        if not m:
+            raise rules_error(msg.RULES_HOURS, value=value)
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+            raise rules_error(msg.RULES_HOURS, value=value)
+        if (h2, m2) <= (h1, m1):
+            raise rules_error(msg.RULES_HOURS_ORDER, value=value)
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def opens(self) -> time:
+        h, m, _, _ = (int(g) for g in _HOURS_RE.match(self.hours).groups())  # type: ignore[union-attr]
+        return time(h, m)
+
+    @property
+    def closes_after_open(self) -> timedelta:
+        """Length of an open day ("24:00" is allowed as a closing time)."""
+        h1, m1, h2, m2 = (int(g) for g in _HOURS_RE.match(self.hours).groups())  # type: ignore[union-attr]
+        return timedelta(hours=h2 - h1, minutes=m2 - m1)
+
+    def is_open_day(self, day: date) -> bool:
+        return DAYS[day.weekday()] in self.days and day not in self.holidays
+
+    def window(self, day: date) -> tuple[datetime, datetime] | None:
+        """The open interval of a local calendar day, in UTC, or None when closed all day."""
+        if not self.is_open_day(day):
+            return None
+        tz = self.tz
+        start_local = datetime.combine(day, self.opens, tzinfo=tz)
+        # Closing time as wall-clock time too, so a DST change shortens or lengthens that day.
+        end_naive = datetime.combine(day, self.opens) + self.closes_after_open
+        end_local = end_naive.replace(tzinfo=tz)
+        return start_local.astimezone(UTC), end_local.astimezone(UTC)
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+def add_business_time(start: datetime, seconds: int, *, hours: BusinessHours) -> datetime:
+    """The moment `seconds` of open time after `start` (in start's timezone).
+
+    Outside opening hours the clock waits: 15 minutes from Saturday noon is
+    15 minutes after Monday's opening.  0 seconds gives the next open moment.
+    """
+    _require_aware(start, "start")
+    if seconds < 0:
+        raise ValueError("seconds must not be negative")
+    remaining = timedelta(seconds=seconds)
+    cursor = start.astimezone(UTC)
+    day = start.astimezone(hours.tz).date() - timedelta(days=1)  # DST edge: yesterday may still be open
+    for _ in range(_MAX_DAYS):
+        win = hours.window(day)
+        day += timedelta(days=1)
+        if win is None:
+            continue
+        open_at, close_at = win
+        if close_at <= cursor:
+            continue
+        begin = max(open_at, cursor)
+        available = close_at - begin
+        if remaining <= available:
+            return (begin + remaining).astimezone(start.tzinfo)
+        remaining -= available
+        cursor = close_at
+    raise ValueError("the business-hours calendar has no open time within three years")
+
+
+def business_seconds_between(a: datetime, b: datetime, *, hours: BusinessHours) -> int:
+    """Open seconds from a to b (whole seconds, rounded down); negative when b is before a."""
+    _require_aware(a, "a")
+    _require_aware(b, "b")
+    if b < a:
+        return -business_seconds_between(b, a, hours=hours)
+    a_utc, b_utc = a.astimezone(UTC), b.astimezone(UTC)
+    day = a_utc.astimezone(hours.tz).date() - timedelta(days=1)
+    last = b_utc.astimezone(hours.tz).date()
+    total = timedelta(0)
+    while day <= last:
+        win = hours.window(day)
+        day += timedelta(days=1)
+        if win is None:
+            continue
+        begin, end = max(win[0], a_utc), min(win[1], b_utc)
+        if end > begin:
+            total += end - begin
+    return int(total.total_seconds())

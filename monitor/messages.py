@@ -1,0 +1,334 @@
+"""Every sentence a person reads, in one catalogue so wording is reviewed in one place."""
+
+from __future__ import annotations
+
+# --- slack messages ---
+# Words shown in Slack alerts, buttons, ephemerals, /mentions, App Home and the console notifier.
+# Placeholders are filled with str.format; values are escaped by the renderer BEFORE formatting.
+
+SLACK_ALERT_FALLBACK = "{badge} {severity} {platform} mention from {author}: {text}"
+SLACK_GROUP_FALLBACK = "{badge} {count} similar mentions ({rule}): {text}"
+SLACK_GROUP_HEADLINE = "*{count} similar mentions* for rule `{rule}` — handled in one thread, not {count} pings"
+SLACK_HEADLINE = "{badge} *{severity}* · {platform} {kind} from {author}"
+SLACK_AUTHOR = "{handle}{verified} · {followers} followers"
+SLACK_AUTHOR_NAMED = "{name} ({handle}){verified} · {followers} followers"
+SLACK_VERIFIED_MARK = " ✓ verified"
+SLACK_OPEN_POST = "Open the post"
+SLACK_FIELD_LANGUAGE = "*Language*\n{lang}"
+SLACK_FIELD_SENTIMENT = "*Sentiment*\n{sentiment}"
+SLACK_FIELD_COMPLAINT = "*Complaint*\n{complaint}"
+SLACK_FIELD_RULE = "*Rule*\n`{rule}` ({severity})"
+SLACK_SENTIMENT_UNKNOWN = "not scored"
+SLACK_NO_CATEGORIES = "no category"
+SLACK_MENTION_COUNT = "{count} messages in this conversation"
+SLACK_TEXT_TRUNCATED = "… (shortened, open the post for the rest)"
+
+SLACK_DEADLINE_LEFT = "respond by {due}, {left} left"
+SLACK_DEADLINE_OVERDUE = "overdue by {late} (was due {due})"
+SLACK_DEADLINE_NONE = "no response-time target"
+SLACK_DEADLINE_DONE = "was due {due}"
+SLACK_BREACHED = "response-time target missed, escalated"
+
+SLACK_STATE_OPEN = "Open · nobody has claimed it yet"
+SLACK_STATE_CLAIMED = "Claimed by {user}"
+SLACK_STATE_ACKNOWLEDGED = "Acknowledged"
+SLACK_STATE_ACK_POSTED = "public acknowledgement posted"
+SLACK_STATE_SNOOZED = "Snoozed until {until}"
+SLACK_STATE_RESOLVED = "Resolved"
+SLACK_DRY_RUN = "Dry run: nothing is posted publicly. *Acknowledge publicly* would post (dry run): “{text}”"
+
+SLACK_BUTTON_CLAIM = "Claim"
+SLACK_BUTTON_ACK = "Acknowledge publicly"
+SLACK_BUTTON_REPLY = "Reply…"
+SLACK_BUTTON_RESOLVE = "Resolve"
+SLACK_SNOOZE_PLACEHOLDER = "Snooze"
+SLACK_SNOOZE_OPTIONS = (("30", "30 min"), ("60", "1 hour"), ("240", "4 hours"), ("tomorrow", "until tomorrow 09:00"))
+SLACK_ACK_CONFIRM_TITLE = "Post this publicly?"
+SLACK_ACK_CONFIRM_TITLE_DRY = "Dry run: would post"
+SLACK_ACK_CONFIRM_YES = "Post it"
+SLACK_ACK_CONFIRM_YES_DRY = "Record it"
+SLACK_ACK_CONFIRM_NO = "Cancel"
+
+SLACK_REPLY_MODAL_TITLE = "Reply publicly"
+SLACK_REPLY_MODAL_SUBMIT = "Post reply"
+SLACK_REPLY_MODAL_CLOSE = "Cancel"
+SLACK_REPLY_MODAL_INTRO = "Replying to {author} on {platform}:\n>{text}"
+SLACK_REPLY_MODAL_LABEL = "Your reply (posted publicly, as the brand)"
+SLACK_REPLY_EMPTY = "Write something before posting."
+
+SLACK_REFUSED_PUBLIC = (
+    "Sorry, only the approvers set up for mention-monitor may post publicly for the brand. "
+    "You can still claim, snooze or resolve this case; ask an approver to post."
+)
+SLACK_ACTION_FAILED = "That did not work: {message}"
+SLACK_NOTHING_CHANGED = "Nothing to change: {message}"
+SLACK_UNKNOWN_CASE = "This alert no longer matches a case mention-monitor knows."
+
+SLACK_CMD_NO_CASES = "No open cases. Quiet for now. :sunny:"
+SLACK_CMD_HEADER = "*{count} open case(s), most urgent first*"
+SLACK_CMD_LINE = "{badge} #{case_id} · {platform} {author} · `{rule}` · {deadline}{who}\n>{text}"
+SLACK_CMD_LINE_WHO = " · {user}"
+SLACK_CMD_MORE = "…and {count} more. Open the App Home tab for the full list."
+SLACK_CMD_STATS_HEADER = "*Today so far*"
+SLACK_CMD_STATS_LINE = "• {label}: *{value}*"
+SLACK_CMD_HELP = "Usage: `/mentions` lists open cases by time left; `/mentions stats` shows today's figures."
+
+SLACK_HOME_TITLE = "mention-monitor"
+SLACK_HOME_OPEN = "Open cases, most urgent first"
+SLACK_HOME_KPIS = "Today"
+SLACK_HOME_UPDATED = "Updated {when} ({tz}). Reopen this tab to refresh."
+
+SLACK_UPLOAD_COMMENT = "{title}"
+
+CONSOLE_RULE = "─" * 60
+CONSOLE_BUTTONS = "actions: {buttons}"
+CONSOLE_UPDATED = "(alert {ts} updated)"
+CONSOLE_THREAD = "  ↳ in thread {ts}:"
+CONSOLE_EPHEMERAL = "(only {user} sees) {text}"
+CONSOLE_FILES = "[{channel}] files: {names} — {title}"
+# --- end slack messages ---
+
+# --- rules messages ---
+# rules.yaml loading.  Each error is printed as "FILE:LINE:COL: <message>".
+RULES_CANNOT_READ = "cannot read this file: {reason}"
+RULES_YAML_SYNTAX = "YAML syntax error: {problem}"
+RULES_YAML_DUPLICATE_KEY = "key '{key}' appears twice in this mapping; keep only one"
+RULES_TOO_DEEP = "the file nests too deeply, or an alias (*name) refers to itself"
+RULES_EMPTY = "the file is empty; copy the default rules.yaml and edit it"
+RULES_NOT_MAPPING = "the file must be a mapping (version: 1, brand: ..., rules: ...), not {got}"
+RULES_UNKNOWN_KEY = "unknown key '{key}' in {where}"
+RULES_DID_YOU_MEAN = "; did you mean '{suggestion}'?"
+RULES_TOP_LEVEL = "the top level of the file"
+RULES_MISSING_KEY = "missing key '{key}' in {where}"
+RULES_WRONG_TYPE = "{path}: expected {expected}, got {got}"
+RULES_NOT_ONE_OF = "{path}: {value} is not one of {choices}"
+RULES_OUT_OF_RANGE = "{path}: must be {op} {limit}, got {value}"
+RULES_EMPTY_LIST = "{path}: list at least one item"
+RULES_VALUE = "{path}: {problem}"
+RULES_VERSION = "version {value} is not supported; this mention-monitor reads version 1"
+RULES_DURATION = "'{value}' is not a duration; write a number and a unit, like 90s, 30m, 2h or 1d"
+RULES_DURATION_NO_UNIT = "{value} has no unit; write it like {value}s, {value}m or {value}h"
+RULES_DURATION_ZERO = "must be longer than 0s"
+RULES_TIMEZONE = "unknown time zone '{value}'{hint}"
+RULES_TIMEZONE_HINT = "; use a name from the IANA tz database, like Europe/Copenhagen"
+RULES_HOURS = "'{value}' is not an opening-hours range; write it like \"08:00-18:00\""
+RULES_HOURS_ORDER = "opening hours '{value}' close before they open; overnight ranges are not supported"
+RULES_CLOCK = "'{value}' is not a time of day; write it like \"09:00\""
+RULES_DATE = "'{value}' is not a date; write it like 2026-12-24"
+RULES_RANGE_EMPTY = "give min, max or both"
+RULES_RANGE_ORDER = "min {min} is greater than max {max}, so nothing can match"
+RULES_REGEX = "bad regular expression '{pattern}': {error}"
+RULES_WARN_AT = "must be a fraction of the SLA between 0 and 1, like 0.75; got {value}"
+RULES_SLACK_ID = (
+    "'{value}' is not a Slack user id (U.../W...) or user-group id (S...); "
+    "copy it from the person's or group's profile in Slack"
+)
+RULES_LANGUAGE_CODE = "'{value}' is not a language code; use two or three lowercase letters, like en or da"
+RULES_RULE_NO_ACTION = "rule '{name}' does nothing; give it alert, acknowledge or drop: true"
+RULES_DROP_AND_ACTION = "rule '{name}' drops the mention, so its {action} would never happen; remove one of them"
+RULES_DROP_CONTINUE = "rule '{name}' has both drop: true and continue: true; a dropped mention goes no further"
+RULES_ACK_NO_TEMPLATE = "missing key 'template' in {where}; it is needed unless mode is off"
+RULES_SEARCH_QUERY = "source '{name}' searches X but has no query; add one, like query: '\"your brand\" -is:retweet'"
+RULES_QUERY_NOT_SEARCH = "source '{name}' has a query but kind '{kind}'; only kind: search uses a query"
+RULES_SOURCE_KIND = "source '{name}': {platform} has no kind '{kind}'; use one of {choices}"
+RULES_REPLAY_PATH = "source '{name}' replays a file but has no path; add path: examples/mentions.jsonl"
+RULES_ESCALATION_ORDER = (
+    "escalation step {index} starts after {after}, earlier than the step before it ({previous}); "
+    "list the steps in time order"
+)
+RULES_SPIKE_HISTORY = "spike.history ({history}) must be longer than spike.window ({window})"
+RULES_DEFAULT_LANGUAGE = "brand.default_language '{lang}' is not in brand.languages ({languages})"
+# cross-reference pass
+RULES_UNDEFINED_TEMPLATE = "template '{name}' used by rule '{rule}' is not defined"
+RULES_UNDEFINED_CHANNEL = "channel '{alias}' used by {user} is not defined under channels"
+RULES_UNDEFINED_SOURCE = "source '{name}' used by rule '{rule}' is not defined under sources"
+RULES_DEFINED = "; defined: {names}"
+RULES_NONE_DEFINED = "; none are defined yet"
+RULES_DUPLICATE_RULE = "rule name '{name}' is used twice (first at line {line}); give each rule its own name"
+RULES_DUPLICATE_SOURCE = "source name '{name}' is used twice (first at line {line}); give each source its own name"
+RULES_UNKNOWN_VARIABLE = "unknown variable '{{{var}}}' in template '{name}' ({lang}); known: {known}"
+RULES_TEMPLATE_BRACES = (
+    "template '{name}' ({lang}) has a '{{' or '}}' without its partner; write {{{{ or }}}} for a literal brace"
+)
+RULES_TEMPLATE_TOO_LONG = (
+    "template '{name}' ({lang}) can reach {length} characters on {platform}, over its limit of {limit}; shorten it"
+)
+RULES_TEMPLATE_NO_DEFAULT = (
+    "template '{name}' has no text in the default language '{lang}', which is used when the "
+    "mention's language has none; add one"
+)
+RULES_TEMPLATE_LANGUAGE = "template '{name}' has text for '{lang}', which is not in brand.languages ({languages})"
+RULES_TEMPLATE_URL = (
+    "template '{name}' ({lang}) contains a link, but acknowledgement.allow_urls is false "
+    "(on X a post with a link costs far more); remove the link or set allow_urls: true"
+)
+# `explain`: why a rule matched or not
+EXPLAIN_NO_CONDITIONS = "no conditions: matches every mention"
+EXPLAIN_IN = "{what} '{value}' in [{choices}]"
+EXPLAIN_NOT_IN = "{what} '{value}' not in [{choices}]"
+EXPLAIN_UNKNOWN_NOT_IN = "{what} not known, so not in [{choices}]"
+EXPLAIN_KEYWORD_FOUND = "keyword '{keyword}' found"
+EXPLAIN_KEYWORDS_NONE = "none of the keywords [{keywords}] found"
+EXPLAIN_KEYWORD_MISSING = "keyword '{keyword}' not found"
+EXPLAIN_KEYWORDS_ALL = "all keywords [{keywords}] found"
+EXPLAIN_REGEX_MATCH = "regex '{pattern}' matched '{found}'"
+EXPLAIN_REGEX_NO_MATCH = "regex '{pattern}' did not match"
+EXPLAIN_AT_LEAST = "{what} {value} >= {limit}"
+EXPLAIN_BELOW = "{what} {value} < {limit}"
+EXPLAIN_AT_MOST = "{what} {value} <= {limit}"
+EXPLAIN_ABOVE = "{what} {value} > {limit}"
+EXPLAIN_SENTIMENT_UNKNOWN = "sentiment unknown (language '{lang}' cannot be scored)"
+EXPLAIN_FLAG = "{what} is {value}"
+EXPLAIN_FLAG_WANTED = "{what} is {value}, wanted {wanted}"
+EXPLAIN_CATEGORY = "category '{category}' in [{choices}]"
+EXPLAIN_NO_CATEGORY = "no category in [{choices}] (found: {found})"
+EXPLAIN_ANY_NONE = "any: none of {count} matched ({details})"
+EXPLAIN_NOT = "not ({inner})"
+EXPLAIN_NOT_TRIED = "not tried: rule '{rule}' matched first"
+EXPLAIN_NOT_TRIED_DROPPED = "not tried: rule '{rule}' dropped the mention"
+# --- end rules messages ---
+
+# --- core messages ---
+# Thread notes, escalations and operator messages the core writes; CLI errors.
+# Customer text is passed as {quote} and escaped by the notifier before formatting.
+THREAD_FOLLOWUP = "Follow-up from {author}: {quote}"
+THREAD_FOLLOWUP_ATTENTION = "Follow-up from {author}, still waiting for an answer: {quote}"
+THREAD_REOPENED = "Case reopened: {author} wrote again after it was resolved: {quote}"
+THREAD_SNOOZE_OVER = "Snooze is over; this case needs attention again."
+THREAD_GROUP_MEMBER = "#{case_id} {platform} {author}: {quote}"
+THREAD_WARNING = "{who} {left} left to answer this one ({percent}% of the response-time target used)."
+THREAD_BREACH = "{who} the response-time target was missed: due {due}, nobody has answered yet."
+ESCALATION_POST = "{who} escalation step {step}: case #{case_id} ({rule}) from {author} on {platform} is {late} overdue. {link}"
+ESCALATION_LINK = "Alert: {permalink}"
+THREAD_RESPONDED_ON_PLATFORM = "The brand answered on {platform} {ago}; first response recorded."
+THREAD_ACK_POSTED = "Public acknowledgement posted ({lang}): “{text}”{dm}"
+THREAD_ACK_DM = " DM hand-off: {link}"
+THREAD_PRIVATE_POSTED = "Private message sent ({kind}): “{text}”"
+THREAD_WOULD_POST = "Dry run, would post publicly ({lang}): “{text}”"
+THREAD_WOULD_SEND_PRIVATE = "Dry run, would send privately: “{text}”"
+THREAD_ACK_REFUSED = "The platform refused the public post: {reason}. Answer by hand if needed."
+THREAD_PRIVATE_REFUSED = "The private message was not sent: {reason}."
+THREAD_ACK_UNKNOWN = (
+    "Not sure whether the public reply was posted (the bot stopped mid-post and {platform} could not "
+    "be asked). Check the conversation {link} before answering, so the customer does not get it twice."
+)
+THREAD_ACK_APPROVAL = "Needs approval before anything is posted publicly ({reason})."
+THREAD_ACK_COOLDOWN = "No automatic acknowledgement: {author} was already acknowledged {ago}."
+THREAD_CLAIMED = "{user} claimed this case."
+THREAD_ACKNOWLEDGED = "{user} acknowledged this case."
+THREAD_SNOOZED = "{user} snoozed this case until {until}."
+THREAD_RESOLVED = "{user} resolved this case."
+THREAD_REPLY_QUEUED = "{user} is replying publicly: “{text}”"
+THREAD_MESSENGER_WINDOW = (
+    "Messenger's 24-hour window for this conversation has closed, so the bot cannot answer it. "
+    "Reply from the Page inbox with a message tag, or wait for the customer to write again."
+)
+SPIKE_ALERT = (
+    ":chart_with_upwards_trend: Mention spike: {count} mentions in the last {window} "
+    "(usually {mean:.1f} ± {sigma:.1f}). Something may be going on."
+)
+GROUP_HEADLINE = "{count} similar mentions for rule `{rule}` in {window}"
+
+OPS_AUTH_FAILED = (
+    ":warning: {source}: the platform rejected our token ({reason}). Polling is paused. "
+    "Set a fresh token in {env} and restart, or run `mention-monitor doctor`."
+)
+OPS_OUTAGE = (
+    ":warning: {source} has failed for {duration} ({reason}). Nothing is lost: mentions will be "
+    "fetched when it recovers."
+)
+OPS_RECOVERED = ":white_check_mark: {source} is working again after {duration}."
+OPS_RULES_REFUSED = ":no_entry: rules.yaml edit refused, the previous rules stay in force:\n```{errors}```"
+OPS_RULES_RELOADED = "rules.yaml reloaded: {rules} rules, {sources} sources."
+OPS_GAP = ":warning: {source}: more mentions arrived than X keeps (the latest 800); some may have been missed."
+
+LOG_POLL = "poll %s: fetched %d, stored %d, duplicates %d, cases %d, attached %d, alerts %d"
+LOG_RATE_LIMITED = "poll %s: rate limited until %s; other sources go on"
+LOG_TRANSIENT = "poll %s: %s; retrying in %.0fs (failure %d)"
+LOG_AUTH_FAILED = "poll %s: authentication failed, source paused: %s"
+LOG_BAD_PAYLOAD = "poll %s: unreadable answer, nothing stored, cursor kept: %s"
+LOG_DELIVERY_FAILED = "outbox %s #%d: %s; retry in %.0fs"
+LOG_RULES_REFUSED = "rules.yaml edit refused, previous rules stay in force:\n%s"
+
+CLI_RULES_OK = "{path}: OK ({rules} rules, {sources} sources, {templates} templates)"
+CLI_NO_RULES_FILE = "{path}: no such file. Copy the default rules.yaml from the project and edit it."
+CLI_REPLAY_MISSING = "{path}: no such file to replay."
+CLI_STOPPING = "Stopping: finishing the current step (Ctrl-C again to force)."
+CLI_SANDBOX_STARTED = "Sandbox serving the X, Graph and Slack APIs at {url} (what was posted: {url}/_sandbox/slack/messages)"
+# --- end core messages ---
+
+# --- doctor messages ---
+DOCTOR_OK = "OK    {check}: {detail}"
+DOCTOR_WARN = "WARN  {check}: {detail}"
+DOCTOR_FAIL = "FAIL  {check}: {problem}\n      fix: {fix}"
+DOCTOR_SUMMARY_OK = "All {count} checks passed."
+DOCTOR_SUMMARY_FAIL = "{failed} of {count} checks failed; fix them and run `mention-monitor doctor` again."
+DOCTOR_SANDBOX = "using the sandbox at {url} (no real tokens are checked)"
+DOCTOR_RULES_OK = "{path}: {rules} rules, {sources} sources"
+DOCTOR_RULES_MISSING = "{path} does not exist"
+DOCTOR_RULES_MISSING_FIX = "copy rules.yaml from the project, or pass --rules / set MENTION_MONITOR_RULES"
+DOCTOR_RULES_BAD = "{path} has errors:\n{errors}"
+DOCTOR_RULES_BAD_FIX = "correct each line:column above (`mention-monitor check-rules` checks the file alone)"
+DOCTOR_DB_OK = "{url}: connected, schema version {version}"
+DOCTOR_DB_FAIL = "cannot connect to {url} ({reason})"
+DOCTOR_DB_FAIL_FIX = "check DATABASE_URL (host, port, user, password) and that the database server is running"
+DOCTOR_DB_NO_SCHEMA = "{url}: connected, but the tables do not exist yet"
+DOCTOR_DB_NO_SCHEMA_FIX = "start `mention-monitor run` once: it creates the schema"
+DOCTOR_DB_VERSION = "{url}: schema version {found}, this release uses {wanted}"
+DOCTOR_DB_VERSION_FIX = "run the release that matches the database, or upgrade it as the README's Upgrading section says"
+DOCTOR_SLACK_OK = "the bot token works: {user} in {team}"
+DOCTOR_SLACK_MISSING = "SLACK_BOT_TOKEN is not set: alerts would only be printed on the console"
+DOCTOR_SLACK_MISSING_FIX = "set SLACK_BOT_TOKEN to the app's Bot User OAuth Token (xoxb-...)"
+DOCTOR_TOKEN_FAIL = "{reason}"
+DOCTOR_TOKEN_FAIL_FIX = "set a fresh token in {env} (and check the app's scopes), then run doctor again"
+DOCTOR_NETWORK_FAIL_FIX = "the platform could not be reached; check the network or proxy and try again"
+DOCTOR_X_OK = "the X keys post as @{username}"
+DOCTOR_X_READ_ONLY = "only X_BEARER_TOKEN is set: mentions can be read, but no reply can be posted"
+DOCTOR_X_MISSING = "X_BEARER_TOKEN is not set, but rules.yaml has X sources"
+DOCTOR_FACEBOOK_OK = "the Page token works for the Page {name}"
+DOCTOR_FACEBOOK_MISSING = "FACEBOOK_PAGE_TOKEN is not set, but rules.yaml has Facebook sources"
+DOCTOR_UNUSED = "no {platform} source in rules.yaml: not checked"
+# --- end doctor messages ---
+
+# --- connector and report messages ---
+# connectors/x.py
+X_GAP = ("X: %d mentions arrived since the last poll; X keeps only the latest %d, "
+           "so older ones may have been missed")
+X_SEARCH_GAP = ("X: the last search result read is older than the 7 days recent search covers; "
+                  "searching from %s on, posts in between may have been missed")
+X_RATE_LIMITED = "X rate limit reached for {what}; the window resets at {until:%H:%M:%S} UTC"
+X_AUTH = "X rejected our credentials for {what} ({status}): {detail}"
+X_TRANSIENT = "X could not answer {what}: {detail}"
+X_BAD_PAYLOAD = "X answered {what} with something unreadable: {detail}"
+X_NO_USER_AUTH = ("posting on X needs user-context credentials (X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN, "
+                    "X_ACCESS_TOKEN_SECRET); only a bearer token is set")
+X_KEYWORD_HIT = ("X forbids automated replies to posts that do not @mention @{handle} (keyword hits); "
+                   "answer by hand if needed")
+X_TOO_LONG = "the reply has {length} characters; X allows {limit}"
+X_DM_NOT_INVITED = ("X direct messages go only to people who wrote to @{handle} first; "
+                      "use the DM hand-off link in a public reply instead")
+X_REFUSED = "X refused the post: {detail}"
+# connectors/facebook.py
+FACEBOOK_RATE_LIMITED = "Facebook rate limit reached for {what} ({detail}); try again after {until:%H:%M:%S} UTC"
+FACEBOOK_AUTH = "Facebook rejected the Page token for {what}: {detail}"
+FACEBOOK_TRANSIENT = "Facebook could not answer {what}: {detail}"
+FACEBOOK_BAD_PAYLOAD = "Facebook answered {what} with something unreadable: {detail}"
+FACEBOOK_REFUSED = "Facebook refused {what}: {detail}"
+FACEBOOK_MESSENGER_WINDOW = ("Messenger allows a Page to answer only within 24 hours of the person's last message; "
+                        "that window has closed ({detail})")
+FACEBOOK_PRIVATE_REPLY = ("a private reply can be sent once per comment and only within 7 days of it ({detail})")
+FACEBOOK_NOT_PUBLIC = "a Messenger message has no public reply; send a private message instead"
+# monitor/report_cli.py
+REPORT_RULES_MISSING = "{path}: no rules file; reporting in UTC without brand names (use --rules FILE)"
+REPORT_PNG_WRITTEN = "charts written: {paths}"
+REPORT_NO_SOURCES = ("no X or Facebook source to backfill: rules.yaml lists none, or their tokens are not set "
+                  "(X_BEARER_TOKEN, FACEBOOK_PAGE_TOKEN)")
+REPORT_SEARCH_CLAMPED = "{source}: X recent search reaches back {days} days only; fetching from {since:%Y-%m-%d %H:%M} UTC"
+REPORT_RATE_LIMITED = ("{source}: rate limited until {until:%H:%M} UTC; run backfill again after that "
+                    "(what was stored stays stored, nothing is fetched twice)")
+REPORT_FAILED = "{source}: {error}; run backfill again later (what was stored stays stored)"
+REPORT_DONE = "{source}: {fetched} fetched, {stored} new, {duplicates} already stored, {older} older than --since"
+# monitor/digest.py
+DIGEST_TITLE_WEEKLY = "Mentions digest, week of {start:%d %b} - {end:%d %b %Y}"
+DIGEST_TITLE_DAILY = "Mentions digest, {start:%A %d %b %Y}"
+# --- end connector and report messages ---

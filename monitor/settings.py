@@ -1,0 +1,29 @@
+"""Secrets and endpoints, from the environment only (never rules.yaml, never logged)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from monitor.store import DEFAULT_DATABASE_URL
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    rules: str = Field(default="rules.yaml", validation_alias=AliasChoices("MENTION_MONITOR_RULES"))
+    sandbox_url: str = Field(default="", validation_alias=AliasChoices("MENTION_MONITOR_SANDBOX_URL"))
+    replica_id: str = Field(default="", validation_alias=AliasChoices("MENTION_MONITOR_REPLICA_ID"))
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("MENTION_MONITOR_LOG_LEVEL"))
+    metrics_port: int = Field(default=0, validation_alias=AliasChoices("MENTION_MONITOR_METRICS_PORT"))
+
+    x_bearer_token: SecretStr = SecretStr("")
+    x_api_key: SecretStr = SecretStr("")
+    x_api_secret: SecretStr = SecretStr("")
+    x_access_token: SecretStr = SecretStr("")
+    x_access_token_secret: SecretStr = SecretStr("")
+    facebook_page_token: SecretStr = SecretStr("")
+    slack_bot_token: SecretStr = SecretStr("")
+    slack_app_token: SecretStr = SecretStr("")
+    slack_signing_secret: SecretStr = SecretStr("")

@@ -1,0 +1,92 @@
+"""`eval`: the figures and the confusion matrix a user reads, and the devset files it runs on."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from monitor.evaluate import DEVSET_DIR, LabelError, metrics, read_devset, read_labelled
+from monitor.triage_cli import run_eval
+from monitor.triage_complaint import CATEGORIES
+
+SIX = ("en", "da", "hr", "ro", "id", "zh")
+
+
+def test_metrics_arithmetic():
+    m = metrics(
+        gold=[True, True, True, False, False, False], predicted=[True, True, False, True, False, False]
+    )
+    assert (m.tp, m.fn, m.fp, m.tn) == (2, 1, 1, 2)
+    assert m.precision == pytest.approx(2 / 3) and m.recall == pytest.approx(2 / 3)
+    assert m.f1 == pytest.approx(2 / 3) and m.accuracy == pytest.approx(4 / 6)
+
+
+def test_eval_complaint_prints_figures_and_confusion_matrix(tmp_path: Path):
+    path = tmp_path / "c.tsv"
+    path.write_text(
+        "label\ttext\n"
+        "1\tmy order never arrived, 3 weeks and no refund. worst service ever!!! 😡\n"
+        "1\tstill waiting for my order\n"
+        "0\tlove the new jacket, fits perfectly ❤️\n"
+        "0\tdo you ship to Ireland?\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    assert run_eval(path=path, task="complaint", languages=SIX, stdout=out) == 0
+    assert out.getvalue() == (
+        f"task complaint: {path}\n"
+        "precision 1.000  recall 1.000  F1 1.000  accuracy 1.000  (n=4)\n"
+        "confusion matrix (rows = labelled, columns = predicted):\n"
+        "           complaint      other\n"
+        "complaint          2          0\n"
+        "    other          0          2\n"
+    )
+
+
+def test_eval_negative_counts_neg_as_the_positive_class(tmp_path: Path):
+    path = tmp_path / "n.tsv"
+    path.write_text(
+        "label\ttext\nneg\tworst service ever 😡\nneu\twhat time do you open?\npos\tlove it 😍\nneg\tmeh\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    run_eval(path=path, task="negative", languages=SIX, stdout=out)
+    text = out.getvalue()
+    assert "precision 1.000  recall 0.500  F1 0.667  accuracy 0.750  (n=4)" in text
+    assert "      neg          1          1" in text  # "meh" is missed
+    assert "  neu/pos          0          2" in text
+
+
+def test_bad_label_is_reported_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    path = tmp_path / "bad.tsv"
+    path.write_text("label\ttext\n1\tfine\nmaybe\tunsure\n", encoding="utf-8")
+    with pytest.raises(LabelError, match=r"bad.tsv:3: label 'maybe' is not one of 1/0 or neg/neu/pos"):
+        read_labelled(path)
+    assert run_eval(path=path, task="complaint", languages=SIX, stdout=io.StringIO()) == 2
+    assert "bad.tsv:3: label 'maybe'" in capsys.readouterr().err
+
+
+def test_devset_is_big_balanced_and_uses_the_fixed_categories():
+    rows = read_devset()
+    assert len(rows) >= 600
+    for lang in SIX:
+        mine = [r for r in rows if r.lang == lang]
+        assert len(mine) >= 100
+        kinds = {r.kind for r in mine}
+        assert kinds == {"complaint", "negative", "question", "praise", "neutral", "spam"}
+        share = sum(r.complaint for r in mine) / len(mine)
+        assert 0.3 <= share <= 0.6
+    assert {c for r in rows for c in r.categories} <= set(CATEGORIES)
+
+
+def test_task_files_match_the_master_file():
+    rows = read_devset()
+    complaint = read_labelled(DEVSET_DIR / "complaint.tsv")
+    negative = read_labelled(DEVSET_DIR / "negative.tsv")
+    assert [t for _, t in complaint] == [r.text for r in rows]
+    assert [g for g, _ in complaint] == [r.complaint for r in rows]
+    assert [g for g, _ in negative] == [r.polarity == "neg" for r in rows]
+    ro = read_labelled(DEVSET_DIR / "complaint_ro.tsv")
+    assert [t for _, t in ro] == [r.text for r in rows if r.lang == "ro"]
