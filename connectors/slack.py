@@ -35,7 +35,7 @@ AUTH_ERRORS = frozenset({
 })
 RATE_ERRORS = frozenset({"ratelimited", "rate_limited", "message_limit_exceeded"})
 TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
-MAX_WAIT_SECONDS = 5  # longer Retry-After: tell the core, never sleep in a connector
+MAX_WAIT_SECONDS = 2  # longer Retry-After: tell the core (a stop must not wait behind a sleep)
 NON_JSON_PREFIX = "Received a response in a non-JSON format"  # how slack_sdk reports an unreadable body
 HISTORY_PAGES = 5  # find_by_metadata looks at the newest 5 x 200 messages
 

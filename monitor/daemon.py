@@ -107,6 +107,7 @@ class Daemon:
         self._rules_digest = _digest(self.rules_path)
         self._refused_digest = ""
         self._stop = threading.Event()
+        self._wake_lock = threading.Lock()
         self.scheduler: BackgroundScheduler | None = None
         self.metrics: Any = None  # monitor.metrics.Metrics when a metrics port is configured
         if not is_postgres(engine):
@@ -181,13 +182,16 @@ class Daemon:
         return outcome
 
     def _wake_outbox(self) -> None:
-        scheduler = self.scheduler
-        if scheduler is None:
-            return
-        try:
-            scheduler.modify_job("outbox", next_run_time=datetime.now(UTC))
-        except Exception:  # the job may be gone while stopping; its next tick will deliver
-            log.debug("could not wake the outbox job", exc_info=True)
+        # Under _wake_lock, and never once stopping: APScheduler 3's shutdown(wait=True) holds its job
+        # store lock while it waits for running jobs, so a job calling modify_job then would deadlock.
+        with self._wake_lock:
+            scheduler = self.scheduler
+            if scheduler is None or self._stop.is_set():
+                return
+            try:
+                scheduler.modify_job("outbox", next_run_time=datetime.now(UTC))
+            except Exception:  # the job may be gone; its next tick will deliver
+                log.debug("could not wake the outbox job", exc_info=True)
 
     def _deliver_job(self) -> None:
         """Deliver until nothing is due: a wake-up that arrives while this job runs is not lost."""
@@ -197,7 +201,7 @@ class Daemon:
                 return
 
     def deliver(self, *, limit: int = 50) -> outbox.DeliveryStats:
-        stats = self.deliverer.run_once(now=self.clock.now(), limit=limit)
+        stats = self.deliverer.run_once(now=self.clock.now(), limit=limit, should_stop=self._stop.is_set)
         if self.metrics is not None and stats.alerts_posted:
             self.metrics.observe_alert(stats.alerts_posted)
         return stats
@@ -283,7 +287,8 @@ class Daemon:
 
     def stop(self) -> None:
         """Let running jobs finish their transaction, then stop."""
-        self._stop.set()
+        with self._wake_lock:  # once we hold it, no job can be inside modify_job or enter it
+            self._stop.set()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None

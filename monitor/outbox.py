@@ -147,6 +147,23 @@ def finish(
     return done
 
 
+def release(engine: Engine, items: list[Claimed], *, worker: str, now: datetime) -> None:
+    """Give back claimed rows that were not tried.  A fresh claim becomes pending again, its attempt
+    not counted; a recovering one stays `sending` with an expired claim, because whether its earlier
+    attempt posted is still unknown and only the recovery path may decide."""
+    table = Outbox.__table__
+    fresh = [i.row.id for i in items if not i.recovering]
+    recovering = [i.row.id for i in items if i.recovering]
+    mine = sa.and_(table.c.state == OutboxState.SENDING.value, table.c.claimed_by == worker)
+    with transaction(engine) as s:
+        if fresh:
+            s.execute(sa.update(table).where(table.c.id.in_(fresh), mine).values(
+                state=OutboxState.PENDING.value, claimed_by="", attempts=table.c.attempts - 1))
+        if recovering:
+            s.execute(sa.update(table).where(table.c.id.in_(recovering), mine).values(
+                claimed_until=now - timedelta(seconds=1)))
+
+
 def backoff(attempts: int) -> timedelta:
     base = min(2 ** min(attempts, 6), MAX_BACKOFF.total_seconds())
     return timedelta(seconds=base * random.uniform(0.5, 1.0))
@@ -176,9 +193,16 @@ class Deliverer:
         self.timezone = timezone
         self.replies = replies  # monitor.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
 
-    def run_once(self, *, now: datetime, limit: int = 50) -> DeliveryStats:
+    def run_once(self, *, now: datetime, limit: int = 50,
+                 should_stop: Callable[[], bool] = lambda: False) -> DeliveryStats:
+        """Deliver one claimed batch.  When `should_stop` turns true (SIGTERM), the rows not yet tried
+        are handed back at once, so that a stop never waits behind a batch of rate-limited posts."""
         stats = DeliveryStats()
-        for item in claim(self.engine, worker=self.worker, now=now, limit=limit):
+        items = claim(self.engine, worker=self.worker, now=now, limit=limit)
+        for done, item in enumerate(items):
+            if should_stop():
+                release(self.engine, items[done:], worker=self.worker, now=now)
+                break
             outcome = self._deliver(item, now=now)
             setattr(stats, outcome, getattr(stats, outcome) + 1)
             if outcome == "sent" and item.row.kind == OutboxKind.ALERT:

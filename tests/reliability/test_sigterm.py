@@ -31,6 +31,7 @@ def test_sigterm_stops_within_five_seconds_with_nothing_half_done(tmp_path):
         log = daemon.log_text()
         assert code == 0, log[-3000:]
         assert took < 5.0, f"took {took:.1f} s to stop"
+        print(f"\nsigterm: first stop in {took:.2f}s")
         assert "Stopping: finishing the current step" in log
         assert "Traceback" not in log, log[-3000:]
 
