@@ -10,11 +10,12 @@ known is marked `unknown` and handed to a person in the case's thread.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -106,17 +107,41 @@ def auto_refusal(*, policy: Any, mention: Mention, text: str) -> str:
     return ""
 
 
+def _ack_rows(since: datetime) -> Any:
+    return select(Outbox.platform, Outbox.author_id, sa.func.max(Outbox.created_at)).where(
+        Outbox.kind.in_([OutboxKind.REPLY_PUBLIC, OutboxKind.REPLY_PRIVATE]),
+        Outbox.dedup_key.startswith(outbox.ACK_PREFIX),
+        Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING, OutboxState.SENT, OutboxState.UNKNOWN]),
+        Outbox.created_at >= since,
+    ).group_by(Outbox.platform, Outbox.author_id)
+
+
 def recent_ack_for_author(session: Session, *, platform: str, author_id: str, since: datetime) -> datetime | None:
-    row = session.exec(
-        select(Outbox.created_at).where(
-            Outbox.kind.in_([OutboxKind.REPLY_PUBLIC, OutboxKind.REPLY_PRIVATE]), Outbox.platform == platform,
-            Outbox.dedup_key.startswith("ack:"),
-            Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING, OutboxState.SENT, OutboxState.UNKNOWN]),
-            Outbox.created_at >= since,
-            Outbox.author_id == author_id,
-        ).order_by(Outbox.created_at.desc())
-    ).first()
-    return row
+    """When we last queued an acknowledgement to this customer, if on or after `since`."""
+    batch = outbox.current_batch(session)
+    if batch is not None and (platform, author_id) in batch.known_authors:
+        at = batch.last_ack.get((platform, author_id))
+        return at if at is not None and at >= since else None
+    row = session.exec(_ack_rows(since).where(Outbox.platform == platform, Outbox.author_id == author_id)).first()
+    last = row[2] if row is not None else None
+    if batch is not None:
+        at = batch.last_ack.get((platform, author_id))
+        last = max(t for t in (last, at) if t is not None) if (last or at) else None
+    return last if last is not None and last >= since else None
+
+
+def prefetch_recent_acks(session: Session, *, authors: Iterable[tuple[str, str]], since: datetime) -> None:
+    """Read the cooldown state of a page's authors in one query per 500 (for recent_ack_for_author)."""
+    batch = outbox.current_batch(session)
+    assert batch is not None, "prefetch_recent_acks needs an outbox batch"
+    wanted = sorted(set(authors) - batch.known_authors)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        query = _ack_rows(since).where(sa.tuple_(Outbox.platform, Outbox.author_id).in_(chunk))
+        for platform, author_id, at in session.exec(query).all():
+            key = (platform, author_id)
+            batch.last_ack[key] = max(at, batch.last_ack.get(key, at))
+        batch.known_authors.update(chunk)
 
 
 def queue(

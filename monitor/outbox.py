@@ -41,6 +41,49 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+ACK_PREFIX = "ack:"  # dedup keys of acknowledgements (monitor.acknowledge.ack_key)
+_BATCH = "mm_outbox_batch"  # Session.info key of the open Batch
+
+
+@dataclass(slots=True)
+class Batch:
+    """Outbox rows queued inside one ingest transaction, written by `flush_batch` with one statement
+    per kind instead of one round trip (and one ORM autoflush) per row.
+
+    Every key an ingest queues names something new in that transaction (a new case, a new mention),
+    except the acknowledgement key, which names (platform, conversation, author): a case is opened
+    only when no case of that triple exists, and acknowledgements belong to cases, so that key is
+    new too.  The flush still says ON CONFLICT DO NOTHING, so a race between replicas can never
+    queue a second acknowledgement."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (platform, author_id) -> when the newest acknowledgement to them was queued; for the authors
+    # in `known_authors`, read once per page by monitor.acknowledge.prefetch_recent_acks
+    last_ack: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    known_authors: set[tuple[str, str]] = field(default_factory=set)
+
+
+def begin_batch(session: Session) -> Batch:
+    batch = Batch()
+    session.info[_BATCH] = batch
+    return batch
+
+
+def current_batch(session: Session) -> Batch | None:
+    return session.info.get(_BATCH)
+
+
+def flush_batch(session: Session) -> None:
+    batch = session.info.pop(_BATCH, None)
+    if batch is None:
+        return
+    if batch.rows:
+        session.execute(_statement(session, "add_many"), list(batch.rows.values()))
+    if batch.updates:
+        session.execute(_statement(session, "update"), list(batch.updates.values()))
+
+
 def add(
     session: Session, *, kind: str, dedup_key: str, target: str, payload: dict[str, Any], now: datetime,
     case_id: int | None = None, mention_id: int | None = None, platform: str = "slack", author_id: str = "",
@@ -52,6 +95,14 @@ def add(
         target=target, payload=payload, state=OutboxState.PENDING.value, attempts=0, created_at=now,
         next_attempt_at=now, claimed_by="", sent_at=None, result={}, error="",
     )
+    batch = current_batch(session)
+    if batch is not None:
+        if dedup_key in batch.rows:
+            return False
+        batch.rows[dedup_key] = params
+        if dedup_key.startswith(ACK_PREFIX) and kind in PUBLIC_KINDS:
+            batch.last_ack[(platform, author_id)] = now
+        return True
     # RETURNING, not rowcount: drivers disagree on rowcount for INSERT .. ON CONFLICT
     return session.execute(_statement(session, "add"), params).first() is not None
 
@@ -64,6 +115,10 @@ def request_update(session: Session, *, case_id: int, channel: str, now: datetim
         target=channel, payload={"case_id": case_id}, state=OutboxState.PENDING.value, attempts=0,
         created_at=now, next_attempt_at=now, claimed_by="", result={}, error="",
     )
+    batch = current_batch(session)
+    if batch is not None:  # one row per key: PostgreSQL refuses to upsert a row twice in one statement
+        batch.updates[params["dedup_key"]] = params
+        return
     session.execute(_statement(session, "update"), params)
 
 
@@ -81,6 +136,8 @@ def _statement(session: Session, which: str) -> Any:
     insert = _insert(session)(table)
     if which == "add":
         stmt = insert.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(table.c.id)
+    elif which == "add_many":
+        stmt = insert.on_conflict_do_nothing(index_elements=["dedup_key"])
     else:
         stmt = insert.on_conflict_do_update(
             index_elements=["dedup_key"],
