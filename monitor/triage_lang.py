@@ -7,6 +7,7 @@ detection"). Chinese is recognised by its script before any model runs.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -52,8 +53,9 @@ def _load_unpacked(directory: Path) -> Any:
     from py3langid.langid import LanguageIdentifier
 
     meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-    nextmove = array(meta["nextmove_typecode"])
-    nextmove.frombytes(np.load(directory / "nextmove.npy", mmap_mode="r").tobytes())
+    # The tokenizer's transition table (~40 MB) stays a memory-mapped file: a post visits a few
+    # states, so only the pages it touches are ever read, and they are the kernel's to reclaim.
+    nextmove = memoryview(np.load(directory / "nextmove.npy", mmap_mode="r"))
     row = array(meta["row_typecode"])
     row.frombytes(np.load(directory / "row.npy", mmap_mode="r").tobytes())
     return LanguageIdentifier(
@@ -124,10 +126,56 @@ def _identifier(candidates: tuple[str, ...] | None) -> Any:
     base = _base_identifier()
     if candidates is None:
         return base
-    ident = copy.copy(base)  # set_languages slices the shared arrays; the base stays whole
-    ident.set_languages(list(candidates))
-    ident.nb_ptc = np.ascontiguousarray(ident.nb_ptc, dtype=np.float32)  # float16 maths is slow
+    full_ptc, full_pc, classes = base._full_model
+    wanted = set(candidates)
+    indices = [i for i, c in enumerate(classes) if c in wanted]
+    ident = copy.copy(base)  # shares the tokenizer; the base stays whole
+    ident.nb_classes = [classes[i] for i in indices]
+    ident.nb_pc = np.asarray(full_pc)[indices]
+    ident.nb_ptc = _restricted_ptc(full_ptc, indices, labels=ident.nb_classes)
+    ident._set_alias_pairs()
     return ident
+
+
+def _restricted_ptc(full_ptc: Any, indices: list[int], *, labels: list[str]) -> Any:
+    """The feature x language table for some languages, as float32 (float16 maths is slow).
+
+    Kept as a memory-mapped file in the cache directory: a post reads only the rows of the
+    features it contains, so the daemon holds a few MB of it instead of the whole table; and the
+    full 100,000 x 142 table is read only once, when a new set of languages is first used."""
+    import numpy as np
+
+    def build() -> Any:
+        table = np.ascontiguousarray(full_ptc[:, indices], dtype=np.float32)
+        _release(full_ptc)  # building read the whole mapped table: hand those pages back
+        return table
+
+    try:
+        directory = _cache_dir()
+        key = hashlib.sha256(",".join(labels).encode()).hexdigest()[:16]
+        path = directory / f"ptc-{key}.npy"
+        if not path.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, staging = tempfile.mkstemp(dir=directory, suffix=".npy")
+            with os.fdopen(fd, "wb") as out:
+                np.save(out, build())
+            os.replace(staging, path)  # atomic: a half-written table is never read
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        log.info("could not cache the restricted langid table; keeping it in memory", exc_info=True)
+        return build()
+
+
+def _release(table: Any) -> None:
+    """Drop a memory-mapped array's resident pages from this process (they stay in the file)."""
+    import mmap
+
+    backing = getattr(table, "_mmap", None)
+    if backing is not None and hasattr(backing, "madvise"):
+        try:
+            backing.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
 
 
 @cache
