@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
         stream = Stream(seed=seed, start=datetime.now(UTC), include_brand_posts=False)
         records = []
         for timed in stream.steady(n, rate_per_s=50):
-            record = dict(timed.record)
-            record["created_at"] = datetime.now(UTC).isoformat()
-            records.append(record)
+            records.append(dict(timed.record))
         began = time.time()
         stored = pending = -1
 
@@ -84,7 +82,11 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
 
         # X's mentions timeline reaches back only 800 posts: post in pages the daemon can keep up with
         for i in range(0, len(records), 500):
-            inject(sandbox, records[i:i + 500])
+            # Stamped as they are posted: a comment posted now with a created_time minutes old
+            # sorts before the comments already read, which Graph's `after` cursor never revisits.
+            stamp = datetime.now(UTC)
+            inject(sandbox, [{**r, "created_at": (stamp + timedelta(milliseconds=k)).isoformat()}
+                             for k, r in enumerate(records[i:i + 500])])
             settle(quiet_for=max(4.0, 3 * poll_interval), need_outbox_quiet=False)
         settle(quiet_for=3, need_outbox_quiet=True)
         ingest_s = time.time() - began

@@ -185,7 +185,7 @@ def target_payload(mention: Mention) -> dict[str, Any]:
 
 
 def _ago(delta: Any) -> str:
-    return humanize(delta) + " ago"
+    return "just now" if delta.total_seconds() < 60 else humanize(delta) + " ago"
 
 
 class ReplyDeliverer:

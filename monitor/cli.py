@@ -158,8 +158,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.daemon import limit_malloc_arenas
     from monitor.wiring import build_daemon
 
+    limit_malloc_arenas()  # before any thread starts
     settings = Settings()
     _setup_logging(settings.log_level)
     rules_path = args.rules or settings.rules

@@ -7,11 +7,13 @@ token pauses the source and tells the operator once.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
 import random
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 from sqlmodel import select
@@ -271,8 +274,12 @@ class Daemon:
     # ------------------------------------------------------------------ scheduling
 
     def start(self) -> None:
-        scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
-                                                                      "misfire_grace_time": 30})
+        # One worker per job that can run at once (each source's poll, outbox, SLA sweep, rules,
+        # heartbeat): APScheduler's default of 10 threads only adds idle stacks and malloc arenas.
+        workers = len(self.sources) + 4
+        scheduler = BackgroundScheduler(
+            timezone="UTC", executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
         for name, binding in self.sources.items():
             seconds = binding.every.total_seconds()
             scheduler.add_job(self._guard(self.poll, name), "interval", seconds=seconds, id=f"poll:{name}",
@@ -404,6 +411,22 @@ class Daemon:
             for row in s.exec(select(Outbox).where(Outbox.state == OutboxState.SENDING)).all():
                 row.claimed_until = self.clock.now() - timedelta(seconds=1)
                 s.add(row)
+
+
+M_ARENA_MAX = -8  # glibc <malloc.h>
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread heaps.  By default every busy thread may get its own arena (up to 8
+    per core) and freed memory stays in it, so a long-running daemon with a thread pool keeps
+    growing its RSS (bench/memory.py).  The environment's MALLOC_ARENA_MAX, if set, wins."""
+    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        log.debug("mallopt unavailable", exc_info=True)
 
 
 def _digest(path: Path) -> str:

@@ -81,6 +81,21 @@ def test_one_acknowledgement_per_author_within_the_cooldown(sandbox, db_url, sim
     assert notes == ["No automatic acknowledgement: @anna was already acknowledged 2 h ago."]
 
 
+def test_cooldown_holds_within_one_fetched_page(sandbox, db_url, simple_rules, simple_rules_file, clock):
+    """Two complaints by one author in two conversations, fetched in the same page: the ingest
+    batches its outbox rows, and the second case must still see the first one's acknowledgement."""
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
+    tweet(sandbox, clock, 1, "@nordlysshop lamp arrived broken", author="anna")
+    tweet(sandbox, clock, 2, "@nordlysshop and the refund is refused?!", author="anna")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    assert len(replies(sandbox)) == 1
+    with Session(daemon.engine) as s:
+        assert [c.ack_mode for c in s.exec(select(Case).order_by(Case.id)).all()] == ["auto", "off"]
+    notes = [m["text"] for alert in top_level(sandbox) for m in thread(sandbox, alert["ts"])]
+    assert "No automatic acknowledgement: @anna was already acknowledged just now." in notes
+
+
 def test_dry_run_shows_would_post_and_posts_nothing(sandbox, db_url, simple_rules, simple_rules_file, clock):
     daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, dry_run=True)
     tweet(sandbox, clock, 1, "@nordlysshop the lamp arrived broken", author="anna")
