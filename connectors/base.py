@@ -72,6 +72,7 @@ class ReplyResult:
     external_id: str  # id of the post/message we created
     url: str = ""
     dm_link: str = ""
+    quota: Quota = Quota()  # what the create endpoint has left (X's x-rate-limit-* headers), if it says
 
 
 @dataclass(frozen=True, slots=True)

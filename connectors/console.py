@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TextIO
@@ -82,9 +83,11 @@ class ConsoleNotifier:
     name: ClassVar[str] = "console"
     secret_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, *, stream: TextIO | None = None) -> None:
+    def __init__(self, *, stream: TextIO | None = None, remember: int = 1000) -> None:
         self.stream = stream if stream is not None else sys.stdout
-        self.sent: list[_Sent] = []
+        # The newest messages only (updates and find_by_metadata look there): a daemon that runs
+        # for weeks must not keep every message it ever printed.
+        self.sent: deque[_Sent] = deque(maxlen=remember)
         self._lock = threading.Lock()
         self._seq = 0
 

@@ -195,7 +195,7 @@ class XSource:
         if "id" not in data:
             raise BadPayload(msg.X_BAD_PAYLOAD.format(what="a reply", detail="no id in the answer"))
         return ReplyResult(external_id=str(data["id"]), url=f"https://x.com/{self.brand_handle}/status/{data['id']}",
-                           dm_link=self.dm_link)
+                           dm_link=self.dm_link, quota=_quota(response))
 
     def send_private(self, *, target: ReplyTarget, text: str) -> ReplyResult:
         if target.kind != "message":
@@ -207,7 +207,7 @@ class XSource:
         data = _json(response, "a direct message").get("data") or {}
         if "dm_event_id" not in data:
             raise BadPayload(msg.X_BAD_PAYLOAD.format(what="a direct message", detail="no dm_event_id in the answer"))
-        return ReplyResult(external_id=str(data["dm_event_id"]), dm_link=self.dm_link)
+        return ReplyResult(external_id=str(data["dm_event_id"]), dm_link=self.dm_link, quota=_quota(response))
 
     def find_reply(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
         conversation = target.conversation_id or target.external_id

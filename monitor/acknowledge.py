@@ -28,6 +28,7 @@ from connectors.base import (
     ReplyTarget,
     Transient,
 )
+from monitor import messages as msg
 from monitor import outbox
 from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
 from monitor.notes import humanize
@@ -195,6 +196,9 @@ class ReplyDeliverer:
         self.engine = engine
         self.sources = sources
         self.worker = worker
+        # (platform, outbox kind) -> when its create limit resets: learnt from a 429 or from a
+        # success that left 0, so that a queue of replies costs no further refused requests
+        self.held: dict[tuple[str, str], datetime] = {}
 
     def deliver(self, item: outbox.Claimed, *, now: datetime) -> str:
         row = item.row
@@ -211,6 +215,15 @@ class ReplyDeliverer:
         if source is None:
             self._give_up(row, now=now, reason=f"no {row.platform} connector is configured", private=private)
             return "failed"
+        held = self.held.get((row.platform, row.kind))
+        if held is not None and now < held:
+            # Not tried now, so nothing new is unknown: a first attempt is known not posted; an
+            # earlier attempt's state (and any look-up it needs) is kept for when the limit resets.
+            first = row.attempts <= 1 and not item.recovering
+            outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING, retry_at=held,
+                          error=msg.REPLY_LIMIT_HELD.format(platform=row.platform, until=held.isoformat()),
+                          result={"not_posted": True} if first else None)
+            return "retried"
         # The outcome of the last attempt is unknown after a crash or a timeout; a rate limit or a
         # rejected token answered before anything was posted, so no look-up is needed then.
         if item.recovering or (row.attempts > 1 and not row.result.get("not_posted")):
@@ -240,6 +253,8 @@ class ReplyDeliverer:
         except (RateLimited, AuthFailed) as exc:
             # refused before anything was posted: the retry posts without a look-up first
             retry_at = exc.until if isinstance(exc, RateLimited) else now + outbox.backoff(row.attempts)
+            if isinstance(exc, RateLimited):
+                self.held[(row.platform, row.kind)] = exc.until
             outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
                           retry_at=retry_at, error=str(exc), result={"not_posted": True})
             return "retried"
@@ -251,6 +266,8 @@ class ReplyDeliverer:
         except (Refused, ConnectorError) as exc:
             self._give_up(row, now=now, reason=str(exc), private=private)
             return "failed"
+        if result.quota.remaining == 0 and result.quota.reset_at is not None:
+            self.held[(row.platform, row.kind)] = result.quota.reset_at
         self._done(row, now=now, result=result, dry_run=False, private=private)
         return "sent"
 

@@ -248,6 +248,7 @@ LOG_TRANSIENT = "poll %s: %s; retrying in %.0fs (failure %d)"
 LOG_AUTH_FAILED = "poll %s: authentication failed, source paused: %s"
 LOG_BAD_PAYLOAD = "poll %s: unreadable answer, nothing stored, cursor kept: %s"
 LOG_DELIVERY_FAILED = "outbox %s #%d: %s; retry in %.0fs"
+REPLY_LIMIT_HELD = "{platform} reply limit reached: waiting until {until} without asking again"
 LOG_RULES_REFUSED = "rules.yaml edit refused, previous rules stay in force:\n%s"
 
 CLI_RULES_OK = "{path}: OK ({rules} rules, {sources} sources, {templates} templates)"

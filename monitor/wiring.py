@@ -89,7 +89,7 @@ def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = Fa
         return slack
     from connectors.console import ConsoleNotifier
 
-    return EchoNotifier(primary=slack, echo=ConsoleNotifier(stream=sys.stdout))
+    return EchoNotifier(primary=slack, echo=ConsoleNotifier(stream=sys.stdout, remember=0))  # prints only
 
 
 class EchoNotifier:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from sqlmodel import Session, select
@@ -218,3 +219,30 @@ def test_a_rate_limited_reply_waits_and_is_posted_once_without_becoming_unknown(
     with Session(daemon.engine) as s:
         row = s.exec(select(Outbox).where(Outbox.kind == OutboxKind.REPLY_PUBLIC)).one()
         assert row.state == "sent" and row.attempts == 2  # refused once by the rate limit, then posted
+
+
+def test_replies_past_the_create_limit_wait_for_its_reset_without_refused_requests(
+        sandbox, db_url, simple_rules, simple_rules_file, clock):
+    """X answers each post with what is left of the create limit: after the last allowed reply the
+    queued ones wait for the reset instead of each collecting a 429 (bench/economy.py counted 1,643)."""
+    sandbox.configure(x_limits={"create_tweet": (2, 900)})
+    sandbox.clock.offset_s = clock.now().timestamp() - time.time()  # X's reset times in the daemon's time
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
+    ids = [tweet(sandbox, clock, n, "@nordlysshop the lamp arrived broken", author=f"customer{n}") for n in (1, 2, 3)]
+
+    def creates() -> int:  # requests to X's create endpoint, refused ones included
+        return sandbox.stats()["requests"]["POST /2/tweets"]
+
+    daemon.poll("x-mentions")
+    daemon.drain()
+    assert len(replies(sandbox)) == 2
+    assert creates() == 2, "no request the limit would refuse"
+    with Session(daemon.engine) as s:
+        waiting = s.exec(select(Outbox).where(Outbox.kind == OutboxKind.REPLY_PUBLIC, Outbox.state == "pending")).one()
+        assert waiting.error.startswith("x reply limit reached: waiting until ")
+        assert waiting.result == {"not_posted": True}
+    clock.advance(timedelta(minutes=16))
+    sandbox.clock.offset_s += 16 * 60
+    daemon.drain()
+    assert sorted(p["in_reply_to"] for p in replies(sandbox)) == sorted(ids)
+    assert creates() == 3
