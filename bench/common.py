@@ -239,11 +239,12 @@ def emit(result: dict[str, Any]) -> None:
 
 
 def vm_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM of a process, in kB."""
+    """VmRSS / VmHWM of a process and VmRSS's parts, in kB: RssAnon (heap, stacks) and RssFile
+    (memory-mapped files: libraries and the language model's tables, which the kernel can drop)."""
     out: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[key] = int(value.split()[0])
     return out
 

@@ -101,6 +101,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
         sandbox.stop()
         log.close()
     return {"rss_idle_mb": round(idle["VmRSS"] / 1024, 1), "rss_peak_mb": round(idle["VmHWM"] / 1024, 1),
+            "rss_anon_mb": round(idle.get("RssAnon", 0) / 1024, 1), "rss_file_mb": round(idle.get("RssFile", 0) / 1024, 1),
             "rss_start_mb": round(started["VmRSS"] / 1024, 1), "n": n, "stored": stored,
             "outbox_due": pending, "ingest_s": round(ingest_s, 1), "idle_s": idle_s,
             "poll_interval_s": poll_interval}
@@ -117,7 +118,8 @@ def main() -> None:
     result = run(n=args.n, poll_interval=args.poll_interval, idle_s=args.idle, seed=args.seed,
                  timeout_s=args.timeout)
     print(f"{result['stored']} of {result['n']} mentions stored in {result['ingest_s']} s; "
-          f"idle RSS {result['rss_idle_mb']} MB (peak {result['rss_peak_mb']} MB, target < 150 MB)")
+          f"idle RSS {result['rss_idle_mb']} MB (peak {result['rss_peak_mb']} MB, target < 150 MB): "
+          f"{result['rss_anon_mb']} MB heap and stacks, {result['rss_file_mb']} MB mapped files")
     emit({**result, "machine": machine()})
 
 

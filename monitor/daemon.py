@@ -213,6 +213,7 @@ class Daemon:
         now = self.clock.now()
         result = sla.sweep(self.engine, ruleset=self.ruleset, now=now)
         self._digest_if_due(now)
+        trim_memory()  # every 15 s: cheap (a few ms), and what a burst left behind goes back
         if self.metrics is not None:
             self.metrics.observe_breaches(result.breached)
             self.metrics.refresh(self.engine)
@@ -416,17 +417,31 @@ class Daemon:
 M_ARENA_MAX = -8  # glibc <malloc.h>
 
 
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, ...): nothing to tune
+        return None
+
+
+def trim_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc malloc_trim).  Python frees the
+    objects of a poll at once, but the allocator keeps their pages: an idle daemon would sit
+    at the size of its busiest minute (bench/memory.py)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def limit_malloc_arenas(arenas: int = 2) -> None:
     """Cap glibc's per-thread heaps.  By default every busy thread may get its own arena (up to 8
     per core) and freed memory stays in it, so a long-running daemon with a thread pool keeps
     growing its RSS (bench/memory.py).  The environment's MALLOC_ARENA_MAX, if set, wins."""
-    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_ARENA_MAX"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt") and not os.environ.get("MALLOC_ARENA_MAX"):
         libc.mallopt(M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-        log.debug("mallopt unavailable", exc_info=True)
 
 
 def _digest(path: Path) -> str:
