@@ -35,7 +35,25 @@ def _count(db: Path, sql: str) -> int:
         return -1  # not created yet, or busy: ask again
 
 
-def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: float) -> dict[str, Any]:
+def _print_smaps(pid: int, top: int = 15) -> None:
+    """The daemon's largest resident mappings (where the memory is: heap, thread arenas, files)."""
+    rows, name, size = [], "", 0
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if "-" in parts[0] and len(parts) >= 5:
+            name = parts[5] if len(parts) > 5 else "[anonymous]"
+        elif parts[0] == "Rss:":
+            size = int(parts[1])
+            rows.append((size, name))
+    by_name: dict[str, int] = {}
+    for size, name in rows:
+        by_name[name] = by_name.get(name, 0) + size
+    for name, size in sorted(by_name.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{size / 1024:8.1f} MB  {name}")
+
+
+def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: float,
+        smaps: bool = False) -> dict[str, Any]:
     from connectors.sandbox import Sandbox
 
     sandbox = Sandbox().start()
@@ -92,6 +110,8 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
         ingest_s = time.time() - began
         time.sleep(idle_s)
         idle = vm_status(proc.pid)
+        if smaps:
+            _print_smaps(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -114,9 +134,10 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=10.0, help="seconds idle before reading RSS")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for ingest after this")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--smaps", action="store_true", help="print the daemon's largest mappings when idle")
     args = parser.parse_args()
     result = run(n=args.n, poll_interval=args.poll_interval, idle_s=args.idle, seed=args.seed,
-                 timeout_s=args.timeout)
+                 timeout_s=args.timeout, smaps=args.smaps)
     print(f"{result['stored']} of {result['n']} mentions stored in {result['ingest_s']} s; "
           f"idle RSS {result['rss_idle_mb']} MB (peak {result['rss_peak_mb']} MB, target < 150 MB): "
           f"{result['rss_anon_mb']} MB heap and stacks, {result['rss_file_mb']} MB mapped files")

@@ -225,7 +225,11 @@ class Daemon:
 
         if self.ruleset.digest is None:
             return
-        if not digest.digest_due(ruleset=self.ruleset, last_sent=digest.last_sent(self.engine), now=now):
+        previous = digest.last_sent(self.engine)
+        if previous is None:
+            digest.start_counting(self.engine, now=now)
+            return
+        if not digest.digest_due(ruleset=self.ruleset, last_sent=previous, now=now):
             return
         try:
             digest.post_digest(engine=self.engine, notifier=self.notifier, ruleset=self.ruleset, now=now)

@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from monitor import charts
 from monitor import messages as msg
 from monitor.business_hours import DAYS, parse_clock
 from monitor.model import Setting
@@ -75,6 +74,12 @@ def last_sent(engine: Engine) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def start_counting(engine: Engine, *, now: datetime) -> bool:
+    """On a daemon's first run, mark `now` as the last digest: the first one then comes at the
+    next scheduled time (covering the days since), not at once with an empty period."""
+    return _claim(engine, old=None, new=now)
+
+
 def post_digest(*, engine: Engine, notifier: object, ruleset: Ruleset, now: datetime) -> bool:
     """Post the digest of the period that ended at the latest scheduled time; False if not due
     or another replica took it.  Connector errors propagate (the claim is given back first)."""
@@ -93,6 +98,8 @@ def post_digest(*, engine: Engine, notifier: object, ruleset: Ruleset, now: date
         zone = ZoneInfo(ruleset.business_hours.timezone)
         start, end = since.astimezone(zone), (until - timedelta(seconds=1)).astimezone(zone)
         title = (msg.DIGEST_TITLE_WEEKLY if ruleset.digest.every == "weekly" else msg.DIGEST_TITLE_DAILY).format(start=start, end=end)
+        from monitor import charts  # matplotlib costs ~30 MB: imported the first time a digest is due
+
         files = [(name, png) for name, _, png in charts.chart_pngs(report)]
         notifier.upload_files(  # type: ignore[attr-defined]
             channel=ruleset.channel(ruleset.digest.channel), files=files, title=title,

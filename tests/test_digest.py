@@ -89,3 +89,28 @@ def test_post_digest_puts_summary_and_charts_in_slack_once(engine: Any, sandbox:
     # a second sweep in the same week, even from another replica, posts nothing
     assert post_digest(engine=engine, notifier=slack, ruleset=weekly, now=utc(2026, 11, 23, 8, 0, 17)) is False
     assert len([m for m in sandbox.slack_messages() if m.get("files")]) == 1
+
+
+def test_a_new_daemon_posts_its_first_digest_at_the_next_scheduled_time(engine: Any, sandbox: Sandbox,
+                                                                         tmp_path: Any) -> None:
+    """Started on a Tuesday, it must not post an empty 'weekly' digest at once; the first one comes
+    on Monday 09:00 and covers the days since it started."""
+    from monitor.clock import SettableClock
+    from monitor.daemon import Daemon
+
+    path = tmp_path / "digest.yaml"
+    path.write_text(WITH_DIGEST_CHANNEL + 'digest: {every: weekly, day: mon, at: "09:00", channel: digest}\n')
+    clock = SettableClock(utc(2026, 11, 24, 13, 0))
+    daemon = Daemon(engine=engine, rules_path=path, ruleset=rules(), sources={}, clock=clock,
+                    notifier=SlackNotifier(token="xoxb-test", base_url=sandbox.url, timeout=5.0))
+    daemon.sweep()
+    assert [m for m in sandbox.slack_messages() if m.get("files")] == []
+    assert last_sent(engine) == utc(2026, 11, 24, 13, 0)
+    clock.set(utc(2026, 11, 30, 7, 59))  # Monday 08:59 in Copenhagen
+    daemon.sweep()
+    assert [m for m in sandbox.slack_messages() if m.get("files")] == []
+    clock.set(utc(2026, 11, 30, 8, 0, 5))
+    daemon.sweep()
+    posts = [m for m in sandbox.slack_messages() if m.get("files")]
+    assert len(posts) == 1
+    assert posts[0]["text"].splitlines()[0] == "*Mentions digest, week of 23 Nov - 29 Nov 2026*"
