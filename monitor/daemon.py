@@ -433,7 +433,11 @@ def _libc() -> Any:
 def trim_memory() -> None:
     """Hand the heap's free pages back to the system (glibc malloc_trim).  Python frees the
     objects of a poll at once, but the allocator keeps their pages: an idle daemon would sit
-    at the size of its busiest minute (bench/memory.py)."""
+    at the size of its busiest minute (bench/memory.py).  The language model's mapped pages go
+    back too (monitor.triage_lang.release_pages)."""
+    from monitor.triage_lang import release_pages
+
+    release_pages()
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
