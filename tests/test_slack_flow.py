@@ -269,3 +269,28 @@ def test_a_volume_spike_raises_one_spike_alert(sandbox, db_url, simple_rules_fil
     spikes = [m["text"] for m in top_level(sandbox) if "spike" in m["text"].lower()]
     assert spikes == [":chart_with_upwards_trend: Mention spike: 25 mentions in the last 15 min "
                       "(usually 1.0 ± 0.0). Something may be going on."]
+
+
+def test_a_forgotten_alert_counts_down_in_steps_and_costs_few_updates_a_day(sandbox, daemon, clock):
+    """Every chat.update counts against Slack's Tier 3 limit: a case nobody answers for a day must
+    not be re-rendered every minute, yet the countdown must move near the deadline."""
+    tweet(sandbox, clock, 1, "@nordlysshop where is my parcel? it is late")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    alert = top_level(sandbox)[0]
+
+    def updates() -> list[str]:
+        return [str(m["blocks"]) for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == alert["ts"]]
+
+    elapsed = 0
+    while elapsed < 24 * 60:
+        step = 1 if elapsed < 90 else 10  # every minute around the deadline, every 10 minutes after
+        clock.advance(timedelta(minutes=step))
+        elapsed += step
+        daemon.sweep()
+        daemon.drain()
+        if elapsed == 25:
+            assert "5 min left" in updates()[-1] or "6 min left" in updates()[-1]
+    assert "overdue by" in updates()[-1]
+    print(f"\nforgotten alert: {len(updates())} chat.update calls in 24 h")
+    assert 15 <= len(updates()) <= 25, len(updates())
