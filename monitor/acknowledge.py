@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -267,7 +267,8 @@ class ReplyDeliverer:
             self._give_up(row, now=now, reason=str(exc), private=private)
             return "failed"
         if result.quota.remaining == 0 and result.quota.reset_at is not None:
-            self.held[(row.platform, row.kind)] = result.quota.reset_at
+            # the header counts whole seconds: the window may close up to a second later
+            self.held[(row.platform, row.kind)] = result.quota.reset_at + timedelta(seconds=1)
         self._done(row, now=now, result=result, dry_run=False, private=private)
         return "sent"
 
