@@ -72,7 +72,8 @@ class ReplyResult:
     external_id: str  # id of the post/message we created
     url: str = ""
     dm_link: str = ""
-    quota: Quota = Quota()  # what the create endpoint has left (X's x-rate-limit-* headers), if it says
+    # what the create endpoint has left (X's x-rate-limit-* headers): about the call, not the post
+    quota: Quota = field(default=Quota(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

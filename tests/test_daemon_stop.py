@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
@@ -33,7 +33,9 @@ def test_stop_returns_while_a_running_job_wakes_the_outbox(engine, simple_rules,
         daemon._wake_outbox()
         woke.set()
 
-    daemon.scheduler.add_job(busy_poll, id="busy")
+    # an interval job, like the daemon's own (a one-off job is removed by the scheduler's loop,
+    # which may race the shutdown and raise in its thread)
+    daemon.scheduler.add_job(busy_poll, "interval", hours=1, id="busy", next_run_time=datetime.now(UTC))
     assert running.wait(10)
     stopper = threading.Thread(target=daemon.stop, daemon=True)
     stopper.start()
