@@ -78,6 +78,10 @@ class SlackNotifier:
 
     name: ClassVar[str] = "slack"
     secret_names: ClassVar[tuple[str, ...]] = ("SLACK_BOT_TOKEN",)
+    # Slack "Rate limits": chat.postMessage, about 1 message per second per channel, short bursts
+    # allowed.  The outbox paces each channel to this (monitor.outbox.ChannelPacer).
+    messages_per_second: float | None = 1.0
+    burst: int = 10
 
     def __init__(self, *, token: str, base_url: str | None = None, timeout: float = 10.0,
                  max_rate_limit_retries: int = 2) -> None:

@@ -204,7 +204,8 @@ def finish(
     return done
 
 
-def release(engine: Engine, items: list[Claimed], *, worker: str, now: datetime) -> None:
+def release(engine: Engine, items: list[Claimed], *, worker: str, now: datetime,
+            retry_at: datetime | None = None) -> None:
     """Give back claimed rows that were not tried.  A fresh claim becomes pending again, its attempt
     not counted; a recovering one stays `sending` with an expired claim, because whether its earlier
     attempt posted is still unknown and only the recovery path may decide."""
@@ -214,11 +215,14 @@ def release(engine: Engine, items: list[Claimed], *, worker: str, now: datetime)
     mine = sa.and_(table.c.state == OutboxState.SENDING.value, table.c.claimed_by == worker)
     with transaction(engine) as s:
         if fresh:
-            s.execute(sa.update(table).where(table.c.id.in_(fresh), mine).values(
-                state=OutboxState.PENDING.value, claimed_by="", attempts=table.c.attempts - 1))
+            values: dict[str, Any] = {"state": OutboxState.PENDING.value, "claimed_by": "",
+                                      "attempts": table.c.attempts - 1}
+            if retry_at is not None:
+                values["next_attempt_at"] = retry_at
+            s.execute(sa.update(table).where(table.c.id.in_(fresh), mine).values(**values))
         if recovering:
             s.execute(sa.update(table).where(table.c.id.in_(recovering), mine).values(
-                claimed_until=now - timedelta(seconds=1)))
+                claimed_until=retry_at or now - timedelta(seconds=1)))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -236,6 +240,33 @@ class DeliveryStats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
+class ChannelPacer:
+    """Slack takes about one chat.postMessage a second per channel, short bursts allowed, and
+    answers 429 beyond.  A token bucket per channel, in the daemon's own time, keeps us under it:
+    a message over the budget waits in the outbox instead of costing a refused request."""
+
+    def __init__(self, *, per_second: float, burst: int) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, datetime]] = {}
+        self._alias: dict[str, str] = {}  # "#name" -> the id Slack answered with, one bucket per channel
+
+    def learn(self, asked: str, answered: str) -> None:
+        if asked and answered and asked != answered:
+            self._alias[asked] = answered
+
+    def take(self, channel: str, now: datetime) -> timedelta:
+        """Zero if a message may go now (and count it), else how long to wait."""
+        key = self._alias.get(channel, channel)
+        tokens, stamp = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + max(0.0, (now - stamp).total_seconds()) * self.per_second)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return timedelta(seconds=(1 - tokens) / self.per_second)
+        self._buckets[key] = (tokens - 1, now)
+        return timedelta(0)
+
+
 class Deliverer:
     """Delivers due outbox rows: Slack through the notifier, platform replies through the sources."""
 
@@ -249,6 +280,9 @@ class Deliverer:
         self.worker = worker
         self.timezone = timezone
         self.replies = replies  # monitor.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
+        per_second = getattr(notifier, "messages_per_second", None)  # None: no limit (the console)
+        self.pacer = ChannelPacer(per_second=per_second, burst=int(getattr(notifier, "burst", 1))) \
+            if per_second else None
 
     def run_once(self, *, now: datetime, limit: int = 50,
                  should_stop: Callable[[], bool] = lambda: False) -> DeliveryStats:
@@ -281,6 +315,9 @@ class Deliverer:
             else:
                 self._message(row, now=now)
             return "sent"
+        except _Paced as wait:  # not tried: the attempt is not counted, so no look-up follows
+            release(self.engine, [item], worker=self.worker, now=now, retry_at=now + wait.delay)
+            return "retried"
         except _NotYet as wait:
             finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
                    retry_at=now + wait.delay, error=str(wait))
@@ -301,6 +338,12 @@ class Deliverer:
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING, retry_at=at, error=error)
 
     # ------------------------------------------------------------------ Slack kinds
+
+    def _pace(self, channel: str, *, now: datetime) -> None:
+        if self.pacer is not None:
+            wait = self.pacer.take(channel, now)
+            if wait > timedelta(0):
+                raise _Paced(wait)
 
     def _load(self, case_id: int | None) -> tuple[Case, Mention]:
         with transaction(self.engine) as s:
@@ -334,11 +377,14 @@ class Deliverer:
         if item.recovering or row.attempts > 1:
             posted = self.notifier.find_by_metadata(channel=row.target, key="case_id", value=str(case.id))
         if posted is None:
+            self._pace(row.target, now=now)
             text, blocks = self.notifier.render_alert(self._view(case, mention, now=now))
             posted = self.notifier.post(
                 channel=row.target, text=text, blocks=blocks,
                 metadata={"event_type": ALERT_METADATA, "event_payload": {"case_id": str(case.id)}},
             )
+            if self.pacer is not None:
+                self.pacer.learn(row.target, posted.channel)
 
         def record(s: Session) -> None:
             fresh = s.get(Case, case.id)
@@ -385,10 +431,19 @@ class Deliverer:
         if row.kind == OutboxKind.CHANNEL and row.attempts > 1:
             posted = self.notifier.find_by_metadata(channel=channel, key="outbox_id", value=str(row.id))
         if posted is None:
+            self._pace(channel, now=now)
             posted = self.notifier.post(channel=channel, text=text, thread_ts=thread_ts, metadata=metadata,
                                         broadcast=bool(row.payload.get("broadcast")))
+            if self.pacer is not None:
+                self.pacer.learn(channel, posted.channel)
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
                result={"channel": posted.channel, "ts": posted.ts})
+
+
+class _Paced(Exception):
+    def __init__(self, delay: timedelta) -> None:
+        super().__init__(f"channel budget spent; next message in {delay.total_seconds():.1f}s")
+        self.delay = delay
 
 
 class _NotYet(Exception):

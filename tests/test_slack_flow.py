@@ -135,8 +135,15 @@ def test_fifty_negatives_on_one_topic_give_at_most_three_channel_messages(sandbo
         assert s.exec(select(sa.func.count()).select_from(Case)).one() == 50
     grouped = [m for m in top_level(sandbox) if "similar mentions" in str(m["blocks"]) + m["text"]]
     assert grouped, "the storm should be summarised in one grouped message"
+    # the thread fills at Slack's pace for one channel (a burst of 10, then 1 a second), never refused
+    assert len(thread(sandbox, grouped[0]["ts"])) < 45
+    for _ in range(60):
+        clock.advance(1)
+        daemon.drain()
     members = thread(sandbox, grouped[0]["ts"])
     assert len(members) >= 45
+    posted = len([m for m in sandbox.slack_messages() if m["op"] == "post"])
+    assert sandbox.stats()["requests"]["POST /api/chat.postMessage"] == posted, "a request was refused"
 
 
 @pytest.mark.parametrize("hostile", ["<!channel> refund NOW", "<!here> broken", "<@U123> broken lamp",
