@@ -72,14 +72,18 @@ def ingest(
     result = IngestResult(source=source, fetched=len(batch))
     with transaction(engine) as session:
         fresh = _new_only(session, batch)
-        result.duplicates = len(batch) - len(fresh)
+    result.duplicates = len(batch) - len(fresh)
+    # Triage and rules run outside the write transaction: on SQLite it holds the database's only
+    # write lock, and the outbox's deliveries would wait behind it (bench/latency.py).  Whatever
+    # another replica stores meanwhile is skipped by the insert below and counted as a duplicate.
+    scores = triage_fn(
+        [m.text for m in fresh],
+        lang_hints=[m.lang_hint for m in fresh],
+        languages=list(ruleset.brand.languages),
+    ) if fresh else []
+    decisions = [evaluate(ruleset, _facts(m, s, source=source)) for m, s in zip(fresh, scores, strict=True)]
+    with transaction(engine) as session:
         if fresh:
-            scores = triage_fn(
-                [m.text for m in fresh],
-                lang_hints=[m.lang_hint for m in fresh],
-                languages=list(ruleset.brand.languages),
-            )
-            decisions = [evaluate(ruleset, _facts(m, s, source=source)) for m, s in zip(fresh, scores, strict=True)]
             rows = _insert_mentions(session, fresh, scores, decisions, source=source, now=now)
             result.stored = len(rows)
             result.duplicates += len(fresh) - len(rows)
