@@ -65,6 +65,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
     db = tmp / "memory.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "X_", "FACEBOOK_", "DATABASE_URL"))}
     env["MENTION_MONITOR_LOG_LEVEL"] = "WARNING"
+    env["MENTION_MONITOR_SLACK_RATE"] = "0"  # Slack's limit is lifted in the sandbox above; our pacing too
     log = (tmp / "daemon.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--sandbox-url", sandbox.url, "--rules",
                              str(rules), "--db", f"sqlite:///{db}"], cwd=ROOT, env=env, stdout=log, stderr=log)

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     replica_id: str = Field(default="", validation_alias=AliasChoices("MENTION_MONITOR_REPLICA_ID"))
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("MENTION_MONITOR_LOG_LEVEL"))
     metrics_port: int = Field(default=0, validation_alias=AliasChoices("MENTION_MONITOR_METRICS_PORT"))
+    # chat.postMessage per Slack channel: Slack's documented pace; 0 turns our pacing off
+    slack_rate: float = Field(default=1.0, validation_alias=AliasChoices("MENTION_MONITOR_SLACK_RATE"))
+    slack_burst: int = Field(default=10, validation_alias=AliasChoices("MENTION_MONITOR_SLACK_BURST"))
 
     x_bearer_token: SecretStr = SecretStr("")
     x_api_key: SecretStr = SecretStr("")

@@ -85,6 +85,8 @@ def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = Fa
     from connectors.slack import SlackNotifier
 
     slack = SlackNotifier(token="xoxb-" + token if sandbox_url else token, base_url=sandbox_url or None)
+    slack.messages_per_second = settings.slack_rate if settings.slack_rate > 0 else None
+    slack.burst = max(1, settings.slack_burst)
     if not echo:
         return slack
     from connectors.console import ConsoleNotifier

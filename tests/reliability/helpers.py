@@ -153,6 +153,7 @@ class Feeder:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+    env["MENTION_MONITOR_SLACK_RATE"] = "0"  # open_sandbox lifts Slack's limit: our pacing of it goes too
     env.update(extra)
     return env
 
