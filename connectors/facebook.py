@@ -44,7 +44,7 @@ AUTH_CODES = frozenset({102, 190, 463, 467})
 TRANSIENT_CODES = frozenset({1, 2})
 LISTING_PAGES = 4  # feed / inbox pages read per fetch (100 posts or conversations)
 POSTS_PER_FETCH = 10  # active posts whose comments one fetch reads; the rest wait for the next (more=True)
-CURSOR_ENTRIES_KEPT = 200
+CURSOR_ENTRIES_KEPT = 500  # ~35 KB of cursor JSON
 COMMENT_FIELDS = "id,message,from,created_time,parent,permalink_url"
 MESSAGE_FIELDS = "id,message,from,created_time"
 
@@ -221,7 +221,7 @@ class FacebookSource:
             mentions += self._comments(page, post_id)
             data, paging = page.get("data") or [], page.get("paging") or {}
             if data:
-                entries[post_id] = (paging.get("cursors") or {}).get("after", entries.get(post_id, ""))
+                _touch(entries, post_id, (paging.get("cursors") or {}).get("after", entries.get(post_id, "")))
             else:
                 entries.setdefault(post_id, "")
             if paging.get("next"):
@@ -288,7 +288,7 @@ class FacebookSource:
                     pending.append(conv_id)
                 continue
             if data:
-                entries[conv_id] = cursors.get("before", known or "")
+                _touch(entries, conv_id, cursors.get("before", known or ""))
             if known and paging.get("previous"):
                 pending.append(conv_id)  # more newer messages than one page
             elif not known and paging.get("next") and not first_run:
@@ -382,8 +382,15 @@ def _active(item_id: str, updated: float, seen: float, done: dict[str, float], l
     return item_id not in done or updated > done[item_id]
 
 
+def _touch(entries: dict[str, Any], key: str, value: Any) -> None:
+    """Set an entry and make it the newest, so that pruning drops the least recently active."""
+    entries.pop(key, None)
+    entries[key] = value
+
+
 def _prune(entries: dict[str, Any]) -> dict[str, Any]:
-    """Keep the cursor small: the most recently added entries win."""
+    """Keep the cursor small: the most recently active entries win (a dropped post or conversation
+    that wakes up again is read from its newest page; its repeats are dropped as duplicates)."""
     if len(entries) <= CURSOR_ENTRIES_KEPT:
         return entries
     return dict(list(entries.items())[-CURSOR_ENTRIES_KEPT:])
