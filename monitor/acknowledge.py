@@ -120,14 +120,12 @@ def _ack_rows(since: datetime) -> Any:
 def recent_ack_for_author(session: Session, *, platform: str, author_id: str, since: datetime) -> datetime | None:
     """When we last queued an acknowledgement to this customer, if on or after `since`."""
     batch = outbox.current_batch(session)
-    if batch is not None and (platform, author_id) in batch.known_authors:
-        at = batch.last_ack.get((platform, author_id))
-        return at if at is not None and at >= since else None
-    row = session.exec(_ack_rows(since).where(Outbox.platform == platform, Outbox.author_id == author_id)).first()
-    last = row[2] if row is not None else None
-    if batch is not None:
-        at = batch.last_ack.get((platform, author_id))
-        last = max(t for t in (last, at) if t is not None) if (last or at) else None
+    if batch is None:
+        row = session.exec(_ack_rows(since).where(Outbox.platform == platform, Outbox.author_id == author_id)).first()
+        last = row[2] if row is not None else None
+    else:  # inside an ingest: the batch knows (no query when the page's authors were prefetched)
+        prefetch_recent_acks(session, authors=[(platform, author_id)], since=since)
+        last = batch.last_ack.get((platform, author_id))
     return last if last is not None and last >= since else None
 
 

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -421,6 +422,7 @@ class Daemon:
 M_ARENA_MAX = -8  # glibc <malloc.h>
 
 
+@cache
 def _libc() -> Any:
     if not sys.platform.startswith("linux"):
         return None
