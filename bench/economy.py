@@ -59,18 +59,14 @@ def run(*, mentions: int, hours: float, step_s: float, seed: int, prices: dict[s
     logging.getLogger("monitor").setLevel(logging.ERROR)
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     clock = SettableClock(start)
-    sandbox = Sandbox().start()
+    sandbox = Sandbox(clock=clock).start()  # the platforms' time is the daemon's: one source
     statuses: Counter = Counter()
     _count_statuses(sandbox, statuses)
 
-    def sync_sandbox_clock() -> None:
-        sandbox.clock.offset_s = clock.now().timestamp() - time.time()
-
-    sync_sandbox_clock()
     tmp = Path(tempfile.mkdtemp(prefix="mm-economy-"))
     ruleset = load_rules(RULES)
     settings = Settings(_env_file=None)
-    sources = build_sources(settings=settings, ruleset=ruleset, sandbox_url=sandbox.url)
+    sources = build_sources(settings=settings, ruleset=ruleset, sandbox_url=sandbox.url, clock=clock)
     daemon = build_daemon(settings=settings, ruleset=ruleset, rules_path=str(RULES),
                           db_url=f"sqlite:///{tmp / 'economy.db'}", sandbox_url=sandbox.url, clock=clock,
                           sources=sources, worker="bench")
@@ -103,7 +99,6 @@ def run(*, mentions: int, hours: float, step_s: float, seed: int, prices: dict[s
             next_sweep = t + 15
         t += step_s
         clock.advance(step_s)
-        sync_sandbox_clock()
     elapsed = time.perf_counter() - began
     stats = sandbox.stats()
     with Session(daemon.engine) as s:

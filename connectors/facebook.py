@@ -34,6 +34,7 @@ from connectors.base import (
 )
 from connectors.http import mount_platform, redact, register_secrets
 from monitor import messages as msg
+from monitor.clock import Clock
 from monitor.model import Author, NewMention
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,10 @@ class FacebookSource:
     secret_names: ClassVar[tuple[str, ...]] = ("FACEBOOK_PAGE_TOKEN",)
 
     def __init__(self, *, page_token: str, page_id: str, base_url: str | None = None,
-                 api_version: str = "v21.0", timeout: float = 10.0, page_size: int = 100) -> None:
+                 api_version: str = "v21.0", timeout: float = 10.0, page_size: int = 100,
+                 clock: Clock | None = None) -> None:
         register_secrets(page_token)
+        self.clock = clock or Clock()
         self.page_id = page_id
         self.base_url = base_url
         self.api_version = api_version
@@ -105,7 +108,7 @@ class FacebookSource:
         used = max(int(usage.get(k, 0) or 0) for k in ("call_count", "total_cputime", "total_time"))
         regain = int(usage.get("estimated_time_to_regain_access", 0) or 0)
         return Quota(limit=100, remaining=max(0, 100 - used),
-                     reset_at=datetime.now(UTC) + timedelta(minutes=regain) if regain else None)
+                     reset_at=self.clock.now() + timedelta(minutes=regain) if regain else None)
 
     # ------------------------------------------------------------------ requests
 
@@ -140,7 +143,7 @@ class FacebookSource:
         status = self._usage.get("status", 0)
         if code in RATE_LIMIT_CODES:
             regain = int(self._usage.get("estimated_time_to_regain_access", 0) or 0)
-            until = datetime.now(UTC) + timedelta(minutes=regain or 1)
+            until = self.clock.now() + timedelta(minutes=regain or 1)
             return RateLimited(msg.FACEBOOK_RATE_LIMITED.format(what=what, detail=detail, until=until), until=until)
         if code in AUTH_CODES or error.get("type") == "OAuthException" and code in (None, 190):
             return AuthFailed(msg.FACEBOOK_AUTH.format(what=what, detail=detail))

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from slack_sdk import WebClient
@@ -26,6 +26,7 @@ from slack_sdk.http_retry.state import RetryState
 from connectors import slack_blocks
 from connectors.base import AuthFailed, BadPayload, PostedMessage, RateLimited, Refused, Transient
 from monitor.alerts import AlertView
+from monitor.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ class SlackNotifier:
     burst: int = 10
 
     def __init__(self, *, token: str, base_url: str | None = None, timeout: float = 10.0,
-                 max_rate_limit_retries: int = 2) -> None:
+                 max_rate_limit_retries: int = 2, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
         handlers: list[RetryHandler] = [ShortRateLimitRetryHandler(max_retry_count=max_rate_limit_retries)]
         # urllib takes a float timeout although slack_sdk's hint says int
         kwargs: dict[str, Any] = {"token": token, "timeout": timeout, "retry_handlers": handlers}
@@ -121,7 +123,7 @@ class SlackNotifier:
             args["metadata"] = metadata if "event_type" in metadata else {
                 "event_type": slack_blocks.METADATA_EVENT_TYPE,
                 "event_payload": {k: str(v) for k, v in metadata.items()}}
-        with _translated("chat.postMessage", channel):
+        with _translated("chat.postMessage", channel, clock=self.clock):
             resp = self.client.chat_postMessage(**args)
             posted = PostedMessage(channel=str(resp.get("channel") or channel), ts=str(resp["ts"]))
         if channel.startswith("#"):
@@ -130,14 +132,14 @@ class SlackNotifier:
 
     def update(self, *, channel: str, ts: str, text: str,
                blocks: Sequence[dict[str, Any]] | None = None) -> None:
-        with _translated("chat.update", channel):
+        with _translated("chat.update", channel, clock=self.clock):
             self.client.chat_update(channel=channel, ts=ts, text=text, blocks=list(blocks or []))
 
     def find_by_metadata(self, *, channel: str, key: str, value: str) -> PostedMessage | None:
         """Newest message in `channel` whose metadata payload has {key: value} (conversations.history)."""
         channel = self.channel_id(channel)  # conversations.history takes ids, rules.yaml may say "#name"
         cursor = ""
-        with _translated("conversations.history", channel):
+        with _translated("conversations.history", channel, clock=self.clock):
             for _ in range(HISTORY_PAGES):
                 args: dict[str, Any] = {"channel": channel, "include_all_metadata": True, "limit": 200}
                 if cursor:
@@ -160,7 +162,7 @@ class SlackNotifier:
             return self._channel_ids[channel]
         cursor = ""
         try:
-            with _translated("conversations.list", ""):
+            with _translated("conversations.list", "", clock=self.clock):
                 for _ in range(20):
                     resp = self.client.conversations_list(types="public_channel,private_channel",
                                                           exclude_archived=True, limit=1000, cursor=cursor or None)
@@ -175,31 +177,31 @@ class SlackNotifier:
         return self._channel_ids.get(channel, channel)
 
     def post_ephemeral(self, *, channel: str, user: str, text: str) -> None:
-        with _translated("chat.postEphemeral", channel):
+        with _translated("chat.postEphemeral", channel, clock=self.clock):
             self.client.chat_postEphemeral(channel=channel, user=user, text=text)
 
     def upload_files(self, *, channel: str, files: list[tuple[str, bytes]], title: str,
                      initial_comment: str) -> None:
         """files upload v2 (getUploadURLExternal + completeUploadExternal), all in one message."""
         uploads = [{"file": content, "filename": name, "title": title} for name, content in files]
-        with _translated("files.uploadV2", channel):
+        with _translated("files.uploadV2", channel, clock=self.clock):
             self.client.files_upload_v2(channel=channel, file_uploads=uploads, initial_comment=initial_comment)
 
     def check_auth(self) -> dict[str, str]:
         """auth.test: who the token is (team, bot user); raises AuthFailed when it is not valid."""
-        with _translated("auth.test", ""):
+        with _translated("auth.test", "", clock=self.clock):
             resp = self.client.auth_test()
             return {k: str(resp.get(k, "")) for k in ("team", "team_id", "user", "user_id", "bot_id")}
 
 
 @contextmanager
-def _translated(method: str, channel: str) -> Iterator[None]:
+def _translated(method: str, channel: str, *, clock: Clock) -> Iterator[None]:
     """Turn whatever slack_sdk raised into a connectors.base error (never with the token in it)."""
     where = f"Slack {method}" + (f" in {channel}" if channel else "")
     try:
         yield
     except SlackApiError as exc:
-        raise _from_api_error(exc, where) from None
+        raise _from_api_error(exc, where, now=clock.now()) from None
     except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, bad status lines
         raise Transient(f"{where}: network problem ({type(exc).__name__})") from None
     except json.JSONDecodeError:
@@ -210,14 +212,14 @@ def _translated(method: str, channel: str) -> Iterator[None]:
         raise BadPayload(f"{where}: answer lacks {exc}") from None
 
 
-def _from_api_error(exc: SlackApiError, where: str) -> Exception:
+def _from_api_error(exc: SlackApiError, where: str, *, now: datetime) -> Exception:
     resp = exc.response
     status = getattr(resp, "status_code", 0) or 0
     data = getattr(resp, "data", None)
     error = str(data.get("error", "")) if isinstance(data, dict) else ""
     if status == 429 or error in RATE_ERRORS:
         wait = _retry_after(getattr(resp, "headers", {}) or {})
-        return RateLimited(f"{where}: rate limited for {wait} s", until=datetime.now(UTC) + timedelta(seconds=wait))
+        return RateLimited(f"{where}: rate limited for {wait} s", until=now + timedelta(seconds=wait))
     if status >= 500 or error in TRANSIENT_ERRORS:
         return Transient(f"{where}: Slack answered {status} {error}".rstrip())
     if error in AUTH_ERRORS or status == 401:

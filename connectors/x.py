@@ -31,6 +31,7 @@ from connectors.base import (
 )
 from connectors.http import mount_platform, redact, register_secrets
 from monitor import messages as msg
+from monitor.clock import Clock
 from monitor.model import Author, NewMention
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,10 @@ class XSource:
 
     def __init__(self, *, bearer_token: str, user_id: str, brand_handle: str, api_key: str = "",
                  api_secret: str = "", access_token: str = "", access_token_secret: str = "",
-                 base_url: str | None = None, timeout: float = 10.0, page_size: int = PAGE_SIZE) -> None:
+                 base_url: str | None = None, timeout: float = 10.0, page_size: int = PAGE_SIZE,
+                 clock: Clock | None = None) -> None:
         register_secrets(bearer_token, api_key, api_secret, access_token, access_token_secret)
+        self.clock = clock or Clock()
         self.user_id = user_id
         self.brand_handle = brand_handle.lstrip("@")
         self.base_url = base_url
@@ -98,7 +101,7 @@ class XSource:
                                   "tweet_fields": TWEET_FIELDS, "user_fields": USER_FIELDS}
         window_gap = False
         if kind == "search" and state["since"] and not state["token"] and state["since_at"]:
-            oldest_allowed = datetime.now(UTC) - SEARCH_REACH + timedelta(minutes=1)
+            oldest_allowed = self.clock.now() - SEARCH_REACH + timedelta(minutes=1)
             if datetime.fromtimestamp(state["since_at"], UTC) < oldest_allowed:
                 state.update(since=None, start=oldest_allowed.strftime("%Y-%m-%dT%H:%M:%SZ"))
                 window_gap = True
@@ -248,7 +251,7 @@ class XSource:
         except tweepy.TooManyRequests as exc:
             reset = exc.reset_time if exc.reset_time else None
             until = (datetime.fromtimestamp(reset, UTC) if reset
-                     else datetime.now(UTC) + timedelta(minutes=15))
+                     else self.clock.now() + timedelta(minutes=15))
             raise RateLimited(msg.X_RATE_LIMITED.format(what=what, until=until), until=until) from None
         except tweepy.Unauthorized as exc:
             raise AuthFailed(msg.X_AUTH.format(what=what, status=401, detail=_detail(exc))) from None

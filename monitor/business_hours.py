@@ -2,7 +2,10 @@
 
 `BusinessHours` is the `business_hours:` section of rules.yaml.  Opening hours
 are wall-clock times in its timezone, so a daylight-saving change moves them
-with the clock on the wall, as a person expects.  Holidays are whole local days.
+with the clock on the wall, as a person expects.  Holidays are whole local days:
+public holidays of the listed countries, computed for every year by the maintained
+`holidays` library, plus dates the team adds (a year-less "12-24" recurs every year),
+minus the public holidays the team works on (`open_on`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,38 @@ def parse_clock(value: str) -> time:
     return time(int(m.group(1)), int(m.group(2)))
 
 
+def _to_holiday(value: Any) -> Any:
+    """A closed day: a date, or "MM-DD" for the same day every year (returned as (month, day))."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,2}-\d{1,2}\s*", value):
+        month, day = (int(p) for p in value.split("-"))
+        try:
+            date(2028, month, day)  # a leap year, so 02-29 is allowed
+        except ValueError:
+            raise rules_error(msg.RULES_DATE, value=value) from None
+        return (month, day)
+    return _to_date(value)
+
+
+@lru_cache(maxsize=64)
+def public_holidays(countries: tuple[str, ...], year: int) -> frozenset[date]:
+    """The public holidays of `countries` in `year` (python-holidays, maintained upstream)."""
+    if not countries:
+        return frozenset()
+    import holidays
+
+    days: set[date] = set()
+    for code in countries:
+        days.update(holidays.country_holidays(code, years=year).keys())
+    return frozenset(days)
+
+
+@lru_cache(maxsize=1)
+def _country_codes() -> frozenset[str]:
+    import holidays
+
+    return frozenset(holidays.list_supported_countries())
+
+
 def _to_date(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.date()
@@ -74,7 +109,21 @@ class BusinessHours(BaseModel):
     timezone: StrictStr = "UTC"
     days: tuple[Day, ...] = Field(default=("mon", "tue", "wed", "thu", "fri"), min_length=1)
     hours: StrictStr = "09:00-17:00"
-    holidays: tuple[Annotated[date, BeforeValidator(_to_date)], ...] = ()
+    public_holidays: tuple[StrictStr, ...] = ()
+    holidays: tuple[Annotated[date | tuple[int, int], BeforeValidator(_to_holiday)], ...] = ()
+    open_on: tuple[Annotated[date, BeforeValidator(_to_date)], ...] = ()
+
+    @field_validator("public_holidays")
+    @classmethod
+    def _known_countries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        codes = tuple(code.strip().upper() for code in value)
+        known = _country_codes()
+        for code in codes:
+            if code not in known:
+                close = difflib.get_close_matches(code, sorted(known), n=1, cutoff=0.5)
+                hint = msg.RULES_DID_YOU_MEAN.format(suggestion=close[0]) if close else msg.RULES_COUNTRY_HINT
+                raise rules_error(msg.RULES_COUNTRY, value=code, hint=hint)
+        return codes
 
     @field_validator("timezone")
     @classmethod
@@ -116,7 +165,12 @@ class BusinessHours(BaseModel):
         return timedelta(hours=h2 - h1, minutes=m2 - m1)
 
     def is_open_day(self, day: date) -> bool:
-        return DAYS[day.weekday()] in self.days and day not in self.holidays
+        return DAYS[day.weekday()] in self.days and not self.is_holiday(day)
+
+    def is_holiday(self, day: date) -> bool:
+        if day in self.holidays or (day.month, day.day) in self.holidays:
+            return True
+        return day in public_holidays(self.public_holidays, day.year) and day not in self.open_on
 
     def window(self, day: date) -> tuple[datetime, datetime] | None:
         """The open interval of a local calendar day, in UTC, or None when closed all day."""

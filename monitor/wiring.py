@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from monitor.clock import Clock
 from monitor.daemon import Daemon, SourceBinding
 from monitor.rules_schema import Ruleset
 from monitor.settings import Settings
@@ -22,7 +23,7 @@ SANDBOX_TOKEN = "sandbox-token-not-secret"
 
 
 def build_sources(*, settings: Settings, ruleset: Ruleset, sandbox_url: str = "",
-                  replay: str | None = None) -> dict[str, SourceBinding]:
+                  replay: str | None = None, clock: Clock | None = None) -> dict[str, SourceBinding]:
     if replay:
         from connectors.replay import ReplaySource
 
@@ -36,7 +37,7 @@ def build_sources(*, settings: Settings, ruleset: Ruleset, sandbox_url: str = ""
         if connector is None and source.platform not in connectors:
             connector = connectors[source.platform] = _connector(source.platform, settings=settings,
                                                                  ruleset=ruleset, sandbox_url=sandbox_url,
-                                                                 path=source.path)
+                                                                 path=source.path, clock=clock)
         if connector is None:
             continue
         secret_env = next(iter(getattr(connector, "secret_names", ()) or ()), "")
@@ -46,7 +47,8 @@ def build_sources(*, settings: Settings, ruleset: Ruleset, sandbox_url: str = ""
     return bindings
 
 
-def _connector(platform: str, *, settings: Settings, ruleset: Ruleset, sandbox_url: str, path: str) -> Any:
+def _connector(platform: str, *, settings: Settings, ruleset: Ruleset, sandbox_url: str, path: str,
+               clock: Clock | None = None) -> Any:
     def secret(value: Any) -> str:
         return SANDBOX_TOKEN if sandbox_url else value.get_secret_value()
 
@@ -60,7 +62,8 @@ def _connector(platform: str, *, settings: Settings, ruleset: Ruleset, sandbox_u
         return XSource(bearer_token=token, user_id=ruleset.brand.x_user_id,
                        brand_handle=ruleset.brand.handles.x or "", api_key=secret(settings.x_api_key),
                        api_secret=secret(settings.x_api_secret), access_token=secret(settings.x_access_token),
-                       access_token_secret=secret(settings.x_access_token_secret), base_url=sandbox_url or None)
+                       access_token_secret=secret(settings.x_access_token_secret), base_url=sandbox_url or None,
+                       clock=clock)
     if platform == "facebook":
         token = secret(settings.facebook_page_token)
         if not token:
@@ -68,7 +71,8 @@ def _connector(platform: str, *, settings: Settings, ruleset: Ruleset, sandbox_u
             return None
         from connectors.facebook import FacebookSource
 
-        return FacebookSource(page_token=token, page_id=ruleset.brand.facebook_page_id, base_url=sandbox_url or None)
+        return FacebookSource(page_token=token, page_id=ruleset.brand.facebook_page_id, base_url=sandbox_url or None,
+                              clock=clock)
     if platform == "replay":
         from connectors.replay import ReplaySource
 
@@ -76,7 +80,8 @@ def _connector(platform: str, *, settings: Settings, ruleset: Ruleset, sandbox_u
     raise ValueError(f"no connector for platform {platform!r}")
 
 
-def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = False) -> Any:
+def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = False,
+                   clock: Clock | None = None) -> Any:
     token = SANDBOX_TOKEN if sandbox_url else settings.slack_bot_token.get_secret_value()
     if not token:
         from connectors.console import ConsoleNotifier
@@ -84,7 +89,7 @@ def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = Fa
         return ConsoleNotifier(stream=sys.stdout)
     from connectors.slack import SlackNotifier
 
-    slack = SlackNotifier(token="xoxb-" + token if sandbox_url else token, base_url=sandbox_url or None)
+    slack = SlackNotifier(token="xoxb-" + token if sandbox_url else token, base_url=sandbox_url or None, clock=clock)
     slack.messages_per_second = settings.slack_rate if settings.slack_rate > 0 else None
     slack.burst = max(1, settings.slack_burst)
     if not echo:
@@ -117,14 +122,15 @@ class EchoNotifier:
 
 def build_daemon(*, settings: Settings, ruleset: Ruleset, rules_path: str, db_url: str | None = None,
                  sandbox_url: str = "", replay: str | None = None, dry_run: bool = False, echo: bool = False,
-                 clock: Any = None, notifier: Any = None, sources: dict[str, SourceBinding] | None = None,
+                 clock: Clock | None = None, notifier: Any = None, sources: dict[str, SourceBinding] | None = None,
                  worker: str = "") -> Daemon:
     engine = make_engine(db_url or settings.database_url)
     create_schema(engine)
     bindings = sources if sources is not None else build_sources(
-        settings=settings, ruleset=ruleset, sandbox_url=sandbox_url, replay=replay)
+        settings=settings, ruleset=ruleset, sandbox_url=sandbox_url, replay=replay, clock=clock)
     return Daemon(engine=engine, rules_path=rules_path, ruleset=ruleset, sources=bindings,
-                  notifier=notifier or build_notifier(settings=settings, sandbox_url=sandbox_url, echo=echo),
+                  notifier=notifier or build_notifier(settings=settings, sandbox_url=sandbox_url, echo=echo,
+                                                      clock=clock),
                   clock=clock, dry_run=dry_run, worker=worker or settings.replica_id)
 
 

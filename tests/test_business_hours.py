@@ -84,3 +84,31 @@ def test_between_undoes_add(start: datetime, seconds: int) -> None:
     assert due >= start
     # sub-second starts round down, so allow one second
     assert seconds - 1 <= business_seconds_between(start, due, hours=HOURS) <= seconds
+
+
+@pytest.mark.parametrize("year", [2026, 2027, 2031, 2045])
+def test_the_default_rules_keep_their_holidays_in_every_year(year: int) -> None:
+    """The shipped calendar never runs out: Danish public holidays are computed for the year asked,
+    and the shop's own closed days (12-24, 12-31) recur."""
+    from pathlib import Path
+
+    from monitor.rules import load_rules
+
+    hours = load_rules(Path(__file__).resolve().parent.parent / "rules.yaml").business_hours
+    closed = {d for d in (date(year, 1, 1) + timedelta(days=n) for n in range(366)) if d.year == year
+              and d.weekday() < 5 and not hours.is_open_day(d)}
+    assert {date(year, 1, 1), date(year, 12, 24), date(year, 12, 25), date(year, 12, 31)} - {
+        d for d in (date(year, 1, 1), date(year, 12, 24), date(year, 12, 25), date(year, 12, 31))
+        if d.weekday() >= 5} <= closed
+    assert 6 <= len(closed) <= 14  # Easter, Ascension, Whit Monday ... not every weekday
+
+
+def test_open_on_reopens_a_public_holiday_and_annual_days_recur() -> None:
+    hours = BusinessHours(timezone="Europe/Copenhagen", hours="08:00-18:00", public_holidays=("DK",),
+                          holidays=("06-05",), open_on=("2027-05-06",))  # Ascension Day 2027 worked
+    assert not hours.is_open_day(date(2027, 3, 26))  # Good Friday 2027
+    assert hours.is_open_day(date(2027, 5, 6))
+    assert not hours.is_open_day(date(2028, 5, 25))  # Ascension Day 2028: open_on named 2027 only
+    assert not hours.is_open_day(date(2029, 6, 5))  # 06-05 recurs
+    due = add_business_time(cph(2027, 3, 24, 17, 0), 2 * 3600, hours=hours)  # Wed 17:00; Thu, Fri and Mon of Easter closed
+    assert due.astimezone(CPH) == cph(2027, 3, 30, 9, 0)

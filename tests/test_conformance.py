@@ -47,12 +47,13 @@ class Case:
 def _x_source(box: Sandbox, *, timeout: float = 2.0, page_size: int = 100) -> XSource:
     return XSource(bearer_token=X_BEARER, user_id=BRAND_X_USER_ID, brand_handle=BRAND_X_HANDLE,
                    api_key=X_SECRETS[0], api_secret=X_SECRETS[1], access_token=X_SECRETS[2],
-                   access_token_secret=X_SECRETS[3], base_url=box.url, timeout=timeout, page_size=page_size)
+                   access_token_secret=X_SECRETS[3], base_url=box.url, timeout=timeout, page_size=page_size,
+                   clock=box.daemon_clock)
 
 
 def _fb_source(box: Sandbox, *, timeout: float = 2.0, page_size: int = 100) -> FacebookSource:
     return FacebookSource(page_token=FB_TOKEN, page_id=PAGE_ID, base_url=box.url, timeout=timeout,
-                          page_size=page_size)
+                          page_size=page_size, clock=box.daemon_clock)
 
 
 def _x_time(epoch: float) -> str:
@@ -188,7 +189,7 @@ def test_rate_limited_carries_reset_time(sandbox: Sandbox, case: Case) -> None:
     with pytest.raises(RateLimited) as caught:
         _fetch(source, case, cursor)
     until = caught.value.until
-    now = datetime.now(UTC)
+    now = sandbox.daemon_clock.now()  # the one clock the sandbox and the connector share
     assert now < until <= now + timedelta(minutes=16)
     # nothing was lost: after the limit, the item is read
     assert len(_fetch(source, case, cursor).mentions) == 1

@@ -22,7 +22,8 @@ TOKEN = "EAAGfacebookTestPageToken0042"
 
 
 def _source(box: Sandbox, **kwargs: object) -> FacebookSource:
-    return FacebookSource(page_token=TOKEN, page_id=PAGE_ID, base_url=box.url, timeout=2.0, **kwargs)
+    return FacebookSource(page_token=TOKEN, page_id=PAGE_ID, base_url=box.url, timeout=2.0,
+                          clock=box.daemon_clock, **kwargs)
 
 
 def _graph_time(value: str) -> datetime:

@@ -275,6 +275,18 @@ CASES = [
         ['rules.yaml:1:1: the file must be a mapping (version: 1, brand: ..., rules: ...), not a list'],
         id="not-a-mapping",
     ),
+    pytest.param(
+        BASE + "business_hours: {timezone: Europe/Copenhagen, public_holidays: [DKK]}\n",
+        ["rules.yaml:18:64: business_hours.public_holidays: 'DKK' is not a country the holiday calendar knows; "
+         "did you mean 'DK'?"],
+        id="unknown-holiday-country",
+    ),
+    pytest.param(
+        BASE + "business_hours: {timezone: Europe/Copenhagen, holidays: [13-24]}\n",
+        ["rules.yaml:18:58: business_hours.holidays[0]: '13-24' is not a date; write it like 2026-12-24, "
+         "or 12-24 for every year"],
+        id="bad-annual-holiday",
+    ),
 ]
 
 

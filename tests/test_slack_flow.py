@@ -15,9 +15,10 @@ from monitor.wiring import build_daemon, build_sources
 
 @pytest.fixture
 def daemon(sandbox, db_url, simple_rules, simple_rules_file, clock):
-    sandbox.configure(slack_burst=1000)
+    # these tests poll on their own schedule: X's read limit would pace polls 64 s apart
+    sandbox.configure(slack_burst=1000, x_limits={"mentions": (100_000, 900)})
     settings = Settings(_env_file=None)
-    sources = build_sources(settings=settings, ruleset=simple_rules, sandbox_url=sandbox.url)
+    sources = build_sources(settings=settings, ruleset=simple_rules, sandbox_url=sandbox.url, clock=clock)
     sources = {k: v for k, v in sources.items() if k in ("x-mentions", "x-own")}
     d = build_daemon(settings=settings, ruleset=simple_rules, rules_path=str(simple_rules_file), db_url=db_url,
                      sandbox_url=sandbox.url, clock=clock, sources=sources, worker="test")
@@ -255,9 +256,9 @@ def test_a_volume_spike_raises_one_spike_alert(sandbox, db_url, simple_rules_fil
     rules = parse_rules(SIMPLE_RULES.replace(
         "grouping: {window: 2m, max_alerts: 3}",
         "grouping: {window: 2m, max_alerts: 3}\nspike: {window: 15m, history: 3h, k: 3, min_count: 10, channel: alerts}"))
-    sandbox.configure(slack_burst=1000)
+    sandbox.configure(slack_burst=1000, x_limits={"mentions": (100_000, 900)})  # two polls in one instant
     settings = Settings(_env_file=None)
-    sources = {k: v for k, v in build_sources(settings=settings, ruleset=rules, sandbox_url=sandbox.url).items()
+    sources = {k: v for k, v in build_sources(settings=settings, ruleset=rules, sandbox_url=sandbox.url, clock=clock).items()
                if k == "x-mentions"}
     daemon = build_daemon(settings=settings, ruleset=rules, rules_path=str(simple_rules_file), db_url=db_url,
                           sandbox_url=sandbox.url, clock=clock, sources=sources, worker="test")

@@ -26,7 +26,7 @@ def _source(box: Sandbox, *, user_auth: bool = True, page_size: int = 100) -> XS
     keys = dict(api_key="ck-test-0001", api_secret="cs-test-0001", access_token="at-test-0001",
                 access_token_secret="as-test-0001") if user_auth else {}
     return XSource(bearer_token="bearer-test-0001", user_id=BRAND_X_USER_ID, brand_handle=BRAND_X_HANDLE,
-                   base_url=box.url, timeout=2.0, page_size=page_size, **keys)
+                   base_url=box.url, timeout=2.0, page_size=page_size, clock=box.daemon_clock, **keys)
 
 
 def _tweet(box: Sandbox, text: str, *, user_id: str = "4242", username: str = "kari") -> str:
@@ -193,7 +193,7 @@ def test_created_at_is_utc_aware(sandbox: Sandbox) -> None:
     _tweet(sandbox, "@nordlysshop hi")
     [mention] = _source(sandbox).fetch(kind="mention", cursor="").mentions
     assert mention.created_at.tzinfo is not None and mention.created_at.utcoffset().total_seconds() == 0
-    assert abs((datetime.now(UTC) - mention.created_at).total_seconds()) < 60
+    assert abs((sandbox.daemon_clock.now() - mention.created_at).total_seconds()) < 60
 
 
 def test_search_cursor_older_than_seven_days_restarts_at_the_window_and_warns(

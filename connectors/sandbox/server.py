@@ -28,9 +28,14 @@ class Sandbox:
 
     def __init__(self, *, port: int = 0, brand_x_user_id: str = "1600000000000000001",
                  brand_x_handle: str = "nordlysshop", page_id: str = "104000000000001",
-                 page_name: str = "Nordlys Shop") -> None:
+                 page_name: str = "Nordlys Shop", clock: Any = None) -> None:
+        """`clock`: a clock of the daemon's kind (now() -> datetime, advance(seconds)) that the
+        sandbox then follows, so a test has one source of time; by default the wall clock."""
         self.port = port
         self.clock = Clock()
+        self.daemon_clock = clock  # what a test hands to the connectors it builds by hand
+        if clock is not None:
+            self.clock.follow(now=lambda: clock.now().timestamp(), advance=clock.advance)
         self.x = x_api.XApi(clock=self.clock, brand_user_id=brand_x_user_id, brand_handle=brand_x_handle)
         self.graph = graph_api.GraphApi(clock=self.clock, page_id=page_id, page_name=page_name)
         self.slack = slack_api.SlackApi(clock=self.clock)

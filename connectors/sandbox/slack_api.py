@@ -81,7 +81,7 @@ class SlackApi:
 
     def _take_token(self, channel: str) -> float:
         """0 when a message may go now, else the seconds to wait (Retry-After)."""
-        now = self.clock.now()
+        now = self.clock.elapsed()
         tokens, stamp = self.buckets.get(channel, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - stamp) * self.refill_per_s)
         if tokens < 1:

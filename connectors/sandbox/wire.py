@@ -4,22 +4,47 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 
 class Clock:
-    """Sandbox time: real time plus an offset that tests move forward."""
+    """Sandbox time.
+
+    On its own: the wall clock plus an offset that tests move forward. Following another clock
+    (`follow`, what the test fixtures do with the test's SettableClock), it reads and moves that
+    clock instead, so the platforms and the daemon under test share one "now" on any date.
+    """
 
     def __init__(self) -> None:
         self.offset_s = 0.0
+        self._now: Callable[[], float] | None = None
+        self._advance: Callable[[float], None] | None = None
+        self._advanced_s = 0.0  # every advance, followed or not: rate limiters refill with it
+
+    def follow(self, *, now: Callable[[], float], advance: Callable[[float], None]) -> None:
+        self._now, self._advance = now, advance
+        self.offset_s = 0.0
 
     def now(self) -> float:
-        return time.time() + self.offset_s
+        return (self._now() if self._now is not None else time.time()) + self.offset_s
 
     def advance(self, seconds: float) -> None:
-        self.offset_s += seconds
+        self._advanced_s += seconds
+        if self._advance is not None:
+            self._advance(seconds)
+        else:
+            self.offset_s += seconds
+
+    def elapsed(self) -> float:
+        """Seconds for rate limiters: real elapsed time plus every advance.
+
+        Slack's limiter refills in real time and slack-sdk waits out a 429 with a real sleep, so a
+        bucket must refill while a test's clock stands still, and also when a test moves it.
+        """
+        return time.monotonic() + self._advanced_s
 
 
 @dataclass

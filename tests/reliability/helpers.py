@@ -68,9 +68,10 @@ def write_rules(path: Path, **kwargs: Any) -> Path:
     return path
 
 
-def open_sandbox() -> Sandbox:
-    """A sandbox whose rate limits never get in the way of a soak (faults are injected on purpose)."""
-    box = Sandbox(port=0, brand_x_user_id=BRAND_X_USER_ID, page_id=PAGE_ID).start()
+def open_sandbox(*, clock: Any = None) -> Sandbox:
+    """A sandbox whose rate limits never get in the way of a soak (faults are injected on purpose).
+    With `clock` (an in-process daemon's SettableClock) the sandbox follows it: one source of time."""
+    box = Sandbox(port=0, brand_x_user_id=BRAND_X_USER_ID, page_id=PAGE_ID, clock=clock).start()
     box.configure(slack_burst=1_000_000, slack_refill_per_s=1000.0, graph_calls_per_hour=10_000_000,
                   x_limits={"mentions": (1_000_000, 900), "search": (1_000_000, 900),
                             "create_tweet": (1_000_000, 86400), "dm": (1_000_000, 900), "me": (1_000_000, 86400)})

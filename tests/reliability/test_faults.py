@@ -37,15 +37,16 @@ class World:
     """A sandbox, a daemon on a settable clock, and the two clocks kept in step."""
 
     def __init__(self, tmp_path) -> None:
-        self.sandbox = open_sandbox()
         self.clock = SettableClock(datetime.now(UTC))
+        self.sandbox = open_sandbox(clock=self.clock)
         self.url = f"sqlite:///{tmp_path / 'mm.db'}"
         rules = write_rules(tmp_path / "rules.yaml", every="30s")
         ruleset = load_rules(rules)
         keys = {"api_key": TOKEN, "api_secret": TOKEN, "access_token": TOKEN, "access_token_secret": TOKEN}
         x = XSource(bearer_token=TOKEN, user_id=BRAND_X_USER_ID, brand_handle="nordlysshop",
-                    base_url=self.sandbox.url, timeout=CLIENT_TIMEOUT, **keys)
-        fb = FacebookSource(page_token=TOKEN, page_id=PAGE_ID, base_url=self.sandbox.url, timeout=CLIENT_TIMEOUT)
+                    base_url=self.sandbox.url, timeout=CLIENT_TIMEOUT, clock=self.clock, **keys)
+        fb = FacebookSource(page_token=TOKEN, page_id=PAGE_ID, base_url=self.sandbox.url, timeout=CLIENT_TIMEOUT,
+                            clock=self.clock)
         every = timedelta(seconds=30)
         sources = {
             "x-mentions": SourceBinding(name="x-mentions", platform="x", kind="mention", query="", every=every,
@@ -53,7 +54,8 @@ class World:
             "fb-comments": SourceBinding(name="fb-comments", platform="facebook", kind="comment", query="",
                                          every=every, connector=fb, secret_env="FACEBOOK_PAGE_TOKEN"),
         }
-        notifier = SlackNotifier(token="xoxb-" + TOKEN, base_url=self.sandbox.url, timeout=CLIENT_TIMEOUT)
+        notifier = SlackNotifier(token="xoxb-" + TOKEN, base_url=self.sandbox.url, timeout=CLIENT_TIMEOUT,
+                                 clock=self.clock)
         self.daemon = build_daemon(settings=Settings(_env_file=None), ruleset=ruleset, rules_path=str(rules),
                                    db_url=self.url, clock=self.clock, sources=sources, notifier=notifier,
                                    worker="test")
@@ -65,8 +67,7 @@ class World:
         self.sandbox.stop()
 
     def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        self.sandbox.advance_clock(seconds)
+        self.clock.advance(seconds)  # the sandbox follows this clock
 
     def tweet(self, text: str = "order arrived broken") -> str:
         self.n += 1

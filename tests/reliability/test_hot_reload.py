@@ -17,8 +17,8 @@ from tests.reliability.helpers import open_sandbox, rules_text
 
 
 @pytest.fixture
-def sandbox():
-    box = open_sandbox()
+def sandbox(clock):
+    box = open_sandbox(clock=clock)
     yield box
     box.stop()
 
@@ -33,7 +33,7 @@ def make_daemon(sandbox, tmp_path, clock, *, only=("x-mentions",)):
     path.write_text(rules_text(keywords=["broken"]), encoding="utf-8")
     ruleset = load_rules(path)
     settings = Settings(_env_file=None)
-    sources = {k: v for k, v in build_sources(settings=settings, ruleset=ruleset, sandbox_url=sandbox.url).items()
+    sources = {k: v for k, v in build_sources(settings=settings, ruleset=ruleset, sandbox_url=sandbox.url, clock=clock).items()
                if k in only}
     daemon = build_daemon(settings=settings, ruleset=ruleset, rules_path=str(path),
                           db_url=f"sqlite:///{tmp_path / 'mm.db'}", sandbox_url=sandbox.url, clock=clock,
