@@ -34,18 +34,18 @@ def triage_with(
     """`triage` with an explicit complaint model (cross-validation trains one per fold)."""
     cleaned = clean(text)
     lang, lang_signal = detect(text, lang_hint=lang_hint, languages=languages, cleaned=cleaned)
-    sentiment, sentiment_signals = document_sentiment(text, lang=lang, cleaned=cleaned)
+    sentiment, sentiment_signals = document_sentiment(
+        text, lang=lang, cleaned=cleaned, negative_model=model.negative
+    )
     cue_lang = lang if lang in SUPPORTED_LANGUAGES else "en"
     folded = folded_body(text, cleaned=cleaned)
     hits = cue_hits(text, lang=cue_lang, folded=folded)
     probability, model_logit = model.probability(
         text=text, cue_total=hits.total, sentiment=sentiment, folded=folded
     )
-    signals = [lang_signal, *sentiment_signals, *hits.signals]
-    if model.ngrams is not None and abs(model_logit) >= 0.5:
-        signals.append(
-            f"n-gram model {'complaint' if model_logit > 0 else 'not complaint'} {model_logit:+.2f}"
-        )
+    signals = [lang_signal, *sentiment_signals, *hits.signals, *model.explain(
+        model_logit=model_logit, cue_total=hits.total, sentiment=sentiment, folded=folded
+    )]
     is_complaint = probability >= 0.5
     if is_complaint and sentiment is not None and _COMPLAINT_NUDGE < sentiment < 0.3:
         signals.append(
