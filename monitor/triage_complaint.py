@@ -160,7 +160,7 @@ class LinearModel:
 class NegativeModel:
     """How negative a post is by its wording, learnt from labelled posts (scripts/train_complaint.py).
 
-    Its Platt-scaled probability p shifts the lexicon sentiment by weight x (1 - 2p)."""
+    Its Platt-scaled probability p gives a post without lexicon words the sentiment weight x (1 - 2p)."""
 
     ngrams: LinearModel
     slope: float
@@ -223,7 +223,7 @@ class ComplaintModel:
             strongest = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[:top]
             out.append(
                 "n-gram features: "
-                + ", ".join(f"'{name.removeprefix('w:').strip()}' {value:+.2f}" for name, value in strongest)
+                + ", ".join(f"'{name.removeprefix('w:').replace(' ', '_') if not name.startswith('w:') else name[2:]}' {value:+.2f}" for name, value in strongest)
             )
         return out
 

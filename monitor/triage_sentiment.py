@@ -191,8 +191,8 @@ def sentiment(
 ) -> tuple[float | None, list[str]]:
     """Document sentiment -1..1 (None when `lang` has no scorer) and the reasons.
 
-    In da/hr/ro/id/zh the lexicon score is corrected by `negative_model`, learnt from
-    labelled posts: most negative posts contain no lexicon word at all."""
+    In da/hr/ro/id/zh a post with no lexicon word is scored by `negative_model`, learnt
+    from labelled posts: most negative posts contain no lexicon word at all."""
     if lang not in SCORED_LANGUAGES:
         return None, [f"sentiment unknown: no scorer for language {lang}"]
     body = clean(text) if cleaned is None else cleaned
@@ -202,7 +202,9 @@ def sentiment(
             signals.append(f"VADER on the whole text {score:+.2f}")
         return round(score, 4), signals
     score, signals = lexicon_sentiment(text, lang=lang, cleaned=body)
-    if negative_model is not None:
+    # The learned model speaks only where the lexicon found nothing: most missed negatives
+    # contain no lexicon word, while a found word keeps its negation and intensity handling.
+    if negative_model is not None and abs(score) < _NEUTRAL:
         shift = negative_model.correction(fold(body))
         if abs(shift) >= 0.01:
             signals.append(f"learned sentiment model {shift:+.2f}")

@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     complaints = [s for s, g in zip(scores, gold, strict=True) if g]
     others = [s for s, g in zip(scores, gold, strict=True) if not g]
     alert = [s.complaint >= args.low or s.negative for s in scores]
-    auto = [s.complaint >= args.high for s in scores]
+    # rules.yaml's urgent-complaint: complaint >= high, or >= 0.8 with a damaged/refund/churn category
+    auto = [
+        s.complaint >= args.high or (s.complaint >= 0.8 and bool({"damaged", "refund", "churn_threat"} & set(s.categories)))
+        for s in scores
+    ]
     rates = {
         "alert_recall": sum(a for a, g in zip(alert, gold, strict=True) if g) / len(complaints),
         "alert_false_alarm": sum(a for a, g in zip(alert, gold, strict=True) if not g) / len(others),
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         f"false alarms {rates['alert_false_alarm']:.3f} of non-complaints"
     )
     print(
-        f"auto-reply rule (complaint >= {args.high}): recall {rates['auto_recall']:.3f}, "
+        f"auto-reply rule (complaint >= {args.high}, or >= 0.8 with damaged/refund/churn_threat): recall {rates['auto_recall']:.3f}, "
         f"non-complaints auto-replied {rates['auto_on_non_complaints']:.4f}"
     )
     out["thresholds"] = {"low": args.low, "high": args.high, **{k: round(v, 4) for k, v in rates.items()}}

@@ -6,8 +6,8 @@
 Three fits, each on its own part of the fixed hash split (scripts/triage_corpora.py):
 - on `train` (65%): a logistic regression over character n-grams for "complaint", and one
   for "negative" (rows with a sentiment label only);
-- on `calib` (15%): the negative model's Platt scaling and the weight with which it corrects
-  the lexicon sentiment of da/hr/ro/id/zh; then the complaint stacker, a 4-input logistic
+- on `calib` (15%): the negative model's Platt scaling and the weight with which it scores
+  da/hr/ro/id/zh posts in which the lexicon finds no word; then the complaint stacker, a 4-input logistic
   regression (n-gram logit, cue total, negative and positive sentiment) that is also the
   complaint probability's calibration;
 - `heldout` (20%) is never read here: scripts/eval_heldout.py reports on it.
@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         predicted = []
         for r, z in zip(calib_neg, neg_logits, strict=True):
             p = 1.0 / (1.0 + np.exp(-(slope * z + offset)))
-            predicted.append(lexical[r.text] + weight * (0.5 - p) * 2 <= -0.05)
+            lex = lexical[r.text]
+            predicted.append((lex if abs(lex) >= 0.05 else lex + weight * (0.5 - p) * 2) <= -0.05)
         f1 = _f1([bool(r.negative) for r in calib_neg], predicted)
         if f1 > best[1] + 1e-4:
             best = (round(float(weight), 2), f1)
