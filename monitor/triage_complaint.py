@@ -147,13 +147,24 @@ class LinearModel:
 
 
     def contributions(self, folded: str) -> dict[str, float]:
-        """Each feature's share of `logit` (weight x scaled count), for `explain`."""
-        counts = feature_counts("", folded=folded)
-        total = sum(counts.values())
-        if not total:
+        """Each word's share of `logit` (the sum of its n-gram weights), and each word pair's.
+
+        Grouped by word rather than by n-gram so `explain` reuses the per-word sums that
+        `logit` already cached, and a reader sees words, not fragments like 'ed'."""
+        words = _WORD.findall(folded)
+        parts = [(w, *self._word(w)) for w in words]
+        pairs = [(f"{a} {b}", self.weights.get(f"w:{a} {b}", 0.0)) for a, b in zip(words, words[1:], strict=False)]
+        count = sum(n for _, _, n in parts) + len(pairs)
+        if not count:
             return {}
-        scale = 1.0 / math.sqrt(total)
-        return {f: self.weights[f] * n * scale for f, n in counts.items() if f in self.weights}
+        scale = 1.0 / math.sqrt(count)
+        out: dict[str, float] = {}
+        for word, partial, _ in parts:
+            out[word] = out.get(word, 0.0) + partial * scale
+        for pair, weight in pairs:
+            if weight:
+                out[pair] = out.get(pair, 0.0) + weight * scale
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +232,7 @@ class ComplaintModel:
         if self.ngrams is not None and abs(model_logit) >= 0.25:
             parts = self.ngrams.contributions(folded)
             strongest = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[:top]
-            out.append(
-                "n-gram features: "
-                + ", ".join(f"'{name.removeprefix('w:').replace(' ', '_') if not name.startswith('w:') else name[2:]}' {value:+.2f}" for name, value in strongest)
-            )
+            out.append("n-gram features: " + ", ".join(f"'{name}' {value:+.2f}" for name, value in strongest))
         return out
 
 
