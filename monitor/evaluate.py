@@ -98,6 +98,44 @@ def read_labelled(path: Path) -> list[tuple[bool, str]]:
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class ReliabilityBin:
+    low: float
+    high: float
+    mean_predicted: float
+    observed: float
+    count: int
+
+
+def reliability(
+    *, gold: Sequence[bool], probabilities: Sequence[float], bins: int = 10
+) -> list[ReliabilityBin]:
+    """Calibration by equal-width probability bins: mean predicted vs. observed positive rate."""
+    members: list[list[tuple[bool, float]]] = [[] for _ in range(bins)]
+    for g, p in zip(gold, probabilities, strict=True):
+        members[min(int(p * bins), bins - 1)].append((g, p))
+    out = []
+    for index, inside in enumerate(members):
+        if inside:
+            out.append(
+                ReliabilityBin(
+                    low=index / bins,
+                    high=(index + 1) / bins,
+                    mean_predicted=sum(p for _, p in inside) / len(inside),
+                    observed=sum(g for g, _ in inside) / len(inside),
+                    count=len(inside),
+                )
+            )
+    return out
+
+
+def format_reliability(table: Sequence[ReliabilityBin]) -> str:
+    lines = [f"{'bin':<9} {'mean predicted':>14} {'observed rate':>13} {'count':>6}"]
+    for b in table:
+        lines.append(f"{b.low:.1f}-{b.high:.1f}   {b.mean_predicted:14.3f} {b.observed:13.3f} {b.count:6d}")
+    return "\n".join(lines)
+
+
 def predict(score: Score, *, task: str) -> bool:
     if task == "complaint":
         return score.is_complaint
@@ -107,11 +145,19 @@ def predict(score: Score, *, task: str) -> bool:
 
 
 def evaluate_file(path: Path, *, task: str, languages: Sequence[str] | None = None) -> Metrics:
+    return evaluate_file_scores(path, task=task, languages=languages)[0]
+
+
+def evaluate_file_scores(
+    path: Path, *, task: str, languages: Sequence[str] | None = None
+) -> tuple[Metrics, list[bool], list[Score]]:
+    """Metrics, the gold labels and the scores of one task file."""
     from monitor.triage import triage_many
 
     rows = read_labelled(path)
     scores = triage_many([text for _, text in rows], languages=languages)
-    return metrics(gold=[g for g, _ in rows], predicted=[predict(s, task=task) for s in scores])
+    gold = [g for g, _ in rows]
+    return metrics(gold=gold, predicted=[predict(s, task=task) for s in scores]), gold, scores
 
 
 @dataclass(frozen=True, slots=True)

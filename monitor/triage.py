@@ -17,10 +17,9 @@ from monitor.triage_sentiment import sentiment as document_sentiment
 
 __all__ = ["triage", "triage_many", "warm_up", "SUPPORTED_LANGUAGES"]
 
-# A complaint worded neutrally ("still waiting for my order") is still bad news for
-# the brand; its sentiment is pulled just below the negative threshold so rules on
-# `negative` see it, and the signal says so.
-_COMPLAINT_NUDGE = -0.1
+# Categories are named from this complaint probability on: the default rules alert a
+# person from 0.4 (recall-first), and the alert should say what the post is about.
+CATEGORIES_FROM = 0.4
 
 
 def triage(text: str, *, lang_hint: str = "", languages: Sequence[str] | None = None) -> Score:
@@ -34,30 +33,24 @@ def triage_with(
     """`triage` with an explicit complaint model (cross-validation trains one per fold)."""
     cleaned = clean(text)
     lang, lang_signal = detect(text, lang_hint=lang_hint, languages=languages, cleaned=cleaned)
-    sentiment, sentiment_signals = document_sentiment(text, lang=lang, cleaned=cleaned)
+    sentiment, sentiment_signals = document_sentiment(
+        text, lang=lang, cleaned=cleaned, negative_model=model.negative
+    )
     cue_lang = lang if lang in SUPPORTED_LANGUAGES else "en"
     folded = folded_body(text, cleaned=cleaned)
     hits = cue_hits(text, lang=cue_lang, folded=folded)
     probability, model_logit = model.probability(
         text=text, cue_total=hits.total, sentiment=sentiment, folded=folded
     )
-    signals = [lang_signal, *sentiment_signals, *hits.signals]
-    if model.ngrams is not None and abs(model_logit) >= 0.5:
-        signals.append(
-            f"n-gram model {'complaint' if model_logit > 0 else 'not complaint'} {model_logit:+.2f}"
-        )
-    is_complaint = probability >= 0.5
-    if is_complaint and sentiment is not None and _COMPLAINT_NUDGE < sentiment < 0.3:
-        signals.append(
-            f"sentiment {sentiment:+.2f} -> {_COMPLAINT_NUDGE:+.2f}: worded neutrally, but a complaint"
-        )
-        sentiment = _COMPLAINT_NUDGE
+    signals = [lang_signal, *sentiment_signals, *hits.signals, *model.explain(
+        model_logit=model_logit, cue_total=hits.total, sentiment=sentiment, folded=folded
+    )]
     signals.append(f"complaint {round(probability, 4):.2f}")
     return Score(
         lang=lang,
         sentiment=sentiment,
         complaint=round(probability, 4),
-        categories=hits.categories if is_complaint else (),
+        categories=hits.categories if probability >= CATEGORIES_FROM else (),
         signals=tuple(signals),
     )
 

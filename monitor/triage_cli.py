@@ -61,10 +61,10 @@ def run_triage(*, stdin: TextIO, stdout: TextIO, languages: Sequence[str], batch
 
 
 def run_eval(*, path: Path, task: str, languages: Sequence[str], stdout: TextIO) -> int:
-    from monitor.evaluate import LabelError, evaluate_file
+    from monitor.evaluate import LabelError, evaluate_file_scores, format_reliability, reliability
 
     try:
-        result = evaluate_file(path, task=task, languages=languages)
+        result, gold, scores = evaluate_file_scores(path, task=task, languages=languages)
     except FileNotFoundError:
         print(f"eval: no such file: {path}", file=sys.stderr)
         return 2
@@ -73,6 +73,9 @@ def run_eval(*, path: Path, task: str, languages: Sequence[str], stdout: TextIO)
         return 2
     positive, negative = _LABELS[task]
     stdout.write(f"task {task}: {path}\n{result.report(positive=positive, negative=negative)}\n")
+    if task == "complaint":
+        table = reliability(gold=gold, probabilities=[s.complaint for s in scores])
+        stdout.write(f"reliability of the complaint probability:\n{format_reliability(table)}\n")
     return 0
 
 

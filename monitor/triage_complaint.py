@@ -1,7 +1,8 @@
-"""Complaint probability and categories: per-language cue patterns + a small linear model.
+"""Complaint probability and categories: per-language cue patterns + small linear models.
 
 Three kinds of evidence are blended by a logistic "stacker" whose coefficients are
-learnt from our development set (scripts/train_complaint.py):
+learnt from public labelled corpora (scripts/train_complaint.py, data/DATA.md); the
+stacker is fitted on a calibration split, so its output is a calibrated probability:
 - cue patterns per language (monitor/data/lexicons/<lang>/complaint_cues.tsv), which
   also name the categories;
 - a linear model over character n-grams (monitor/data/models/complaint.json), which
@@ -145,10 +146,55 @@ class LinearModel:
         return {"intercept": self.intercept, "weights": self.weights}
 
 
+    def contributions(self, folded: str) -> dict[str, float]:
+        """Each word's share of `logit` (the sum of its n-gram weights), and each word pair's.
+
+        Grouped by word rather than by n-gram so `explain` reuses the per-word sums that
+        `logit` already cached, and a reader sees words, not fragments like 'ed'."""
+        words = _WORD.findall(folded)
+        parts = [(w, *self._word(w)) for w in words]
+        pairs = [(f"{a} {b}", self.weights.get(f"w:{a} {b}", 0.0)) for a, b in zip(words, words[1:], strict=False)]
+        count = sum(n for _, _, n in parts) + len(pairs)
+        if not count:
+            return {}
+        scale = 1.0 / math.sqrt(count)
+        out: dict[str, float] = {}
+        for word, partial, _ in parts:
+            out[word] = out.get(word, 0.0) + partial * scale
+        for pair, weight in pairs:
+            if weight:
+                out[pair] = out.get(pair, 0.0) + weight * scale
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeModel:
+    """How negative a post is by its wording, learnt from labelled posts (scripts/train_complaint.py).
+
+    Its Platt-scaled probability p gives a post without lexicon words the sentiment weight x (1 - 2p)."""
+
+    ngrams: LinearModel
+    slope: float
+    offset: float
+    weight: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NegativeModel:
+        ngrams = LinearModel(intercept=float(data["ngrams"]["intercept"]), weights=data["ngrams"]["weights"])
+        slope, offset = (float(v) for v in data["platt"])
+        return cls(ngrams=ngrams, slope=slope, offset=offset, weight=float(data["weight"]))
+
+    def correction(self, folded: str) -> float:
+        z = self.slope * self.ngrams.logit(folded) + self.offset
+        p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+        return self.weight * (1.0 - 2.0 * p)
+
+
 @dataclass(frozen=True, slots=True)
 class ComplaintModel:
     ngrams: LinearModel | None
     stack: dict[str, float]
+    negative: NegativeModel | None = None
 
     def probability(
         self, *, text: str, cue_total: float, sentiment: float | None, folded: str | None = None
@@ -169,6 +215,27 @@ class ComplaintModel:
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), model_logit
 
 
+    def explain(
+        self, *, model_logit: float, cue_total: float, sentiment: float | None, folded: str, top: int = 5
+    ) -> list[str]:
+        """What drove the complaint score: the stacker's terms, then the n-gram features that weigh most."""
+        s = self.stack
+        negative, positive = max(0.0, -(sentiment or 0.0)), max(0.0, sentiment or 0.0)
+        terms = {
+            "n-gram model": s["model"] * model_logit,
+            "cues": s["cues"] * cue_total,
+            "negative sentiment": s["negative"] * negative,
+            "positive sentiment": s["positive"] * positive,
+        }
+        shown = ", ".join(f"{name} {value:+.2f}" for name, value in terms.items() if abs(value) >= 0.005)
+        out = [f"complaint logit {s['bias']:+.2f} (bias){', ' + shown if shown else ''}"]
+        if self.ngrams is not None and abs(model_logit) >= 0.25:
+            parts = self.ngrams.contributions(folded)
+            strongest = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[:top]
+            out.append("n-gram features: " + ", ".join(f"'{name}' {value:+.2f}" for name, value in strongest))
+        return out
+
+
 @cache
 def load_model(path: Path = MODEL_PATH) -> ComplaintModel:
     """The shipped model, read once; cues-and-sentiment only if the file is absent."""
@@ -176,7 +243,10 @@ def load_model(path: Path = MODEL_PATH) -> ComplaintModel:
         return ComplaintModel(ngrams=None, stack=dict(_DEFAULT_STACK))
     data = json.loads(path.read_text(encoding="utf-8"))
     ngrams = LinearModel(intercept=float(data["ngrams"]["intercept"]), weights=data["ngrams"]["weights"])
-    return ComplaintModel(ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()})
+    negative = NegativeModel.from_json(data["negative"]) if "negative" in data else None
+    return ComplaintModel(
+        ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()}, negative=negative
+    )
 
 
 def stack_inputs(*, model_logit: float, cue_total: float, sentiment: float | None) -> list[float]:

@@ -31,6 +31,11 @@ _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _NEIGHBOURS = {"ms": "id", "bs": "hr", "sr": "hr", "sl": "hr", "no": "da", "nb": "da", "nn": "da", "mo": "ro"}
 # Below this langid confidence the platform's own guess (X's `lang`) wins, if allowed.
 _HINT_WINS_BELOW = 0.9
+# In a post this short the platform's guess wins unless langid is all but certain:
+# character n-grams over a dozen words often take English for Danish, Indonesian, Croatian
+# or Romanian, and X also sees the author's history.
+_HINT_WINS_SHORTER_THAN = 80  # letters
+_SHORT_HINT_WINS_BELOW = 0.9999
 # If the configured languages together get less posterior than this, the post is in another language.
 _FOREIGN_MASS = 0.02
 # Languages a post to a brand in our markets is most often written in when it is not theirs.
@@ -232,6 +237,9 @@ def detect(
     lang, confidence, foreign = _classify(body, allowed)
     if foreign:
         return lang, f"language {lang}: langid {confidence:.2f}, not a configured language"
+    short = letters < _HINT_WINS_SHORTER_THAN
+    if hint and hint != lang and short and confidence < _SHORT_HINT_WINS_BELOW and (allowed is None or hint in allowed):
+        return hint, f"language {hint}: platform hint over langid {lang} {confidence:.4f}, short post"
     if hint and hint != lang and confidence < _HINT_WINS_BELOW and (allowed is None or hint in allowed):
         return hint, f"language {hint}: platform hint over langid {lang} {confidence:.2f}"
     return lang, f"language {lang}: langid {confidence:.2f}"

@@ -45,6 +45,17 @@ def fold(text: str) -> str:
     return _COMBINING.sub("", unicodedata.normalize("NFKD", text.translate(_FOLD_EXTRA)))
 
 
+_DANISH_LETTERS = re.compile("([æøå])")
+
+
+def fold_keeping_danish(text: str) -> str:
+    """`fold`, but æ/ø/å stay letters of their own: høre is not hore, hån is not han."""
+    lower = text.lower()
+    if lower.isascii():
+        return lower
+    return "".join(part if len(part) == 1 and part in "æøå" else fold(part) for part in _DANISH_LETTERS.split(lower))
+
+
 def split_sentences(text: str) -> list[str]:
     return [s for s in (m.group(0).strip() for m in _SENTENCE.finditer(text)) if s]
 
@@ -60,12 +71,18 @@ def _lines(path: Path) -> list[str]:
     return out
 
 
-def _variants(word: str) -> set[str]:
-    """The spellings a lexicon entry should match: as written, and diacritic-free ('å' -> 'a' and 'aa')."""
+def _variants(word: str, *, lang: str = "") -> set[str]:
+    """The spellings a lexicon entry should match: as written, and diacritic-free.
+
+    Danish keeps æ/ø/å (folding them makes words collide: høre/hore, hån/han, stød/stod);
+    the ASCII spellings ae/oe/aa are matched too, as Danes type them without the letters."""
     lower = word.lower()
-    out = {lower, fold(lower)}
+    if lang == "da":
+        out = {lower, fold_keeping_danish(lower)}
+    else:
+        out = {lower, fold(lower)}
     if any(ch in lower for ch in "æøå"):
-        out.add(lower.replace("æ", "ae").replace("ø", "oe").replace("å", "aa"))
+        out.add(fold(lower.replace("æ", "ae").replace("ø", "oe").replace("å", "aa")))
     return out
 
 
@@ -158,7 +175,7 @@ def lexicon(lang: str) -> Lexicon:
     words: dict[str, float] = {}
     phrases: dict[tuple[str, ...], float] = {}
     for entry, value in entries.items():
-        for variant in _variants(entry):
+        for variant in _variants(entry, lang=lang):
             parts = tuple(variant.split())
             if len(parts) == 1:
                 words[parts[0]] = value
@@ -166,7 +183,7 @@ def lexicon(lang: str) -> Lexicon:
                 phrases[parts] = value
 
     def word_set(name: str) -> frozenset[str]:
-        return frozenset(v for w in _lines(base / name) for v in _variants(w.strip()))
+        return frozenset(v for w in _lines(base / name) for v in _variants(w.strip(), lang=lang))
 
     return Lexicon(
         words=words,

@@ -42,6 +42,21 @@ def test_eval_complaint_prints_figures_and_confusion_matrix(tmp_path: Path):
         "           complaint      other\n"
         "complaint          2          0\n"
         "    other          0          2\n"
+    ) + out.getvalue()[out.getvalue().index("reliability"):]
+    table = out.getvalue().split("reliability of the complaint probability:\n")[1].splitlines()
+    assert table[0] == "bin       mean predicted observed rate  count"
+    assert sum(int(line.split()[-1]) for line in table[1:]) == 4
+
+
+def test_reliability_table_bins_predictions_and_compares_with_what_happened():
+    from monitor.evaluate import format_reliability, reliability
+
+    table = reliability(gold=[True, False, True, True, False], probabilities=[0.62, 0.65, 0.68, 0.95, 0.05])
+    assert format_reliability(table) == (
+        "bin       mean predicted observed rate  count\n"
+        "0.0-0.1            0.050         0.000      1\n"
+        "0.6-0.7            0.650         0.667      3\n"
+        "0.9-1.0            0.950         1.000      1"
     )
 
 

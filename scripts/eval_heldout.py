@@ -1,0 +1,104 @@
+"""Figures for docs/triage.md: triage and plain VADER on the held-out public split.
+
+    python scripts/eval_heldout.py [--mirror /work/.mirror] [--json out.json] [--low 0.3 --high 0.9]
+
+The held-out split (20% of the rows, chosen by a hash of the text: scripts/triage_corpora.py)
+is never used for training or calibration. Each post is triaged with its language as the
+platform hint, as X sends it. Prints per language and task precision, recall and F1,
+the reliability table of the complaint probability, and the two rule thresholds' rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from triage_corpora import DEFAULT_MIRROR, load  # noqa: E402
+
+from monitor.evaluate import format_reliability, metrics, reliability  # noqa: E402
+from monitor.triage import SUPPORTED_LANGUAGES, triage_many  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--low", type=float, default=0.5, help="alert threshold on complaint")
+    parser.add_argument("--high", type=float, default=0.9, help="auto-reply threshold on complaint")
+    parser.add_argument("--no-hint", action="store_true", help="triage without the language hint")
+    args = parser.parse_args(argv)
+    rows, commits = load(args.mirror)
+    held = [r for r in rows if r.split == "heldout"]
+    started = time.perf_counter()
+    scores = triage_many(
+        [r.text for r in held],
+        lang_hints=None if args.no_hint else [r.lang for r in held],
+        languages=SUPPORTED_LANGUAGES,
+    )
+    elapsed = time.perf_counter() - started
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    vader = SentimentIntensityAnalyzer()
+    plain = [vader.polarity_scores(r.text)["compound"] < -0.05 for r in held]
+    out: dict = {"commits": commits, "rows": len(held), "figures": {}}
+    print(f"held-out rows {len(held)}; triage {1e6 * elapsed / len(held):.0f} us/post")
+    print(f"{'lang':<5} {'task':<10} {'n':>6} {'pos':>5}  {'triage P/R/F1':>20}  {'VADER P/R/F1':>20}")
+    for lang in ["all", *SUPPORTED_LANGUAGES]:
+        picked = [i for i, r in enumerate(held) if lang == "all" or r.lang == lang]
+        for task in ("negative", "complaint"):
+            idx = [i for i in picked if task == "complaint" or held[i].negative is not None]
+            if not idx:
+                continue
+            gold = [bool(held[i].negative if task == "negative" else held[i].complaint) for i in idx]
+            ours = [scores[i].negative if task == "negative" else scores[i].is_complaint for i in idx]
+            m, v = metrics(gold=gold, predicted=ours), metrics(gold=gold, predicted=[plain[i] for i in idx])
+            out["figures"][f"{lang}/{task}"] = {
+                "n": len(idx), "positives": sum(gold),
+                "triage": [round(m.precision, 3), round(m.recall, 3), round(m.f1, 3)],
+                "vader": [round(v.precision, 3), round(v.recall, 3), round(v.f1, 3)],
+            }
+            print(
+                f"{lang:<5} {task:<10} {len(idx):>6} {sum(gold):>5}  "
+                f"{m.precision:6.3f} {m.recall:6.3f} {m.f1:6.3f}  {v.precision:6.3f} {v.recall:6.3f} {v.f1:6.3f}"
+            )
+    gold = [r.complaint for r in held]
+    table = reliability(gold=gold, probabilities=[s.complaint for s in scores])
+    print("\nreliability of the complaint probability (held-out):")
+    print(format_reliability(table))
+    out["reliability"] = [[b.low, b.high, round(b.mean_predicted, 3), round(b.observed, 3), b.count] for b in table]
+    complaints = [s for s, g in zip(scores, gold, strict=True) if g]
+    others = [s for s, g in zip(scores, gold, strict=True) if not g]
+    alert = [s.complaint >= args.low or s.negative for s in scores]
+    # rules.yaml's urgent-complaint: complaint >= high, or >= 0.8 with a damaged/refund/churn category
+    auto = [
+        s.complaint >= args.high or (s.complaint >= 0.8 and bool({"damaged", "refund", "churn_threat"} & set(s.categories)))
+        for s in scores
+    ]
+    rates = {
+        "alert_recall": sum(a for a, g in zip(alert, gold, strict=True) if g) / len(complaints),
+        "alert_false_alarm": sum(a for a, g in zip(alert, gold, strict=True) if not g) / len(others),
+        "auto_recall": sum(a for a, g in zip(auto, gold, strict=True) if g) / len(complaints),
+        "auto_on_non_complaints": sum(a for a, g in zip(auto, gold, strict=True) if not g) / len(others),
+    }
+    print(
+        f"\nalert rule (complaint >= {args.low} or sentiment <= -0.05): recall {rates['alert_recall']:.3f}, "
+        f"false alarms {rates['alert_false_alarm']:.3f} of non-complaints"
+    )
+    print(
+        f"auto-reply rule (complaint >= {args.high}, or >= 0.8 with damaged/refund/churn_threat): recall {rates['auto_recall']:.3f}, "
+        f"non-complaints auto-replied {rates['auto_on_non_complaints']:.4f}"
+    )
+    out["thresholds"] = {"low": args.low, "high": args.high, **{k: round(v, 4) for k, v in rates.items()}}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
