@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from connectors.platforms import Platform
 from monitor.model import NewMention
 
 if TYPE_CHECKING:
@@ -102,10 +103,13 @@ class PostedMessage:
 
 @runtime_checkable
 class Source(Protocol):
+    platform: ClassVar[Platform]  # what the platform allows (connectors/platforms.py); the rest mirrors it
     name: ClassVar[str]  # "x", "facebook", "replay"
     kinds: ClassVar[frozenset[str]]  # which mention kinds it can fetch
     auto_reply_kinds: ClassVar[frozenset[str]]  # kinds the platform lets a bot answer unprompted
     max_reply_length: ClassVar[int]
+    requires_brand_mention: ClassVar[bool]
+    private_reply_kinds: ClassVar[frozenset[str]]
     secret_names: ClassVar[tuple[str, ...]]  # environment variables holding its secrets
 
     def fetch(self, *, kind: str, cursor: str, query: str = "") -> FetchResult: ...
@@ -113,6 +117,15 @@ class Source(Protocol):
     def reply_public(self, *, target: ReplyTarget, text: str) -> ReplyResult: ...
 
     def send_private(self, *, target: ReplyTarget, text: str) -> ReplyResult: ...
+
+    @property
+    def dm_link(self) -> str:
+        """Where the bot asks people to write privately ("" when the private reply is the hand-off)."""
+        ...
+
+    def backfill_cursor(self, *, since: datetime) -> str:
+        """A cursor, in this connector's own format, whose first fetch begins at `since` (backfill)."""
+        ...
 
     def find_reply(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
         """Look for a reply of ours to `target` (reconciliation after a crash).

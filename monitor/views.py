@@ -1,6 +1,6 @@
-"""What an alert shows, as plain data: the core builds it, a notifier renders it.
+"""What the notifiers show, as plain data: the core builds it, a notifier renders it.
 
-The same AlertView feeds the Slack Block Kit rendering and the console notifier,
+The same AlertView (and OpenCaseLine, one row of /mentions and the App Home) feeds the Slack Block Kit rendering and the console notifier,
 so both say the same thing.
 """
 
@@ -83,3 +83,20 @@ def build_view(
         mention_count=case.mention_count,
         breached=case.breached_at is not None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCaseLine:
+    """One open case as /mentions and the App Home list it."""
+
+    case_id: int
+    platform: str
+    author_handle: str
+    text: str
+    rule: str
+    severity: str
+    sla_due_at: datetime | None
+    assignee: str
+    state: str
+    slack_channel: str = ""
+    slack_ts: str = ""

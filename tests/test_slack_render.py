@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from connectors.console import ConsoleNotifier
 from connectors.slack import blocks as sb
-from monitor.cases.actions import OpenCaseLine
-from monitor.views import AlertView
+from monitor.views import AlertView, OpenCaseLine
 
 NOW = datetime(2026, 11, 23, 13, 5, tzinfo=UTC)  # 14:05 in Oslo (UTC+1 in November)
 HOSTILE = "<!channel> <!here> <@U123> <#C1|general> <!subteam^S1> @channel @here @everyone Tom & Jerry"

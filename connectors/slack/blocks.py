@@ -14,8 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor import messages as m
-from monitor.cases.actions import OpenCaseLine
-from monitor.views import AlertView
+from monitor.views import AlertView, OpenCaseLine
 
 # Slack's published limits (Block Kit reference).
 SECTION_TEXT_MAX = 3000

@@ -103,9 +103,7 @@ def auto_refusal(*, policy: Any, mention: Mention, text: str) -> str:
         return f"{mention.platform} does not allow automatic replies to {mention.kind} posts"
     if policy.requires_brand_mention and not mention.mentions_brand:
         return f"{mention.platform} allows automatic replies only to posts that mention the brand"
-    if len(text) > policy.max_reply_length:
-        return f"the text is {len(text)} characters, over {mention.platform}'s limit of {policy.max_reply_length}"
-    return ""
+    return policy.length_refusal(kind=mention.kind, text=text)
 
 
 def _ack_rows(since: datetime) -> Any:

@@ -23,6 +23,7 @@ from monitor.delivery.notes import humanize
 from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
 from monitor.rules.schema import Ruleset
 from monitor.store import transaction
+from monitor.views import OpenCaseLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,21 +31,6 @@ class ActionOutcome:
     ok: bool
     changed: bool
     message: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class OpenCaseLine:
-    case_id: int
-    platform: str
-    author_handle: str
-    text: str
-    rule: str
-    severity: str
-    sla_due_at: datetime | None
-    assignee: str
-    state: str
-    slack_channel: str = ""
-    slack_ts: str = ""
 
 
 class CaseActions:
@@ -147,9 +133,9 @@ class CaseActions:
             if not body:
                 return ActionOutcome(ok=False, changed=False, message="there is no acknowledgement text for this case")
             policy = self.policies.get(mention.platform)
-            if policy is not None and len(body) > policy.max_reply_length:
-                return ActionOutcome(ok=False, changed=False, message=(
-                    f"the text is {len(body)} characters, over {mention.platform}'s limit of {policy.max_reply_length}"))
+            too_long = policy.length_refusal(kind=mention.kind, text=body) if policy is not None else ""
+            if too_long:
+                return ActionOutcome(ok=False, changed=False, message=too_long)
             dry = self.dry_run or case.dry_run or ruleset.acknowledgement.dry_run
             if kind == "acknowledged":
                 private_template = None

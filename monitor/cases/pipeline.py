@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from connectors.platforms import Platform
 from monitor.cases import acknowledge, sla
 from monitor.delivery import outbox
 from monitor.model import Case, CaseState, Event, Mention, NewMention, OutboxKind, Score
@@ -32,13 +33,29 @@ TriageFn = Callable[..., list[Score]]
 
 @dataclass(frozen=True, slots=True)
 class ReplyPolicy:
-    """What a platform lets the bot post unprompted (from the connector's capabilities)."""
+    """What a platform lets the bot post unprompted (connectors/platforms.py), and where DMs go."""
 
-    auto_reply_kinds: frozenset[str]
-    max_reply_length: int
-    requires_brand_mention: bool = False  # X: only posts that @mention the brand
-    private_kinds: frozenset[str] = frozenset()  # kinds that also get a private reply
+    platform: Platform
     dm_link: str = ""
+
+    @property
+    def auto_reply_kinds(self) -> frozenset[str]:
+        return self.platform.auto_reply_kinds
+
+    @property
+    def requires_brand_mention(self) -> bool:  # X: only posts that @mention the brand
+        return self.platform.requires_brand_mention
+
+    @property
+    def private_kinds(self) -> frozenset[str]:  # kinds that also get a private reply
+        return self.platform.private_reply_kinds
+
+    def length_refusal(self, *, kind: str, text: str) -> str:
+        """Why `text` is too long for a reply to a `kind` post, as the platform counts it ("" if it fits)."""
+        over = self.platform.too_long(kind=kind, text=text)
+        if over is None:
+            return ""
+        return f"the text is {over[0]} characters, over {self.platform.name}'s limit of {over[1]}"
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from connectors.platforms import FACEBOOK, X
 from monitor import messages as msg
 from monitor.settings import Settings
 
@@ -163,7 +164,7 @@ def _slack(settings: Settings, sandbox_url: str) -> Check:
 
 def _x(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
     if not sandbox_url and not settings.x_bearer_token.get_secret_value():
-        return _fail("x", msg.DOCTOR_X_MISSING, msg.DOCTOR_TOKEN_FAIL_FIX.format(env="X_BEARER_TOKEN"))
+        return _fail("x", msg.DOCTOR_X_MISSING, msg.DOCTOR_TOKEN_FAIL_FIX.format(env=X.secret_names[0]))
 
     def call() -> Check:
         from connectors.base import AuthFailed
@@ -179,12 +180,13 @@ def _x(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
             raise
         return _ok("x", msg.DOCTOR_X_OK.format(username=who.get("username", "")))
 
-    return _token_check("x", "X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET", call)
+    posting = X.secret_names[1:]  # the read token is checked above; these four post as the brand
+    return _token_check("x", ", ".join(posting[:-1]) + " and " + posting[-1], call)
 
 
 def _facebook(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
     if not sandbox_url and not settings.facebook_page_token.get_secret_value():
-        return _fail("facebook", msg.DOCTOR_FACEBOOK_MISSING, msg.DOCTOR_TOKEN_FAIL_FIX.format(env="FACEBOOK_PAGE_TOKEN"))
+        return _fail("facebook", msg.DOCTOR_FACEBOOK_MISSING, msg.DOCTOR_TOKEN_FAIL_FIX.format(env=FACEBOOK.secret_names[0]))
 
     def call() -> Check:
         from monitor.runtime.wiring import _connector
@@ -194,7 +196,7 @@ def _facebook(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
         page = source.check_auth()
         return _ok("facebook", msg.DOCTOR_FACEBOOK_OK.format(name=page.get("name", "")))
 
-    return _token_check("facebook", "FACEBOOK_PAGE_TOKEN", call)
+    return _token_check("facebook", FACEBOOK.secret_names[0], call)
 
 
 def _ruleset_or_default(ruleset: Any) -> Any:

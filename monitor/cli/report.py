@@ -8,7 +8,6 @@ monitor.cases.pipeline.ingest: the (platform, id) dedup makes a second run store
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,11 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.base import AuthFailed, BadPayload, RateLimited, Transient
+from connectors.platforms import SOCIAL
 from monitor import messages as msg
-
-X_SEARCH_DAYS = 7  # X's recent search reaches back seven days
-X_MENTIONS_KEPT = 800  # X's mentions timeline holds the latest 800
-
 
 
 def register(subparsers: Any) -> None:
@@ -125,17 +121,6 @@ class BackfillCount:
     error: str = ""
 
 
-def start_cursor(*, connector: Any, platform: str, since: datetime) -> str:
-    """A fetch cursor that begins at `since`, in each connector's own cursor format (connectors/x.py,
-    connectors/facebook.py): X's `start` becomes the API's start_time; Facebook reads the posts and
-    conversations active since `seen`.  A connector may offer `backfill_cursor(since)` instead."""
-    if hasattr(connector, "backfill_cursor"):
-        return str(connector.backfill_cursor(since))
-    if platform == "facebook":
-        return json.dumps({"seen": since.timestamp()}, separators=(",", ":"))
-    return json.dumps({"start": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}, separators=(",", ":"))
-
-
 def backfill(
     *, engine: Any, ruleset: Any, bindings: dict[str, Any], since: datetime, now: datetime,
     console: Console | None = None, max_pages: int = 200,
@@ -148,7 +133,7 @@ def backfill(
 
     console = console or Console(stderr=True)
     counts = []
-    chosen = {n: b for n, b in bindings.items() if b.platform in ("x", "facebook")}
+    chosen = {n: b for n, b in bindings.items() if b.platform in SOCIAL}
     policies = {b.platform: policy_for(b.connector) for b in chosen.values()}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} fetched"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
@@ -156,14 +141,16 @@ def backfill(
             count = BackfillCount(source=name)
             counts.append(count)
             start = since
-            if binding.platform == "x" and binding.kind == "search":
-                oldest = now - timedelta(days=X_SEARCH_DAYS) + timedelta(minutes=1)
+            history = SOCIAL[binding.platform].history
+            reach = history.search_reach
+            if binding.kind == "search" and reach is not None:
+                oldest = now - reach + timedelta(minutes=1)
                 if start < oldest:
                     start = oldest
-                    progress.console.print(msg.REPORT_SEARCH_CLAMPED.format(source=name, days=X_SEARCH_DAYS, since=start))
-            limit = X_MENTIONS_KEPT if binding.platform == "x" and binding.kind == "mention" else None
+                    progress.console.print(msg.REPORT_SEARCH_CLAMPED.format(source=name, days=reach.days, since=start))
+            limit = history.mentions_kept if binding.kind == "mention" else None
             task = progress.add_task(name, total=limit)
-            cursor = start_cursor(connector=binding.connector, platform=binding.platform, since=start)
+            cursor = binding.connector.backfill_cursor(since=start)
             try:
                 for _ in range(max_pages):
                     page = binding.connector.fetch(kind=binding.kind, cursor=cursor, query=binding.query)
@@ -177,7 +164,7 @@ def backfill(
                     progress.update(task, completed=count.fetched)
                     # X lists newest first: once a page reaches back past `since`, the rest is older still
                     # (start_time makes X stop there itself; this guards connectors that ignore it)
-                    reached_start = binding.platform == "x" and len(fresh) < len(page.mentions)
+                    reached_start = history.newest_first and len(fresh) < len(page.mentions)
                     if not page.more or reached_start or (limit and count.fetched >= limit):
                         break
                     cursor = page.cursor

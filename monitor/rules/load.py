@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import re
 import string
-import unicodedata
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from connectors.platforms import SOCIAL, has_url, x_weighted_length
 from monitor import messages as msg
 from monitor.rules.match import (
     Decision,
@@ -303,24 +303,6 @@ def _allowed_keys(loc: Loc) -> list[str]:
 
 # --------------------------------------------------------------------------- cross-reference pass
 
-# Widest value each variable may take when the length limit is checked.
-_VARIABLE_WIDTH = {"x": {"author": 16, "eta": 20, "agent": 30, "dm_link": 23},
-                   "facebook": {"author": 50, "eta": 20, "agent": 30, "dm_link": 60}}
-_LIMITS = {"x": 280, "facebook": 8000}
-_URL_RE = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
-# X counts these code point ranges as 1 and everything else (CJK, emoji...) as 2.
-_X_LIGHT = ((0x0000, 0x10FF), (0x2000, 0x200D), (0x2010, 0x201F), (0x2032, 0x2037))
-
-
-def x_weighted_length(text: str) -> int:
-    """Length as X counts it: URLs count 23, CJK and emoji count 2, Latin 1."""
-    text = unicodedata.normalize("NFC", text)
-    urls = _URL_RE.findall(text)
-    rest = _URL_RE.sub("", text)
-    weight = sum(1 if any(lo <= ord(ch) <= hi for lo, hi in _X_LIGHT) else 2 for ch in rest)
-    return weight + 23 * len(urls)
-
-
 def _get(node: Any, key: str) -> Any:
     return node.get(key) if isinstance(node, CommentedMap) else None
 
@@ -368,7 +350,7 @@ def cross_check(root: CommentedMap) -> list[tuple[int, int, str]]:
 
     template_platforms: dict[str, set[str]] = {}
     source_platforms = {s.get("platform") for _, s in _items(sources) if isinstance(s, CommentedMap)}
-    source_platforms = {p for p in source_platforms if p in _LIMITS} or set(_LIMITS)
+    source_platforms = {p for p in source_platforms if p in SOCIAL} or set(SOCIAL)
     for index, rule in _items(rules):
         name = _get(rule, "name")
         label = f"rule '{name}'" if isinstance(name, str) else f"rules[{index}]"
@@ -383,7 +365,7 @@ def cross_check(root: CommentedMap) -> list[tuple[int, int, str]]:
                     name=template, rule=name if isinstance(name, str) else f"rules[{index}]",
                 ) + _names_hint(template, template_names)))
             platforms = _get(_get(rule, "when"), "platforms")
-            wanted = {p for _, p in _items(platforms) if p in _LIMITS} if platforms else source_platforms
+            wanted = {p for _, p in _items(platforms) if p in SOCIAL} if platforms else source_platforms
             template_platforms.setdefault(template, set()).update(wanted)
         _check_condition_sources(_get(rule, "when"), source_names, name, problems)
 
@@ -479,20 +461,14 @@ def _check_template(
         if bad:
             continue
         literal = "".join(lit for lit, _, _, _ in string.Formatter().parse(text))
-        if not allow_urls and _URL_RE.search(literal):
+        if not allow_urls and has_url(literal):
             problems.append((*at, msg.RULES_TEMPLATE_URL.format(name=name, lang=lang)))
         for platform in sorted(platforms):
-            widths = {**_VARIABLE_WIDTH[platform], "brand": len(brand_name)}
-            if platform == "x":
-                length = x_weighted_length(literal) + sum(
-                    x_weighted_length(brand_name) if f == "brand" else widths[f] for f in fields
-                )
-            else:
-                length = len(literal) + sum(widths[f] for f in fields)
-            if length > _LIMITS[platform]:
+            facts = SOCIAL[platform]
+            widths = facts.template_widths
+            length = facts.length(literal) + sum(
+                facts.length(brand_name) if f == "brand" else widths[f] for f in fields
+            )
+            if length > facts.template_limit:
                 problems.append((*at, msg.RULES_TEMPLATE_TOO_LONG.format(
-                    name=name, lang=lang, length=length, platform=_PLATFORM_NAMES[platform],
-                    limit=_LIMITS[platform])))
-
-
-_PLATFORM_NAMES = {"x": "X", "facebook": "Facebook"}
+                    name=name, lang=lang, length=length, platform=facts.label, limit=facts.template_limit)))

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.platforms import PLATFORMS
 from monitor import messages as msg
 from monitor.rules.business_hours import DAYS, BusinessHours, Day, parse_clock, rules_error
 
@@ -39,11 +40,7 @@ CATEGORIES = (
 )
 TEMPLATE_VARIABLES = ("author", "brand", "eta", "agent", "dm_link")
 # Which kinds each platform's connector can fetch.
-SOURCE_KINDS: dict[str, tuple[str, ...]] = {
-    "x": ("mention", "search", "own"),
-    "facebook": ("comment", "message"),
-    "replay": ("mention", "search", "comment", "message"),
-}
+SOURCE_KINDS: dict[str, tuple[str, ...]] = {name: p.kinds for name, p in PLATFORMS.items()}
 
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

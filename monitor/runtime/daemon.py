@@ -34,6 +34,7 @@ from connectors.base import (
     FetchResult,
     Notifier,
     RateLimited,
+    Source,
     Transient,
 )
 from monitor import messages as msg
@@ -77,15 +78,9 @@ class PollOutcome:
     results: list[IngestResult] = field(default_factory=list)
 
 
-def policy_for(connector: Any, *, dm_link: str = "") -> ReplyPolicy:
-    """A connector's capability attributes, as the reply policy the core applies."""
-    return ReplyPolicy(
-        auto_reply_kinds=frozenset(getattr(connector, "auto_reply_kinds", frozenset())),
-        max_reply_length=int(getattr(connector, "max_reply_length", 280)),
-        requires_brand_mention=bool(getattr(connector, "requires_brand_mention", False)),
-        private_kinds=frozenset(getattr(connector, "private_reply_kinds", frozenset())),
-        dm_link=dm_link or str(getattr(connector, "dm_link", "") or ""),
-    )
+def policy_for(connector: Source) -> ReplyPolicy:
+    """The reply policy the core applies to a connector's platform (connectors/platforms.py)."""
+    return ReplyPolicy(platform=connector.platform, dm_link=connector.dm_link)
 
 
 class Daemon:

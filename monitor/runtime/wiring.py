@@ -40,7 +40,7 @@ def build_sources(*, settings: Settings, ruleset: Ruleset, sandbox_url: str = ""
                                                                  path=source.path, clock=clock)
         if connector is None:
             continue
-        secret_env = next(iter(getattr(connector, "secret_names", ()) or ()), "")
+        secret_env = next(iter(connector.platform.secret_names), "")
         bindings[source.name] = SourceBinding(name=source.name, platform=source.platform, kind=source.kind,
                                               query=source.query, every=source.every, connector=connector,
                                               secret_env=secret_env)
