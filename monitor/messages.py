@@ -74,11 +74,8 @@ SLACK_CMD_STATS_LINE = "• {label}: *{value}*"
 SLACK_CMD_HELP = "Usage: `/mentions` lists open cases by time left; `/mentions stats` shows today's figures."
 
 SLACK_HOME_TITLE = "mention-monitor"
-SLACK_HOME_OPEN = "Open cases, most urgent first"
 SLACK_HOME_KPIS = "Today"
 SLACK_HOME_UPDATED = "Updated {when} ({tz}). Reopen this tab to refresh."
-
-SLACK_UPLOAD_COMMENT = "{title}"
 
 CONSOLE_RULE = "─" * 60
 CONSOLE_BUTTONS = "actions: {buttons}"
@@ -129,7 +126,6 @@ RULES_LANGUAGE_CODE = "'{value}' is not a language code; use two or three lowerc
 RULES_RULE_NO_ACTION = "rule '{name}' does nothing; give it alert, acknowledge or drop: true"
 RULES_DROP_AND_ACTION = "rule '{name}' drops the mention, so its {action} would never happen; remove one of them"
 RULES_DROP_CONTINUE = "rule '{name}' has both drop: true and continue: true; a dropped mention goes no further"
-RULES_ACK_NO_TEMPLATE = "missing key 'template' in {where}; it is needed unless mode is off"
 RULES_SEARCH_QUERY = "source '{name}' searches X but has no query; add one, like query: '\"your brand\" -is:retweet'"
 RULES_QUERY_NOT_SEARCH = "source '{name}' has a query but kind '{kind}'; only kind: search uses a query"
 RULES_SOURCE_KIND = "source '{name}': {platform} has no kind '{kind}'; use one of {choices}"
@@ -229,7 +225,6 @@ SPIKE_ALERT = (
     ":chart_with_upwards_trend: Mention spike: {count} mentions in the last {window} "
     "(usually {mean:.1f} ± {sigma:.1f}). Something may be going on."
 )
-GROUP_HEADLINE = "{count} similar mentions for rule `{rule}` in {window}"
 
 OPS_AUTH_FAILED = (
     ":warning: {source}: the platform rejected our token ({reason}). Polling is paused. "

@@ -179,12 +179,6 @@ def release_lease(engine: Engine, *, name: str, holder: str) -> None:
         )
 
 
-def lease_holder(engine: Engine, *, name: str) -> tuple[str, datetime | None]:
-    with Session(engine) as session:
-        row = session.get(Lease, name)
-        return (row.holder, row.expires_at) if row else ("", None)
-
-
 # --------------------------------------------------------------------------- settings
 
 

@@ -246,11 +246,6 @@ def snooze_value(*, case_id: int, choice: str) -> str:
     return f"{case_id}:{choice}"
 
 
-def parse_snooze_value(value: str) -> tuple[int, str]:
-    case_id, _, choice = value.partition(":")
-    return int(case_id), choice
-
-
 def action_elements(view: AlertView) -> list[dict[str, Any]]:
     """The buttons a case offers in its current state (none once resolved)."""
     if view.state == "resolved":

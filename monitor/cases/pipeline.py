@@ -1,8 +1,9 @@
-"""ingest(batch): dedup -> triage -> rules -> case + outbox -> cursor, in ONE transaction.
+"""ingest(batch): dedup -> triage -> rules -> case + outbox -> cursor; everything it writes, in one transaction.
 
-Either the whole page of mentions is stored with its cases, its outbox rows and
-the source's new cursor, or nothing is: a crash loses nothing and a restart
-fetches nothing twice.
+A read finds the mentions already stored; triage and rules run outside any transaction; then
+the page's new mentions are stored with their cases, their outbox rows and the source's new
+cursor in one write transaction, or nothing is: a crash loses nothing and a restart fetches
+nothing twice.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -171,7 +170,3 @@ def _fmt(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
 
-
-def open_cases_count(engine: Engine) -> int:
-    with transaction(engine) as s:
-        return int(s.exec(select(sa.func.count()).select_from(Case).where(Case.state != CaseState.RESOLVED)).one())

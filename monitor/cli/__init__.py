@@ -1,7 +1,7 @@
 """`mention-monitor run | check-rules | explain | sandbox | triage | eval | ...`: the command line.
 
-This is the composition root: the only place that picks connectors for the core
-(imported lazily, so `check-rules` and `explain` start fast).
+Argument parsing and each command's face only.  monitor/runtime/wiring.py picks the
+connectors; commands import what they need lazily, so `check-rules` and `explain` start fast.
 """
 
 from __future__ import annotations

@@ -128,13 +128,6 @@ class Report:
 # --------------------------------------------------------------------------- building
 
 
-def parse_since(text: str) -> timedelta:
-    """"7d", "36h", "2w" -> timedelta (the units of rules.yaml durations)."""
-    from monitor.rules.schema import parse_duration
-
-    return parse_duration(text)
-
-
 def build_report(
     session: Session, *, since: datetime, until: datetime, timezone: str = "UTC",
     brand_terms: Iterable[str] = (),
