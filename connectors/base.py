@@ -1,8 +1,9 @@
 """What every connector promises the core: the Source and Notifier protocols and their errors.
 
 A connector makes ONE attempt per call and translates whatever its SDK raised
-into one of the four error types below.  Retrying, back-off and waiting for a
-rate-limit reset are decided once, in the core (monitor/runtime/daemon.py).
+into one of the error types below (rate limited, auth failed, transient, bad
+payload, refused).  Retrying, back-off and waiting for a rate-limit reset are the
+core's: one RetryPolicy type, with named instances, in monitor/retry.py.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from monitor import messages as msg
 from monitor.delivery import outbox
 from monitor.delivery.notes import humanize
 from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
+from monitor.retry import REPLIES
 from monitor.rules import render_template
 from monitor.rules.schema import Ruleset
 
@@ -227,7 +228,7 @@ class ReplyDeliverer:
                 found = source.find_reply(target=target, text=payload["text"])
             except (RateLimited, Transient) as exc:
                 if row.attempts < RECONCILE_ATTEMPTS:  # cannot ask yet: ask again later, post nothing
-                    retry_at = exc.until if isinstance(exc, RateLimited) else now + outbox.backoff(row.attempts)
+                    retry_at = exc.until if isinstance(exc, RateLimited) else now + REPLIES.delay(row.attempts + 1)
                     outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
                                   retry_at=retry_at, error=str(exc))
                     return "retried"
@@ -248,7 +249,7 @@ class ReplyDeliverer:
                 result = source.reply_public(target=target, text=payload["text"])
         except (RateLimited, AuthFailed) as exc:
             # refused before anything was posted: the retry posts without a look-up first
-            retry_at = exc.until if isinstance(exc, RateLimited) else now + outbox.backoff(row.attempts)
+            retry_at = exc.until if isinstance(exc, RateLimited) else now + REPLIES.delay(row.attempts + 1)
             if isinstance(exc, RateLimited):
                 self.held[(row.platform, row.kind)] = exc.until
             outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
@@ -257,7 +258,7 @@ class ReplyDeliverer:
         except Transient as exc:
             # A timeout may hide a post that landed: the next attempt reconciles first.
             outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
-                          retry_at=now + outbox.backoff(row.attempts), error=str(exc), result={})
+                          retry_at=now + REPLIES.delay(row.attempts + 1), error=str(exc), result={})
             return "retried"
         except (Refused, ConnectorError) as exc:
             self._give_up(row, now=now, reason=str(exc), private=private)

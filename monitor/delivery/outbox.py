@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from connectors.base import AuthFailed, ConnectorError, Notifier, RateLimited, R
 from monitor import messages as msg
 from monitor.delivery.notes import compose
 from monitor.model import PUBLIC_KINDS, Case, Mention, Outbox, OutboxKind, OutboxState
+from monitor.retry import DELIVERIES
 from monitor.store import is_postgres, transaction
 from monitor.views import build_view
 
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 # Longer than any client timeout: a live claim is never stolen.  Tests of replica failover shorten it.
 CLAIM_TTL = timedelta(seconds=float(os.environ.get("MENTION_MONITOR_CLAIM_TTL") or 60))
-MAX_BACKOFF = timedelta(seconds=60)
 ALERT_METADATA = "mm_alert"
 
 
@@ -226,8 +225,8 @@ def release(engine: Engine, items: list[Claimed], *, worker: str, now: datetime,
 
 
 def backoff(attempts: int) -> timedelta:
-    base = min(2 ** min(attempts, 6), MAX_BACKOFF.total_seconds())
-    return timedelta(seconds=base * random.uniform(0.5, 1.0))
+    """The wait before a delivery's next attempt, after `attempts` so far (monitor/retry.py)."""
+    return DELIVERIES.delay(attempts + 1)
 
 
 @dataclass(slots=True)

@@ -1,8 +1,8 @@
 """The daemon: one APScheduler job per source, the outbox, the SLA sweep, rules hot reload.
 
-Retry policy lives here, once: a rate-limited source waits for its reset while the
-others go on; transient failures back off exponentially with jitter; a rejected
-token pauses the source and tells the operator once.
+A rate-limited source waits for its reset while the others go on; transient failures
+back off as the SOURCES policy of monitor/retry.py says; a rejected token pauses the
+source and tells the operator once.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import ctypes
 import hashlib
 import logging
 import os
-import random
 import socket
 import sys
 import threading
@@ -45,6 +44,7 @@ from monitor.clock import Clock
 from monitor.delivery import outbox
 from monitor.delivery.notes import humanize
 from monitor.model import Outbox, OutboxKind, OutboxState, SourceHealth
+from monitor.retry import SOURCES
 from monitor.rules import RulesError, load_rules
 from monitor.rules.schema import Ruleset
 from monitor.store import acquire_lease, get_cursor, is_postgres, transaction
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 MAX_PAGES_PER_POLL = 20  # drain a backlog page by page, but let other jobs run in between
 OUTAGE_NOTICE_AFTER = timedelta(minutes=10)
-MAX_SOURCE_BACKOFF = timedelta(minutes=5)
 # A replica that dies loses its sources after this long; tests shorten it.
 LEASE_TTL = timedelta(seconds=float(os.environ.get("MENTION_MONITOR_LEASE_TTL") or 30))
 
@@ -159,8 +158,7 @@ class Daemon:
                 return outcome
             except (Transient, BadPayload) as exc:
                 failures = health.failures + 1
-                delay = min(timedelta(seconds=binding.every.total_seconds() * 2 ** min(failures - 1, 8)),
-                            MAX_SOURCE_BACKOFF) * random.uniform(0.75, 1.0)
+                delay = SOURCES.delay(failures, base=binding.every)
                 if isinstance(exc, BadPayload):
                     log.warning(msg.LOG_BAD_PAYLOAD, name, exc)
                 else:
