@@ -8,6 +8,7 @@ core's: one RetryPolicy type, with named instances, in monitor/retry.py.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,9 +45,22 @@ class BadPayload(ConnectorError):
     """The platform answered something we cannot read; nothing from it may be stored."""
 
 
+class RefusalReason(enum.StrEnum):
+    """Why a platform refused, as a code the core can act on (never read from the message text)."""
+
+    POLICY = "policy"  # any other rule of the platform's
+    MESSAGING_WINDOW = "messaging_window"  # Messenger: a Page answers only within 24 h of the last message
+    PRIVATE_REPLY_LIMIT = "private_reply_limit"  # Facebook: one private reply per comment, within 7 days
+    TOO_LONG = "too_long"
+
+
 class Refused(ConnectorError):
     """The platform refused this one action for a policy reason (e.g. X 403 on a reply,
     Facebook private reply after 7 days).  Retrying will not help; a person should know."""
+
+    def __init__(self, message: str, *, reason: RefusalReason = RefusalReason.POLICY) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # --------------------------------------------------------------------------- results

@@ -27,6 +27,7 @@ from connectors.base import (
     FetchResult,
     Quota,
     RateLimited,
+    RefusalReason,
     Refused,
     ReplyResult,
     ReplyTarget,
@@ -150,9 +151,9 @@ class FacebookSource:
         if code in TRANSIENT_CODES or error.get("is_transient") or status >= 500:
             return Transient(msg.FACEBOOK_TRANSIENT.format(what=what, detail=detail))
         if action and code == 10 and subcode == 2018278:
-            return Refused(msg.FACEBOOK_MESSENGER_WINDOW.format(detail=detail))
+            return Refused(msg.FACEBOOK_MESSENGER_WINDOW.format(detail=detail), reason=RefusalReason.MESSAGING_WINDOW)
         if action and code in (10900, 10901, 10903, 10904):
-            return Refused(msg.FACEBOOK_PRIVATE_REPLY.format(detail=detail))
+            return Refused(msg.FACEBOOK_PRIVATE_REPLY.format(detail=detail), reason=RefusalReason.PRIVATE_REPLY_LIMIT)
         if action:
             return Refused(msg.FACEBOOK_REFUSED.format(what=what, detail=detail))
         if code == 10 or (isinstance(code, int) and 200 <= code < 300):

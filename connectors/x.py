@@ -24,6 +24,7 @@ from connectors.base import (
     FetchResult,
     Quota,
     RateLimited,
+    RefusalReason,
     Refused,
     ReplyResult,
     ReplyTarget,
@@ -184,7 +185,7 @@ class XSource:
         if target.kind == "message":
             raise Refused(msg.X_DM_NOT_INVITED.format(handle=self.brand_handle))
         if (over := X.too_long(kind=target.kind, text=text)) is not None:
-            raise Refused(msg.X_TOO_LONG.format(length=over[0], limit=over[1]))
+            raise Refused(msg.X_TOO_LONG.format(length=over[0], limit=over[1]), reason=RefusalReason.TOO_LONG)
         if not self._user_auth:
             raise AuthFailed(msg.X_NO_USER_AUTH)
         # The DM hand-off travels as X's direct_message_deep_link (a "Send a private message" button

@@ -23,6 +23,7 @@ from connectors.base import (
     AuthFailed,
     ConnectorError,
     RateLimited,
+    RefusalReason,
     Refused,
     ReplyResult,
     ReplyTarget,
@@ -261,7 +262,8 @@ class ReplyDeliverer:
                           retry_at=now + REPLIES.delay(row.attempts + 1), error=str(exc), result={})
             return "retried"
         except (Refused, ConnectorError) as exc:
-            self._give_up(row, now=now, reason=str(exc), private=private)
+            code = exc.reason if isinstance(exc, Refused) else None
+            self._give_up(row, now=now, reason=str(exc), private=private, code=code)
             return "failed"
         if result.quota.remaining == 0 and result.quota.reset_at is not None:
             # the header counts whole seconds: the window may close up to a second later
@@ -303,14 +305,15 @@ class ReplyDeliverer:
                       result={"external_id": result.external_id, "url": result.url, "dm_link": result.dm_link}
                       if result else {"dry_run": True}, also=record)
 
-    def _give_up(self, row: Outbox, *, now: datetime, reason: str, private: bool) -> None:
+    def _give_up(self, row: Outbox, *, now: datetime, reason: str, private: bool,
+                 code: RefusalReason | None = None) -> None:
         log.warning("outbox %s #%d refused: %s", row.kind, row.id, reason)
 
         def record(s: Session) -> None:
             if row.case_id is None:
                 return
             case = s.get(Case, row.case_id)
-            window = "24 hours" in reason or "24-hour" in reason
+            window = code == RefusalReason.MESSAGING_WINDOW
             note = {"note": "messenger_window"} if (private and window and row.payload["target"]["kind"] == "message") \
                 else {"note": "private_refused" if private else "ack_refused", "reason": reason}
             outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"refused:{row.id}", case_id=row.case_id,
