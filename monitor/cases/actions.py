@@ -149,11 +149,14 @@ class CaseActions:
                     return ActionOutcome(ok=True, changed=False, message="this conversation was already acknowledged")
             else:
                 digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]  # same text twice: one reply
-                outbox.add(s, kind=OutboxKind.REPLY_PUBLIC, dedup_key=f"reply:{case_id}:{digest}",
-                           case_id=case_id, mention_id=mention.id, platform=mention.platform,
-                           target=mention.external_id, now=now, author_id=mention.author_id,
-                           payload={"target": acknowledge.target_payload(mention), "text": body, "lang": mention.lang, "dry_run": dry,
-                                    "actor": user, "author_id": mention.author_id})
+                queued = outbox.add(
+                    s, kind=OutboxKind.REPLY_PUBLIC, dedup_key=f"reply:{case_id}:{digest}",
+                    case_id=case_id, mention_id=mention.id, platform=mention.platform,
+                    target=mention.external_id, now=now, author_id=mention.author_id,
+                    payload={"target": acknowledge.target_payload(mention), "text": body, "lang": mention.lang,
+                             "dry_run": dry, "actor": user, "author_id": mention.author_id})
+                if not queued:  # a double submit: the first one's event, note and reply stand
+                    return ActionOutcome(ok=True, changed=False, message="this reply is already queued")
             case.first_response_at = case.first_response_at or now
             case.acknowledged_at = case.acknowledged_at or now
             if case.state in (CaseState.OPEN, CaseState.SNOOZED):
