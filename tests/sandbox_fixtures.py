@@ -1,4 +1,4 @@
-"""pytest fixtures for the sandbox; the lead's conftest.py imports them (`from tests.sandbox_fixtures import *`)."""
+"""pytest fixtures for the sandbox (tests/conftest.py offers them to every test)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from connectors.sandbox import Sandbox
 from tests import sandbox_fixtures
 from tests.sandbox_fixtures import PAGE_ID
 
-sandbox = sandbox_fixtures.sandbox  # the shared fixture (the lead's conftest may import it too)
+sandbox = sandbox_fixtures.sandbox  # the shared fixture, as tests/conftest.py also offers it
 
 FIXTURES = Path(__file__).parent / "fixtures" / "facebook"
 TOKEN = "EAAGfacebookTestPageToken0042"
