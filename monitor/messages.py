@@ -226,6 +226,9 @@ SPIKE_ALERT = (
     "(usually {mean:.1f} ± {sigma:.1f}). Something may be going on."
 )
 
+NOTE_UNKNOWN_KIND = "a thread note of kind {kind!r} that this version cannot word; it was not posted"
+NOTE_BAD_PAYLOAD = "a thread note of kind {kind!r} lacks what it needs ({detail}); it was not posted"
+
 OPS_AUTH_FAILED = (
     ":warning: {source}: the platform rejected our token ({reason}). Polling is paused. "
     "Set a fresh token in {env} and restart, or run `mention-monitor doctor`."

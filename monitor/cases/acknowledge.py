@@ -30,7 +30,7 @@ from connectors.base import (
     Transient,
 )
 from monitor import messages as msg
-from monitor.delivery import outbox
+from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
 from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
 from monitor.retry import REPLIES
@@ -83,14 +83,14 @@ def plan(
         session.add(case)
         outbox.add(session, kind=OutboxKind.THREAD, dedup_key=f"ack_cooldown:{case.id}", case_id=case.id,
                    mention_id=mention.id, target=case.channel, now=now,
-                   payload={"note": "ack_cooldown", "mention_id": mention.id, "ago": _ago(now - cooldown_ago)})
+                   payload=notes.AckCooldown(mention_id=mention.id, ago=_ago(now - cooldown_ago)).payload())
         return Plan(mode="off", text=text, lang=lang, queued=False, reason="cooldown")
     case.ack_mode = mode
     session.add(case)
     if mode == "approve":
         if reason:
             outbox.add(session, kind=OutboxKind.THREAD, dedup_key=f"ack_approval:{case.id}", case_id=case.id,
-                       target=case.channel, now=now, payload={"note": "ack_approval", "reason": reason})
+                       target=case.channel, now=now, payload=notes.AckApproval(reason=reason).payload())
         return Plan(mode=mode, text=text, lang=lang, queued=False, reason=reason)
     queued = queue(session, case=case, mention=mention, text=text, lang=lang, policy=policy, now=now,
                    dry_run=dry_run, actor="auto", ruleset=ruleset, private_template=private_template)
@@ -290,15 +290,15 @@ class ReplyDeliverer:
                 s.add(Event(case_id=case.id or 0, at=now, kind="private_sent" if private else "ack_posted",
                             actor=payload.get("actor", ""), detail={"external_id": result.external_id if result else ""}))
             if dry_run:
-                note = {"note": "would_send_private" if private else "would_post", "text": payload["text"],
-                        "lang": payload.get("lang", "")}
+                would = notes.WouldSendPrivate if private else notes.WouldPost
+                note: notes.Note = would(text=payload["text"], lang=payload.get("lang", ""))
             elif private:
-                note = {"note": "private_posted", "text": payload["text"], "kind": row.platform}
+                note = notes.PrivatePosted(text=payload["text"], platform=row.platform)
             else:
-                note = {"note": "ack_posted", "text": payload["text"], "lang": payload.get("lang", ""),
-                        "dm_link": result.dm_link if result else ""}
+                note = notes.AckPosted(text=payload["text"], lang=payload.get("lang", ""),
+                                       dm_link=result.dm_link if result else "")
             outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"posted:{row.id}", case_id=case.id, target=case.channel,
-                       now=now, payload=note)
+                       now=now, payload=note.payload())
             outbox.request_update(s, case_id=case.id or 0, channel=case.channel, now=now)
 
         outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
@@ -314,10 +314,11 @@ class ReplyDeliverer:
                 return
             case = s.get(Case, row.case_id)
             window = code == RefusalReason.MESSAGING_WINDOW
-            note = {"note": "messenger_window"} if (private and window and row.payload["target"]["kind"] == "message") \
-                else {"note": "private_refused" if private else "ack_refused", "reason": reason}
+            refused = notes.PrivateRefused if private else notes.AckRefused
+            note = notes.MessengerWindow() if (private and window and row.payload["target"]["kind"] == "message") \
+                else refused(reason=reason)
             outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"refused:{row.id}", case_id=row.case_id,
-                       target=case.channel if case else "", now=now, payload=note)
+                       target=case.channel if case else "", now=now, payload=note.payload())
 
         outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=reason,
                       also=record)
@@ -330,7 +331,7 @@ class ReplyDeliverer:
             mention = s.get(Mention, row.mention_id) if row.mention_id else None
             outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"unknown:{row.id}", case_id=row.case_id,
                        target=case.channel if case else "", now=now,
-                       payload={"note": "ack_unknown", "platform": row.platform, "link": mention.url if mention else ""})
+                       payload=notes.AckUnknown(platform=row.platform, link=mention.url if mention else "").payload())
 
         outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.UNKNOWN,
                       error="outcome unknown", also=record)

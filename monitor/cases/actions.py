@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from monitor.cases import acknowledge
 from monitor.clock import Clock
-from monitor.delivery import outbox
+from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
 from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
 from monitor.rules.schema import Ruleset
@@ -64,7 +64,7 @@ class CaseActions:
             count = s.exec(select(sa.func.count()).select_from(Event).where(
                 Event.case_id == case_id, Event.kind == kind)).one()
             outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"{kind}:{case_id}:{count}", case_id=case_id,
-                       target=case.channel, now=now, payload={"note": kind, "user": user, **note})
+                       target=case.channel, now=now, payload=notes.team_action(kind, user=user, **note).payload())
             outbox.request_update(s, case_id=case_id, channel=case.channel, now=now)
         return ActionOutcome(ok=True, changed=True)
 
@@ -163,8 +163,10 @@ class CaseActions:
                 case.state = CaseState.ACKNOWLEDGED
             s.add(case)
             s.add(Event(case_id=case_id, at=now, kind=kind, actor=user, detail={"text": body}))
+            note = notes.ReplyQueued(user=user, text=body) if kind == "reply_queued" \
+                else notes.team_action(kind, user=user, text=body)
             outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"{kind}:{case_id}:{now.timestamp()}", case_id=case_id,
-                       target=case.channel, now=now, payload={"note": kind, "user": user, "text": body})
+                       target=case.channel, now=now, payload=note.payload())
             outbox.request_update(s, case_id=case_id, channel=case.channel, now=now)
         return ActionOutcome(ok=True, changed=True)
 

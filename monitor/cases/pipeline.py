@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from connectors.platforms import Platform
 from monitor.cases import acknowledge, sla
-from monitor.delivery import outbox
+from monitor.delivery import notes, outbox
 from monitor.model import Case, CaseState, Event, Mention, NewMention, OutboxKind, Score
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
 from monitor.store import reserve_ids, set_cursor, transaction
@@ -329,7 +329,7 @@ class _CaseBuilder:
         self.result.grouped += 1
         outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"member:{case.id}", case_id=case.grouped_into,
                    mention_id=row.id, target=case.channel,
-                   payload={"note": "group_member", "member_case_id": case.id, "mention_id": row.id},
+                   payload=notes.GroupMember(member_case_id=case.id, mention_id=row.id).payload(),
                    now=self.now)
 
     def _group_state(self, group_key: str, window: timedelta) -> tuple[int, Case | None]:
@@ -361,7 +361,7 @@ class _CaseBuilder:
         self.s.add(Event(case_id=case.id, at=self.now, kind="followup", detail={"mention_id": row.id}))
         outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"followup:{row.id}", case_id=case.id,
                    mention_id=row.id, target=case.channel,
-                   payload={"note": "followup", "mention_id": row.id, "broadcast": attention}, now=self.now)
+                   payload=notes.Followup(mention_id=row.id, broadcast=attention).payload(), now=self.now)
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
     def _reopen(self, case: Case, row: Mention, decision: Decision) -> None:
@@ -390,7 +390,7 @@ class _CaseBuilder:
         self.s.add(Event(case_id=case.id, at=self.now, kind="reopened", detail={"mention_id": row.id}))
         outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"followup:{row.id}", case_id=case.id,
                    mention_id=row.id, target=case.channel,
-                   payload={"note": "reopened", "mention_id": row.id, "broadcast": True}, now=self.now)
+                   payload=notes.Reopened(mention_id=row.id).payload(), now=self.now)
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
     def _brand_answered(self, row: Mention) -> None:
@@ -408,7 +408,7 @@ class _CaseBuilder:
                              detail={"mention_id": row.id}))
             outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"brand-answer:{row.id}:{case.id}",
                        case_id=case.id, mention_id=row.id, target=case.channel,
-                       payload={"note": "responded_on_platform", "mention_id": row.id}, now=self.now)
+                       payload=notes.RespondedOnPlatform(mention_id=row.id).payload(), now=self.now)
             outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
     # ------------------------------------------------------------------ acknowledgement

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from monitor.delivery import outbox
+from monitor.delivery import notes, outbox
 from monitor.model import Case, CaseState, Event, Mention, OutboxKind
 from monitor.rules.business_hours import BusinessHours, add_business_time
 from monitor.rules.schema import Ruleset
@@ -79,7 +79,7 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
                     case.state = CaseState.OPEN
                     case.snoozed_until = None
                     result.unsnoozed += 1
-                    _note(s, case, "snooze_over", now=now)
+                    _note(s, case, notes.SnoozeOver(case_id=case.id or 0), now=now)
                     outbox.request_update(s, case_id=case.id, channel=case.channel, now=now)
                     s.add(case)
                 continue  # a snoozed case is not nagged about; its deadline still counts in the KPIs
@@ -90,13 +90,14 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
                 case.warned_at = now
                 result.warned += 1
                 who = [case.assignee] if case.assignee else _oncall(ruleset)
-                _note(s, case, "warning", now=now, who=who, percent=round(ruleset.escalation.warn_at * 100))
+                _note(s, case, notes.SlaWarning(case_id=case.id or 0, who=who, percent=round(ruleset.escalation.warn_at * 100)),
+                      now=now)
             if case.breached_at is None and now >= case.sla_due_at:
                 case.breached_at = now
                 case.warned_at = case.warned_at or now
                 result.breached += 1
                 who = [case.assignee] if case.assignee else _oncall(ruleset)
-                _note(s, case, "breach", now=now, who=who)
+                _note(s, case, notes.Breach(case_id=case.id or 0, who=who), now=now)
                 s.add(Event(case_id=case.id, at=now, kind="breached", detail={"due": case.sla_due_at.isoformat()}))
             if case.breached_at is not None:
                 for index, step in enumerate(ruleset.escalation.steps):
@@ -107,8 +108,8 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
                     channel = ruleset.channels.get(step.channel, step.channel)
                     outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=f"escalation:{case.id}:{index + 1}",
                                case_id=case.id, target=channel, now=now,
-                               payload={"note": "escalation", "case_id": case.id, "step": index + 1,
-                                        "who": list(step.notify)})
+                               payload=notes.Escalation(case_id=case.id, step=index + 1,
+                                                              who=list(step.notify)).payload())
                     s.add(Event(case_id=case.id, at=now, kind="escalated", detail={"step": index + 1}))
             step_label = countdown_step(case.sla_due_at - now)
             if case.grouped_into in (None, case.id) and step_label != case.slack_rendered and case.slack_ts:
@@ -126,12 +127,11 @@ def _oncall(ruleset: Ruleset) -> list[str]:
     return [ruleset.slack.oncall] if ruleset.slack.oncall else []
 
 
-def _note(s, case: Case, note: str, *, now: datetime, **payload) -> None:  # type: ignore[no-untyped-def]
+def _note(s, case: Case, note: notes.Note, *, now: datetime) -> None:  # type: ignore[no-untyped-def]
     assert case.id is not None
     target_case = case.grouped_into or case.id
-    outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"{note}:{case.id}:{case.opened_at.isoformat() if case.opened_at else ''}",
-               case_id=target_case, target=case.channel, now=now,
-               payload={"note": note, "case_id": case.id, **payload})
+    outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"{note.kind}:{case.id}:{case.opened_at.isoformat() if case.opened_at else ''}",
+               case_id=target_case, target=case.channel, now=now, payload=note.payload())
 
 
 def _spike(s, *, ruleset: Ruleset, now: datetime) -> None:  # type: ignore[no-untyped-def]
@@ -162,8 +162,7 @@ def _spike(s, *, ruleset: Ruleset, now: datetime) -> None:  # type: ignore[no-un
         return
     window_id = int(now.timestamp() // window.total_seconds())
     outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=f"spike:{window_id}", target=ruleset.channel(spike.channel),
-               now=now, payload={"note": "spike", "count": current, "window": _fmt(window), "mean": mean,
-                                 "sigma": sigma})
+               now=now, payload=notes.Spike(count=current, window=_fmt(window), mean=mean, sigma=sigma).payload())
 
 
 def _fmt(delta: timedelta) -> str:

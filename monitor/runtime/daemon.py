@@ -41,7 +41,7 @@ from monitor.cases import pipeline, sla
 from monitor.cases.acknowledge import ReplyDeliverer
 from monitor.cases.pipeline import IngestResult, ReplyPolicy
 from monitor.clock import Clock
-from monitor.delivery import outbox
+from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
 from monitor.model import Outbox, OutboxKind, OutboxState, SourceHealth
 from monitor.retry import SOURCES
@@ -403,7 +403,7 @@ class Daemon:
             log.warning("%s", text)
             return
         outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=key, target=channel, now=self.clock.now(),
-                   payload={"text": text})
+                   payload=notes.Text(text=text).payload())
 
     def _release_orphan_claims(self) -> None:
         """With SQLite only this process writes: rows left `sending` by a killed run are orphans."""
