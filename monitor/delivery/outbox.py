@@ -10,7 +10,6 @@ the platform, never blindly re-posted (monitor/cases/acknowledge.py).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from monitor.views import build_view
 log = logging.getLogger(__name__)
 
 # Longer than any client timeout: a live claim is never stolen.  Tests of replica failover shorten it.
-CLAIM_TTL = timedelta(seconds=float(os.environ.get("MENTION_MONITOR_CLAIM_TTL") or 60))
+CLAIM_TTL = timedelta(seconds=60)  # the default; Settings.claim_ttl (MENTION_MONITOR_CLAIM_TTL) sets it
 ALERT_METADATA = "mm_alert"
 
 
@@ -153,7 +152,7 @@ class Claimed:
     recovering: bool  # it was found in `sending` with an expired claim: the last attempt's outcome is unknown
 
 
-def claim(engine: Engine, *, worker: str, now: datetime, limit: int = 50) -> list[Claimed]:
+def claim(engine: Engine, *, worker: str, now: datetime, limit: int = 50, ttl: timedelta = CLAIM_TTL) -> list[Claimed]:
     """Take due rows for this worker.  On PostgreSQL, replicas skip each other's locked rows."""
     with transaction(engine) as s:
         due = sa.or_(
@@ -172,7 +171,7 @@ def claim(engine: Engine, *, worker: str, now: datetime, limit: int = 50) -> lis
             claimed.append(Claimed(row=row, recovering=row.state == OutboxState.SENDING))
             row.state = OutboxState.SENDING
             row.claimed_by = worker
-            row.claimed_until = now + CLAIM_TTL
+            row.claimed_until = now + ttl
             row.attempts += 1
             s.add(row)
     return claimed
@@ -271,8 +270,9 @@ class Deliverer:
 
     def __init__(
         self, *, engine: Engine, notifier: Notifier, sources: Mapping[str, Any], worker: str,
-        timezone: Callable[[], str] = lambda: "UTC", replies: Any = None,
+        timezone: Callable[[], str] = lambda: "UTC", replies: Any = None, claim_ttl: timedelta = CLAIM_TTL,
     ) -> None:
+        self.claim_ttl = claim_ttl
         self.engine = engine
         self.notifier = notifier
         self.sources = sources
@@ -288,7 +288,7 @@ class Deliverer:
         """Deliver one claimed batch.  When `should_stop` turns true (SIGTERM), the rows not yet tried
         are handed back at once, so that a stop never waits behind a batch of rate-limited posts."""
         stats = DeliveryStats()
-        items = claim(self.engine, worker=self.worker, now=now, limit=limit)
+        items = claim(self.engine, worker=self.worker, now=now, limit=limit, ttl=self.claim_ttl)
         for done, item in enumerate(items):
             if should_stop():
                 release(self.engine, items[done:], worker=self.worker, now=now)

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 MAX_PAGES_PER_POLL = 20  # drain a backlog page by page, but let other jobs run in between
 OUTAGE_NOTICE_AFTER = timedelta(minutes=10)
 # A replica that dies loses its sources after this long; tests shorten it.
-LEASE_TTL = timedelta(seconds=float(os.environ.get("MENTION_MONITOR_LEASE_TTL") or 30))
+LEASE_TTL = timedelta(seconds=30)  # the default; Settings.lease_ttl (MENTION_MONITOR_LEASE_TTL) sets it
 
 
 @dataclass(slots=True)
@@ -86,7 +86,8 @@ class Daemon:
     def __init__(
         self, *, engine: Engine, rules_path: str | Path, ruleset: Ruleset, sources: Mapping[str, SourceBinding],
         notifier: Notifier, clock: Clock | None = None, worker: str = "", dry_run: bool = False,
-        policies: Mapping[str, ReplyPolicy] | None = None,
+        policies: Mapping[str, ReplyPolicy] | None = None, lease_ttl: timedelta = LEASE_TTL,
+        claim_ttl: timedelta = outbox.CLAIM_TTL,
     ) -> None:
         self.engine = engine
         self.rules_path = Path(rules_path)
@@ -100,9 +101,11 @@ class Daemon:
         self.policies = dict(policies) if policies is not None else {
             p: policy_for(c) for p, c in connectors_by_platform.items()}
         self.replies = ReplyDeliverer(engine=engine, sources=connectors_by_platform, worker=self.worker)
+        self.lease_ttl = lease_ttl
         self.deliverer = outbox.Deliverer(
             engine=engine, notifier=notifier, sources=connectors_by_platform, worker=self.worker,
-            timezone=lambda: self.ruleset.business_hours.timezone, replies=self.replies)
+            timezone=lambda: self.ruleset.business_hours.timezone, replies=self.replies,
+            claim_ttl=claim_ttl)
         self._rules_digest = _digest(self.rules_path)
         self._refused_digest = ""
         self._stop = threading.Event()
@@ -132,7 +135,7 @@ class Daemon:
     def _poll(self, name: str) -> PollOutcome:
         binding = self.sources[name]
         now = self.clock.now()
-        if not acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=LEASE_TTL, now=now):
+        if not acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=self.lease_ttl, now=now):
             return PollOutcome(name, "skipped")
         health = self._health(name)
         if health.status == "auth_failed" or (health.retry_at and now < health.retry_at):
@@ -287,7 +290,7 @@ class Daemon:
         scheduler.add_job(self._guard(self._deliver_job), "interval", seconds=1, id="outbox")
         scheduler.add_job(self._guard(self.sweep), "interval", seconds=15, id="sla")
         scheduler.add_job(self._guard(self.reload_rules), "interval", seconds=2, id="rules")
-        scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=max(1.0, LEASE_TTL.total_seconds() / 3),
+        scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=max(1.0, self.lease_ttl.total_seconds() / 3),
                           id="heartbeat")
         scheduler.start()
         self.scheduler = scheduler
@@ -313,7 +316,7 @@ class Daemon:
         to another replica while its holder lives), and take over those a dead replica let expire."""
         now = self.clock.now()
         for name in self.sources:
-            acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=LEASE_TTL, now=now)
+            acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=self.lease_ttl, now=now)
 
     def request_stop(self) -> None:
         """Ask the running daemon to stop (signal handlers); `wait` then returns."""

@@ -131,7 +131,8 @@ def build_daemon(*, settings: Settings, ruleset: Ruleset, rules_path: str, db_ur
     return Daemon(engine=engine, rules_path=rules_path, ruleset=ruleset, sources=bindings,
                   notifier=notifier or build_notifier(settings=settings, sandbox_url=sandbox_url, echo=echo,
                                                       clock=clock),
-                  clock=clock, dry_run=dry_run, worker=worker or settings.replica_id)
+                  clock=clock, dry_run=dry_run, worker=worker or settings.replica_id,
+                  lease_ttl=timedelta(seconds=settings.lease_ttl), claim_ttl=timedelta(seconds=settings.claim_ttl))
 
 
 
