@@ -158,7 +158,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.runtime.daemon import limit_malloc_arenas
+    from monitor.runtime.memory import limit_malloc_arenas
     from monitor.runtime.wiring import build_daemon
 
     limit_malloc_arenas()  # before any thread starts

@@ -7,17 +7,14 @@ source and tells the operator once.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import logging
 import os
 import socket
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +44,7 @@ from monitor.model import Outbox, OutboxKind, OutboxState, SourceHealth
 from monitor.retry import SOURCES
 from monitor.rules import RulesError, load_rules
 from monitor.rules.schema import Ruleset
+from monitor.runtime.memory import trim_memory
 from monitor.store import acquire_lease, get_cursor, is_postgres, transaction
 
 log = logging.getLogger(__name__)
@@ -414,41 +412,6 @@ class Daemon:
             for row in s.exec(select(Outbox).where(Outbox.state == OutboxState.SENDING)).all():
                 row.claimed_until = self.clock.now() - timedelta(seconds=1)
                 s.add(row)
-
-
-M_ARENA_MAX = -8  # glibc <malloc.h>
-
-
-@cache
-def _libc() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (musl, ...): nothing to tune
-        return None
-
-
-def trim_memory() -> None:
-    """Hand the heap's free pages back to the system (glibc malloc_trim).  Python frees the
-    objects of a poll at once, but the allocator keeps their pages: an idle daemon would sit
-    at the size of its busiest minute (bench/memory.py).  The language model's mapped pages go
-    back too (monitor.triage.lang.release_pages)."""
-    from monitor.triage.lang import release_pages
-
-    release_pages()
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread heaps.  By default every busy thread may get its own arena (up to 8
-    per core) and freed memory stays in it, so a long-running daemon with a thread pool keeps
-    growing its RSS (bench/memory.py).  The environment's MALLOC_ARENA_MAX, if set, wins."""
-    libc = _libc()
-    if libc is not None and hasattr(libc, "mallopt") and not os.environ.get("MALLOC_ARENA_MAX"):
-        libc.mallopt(M_ARENA_MAX, arenas)
 
 
 def _digest(path: Path) -> str:
