@@ -155,6 +155,8 @@ class Notifier(Protocol):
     """Where alerts go: Slack, or the console in the offline demo."""
 
     name: ClassVar[str]
+    messages_per_second: float | None  # the pace the outbox keeps per channel; None: no limit
+    burst: int  # messages a channel may take at once before the pace applies
 
     def post(
         self, *, channel: str, text: str, blocks: Sequence[dict[str, Any]] | None = None,

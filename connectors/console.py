@@ -82,6 +82,8 @@ class ConsoleNotifier:
 
     name: ClassVar[str] = "console"
     secret_names: ClassVar[tuple[str, ...]] = ()
+    messages_per_second: float | None = None  # a terminal takes any pace
+    burst: int = 1
 
     def __init__(self, *, stream: TextIO | None = None, remember: int = 1000) -> None:
         self.stream = stream if stream is not None else sys.stdout

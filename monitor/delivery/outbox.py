@@ -279,9 +279,8 @@ class Deliverer:
         self.worker = worker
         self.timezone = timezone
         self.replies = replies  # monitor.cases.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
-        per_second = getattr(notifier, "messages_per_second", None)  # None: no limit (the console)
-        self.pacer = ChannelPacer(per_second=per_second, burst=int(getattr(notifier, "burst", 1))) \
-            if per_second else None
+        per_second = notifier.messages_per_second  # a declared capability; None: no limit (the console)
+        self.pacer = ChannelPacer(per_second=per_second, burst=notifier.burst) if per_second else None
 
     def run_once(self, *, now: datetime, limit: int = 50,
                  should_stop: Callable[[], bool] = lambda: False) -> DeliveryStats:
