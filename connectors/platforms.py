@@ -109,7 +109,7 @@ FACEBOOK = Platform(
 
 # Our own JSONL played back like a platform: it fetches every kind and answers nothing.
 REPLAY = Platform(
-    name="replay", label="replay",
+    name="replay", label="Replay",
     kinds=("mention", "search", "comment", "message"),
     reply_limits=MappingProxyType({"mention": 280, "search": 280, "comment": 280, "message": 280}),
     connector="connectors.replay:ReplaySource",

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.platforms import PLATFORMS
 from monitor import messages as m
 from monitor.views import AlertView, OpenCaseLine
 
@@ -277,7 +278,7 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
     badge = view_urgency(view).emoji
     resolved = view.state == "resolved"
     deadline = deadline_phrase(now=view.now, due=view.sla_due_at, tz=view.timezone, resolved=resolved)
-    platform = escape_text(view.platform.upper() if view.platform == "x" else view.platform.capitalize())
+    platform = escape_text(PLATFORMS[view.platform].label if view.platform in PLATFORMS else view.platform.capitalize())
     severity = escape_text(view.severity.upper())
     rule = escape_text(view.rule)
     author = _handle(view.author_handle, view.platform)

@@ -193,7 +193,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     since = now - _since(args.since)
     sandbox_url = args.sandbox_url or settings.sandbox_url
     bindings = build_sources(settings=settings, ruleset=ruleset, sandbox_url=sandbox_url)
-    if not any(b.platform in ("x", "facebook") for b in bindings.values()):
+    if not any(b.platform in SOCIAL for b in bindings.values()):
         print(msg.REPORT_NO_SOURCES, file=sys.stderr)
         return 1
     engine = make_engine(args.db or settings.database_url)
