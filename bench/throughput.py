@@ -35,10 +35,9 @@ def vader_rate(texts: list[str]) -> tuple[float, float]:
 
 def pipeline_rate(mentions: list, *, batch: int, db_path: Path, profile: str = "") -> tuple[float, float, dict]:
     """(mentions per wall second, per CPU second, what ingest reported)."""
-    from connectors.facebook import FacebookSource
-    from connectors.x import XSource
-    from monitor import pipeline
-    from monitor.daemon import policy_for
+    from connectors.platforms import FACEBOOK, X
+    from monitor.cases import pipeline
+    from monitor.cases.pipeline import ReplyPolicy
     from monitor.rules import load_rules
     from monitor.store import create_schema, make_engine
     from monitor.triage import warm_up
@@ -47,7 +46,7 @@ def pipeline_rate(mentions: list, *, batch: int, db_path: Path, profile: str = "
     engine = make_engine(f"sqlite:///{db_path}")
     create_schema(engine)
     warm_up()
-    policies = {"x": policy_for(XSource), "facebook": policy_for(FacebookSource)}
+    policies = {"x": ReplyPolicy(platform=X), "facebook": ReplyPolicy(platform=FACEBOOK)}
     totals = {"stored": 0, "cases_opened": 0, "alerts": 0, "attached": 0, "dropped": 0, "acks_queued": 0}
     profiler = None
     if profile:

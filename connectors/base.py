@@ -1,21 +1,24 @@
 """What every connector promises the core: the Source and Notifier protocols and their errors.
 
 A connector makes ONE attempt per call and translates whatever its SDK raised
-into one of the four error types below.  Retrying, back-off and waiting for a
-rate-limit reset are decided once, in the core (monitor/daemon.py).
+into one of the error types below (rate limited, auth failed, transient, bad
+payload, refused).  Retrying, back-off and waiting for a rate-limit reset are the
+core's: one RetryPolicy type, with named instances, in monitor/retry.py.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from connectors.platforms import Platform
 from monitor.model import NewMention
 
 if TYPE_CHECKING:
-    from monitor.alerts import AlertView
+    from monitor.views import AlertView
 
 # --------------------------------------------------------------------------- errors
 
@@ -42,9 +45,22 @@ class BadPayload(ConnectorError):
     """The platform answered something we cannot read; nothing from it may be stored."""
 
 
+class RefusalReason(enum.StrEnum):
+    """Why a platform refused, as a code the core can act on (never read from the message text)."""
+
+    POLICY = "policy"  # any other rule of the platform's
+    MESSAGING_WINDOW = "messaging_window"  # Messenger: a Page answers only within 24 h of the last message
+    PRIVATE_REPLY_LIMIT = "private_reply_limit"  # Facebook: one private reply per comment, within 7 days
+    TOO_LONG = "too_long"
+
+
 class Refused(ConnectorError):
     """The platform refused this one action for a policy reason (e.g. X 403 on a reply,
     Facebook private reply after 7 days).  Retrying will not help; a person should know."""
+
+    def __init__(self, message: str, *, reason: RefusalReason = RefusalReason.POLICY) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # --------------------------------------------------------------------------- results
@@ -102,10 +118,13 @@ class PostedMessage:
 
 @runtime_checkable
 class Source(Protocol):
+    platform: ClassVar[Platform]  # what the platform allows (connectors/platforms.py); the rest mirrors it
     name: ClassVar[str]  # "x", "facebook", "replay"
     kinds: ClassVar[frozenset[str]]  # which mention kinds it can fetch
     auto_reply_kinds: ClassVar[frozenset[str]]  # kinds the platform lets a bot answer unprompted
     max_reply_length: ClassVar[int]
+    requires_brand_mention: ClassVar[bool]
+    private_reply_kinds: ClassVar[frozenset[str]]
     secret_names: ClassVar[tuple[str, ...]]  # environment variables holding its secrets
 
     def fetch(self, *, kind: str, cursor: str, query: str = "") -> FetchResult: ...
@@ -113,6 +132,15 @@ class Source(Protocol):
     def reply_public(self, *, target: ReplyTarget, text: str) -> ReplyResult: ...
 
     def send_private(self, *, target: ReplyTarget, text: str) -> ReplyResult: ...
+
+    @property
+    def dm_link(self) -> str:
+        """Where the bot asks people to write privately ("" when the private reply is the hand-off)."""
+        ...
+
+    def backfill_cursor(self, *, since: datetime) -> str:
+        """A cursor, in this connector's own format, whose first fetch begins at `since` (backfill)."""
+        ...
 
     def find_reply(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
         """Look for a reply of ours to `target` (reconciliation after a crash).
@@ -127,6 +155,8 @@ class Notifier(Protocol):
     """Where alerts go: Slack, or the console in the offline demo."""
 
     name: ClassVar[str]
+    messages_per_second: float | None  # the pace the outbox keeps per channel; None: no limit
+    burst: int  # messages a channel may take at once before the pace applies
 
     def post(
         self, *, channel: str, text: str, blocks: Sequence[dict[str, Any]] | None = None,

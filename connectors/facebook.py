@@ -27,12 +27,14 @@ from connectors.base import (
     FetchResult,
     Quota,
     RateLimited,
+    RefusalReason,
     Refused,
     ReplyResult,
     ReplyTarget,
     Transient,
 )
 from connectors.http import mount_platform, redact, register_secrets
+from connectors.platforms import FACEBOOK, Platform
 from monitor import messages as msg
 from monitor.clock import Clock
 from monitor.model import Author, NewMention
@@ -49,8 +51,6 @@ CURSOR_ENTRIES_KEPT = 500  # ~35 KB of cursor JSON
 COMMENT_FIELDS = "id,message,from,created_time,parent,permalink_url"
 MESSAGE_FIELDS = "id,message,from,created_time"
 
-# Operator-facing texts (kept here until the core catalogue takes connector wording).
-
 
 def _parse_time(value: str) -> datetime:
     text = value.replace("Z", "+00:00")
@@ -62,13 +62,14 @@ def _parse_time(value: str) -> datetime:
 class FacebookSource:
     """Source for a Facebook Page: comments on its posts and its Messenger conversations."""
 
-    name: ClassVar[str] = "facebook"
-    kinds: ClassVar[frozenset[str]] = frozenset({"comment", "message"})
-    auto_reply_kinds: ClassVar[frozenset[str]] = frozenset({"comment", "message"})
-    max_reply_length: ClassVar[int] = 2000  # Messenger's text limit; comments allow more
-    requires_brand_mention: ClassVar[bool] = False  # comments on our own Page may be answered
-    private_reply_kinds: ClassVar[frozenset[str]] = frozenset({"comment"})  # one private reply per comment
-    secret_names: ClassVar[tuple[str, ...]] = ("FACEBOOK_PAGE_TOKEN",)
+    platform: ClassVar[Platform] = FACEBOOK  # what Facebook allows, from connectors/platforms.py
+    name: ClassVar[str] = FACEBOOK.name
+    kinds: ClassVar[frozenset[str]] = frozenset(FACEBOOK.kinds)
+    auto_reply_kinds: ClassVar[frozenset[str]] = FACEBOOK.auto_reply_kinds
+    max_reply_length: ClassVar[int] = FACEBOOK.template_limit  # Messenger's 2,000; comments allow 8,000
+    requires_brand_mention: ClassVar[bool] = FACEBOOK.requires_brand_mention
+    private_reply_kinds: ClassVar[frozenset[str]] = FACEBOOK.private_reply_kinds
+    secret_names: ClassVar[tuple[str, ...]] = FACEBOOK.secret_names
 
     def __init__(self, *, page_token: str, page_id: str, base_url: str | None = None,
                  api_version: str = "v21.0", timeout: float = 10.0, page_size: int = 100,
@@ -150,9 +151,9 @@ class FacebookSource:
         if code in TRANSIENT_CODES or error.get("is_transient") or status >= 500:
             return Transient(msg.FACEBOOK_TRANSIENT.format(what=what, detail=detail))
         if action and code == 10 and subcode == 2018278:
-            return Refused(msg.FACEBOOK_MESSENGER_WINDOW.format(detail=detail))
+            return Refused(msg.FACEBOOK_MESSENGER_WINDOW.format(detail=detail), reason=RefusalReason.MESSAGING_WINDOW)
         if action and code in (10900, 10901, 10903, 10904):
-            return Refused(msg.FACEBOOK_PRIVATE_REPLY.format(detail=detail))
+            return Refused(msg.FACEBOOK_PRIVATE_REPLY.format(detail=detail), reason=RefusalReason.PRIVATE_REPLY_LIMIT)
         if action:
             return Refused(msg.FACEBOOK_REFUSED.format(what=what, detail=detail))
         if code == 10 or (isinstance(code, int) and 200 <= code < 300):
@@ -347,6 +348,14 @@ class FacebookSource:
         """GET /{page-id} with the Page token: which Page it opens (doctor)."""
         page = self._get("the Page", self.page_id, fields="id,name")
         return {"id": str(page.get("id", "")), "name": str(page.get("name", ""))}
+
+    @property
+    def dm_link(self) -> str:
+        return ""  # the private reply to a comment is the hand-off
+
+    def backfill_cursor(self, *, since: datetime) -> str:
+        """A cursor that reads the posts and conversations active since `since`."""
+        return json.dumps({"seen": since.timestamp()}, separators=(",", ":"))
 
     def find_reply(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
         """Our public reply under a comment, if the Page posted one with this text."""

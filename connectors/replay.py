@@ -12,17 +12,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from connectors.base import BadPayload, FetchResult, Refused, ReplyResult, ReplyTarget
+from connectors.platforms import REPLAY, Platform
 from monitor.model import Author, NewMention
 
 PAGE_SIZE = 50
 
 
 class ReplaySource:
-    name: ClassVar[str] = "replay"
-    kinds: ClassVar[frozenset[str]] = frozenset({"mention", "search", "comment", "message"})
-    auto_reply_kinds: ClassVar[frozenset[str]] = frozenset()
-    max_reply_length: ClassVar[int] = 280
-    secret_names: ClassVar[tuple[str, ...]] = ()
+    platform: ClassVar[Platform] = REPLAY
+    name: ClassVar[str] = REPLAY.name
+    kinds: ClassVar[frozenset[str]] = frozenset(REPLAY.kinds)
+    auto_reply_kinds: ClassVar[frozenset[str]] = REPLAY.auto_reply_kinds
+    max_reply_length: ClassVar[int] = REPLAY.template_limit
+    requires_brand_mention: ClassVar[bool] = REPLAY.requires_brand_mention
+    private_reply_kinds: ClassVar[frozenset[str]] = REPLAY.private_reply_kinds
+    secret_names: ClassVar[tuple[str, ...]] = REPLAY.secret_names
 
     def __init__(self, *, path: str | Path, page_size: int = PAGE_SIZE, now: datetime | None = None) -> None:
         self.path = Path(path)
@@ -52,6 +56,13 @@ class ReplaySource:
 
     def send_private(self, *, target: ReplyTarget, text: str) -> ReplyResult:
         raise Refused("a replayed file cannot be replied to")
+
+    @property
+    def dm_link(self) -> str:
+        return ""  # a replayed file has no inbox
+
+    def backfill_cursor(self, *, since: datetime) -> str:
+        return "0"  # a file has no time index: read it from the start
 
     def find_reply(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
         return None

@@ -24,12 +24,14 @@ from connectors.base import (
     FetchResult,
     Quota,
     RateLimited,
+    RefusalReason,
     Refused,
     ReplyResult,
     ReplyTarget,
     Transient,
 )
 from connectors.http import mount_platform, redact, register_secrets
+from connectors.platforms import Platform, X
 from monitor import messages as msg
 from monitor.clock import Clock
 from monitor.model import Author, NewMention
@@ -37,14 +39,12 @@ from monitor.model import Author, NewMention
 log = logging.getLogger(__name__)
 
 X_HOSTS = ("https://api.twitter.com/", "https://api.x.com/")
-MENTIONS_KEPT = 800  # X's mentions timeline reaches back this many posts only
-SEARCH_REACH = timedelta(days=7)  # recent search covers the last 7 days; an older since_id is refused
+MENTIONS_KEPT = X.history.mentions_kept or 0  # the mentions timeline reaches back this many posts only
+SEARCH_REACH = X.history.search_reach or timedelta(0)  # recent search refuses an older since_id
 PAGE_SIZE = 100
 TWEET_FIELDS = ["created_at", "conversation_id", "lang", "referenced_tweets", "in_reply_to_user_id", "author_id"]
 USER_FIELDS = ["public_metrics", "verified", "username", "name"]
 REPLY_RULE_MARKERS = ("reply to this conversation is not allowed", "not been mentioned or otherwise engaged")
-
-# Operator-facing texts (kept here until the core catalogue takes connector wording).
 
 
 def _parse_time(value: str) -> datetime:
@@ -54,15 +54,14 @@ def _parse_time(value: str) -> datetime:
 class XSource:
     """Source for X: mentions of the brand account and keyword searches."""
 
-    name: ClassVar[str] = "x"
-    kinds: ClassVar[frozenset[str]] = frozenset({"mention", "search", "own"})
-    auto_reply_kinds: ClassVar[frozenset[str]] = frozenset({"mention"})
-    max_reply_length: ClassVar[int] = 280
-    requires_brand_mention: ClassVar[bool] = True  # X's rules: a bot answers only posts that @mention it
-    private_reply_kinds: ClassVar[frozenset[str]] = frozenset()  # a DM only to someone who wrote to us first
-    secret_names: ClassVar[tuple[str, ...]] = (
-        "X_BEARER_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET",
-    )
+    platform: ClassVar[Platform] = X  # what X allows, from connectors/platforms.py
+    name: ClassVar[str] = X.name
+    kinds: ClassVar[frozenset[str]] = frozenset(X.kinds)
+    auto_reply_kinds: ClassVar[frozenset[str]] = X.auto_reply_kinds
+    max_reply_length: ClassVar[int] = X.max_reply_length("mention")
+    requires_brand_mention: ClassVar[bool] = X.requires_brand_mention
+    private_reply_kinds: ClassVar[frozenset[str]] = X.private_reply_kinds
+    secret_names: ClassVar[tuple[str, ...]] = X.secret_names
 
     def __init__(self, *, bearer_token: str, user_id: str, brand_handle: str, api_key: str = "",
                  api_secret: str = "", access_token: str = "", access_token_secret: str = "",
@@ -185,8 +184,8 @@ class XSource:
             raise Refused(msg.X_KEYWORD_HIT.format(handle=self.brand_handle))
         if target.kind == "message":
             raise Refused(msg.X_DM_NOT_INVITED.format(handle=self.brand_handle))
-        if len(text) > self.max_reply_length:
-            raise Refused(msg.X_TOO_LONG.format(length=len(text), limit=self.max_reply_length))
+        if (over := X.too_long(kind=target.kind, text=text)) is not None:
+            raise Refused(msg.X_TOO_LONG.format(length=over[0], limit=over[1]), reason=RefusalReason.TOO_LONG)
         if not self._user_auth:
             raise AuthFailed(msg.X_NO_USER_AUTH)
         # The DM hand-off travels as X's direct_message_deep_link (a "Send a private message" button
@@ -211,6 +210,10 @@ class XSource:
         if "dm_event_id" not in data:
             raise BadPayload(msg.X_BAD_PAYLOAD.format(what="a direct message", detail="no dm_event_id in the answer"))
         return ReplyResult(external_id=str(data["dm_event_id"]), dm_link=self.dm_link, quota=_quota(response))
+
+    def backfill_cursor(self, *, since: datetime) -> str:
+        """A cursor that starts at `since`: it becomes the API's start_time."""
+        return json.dumps({"start": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}, separators=(",", ":"))
 
     def find_reply(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
         conversation = target.conversation_id or target.external_id

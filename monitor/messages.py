@@ -74,11 +74,8 @@ SLACK_CMD_STATS_LINE = "• {label}: *{value}*"
 SLACK_CMD_HELP = "Usage: `/mentions` lists open cases by time left; `/mentions stats` shows today's figures."
 
 SLACK_HOME_TITLE = "mention-monitor"
-SLACK_HOME_OPEN = "Open cases, most urgent first"
 SLACK_HOME_KPIS = "Today"
 SLACK_HOME_UPDATED = "Updated {when} ({tz}). Reopen this tab to refresh."
-
-SLACK_UPLOAD_COMMENT = "{title}"
 
 CONSOLE_RULE = "─" * 60
 CONSOLE_BUTTONS = "actions: {buttons}"
@@ -129,7 +126,6 @@ RULES_LANGUAGE_CODE = "'{value}' is not a language code; use two or three lowerc
 RULES_RULE_NO_ACTION = "rule '{name}' does nothing; give it alert, acknowledge or drop: true"
 RULES_DROP_AND_ACTION = "rule '{name}' drops the mention, so its {action} would never happen; remove one of them"
 RULES_DROP_CONTINUE = "rule '{name}' has both drop: true and continue: true; a dropped mention goes no further"
-RULES_ACK_NO_TEMPLATE = "missing key 'template' in {where}; it is needed unless mode is off"
 RULES_SEARCH_QUERY = "source '{name}' searches X but has no query; add one, like query: '\"your brand\" -is:retweet'"
 RULES_QUERY_NOT_SEARCH = "source '{name}' has a query but kind '{kind}'; only kind: search uses a query"
 RULES_SOURCE_KIND = "source '{name}': {platform} has no kind '{kind}'; use one of {choices}"
@@ -229,7 +225,9 @@ SPIKE_ALERT = (
     ":chart_with_upwards_trend: Mention spike: {count} mentions in the last {window} "
     "(usually {mean:.1f} ± {sigma:.1f}). Something may be going on."
 )
-GROUP_HEADLINE = "{count} similar mentions for rule `{rule}` in {window}"
+
+NOTE_UNKNOWN_KIND = "a thread note of kind {kind!r} that this version cannot word; it was not posted"
+NOTE_BAD_PAYLOAD = "a thread note of kind {kind!r} lacks what it needs ({detail}); it was not posted"
 
 OPS_AUTH_FAILED = (
     ":warning: {source}: the platform rejected our token ({reason}). Polling is paused. "
@@ -321,7 +319,7 @@ FACEBOOK_MESSENGER_WINDOW = ("Messenger allows a Page to answer only within 24 h
                         "that window has closed ({detail})")
 FACEBOOK_PRIVATE_REPLY = ("a private reply can be sent once per comment and only within 7 days of it ({detail})")
 FACEBOOK_NOT_PUBLIC = "a Messenger message has no public reply; send a private message instead"
-# monitor/report_cli.py
+# monitor/cli/report.py
 REPORT_RULES_MISSING = "{path}: no rules file; reporting in UTC without brand names (use --rules FILE)"
 REPORT_PNG_WRITTEN = "charts written: {paths}"
 REPORT_NO_SOURCES = ("no X or Facebook source to backfill: rules.yaml lists none, or their tokens are not set "
@@ -331,7 +329,7 @@ REPORT_RATE_LIMITED = ("{source}: rate limited until {until:%H:%M} UTC; run back
                     "(what was stored stays stored, nothing is fetched twice)")
 REPORT_FAILED = "{source}: {error}; run backfill again later (what was stored stays stored)"
 REPORT_DONE = "{source}: {fetched} fetched, {stored} new, {duplicates} already stored, {older} older than --since"
-# monitor/digest.py
+# monitor/report/digest.py
 DIGEST_TITLE_WEEKLY = "Mentions digest, week of {start:%d %b} - {end:%d %b %Y}"
 DIGEST_TITLE_DAILY = "Mentions digest, {start:%A %d %b %Y}"
 # --- end connector and report messages ---

@@ -44,20 +44,6 @@ def _ts(nullable: bool = True, index: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
-class Platform(enum.StrEnum):
-    X = "x"
-    FACEBOOK = "facebook"
-    REPLAY = "replay"
-
-
-class Kind(enum.StrEnum):
-    MENTION = "mention"  # the post @mentions the brand (X) / tags the Page
-    SEARCH = "search"  # keyword hit: the brand was talked about, not to
-    COMMENT = "comment"  # comment on the brand's own Facebook Page post
-    MESSAGE = "message"  # private message (Messenger, X DM)
-    OWN = "own"  # the brand's own posts: an agent's reply typed on the platform counts as the first response
-
-
 class CaseState(enum.StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # chat.postMessage per Slack channel: Slack's documented pace; 0 turns our pacing off
     slack_rate: float = Field(default=1.0, validation_alias=AliasChoices("MENTION_MONITOR_SLACK_RATE"))
     slack_burst: int = Field(default=10, validation_alias=AliasChoices("MENTION_MONITOR_SLACK_BURST"))
+    # seconds a replica holds a source's lease without renewing it, and an outbox row it claimed
+    lease_ttl: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("MENTION_MONITOR_LEASE_TTL"))
+    claim_ttl: float = Field(default=60.0, gt=0, validation_alias=AliasChoices("MENTION_MONITOR_CLAIM_TTL"))
 
     x_bearer_token: SecretStr = SecretStr("")
     x_api_key: SecretStr = SecretStr("")

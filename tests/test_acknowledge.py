@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
-from monitor.model import Case, Outbox, OutboxKind
+from monitor.model import Case, Event, Outbox, OutboxKind
+from monitor.runtime.wiring import build_daemon, build_sources
 from monitor.settings import Settings
-from monitor.wiring import build_daemon, build_sources
 from tests.test_slack_flow import thread, top_level, tweet
 
 
@@ -138,22 +138,29 @@ def test_facebook_comment_gets_one_public_and_one_private_reply(sandbox, db_url,
         assert s.exec(select(Case)).one().moved_to_dm
 
 
-def test_facebook_private_reply_after_seven_days_is_refused_with_a_note(sandbox, db_url, simple_rules_file, clock):
-    from monitor.actions import CaseActions
+def fb_comment_case_to_approve(sandbox, db_url, rules_file, clock):
+    """An angry Facebook comment polled under rules that ask for approval: (daemon, comment id, actions, case id)."""
+    from monitor.cases.actions import CaseActions
     from monitor.rules import parse_rules
     from tests.conftest import SIMPLE_RULES
 
     rules = parse_rules(SIMPLE_RULES.replace("mode: auto", "mode: approve"))
-    daemon = make_daemon(sandbox, db_url, rules, simple_rules_file, clock, names=("fb-comments",))
+    daemon = make_daemon(sandbox, db_url, rules, rules_file, clock, names=("fb-comments",))
     comment = fb_comment(sandbox, clock, "Still waiting for my refund, third week now.")
     daemon.poll("fb-comments")
     daemon.drain()
-    assert sandbox.fb_posts() == []  # approve: nothing is posted until a person says so
-
-    clock.advance(timedelta(days=8))  # the sandbox follows the test's clock
     actions = CaseActions(engine=daemon.engine, rules=lambda: rules, clock=clock, policies=daemon.policies)
     with Session(daemon.engine) as s:
         case_id = s.exec(select(Case)).one().id
+    return daemon, comment, actions, case_id
+
+
+def test_facebook_private_reply_after_seven_days_is_refused_with_a_note(sandbox, db_url, simple_rules_file, clock):
+
+    daemon, comment, actions, case_id = fb_comment_case_to_approve(sandbox, db_url, simple_rules_file, clock)
+    assert sandbox.fb_posts() == []  # approve: nothing is posted until a person says so
+
+    clock.advance(timedelta(days=8))  # the sandbox follows the test's clock
     outcome = actions.acknowledge(case_id=case_id, user="U0APPROVER1", authorised=True)
     assert outcome.ok and outcome.changed
     again = actions.acknowledge(case_id=case_id, user="U0APPROVER1", authorised=True)  # a double click
@@ -167,9 +174,28 @@ def test_facebook_private_reply_after_seven_days_is_refused_with_a_note(sandbox,
     assert len(refusals) == 1 and "7 days" in refusals[0]
 
 
+def test_a_reply_submitted_twice_is_posted_once_with_one_event_and_one_note(sandbox, db_url, simple_rules_file, clock):
+    daemon, comment, actions, case_id = fb_comment_case_to_approve(sandbox, db_url, simple_rules_file, clock)
+    text = "Sorry about the wait, we are looking at your refund now."
+    first = actions.reply(case_id=case_id, user="U0APPROVER1", authorised=True, text=text)
+    assert first.ok and first.changed
+    daemon.drain()
+    alert = top_level(sandbox)[0]
+    notes_after_first = len(thread(sandbox, alert["ts"]))
+    clock.advance(timedelta(seconds=5))
+    again = actions.reply(case_id=case_id, user="U0APPROVER1", authorised=True, text=text)  # a double submit
+    assert again.ok and not again.changed
+    daemon.drain()
+    posts = sandbox.fb_posts()
+    assert [(p["kind"], p["in_reply_to"], p["text"]) for p in posts] == [("comment_reply", comment, text)]
+    with Session(daemon.engine) as s:
+        assert len(s.exec(select(Event).where(Event.kind == "reply_queued")).all()) == 1
+    assert len(thread(sandbox, alert["ts"])) == notes_after_first
+
+
 def test_messenger_answer_after_the_24_hour_window_is_explained_in_the_thread(sandbox, db_url, simple_rules_file,
                                                                              clock):
-    from monitor.actions import CaseActions
+    from monitor.cases.actions import CaseActions
     from monitor.rules import parse_rules
     from tests.conftest import SIMPLE_RULES
 

@@ -12,10 +12,20 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from connectors.sandbox.server import Sandbox
+
+class Sandbox(Protocol):
+    """What seeding needs of the sandbox (server.py imports this module, never the other way)."""
+
+    x: Any
+    graph: Any
+
+    def add_tweets(self, items: list[dict[str, Any]]) -> Any: ...
+
+    def add_fb_messages(self, items: list[dict[str, Any]]) -> Any: ...
+
+    def add_fb_comments(self, items: list[dict[str, Any]]) -> Any: ...
 
 DEFAULT_DELAY_S = 3.0
 

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from connectors.sandbox import graph_api, slack_api, x_api
+from connectors.sandbox.seed import load_seed, release
 from connectors.sandbox.wire import Answer, Clock, Request
 
 log = logging.getLogger(__name__)
@@ -164,8 +165,6 @@ class Sandbox:
 
     def play(self, items: list[Any], *, speed: float = 1.0) -> threading.Thread:
         """Release seed items over time in a background thread (the demo's live stream)."""
-        from connectors.sandbox.seed import release
-
         thread = threading.Thread(target=release, args=(self, items),
                                   kwargs={"speed": speed, "stop": self._stop_play},
                                   name="sandbox-play", daemon=True)
@@ -348,7 +347,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 def serve_forever(*, port: int, seed: str | None) -> None:
     """`mention-monitor sandbox`: serve until interrupted, optionally replaying a seed file."""
-    from connectors.sandbox.seed import load_seed
     from monitor import messages
 
     sandbox = Sandbox(port=port).start()

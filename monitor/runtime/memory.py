@@ -1,0 +1,43 @@
+"""Malloc tuning for a long-running daemon: cap glibc's arenas, hand free pages back to the system."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from functools import cache
+from typing import Any
+
+M_ARENA_MAX = -8  # glibc <malloc.h>
+
+
+@cache
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, ...): nothing to tune
+        return None
+
+
+def trim_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc malloc_trim).  Python frees the
+    objects of a poll at once, but the allocator keeps their pages: an idle daemon would sit
+    at the size of its busiest minute (bench/memory.py).  The language model's mapped pages go
+    back too (monitor.triage.lang.release_pages)."""
+    from monitor.triage.lang import release_pages
+
+    release_pages()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread heaps.  By default every busy thread may get its own arena (up to 8
+    per core) and freed memory stays in it, so a long-running daemon with a thread pool keeps
+    growing its RSS (bench/memory.py).  The environment's MALLOC_ARENA_MAX, if set, wins."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt") and not os.environ.get("MALLOC_ARENA_MAX"):
+        libc.mallopt(M_ARENA_MAX, arenas)
