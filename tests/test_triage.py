@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.cli.triage import run_triage
-from monitor.triage import triage, triage_many
+from monitor.triage import CATEGORIES_FROM, triage, triage_many
 from monitor.triage.complaint import CATEGORIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,7 +256,8 @@ def test_any_text_gives_a_well_formed_score(text):
     assert score.sentiment is None or -1.0 <= score.sentiment <= 1.0
     assert 0.0 <= score.complaint <= 1.0
     assert set(score.categories) <= set(CATEGORIES)
-    assert score.categories == () or score.is_complaint
+    # complaint categories name a likely complaint; `question` may mark any post that asks something
+    assert set(score.categories) <= {"question"} or score.complaint >= CATEGORIES_FROM
     assert score.signals and score.signals[-1] == f"complaint {score.complaint:.2f}"
 
 

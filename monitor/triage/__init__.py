@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from monitor.model import Score
 from monitor.triage.complaint import ComplaintModel, cue_hits, folded_body, load_model
 from monitor.triage.lang import detect
-from monitor.triage.lexicon import SUPPORTED_LANGUAGES, clean
+from monitor.triage.lexicon import SUPPORTED_LANGUAGES, clean, is_question
 from monitor.triage.sentiment import sentiment as document_sentiment
 
 __all__ = ["triage", "triage_many", "warm_up", "SUPPORTED_LANGUAGES"]
@@ -50,9 +50,17 @@ def triage_with(
         lang=lang,
         sentiment=sentiment,
         complaint=round(probability, 4),
-        categories=hits.categories if probability >= CATEGORIES_FROM else (),
+        categories=_categories(hits.categories, probability=probability, cleaned=cleaned, lang=cue_lang),
         signals=tuple(signals),
     )
+
+
+def _categories(cues: tuple[str, ...], *, probability: float, cleaned: str, lang: str) -> tuple[str, ...]:
+    """The complaint's categories from CATEGORIES_FROM on; otherwise `question` for a post that
+    asks something (a pre-sales question is not a complaint, but it is for the team)."""
+    if probability >= CATEGORIES_FROM and cues:
+        return cues
+    return ("question",) if is_question(cleaned, lang=lang) else ()
 
 
 def triage_many(

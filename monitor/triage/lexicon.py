@@ -227,3 +227,26 @@ def emoji_pattern() -> re.Pattern[str]:
     # Longest first, so a ZWJ sequence (🤦‍♀️) wins over its first code point.
     symbols = sorted(emoji_valence(), key=len, reverse=True)
     return re.compile("|".join(re.escape(s) for s in symbols))
+
+
+# A post asks something when it has a question mark or opens with a question word of its
+# language (people often leave the mark out).  Matched on folded text (see `fold`).
+_QUESTION_OPENERS: dict[str, str] = {
+    "en": r"(do|does|did|can|could|will|would|is|are|was|have|has|how|what|when|where|which|who|why|any(one)?)",
+    "da": r"(hvor|hvad|hvornar|hvordan|hvorfor|hvem|hvilke[nt]?|kan|har|er|findes|sender|leverer|kommer)",
+    "hr": r"(gdje|sto|kada|kad|kako|zasto|tko|koliko|moze|mozete|imate|je li|da li)",
+    "ro": r"(unde|ce|cand|cum|de ce|cine|cat|cate|aveti|puteti|se poate|exista)",
+    "id": r"(apa|apakah|kapan|dimana|di mana|bagaimana|gimana|berapa|kenapa|bisa|ada)",
+}
+_QUESTION_RE = {lang: re.compile(rf"^\W*{words}\b") for lang, words in _QUESTION_OPENERS.items()}
+_ZH_QUESTION = re.compile("[吗呢]|什么|怎么|哪|多少|能不能|可不可以|是否|请问")
+
+
+def is_question(cleaned: str, *, lang: str) -> bool:
+    """True for a post that asks something ("do you ship to Ireland?"), complaint or not."""
+    if "?" in cleaned or "？" in cleaned:
+        return True
+    if lang == "zh":
+        return _ZH_QUESTION.search(cleaned) is not None
+    pattern = _QUESTION_RE.get(lang)
+    return pattern is not None and pattern.search(fold(cleaned)) is not None
