@@ -79,8 +79,9 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
         began = time.time()
         stored = pending = -1
 
-        def settle(*, quiet_for: float, need_outbox_quiet: bool) -> None:
-            """Wait until the stored count stops moving (and, at the end, the outbox is done)."""
+        def settle(*, quiet_for: float, need_outbox_quiet: bool, above: int) -> None:
+            """Wait until the stored count has moved past `above` and stops moving (and, at the end,
+            the outbox is done): a daemon slow to start must not look like one that has finished."""
             nonlocal stored, pending
             last, quiet_since = -2, None
             while time.time() - began < timeout_s:
@@ -90,7 +91,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
                 stored = _count(db, "select count(*) from mention where from_brand = 0")
                 pending = _count(db, "select count(*) from outbox where state in ('pending', 'sending') "
                                      "and next_attempt_at <= datetime('now')")
-                quiet = stored == last and (pending == 0 or not need_outbox_quiet)
+                quiet = stored == last and stored > above and (pending == 0 or not need_outbox_quiet)
                 last = stored
                 if not quiet:
                     quiet_since = None
@@ -106,8 +107,8 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
             stamp = datetime.now(UTC)
             inject(sandbox, [{**r, "created_at": (stamp + timedelta(milliseconds=k)).isoformat()}
                              for k, r in enumerate(records[i:i + 500])])
-            settle(quiet_for=max(4.0, 3 * poll_interval), need_outbox_quiet=False)
-        settle(quiet_for=3, need_outbox_quiet=True)
+            settle(quiet_for=max(4.0, 3 * poll_interval), need_outbox_quiet=False, above=max(stored, 0))
+        settle(quiet_for=3, need_outbox_quiet=True, above=-1)
         ingest_s = time.time() - began
         time.sleep(idle_s)
         idle = vm_status(proc.pid)
