@@ -34,6 +34,7 @@ from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind, O
 from monitor.notes import humanize
 from monitor.rules import render_template
 from monitor.rules_schema import Ruleset
+from monitor.sanitize import addressable_handle, addressable_name
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,12 @@ class Plan:
 def render(ruleset: Ruleset, *, template: str, mention: Mention, policy: Any, agent: str = "") -> tuple[str, str]:
     dm_link = policy.dm_link if (policy is not None and ruleset.acknowledgement.dm_link
                                  and ruleset.acknowledgement.allow_urls) else ""
-    # {author} is how the platform addresses a person: @handle on X, the display name on Facebook
-    handle = f"@{mention.author_handle}" if mention.author_handle else mention.author_name
+    # {author} is how the platform addresses a person: @handle on X, the display name on Facebook;
+    # customer-chosen text, so only a valid handle or a name that reads as one is repeated
+    author = addressable_handle(mention.author_handle) if mention.author_handle \
+        else addressable_name(mention.author_name)
     return render_template(ruleset, template=template, lang=mention.lang, values={
-        "author": handle, "brand": ruleset.brand.name, "eta": "", "agent": agent, "dm_link": dm_link})
+        "author": author, "brand": ruleset.brand.name, "eta": "", "agent": agent, "dm_link": dm_link})
 
 
 def plan(
