@@ -124,7 +124,15 @@ RULES_COUNTRY_HINT = "; use an ISO 3166 code such as DK, HR, RO, ID or CN"
 RULES_RANGE_EMPTY = "give min, max or both"
 RULES_RANGE_ORDER = "min {min} is greater than max {max}, so nothing can match"
 RULES_REGEX = "bad regular expression '{pattern}': {error}"
-RULES_WARN_AT = "must be a fraction of the SLA between 0 and 1, like 0.75; got {value}"
+RULES_WARN_AT = "must be a fraction of the SLA between 0 and 1, like 0.75; got {value}{hint}"
+RULES_PERCENT_HINT = " (write {fraction:g} for {percent:g}%)"
+RULES_PROBABILITY = "must be a probability between 0 and 1; got {value}{hint}"
+RULES_SENTIMENT = "must be a sentiment score between -1 (most negative) and 1 (most positive); got {value}{hint}"
+RULES_WHEN_EMPTY = ("an empty condition {{}} matches every mention; "
+                    "write when: {{all: []}} if that is what you mean, or add a condition")
+RULES_RULE_NO_WHEN = ("rule '{name}' has no 'when', so it would match every mention; "
+                      "write when: {{all: []}} if that is what you mean")
+RULES_BAD_DATE = "'{value}' is not a date on the calendar ({reason}); write it like 2026-12-24, or 12-24 for every year"
 RULES_SLACK_ID = (
     "'{value}' is not a Slack user id (U.../W...) or user-group id (S...); "
     "copy it from the person's or group's profile in Slack"

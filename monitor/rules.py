@@ -103,7 +103,8 @@ def parse_rules(text: str, *, filename: str = "rules.yaml") -> Ruleset:
     except MarkedYAMLError as exc:
         raise RulesError([_syntax_error(exc, filename)]) from None
     except (YAMLError, ValueError, TypeError) as exc:  # no position known (e.g. a bad "!!int" tag)
-        raise RulesError([f"{filename}:1:1: {msg.RULES_YAML_SYNTAX.format(problem=exc)}"]) from None
+        line, col, problem = _bad_date(text) or (0, 0, msg.RULES_YAML_SYNTAX.format(problem=exc))
+        raise RulesError([f"{filename}:{line + 1}:{col + 1}: {problem}"]) from None
     if root is None:
         raise RulesError([f"{filename}:1:1: {msg.RULES_EMPTY}"])
     if not isinstance(root, CommentedMap):
@@ -173,6 +174,26 @@ def _alias_problem(text: str) -> tuple[int, int, str] | None:
 
 class _SelfReference(Exception):
     pass
+
+
+def _bad_date(text: str) -> tuple[int, int, str] | None:
+    """A date-looking value that is no day on the calendar (2026-02-30), at its position.
+
+    YAML turns it into a date while loading and fails without a position."""
+    pending = [YAML(typ="rt").compose(text)]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, MappingNode):
+            pending.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, SequenceNode):
+            pending.extend(node.value)
+        elif node is not None and node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                date.fromisoformat(node.value[:10])
+            except ValueError as exc:
+                mark = node.start_mark
+                return mark.line, mark.column, msg.RULES_BAD_DATE.format(value=node.value, reason=exc)
+    return None
 
 
 

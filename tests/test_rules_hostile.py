@@ -7,6 +7,9 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
+from monitor.rules import RulesError, load_rules
 from tests.conftest import SIMPLE_RULES
 from tests.reliability.test_hot_reload import make_daemon, ops
 
@@ -81,3 +84,77 @@ def test_alias_bomb_saved_while_running_is_a_refused_edit_reported_once(sandbox,
                             f"```{path}:{line}:10: {BOMB_ERROR}```"]
     assert "broken" in str(daemon.ruleset.rules[1])  # the last good rules are in force
     daemon.engine.dispose()
+
+
+def _edit(old: str, new: str) -> str:
+    assert old in SIMPLE_RULES
+    return SIMPLE_RULES.replace(old, new)
+
+
+WHEN = "when: {keywords_any: [invoice]}"  # rules[1], line 38
+REFUSED_EDITS = [
+    pytest.param(_edit(WHEN, "when: {complaint: {min: 60}}"),
+                 ["38:29: rules[1].when.complaint.min: must be a probability between 0 and 1; got 60 "
+                  "(write 0.6 for 60%)"], id="complaint-as-percent"),
+    pytest.param(_edit(WHEN, "when: {sentiment: {max: -50}}"),
+                 ["38:29: rules[1].when.sentiment.max: must be a sentiment score between -1 (most negative) "
+                  "and 1 (most positive); got -50 (write -0.5 for -50%)"], id="sentiment-as-percent"),
+    pytest.param(_edit(WHEN, "when: {complaint: {max: 1.5}}"),
+                 ["38:29: rules[1].when.complaint.max: must be a probability between 0 and 1; got 1.5"],
+                 id="complaint-over-one"),
+    pytest.param(_edit(WHEN, "when: {followers: {min: -10}}"),
+                 ["38:29: rules[1].when.followers.min: must be at least 0, got -10"], id="negative-followers"),
+    pytest.param(_edit("warn_at: 0.75", "warn_at: 75"),
+                 ["21:12: escalation.warn_at: must be a fraction of the SLA between 0 and 1, like 0.75; got 75 "
+                  "(write 0.75 for 75%)"], id="warn-at-as-percent"),
+    pytest.param(_edit("sla: 1h, business_hours", "sla: 0m, business_hours"),
+                 ["39:53: rules[1].alert.sla: must be longer than 0s"], id="zero-sla"),
+    pytest.param(_edit(f"    {WHEN}\n", ""),
+                 ["37:5: rule 'business-hours-complaint' has no 'when', so it would match every mention; "
+                  "write when: {all: []} if that is what you mean"], id="rule-without-when"),
+    pytest.param(_edit(WHEN, "when: {}"),
+                 ["38:11: rules[1].when: an empty condition {} matches every mention; "
+                  "write when: {all: []} if that is what you mean, or add a condition"], id="empty-when"),
+    pytest.param(_edit(WHEN, "when: {any: [{keywords_any: [x]}, {}]}"),
+                 ["38:39: rules[1].when.any[1]: an empty condition {} matches every mention; "
+                  "write when: {all: []} if that is what you mean, or add a condition"], id="empty-branch"),
+    pytest.param(_edit("holidays: [2026-12-24]", "holidays: [2026-02-30]"),
+                 ["19:29: '2026-02-30' is not a date on the calendar (day is out of range for month); "
+                  "write it like 2026-12-24, or 12-24 for every year"], id="february-30"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REFUSED_EDITS)
+def test_check_rules_refuses_the_edit_at_its_line_and_column(tmp_path, text, expected):
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_errors(path) == [f"{path}:{where}" for where in expected]
+
+
+def test_when_all_empty_says_every_mention_on_purpose(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(_edit(WHEN, "when: {all: []}"), encoding="utf-8")
+    assert check_rules(path).returncode == 0
+
+
+def test_percent_complaint_saved_while_running_is_refused_in_ops_at_its_line(sandbox, tmp_path, clock):
+    daemon, path = make_daemon(sandbox, tmp_path, clock)
+    good = path.read_text(encoding="utf-8")
+    line = next(n for n, text in enumerate(good.splitlines(), 1) if "keywords_any: [broken]" in text)
+    col = good.splitlines()[line - 1].index("keywords_any") + 1
+    path.write_text(good.replace("keywords_any: [broken]", "complaint: {min: 60}"), encoding="utf-8")
+    assert daemon.reload_rules() is False
+    daemon.drain()
+    assert ops(sandbox) == [
+        ":no_entry: rules.yaml edit refused, the previous rules stay in force:\n"
+        f"```{path}:{line}:{col + 17}: rules[1].when.complaint.min: must be a probability between 0 and 1; "
+        "got 60 (write 0.6 for 60%)```"]
+    daemon.engine.dispose()
+
+
+def load_errors(path: Path) -> list[str]:
+    try:
+        load_rules(path)
+    except RulesError as exc:
+        return exc.errors
+    return []
