@@ -246,8 +246,11 @@ class Daemon:
             fresh = load_rules(self.rules_path)
         except RulesError as exc:
             self._refused_digest = digest
-            log.error(msg.LOG_RULES_REFUSED, exc)
-            self._ops(f"rules:{digest}", msg.OPS_RULES_REFUSED.format(errors=str(exc)))
+            shown, more = exc.errors[:OPS_RULES_ERRORS], len(exc.errors) - OPS_RULES_ERRORS
+            log.error(msg.LOG_RULES_REFUSED, "\n".join(shown) + (msg.RULES_MORE_ERRORS.format(count=more) if more > 0 else ""))
+            with transaction(self.engine) as s:  # the words and escaping are the notifier's, at delivery
+                self._ops_in(s, f"rules:{digest}", "", payload={"note": "rules_refused", "errors": shown,
+                                                                  "more": max(more, 0)})
             return False
         self.ruleset = fresh
         self._rules_digest = digest
@@ -403,13 +406,13 @@ class Daemon:
         with transaction(self.engine) as s:
             self._ops_in(s, key, text)
 
-    def _ops_in(self, s: Any, key: str, text: str) -> None:
+    def _ops_in(self, s: Any, key: str, text: str, *, payload: dict[str, Any] | None = None) -> None:
         channel = self.ruleset.channels.get("ops")
         if not channel:
-            log.warning("%s", text)
+            log.warning("%s", text or payload)
             return
         outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=key, target=channel, now=self.clock.now(),
-                   payload={"text": text})
+                   payload=payload or {"text": text})
 
     def _release_orphan_claims(self) -> None:
         """With SQLite only this process writes: rows left `sending` by a killed run are orphans."""
@@ -420,6 +423,7 @@ class Daemon:
 
 
 M_ARENA_MAX = -8  # glibc <malloc.h>
+OPS_RULES_ERRORS = 20  # a refused edit lists this many errors in #cs-ops, then a count (check-rules shows all)
 
 
 @cache

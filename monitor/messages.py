@@ -253,6 +253,7 @@ OPS_OUTAGE = (
 )
 OPS_RECOVERED = ":white_check_mark: {source} is working again after {duration}."
 OPS_RULES_REFUSED = ":no_entry: rules.yaml edit refused, the previous rules stay in force:\n```{errors}```"
+RULES_MORE_ERRORS = "\n…and {count} more errors: run `mention-monitor check-rules` to see them all."
 OPS_RULES_RELOADED = "rules.yaml reloaded: {rules} rules, {sources} sources."
 OPS_GAP = ":warning: {source}: more mentions arrived than X keeps (the latest 800); some may have been missed."
 

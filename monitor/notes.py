@@ -17,6 +17,13 @@ from monitor import messages as msg
 from monitor.model import Case, Mention
 
 QUOTE_LIMIT = 600
+RULES_ERROR_LIMIT = 300  # characters of one rules.yaml error quoted in #cs-ops
+WORD_JOINER = "\u2060"
+
+
+def _in_code_block(text: str) -> str:
+    """Text that cannot close the ``` block it is quoted in (a rules value may hold backticks)."""
+    return text.replace("`", "`" + WORD_JOINER)
 
 
 def slack_ref(who: str) -> str:
@@ -118,6 +125,10 @@ def compose(
         return msg.THREAD_ACK_COOLDOWN.format(author=author, ago=payload.get("ago", ""))
     if note == "messenger_window":
         return msg.THREAD_MESSENGER_WINDOW
+    if note == "rules_refused":
+        errors = "\n".join(_in_code_block(escape(error[:RULES_ERROR_LIMIT])) for error in payload["errors"])
+        more = msg.RULES_MORE_ERRORS.format(count=f"{payload['more']:,}") if payload.get("more") else ""
+        return msg.OPS_RULES_REFUSED.format(errors=errors) + more
     if note == "spike":
         return msg.SPIKE_ALERT.format(count=payload["count"], window=payload["window"], mean=payload["mean"],
                                       sigma=payload["sigma"])

@@ -11,6 +11,7 @@ import pytest
 
 from monitor.rules import RulesError, load_rules
 from tests.conftest import SIMPLE_RULES
+from tests.reliability.helpers import slack_pings
 from tests.reliability.test_hot_reload import make_daemon, ops
 
 LAUGHS = """\
@@ -158,3 +159,32 @@ def load_errors(path: Path) -> list[str]:
     except RulesError as exc:
         return exc.errors
     return []
+
+
+def test_refused_edit_quoting_backticks_and_a_ping_cannot_ping_or_break_the_ops_message(sandbox, tmp_path, clock):
+    daemon, path = make_daemon(sandbox, tmp_path, clock)
+    good = path.read_text(encoding="utf-8")
+    path.write_text(good.replace("severity: high", 'severity: "```<!channel> @here"'), encoding="utf-8")
+    assert daemon.reload_rules() is False
+    daemon.drain()
+    [text] = ops(sandbox)
+    assert slack_pings(sandbox) == []
+    assert text.count("```") == 2 and text.startswith(":no_entry: ") and text.endswith("```")
+    assert "`\u2060`\u2060`\u2060&lt;!channel&gt; @\u2060here" in text
+    daemon.engine.dispose()
+
+
+def test_an_edit_with_1200_errors_lists_the_first_20_and_a_count(sandbox, tmp_path, clock):
+    daemon, path = make_daemon(sandbox, tmp_path, clock)
+    good = path.read_text(encoding="utf-8")
+    extra = "".join(f"  - {{name: extra{n}, when: {{all: []}}, alert: {{chanel: alerts, sla: 1h}}}}\n"
+                    for n in range(1200))
+    path.write_text(good + extra, encoding="utf-8")
+    assert daemon.reload_rules() is False
+    daemon.drain()
+    [text] = ops(sandbox)
+    assert len(text) < 6000
+    listed = text.split("```")[1].splitlines()
+    assert len(listed) == 20 and all("unknown key 'chanel'" in line for line in listed)
+    assert text.endswith("```\n…and 1,180 more errors: run `mention-monitor check-rules` to see them all.")
+    daemon.engine.dispose()
