@@ -107,7 +107,8 @@ class Daemon:
         self.replies = ReplyDeliverer(engine=engine, sources=connectors_by_platform, worker=self.worker)
         self.deliverer = outbox.Deliverer(
             engine=engine, notifier=notifier, sources=connectors_by_platform, worker=self.worker,
-            timezone=lambda: self.ruleset.business_hours.timezone, replies=self.replies)
+            timezone=lambda: self.ruleset.business_hours.timezone, replies=self.replies,
+            ops_channel=lambda: self.ruleset.channels.get("ops", ""))
         self._rules_digest = _digest(self.rules_path)
         self._refused_digest = ""
         self._stop = threading.Event()

@@ -9,6 +9,7 @@ from __future__ import annotations
 SLACK_ALERT_FALLBACK = "{badge} {severity} {platform} mention from {author}: {text}"
 SLACK_GROUP_FALLBACK = "{badge} {count} similar mentions ({rule}): {text}"
 SLACK_GROUP_HEADLINE = "*{count} similar mentions* for rule `{rule}` — handled in one thread, not {count} pings"
+SLACK_PLAIN_ALERT = "{text}\n(case {case_id}: Slack refused the full alert; the buttons are missing)"
 SLACK_HEADLINE = "{badge} *{severity}* · {platform} {kind} from {author}"
 SLACK_AUTHOR = "{handle}{verified} · {followers} followers"
 SLACK_AUTHOR_NAMED = "{name} ({handle}){verified} · {followers} followers"
@@ -252,6 +253,10 @@ OPS_OUTAGE = (
     "fetched when it recovers."
 )
 OPS_RECOVERED = ":white_check_mark: {source} is working again after {duration}."
+OPS_ALERT_PLAIN = (":warning: Slack refused the alert of case {case_id} ({reason}); it was posted as a plain "
+                   "message without buttons. Use /mentions to claim or resolve it.")
+OPS_ALERT_LOST = (":rotating_light: Slack refused the alert of case {case_id} ({reason}), even as a plain message; "
+                  "the case is not in Slack, but /mentions lists it.")
 OPS_RULES_REFUSED = ":no_entry: rules.yaml edit refused, the previous rules stay in force:\n```{errors}```"
 RULES_MORE_ERRORS = "\n…and {count} more errors: run `mention-monitor check-rules` to see them all."
 OPS_RULES_RELOADED = "rules.yaml reloaded: {rules} rules, {sources} sources."
