@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 MAX_PAGES_PER_POLL = 20  # drain a backlog page by page, but let other jobs run in between
 OUTAGE_NOTICE_AFTER = timedelta(minutes=10)
+AUTH_PROBE_FIRST = timedelta(minutes=1)  # a rejected token is tried again after 1, 2, 4 ... min
+AUTH_PROBE_MAX = timedelta(minutes=30)
 MAX_SOURCE_BACKOFF = timedelta(minutes=5)
 # A replica that dies loses its sources after this long; tests shorten it.
 LEASE_TTL = timedelta(seconds=float(os.environ.get("MENTION_MONITOR_LEASE_TTL") or 30))
@@ -111,6 +113,7 @@ class Daemon:
             ops_channel=lambda: self.ruleset.channels.get("ops", ""))
         self._rules_digest = _digest(self.rules_path)
         self._refused_digest = ""
+        self._unprobed = set(self.sources)  # sources not polled since this process started
         self._stop = threading.Event()
         self._wake_lock = threading.Lock()
         self.scheduler: BackgroundScheduler | None = None
@@ -141,7 +144,11 @@ class Daemon:
         if not acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=LEASE_TTL, now=now):
             return PollOutcome(name, "skipped")
         health = self._health(name)
-        if health.status == "auth_failed" or (health.retry_at and now < health.retry_at):
+        # A rejected token is probed again on a back-off, and at once after a restart (which is
+        # when an operator has set a fresh one): it never stops a source for good.
+        fresh_start = name in self._unprobed
+        self._unprobed.discard(name)
+        if health.retry_at and now < health.retry_at and not (fresh_start and health.status == "auth_failed"):
             return PollOutcome(name, "skipped")
         outcome = PollOutcome(name, "ok")
         for _ in range(MAX_PAGES_PER_POLL):
@@ -158,7 +165,8 @@ class Daemon:
                 return outcome
             except AuthFailed as exc:
                 log.error(msg.LOG_AUTH_FAILED, name, exc)
-                self._failed(name, status="auth_failed", retry_at=None, error=str(exc), notify=True,
+                retry_at = now + min(AUTH_PROBE_FIRST * 2 ** min(health.failures, 6), AUTH_PROBE_MAX)
+                self._failed(name, status="auth_failed", retry_at=retry_at, error=str(exc), notify=True,
                              env=binding.secret_env)
                 outcome.status = "auth_failed"
                 return outcome
@@ -362,7 +370,8 @@ class Daemon:
             long_outage = now - since >= OUTAGE_NOTICE_AFTER and status != "rate_limited"
             if (notify or long_outage) and not health.operator_notified:
                 health.operator_notified = True
-                text = (msg.OPS_AUTH_FAILED.format(source=name, reason=error, env=env or "the environment")
+                text = (msg.OPS_AUTH_FAILED.format(source=name, reason=error, env=env or "the environment",
+                                                   probe=_mins(retry_at - now) if retry_at else "")
                         if status == "auth_failed" else
                         msg.OPS_OUTAGE.format(source=name, duration=_mins(now - since), reason=error))
                 self._ops_in(s, f"ops:{name}:{since.isoformat()}", text)

@@ -245,8 +245,9 @@ SPIKE_ALERT = (
 GROUP_HEADLINE = "{count} similar mentions for rule `{rule}` in {window}"
 
 OPS_AUTH_FAILED = (
-    ":warning: {source}: the platform rejected our token ({reason}). Polling is paused. "
-    "Set a fresh token in {env} and restart, or run `mention-monitor doctor`."
+    ":warning: {source}: the platform rejected our token ({reason}). Trying again in {probe}, then less "
+    "and less often; polling resumes by itself once the token works. To replace it, set {env} and restart "
+    "(a restart tries at once), or run `mention-monitor doctor`."
 )
 OPS_OUTAGE = (
     ":warning: {source} has failed for {duration} ({reason}). Nothing is lost: mentions will be "
