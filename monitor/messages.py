@@ -223,6 +223,12 @@ THREAD_WOULD_POST = "Dry run, would post publicly ({lang}): “{text}”"
 THREAD_WOULD_SEND_PRIVATE = "Dry run, would send privately: “{text}”"
 THREAD_ACK_REFUSED = "The platform refused the public post: {reason}. Answer by hand if needed."
 THREAD_PRIVATE_REFUSED = "The private message was not sent: {reason}."
+THREAD_ACK_EXPIRED = (
+    "The automatic acknowledgement was not posted: {reason}, and a public “sorry” after this case's response "
+    "target ({due}) does more harm than good. Decide: answer by hand, or post it with Acknowledge: “{text}”"
+)
+THREAD_ACK_EXPIRED_HELD = "{platform}'s reply limit holds it until {until}"
+THREAD_ACK_EXPIRED_LATE = "it could not go out in time"
 THREAD_ACK_UNKNOWN = (
     "Not sure whether the public reply was posted (the bot stopped mid-post and {platform} could not "
     "be asked). Check the conversation {link} before answering, so the customer does not get it twice."
@@ -244,6 +250,7 @@ SPIKE_ALERT = (
 )
 GROUP_HEADLINE = "{count} similar mentions for rule `{rule}` in {window}"
 
+REPLY_EXPIRED = "automatic acknowledgement expired unposted: the case's response target passed"
 OPS_AUTH_FAILED = (
     ":warning: {source}: the platform rejected our token ({reason}). Trying again in {probe}, then less "
     "and less often; polling resumes by itself once the token works. To replace it, set {env} and restart "

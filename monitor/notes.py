@@ -54,6 +54,12 @@ def clock(when: datetime | None, timezone: str) -> str:
     return when.astimezone(ZoneInfo(timezone)).strftime("%H:%M")
 
 
+def _day_clock(when: datetime, *, now: datetime, timezone: str) -> str:
+    """14:32 today, "Wed 25 Nov 14:32" another day."""
+    local, today = when.astimezone(ZoneInfo(timezone)), now.astimezone(ZoneInfo(timezone))
+    return local.strftime("%H:%M") if local.date() == today.date() else local.strftime("%a %d %b %H:%M")
+
+
 def compose(
     session: Session, payload: dict[str, Any], *, escape: Callable[[str], str], now: datetime, timezone: str,
 ) -> str:
@@ -119,6 +125,15 @@ def compose(
         return msg.THREAD_PRIVATE_REFUSED.format(reason=escape(payload.get("reason", "")))
     if note == "ack_unknown":
         return msg.THREAD_ACK_UNKNOWN.format(platform=payload.get("platform", ""), link=payload.get("link", ""))
+    if note == "ack_expired":
+        held = payload.get("held", "")
+        reason = msg.THREAD_ACK_EXPIRED_HELD.format(
+            platform=payload.get("platform", "").upper() if payload.get("platform") == "x" else payload.get("platform", ""),
+            until=_day_clock(datetime.fromisoformat(held), now=now, timezone=timezone)) if held \
+            else msg.THREAD_ACK_EXPIRED_LATE
+        return msg.THREAD_ACK_EXPIRED.format(
+            reason=reason, due=_day_clock(datetime.fromisoformat(payload["due"]), now=now, timezone=timezone),
+            text=escape(payload.get("text", "")))
     if note == "ack_approval":
         return msg.THREAD_ACK_APPROVAL.format(reason=payload.get("reason", ""))
     if note == "ack_cooldown":
