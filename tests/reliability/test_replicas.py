@@ -104,3 +104,35 @@ def test_two_replicas_one_killed_no_duplicates_nothing_lost_takeover_within_ttl(
             if r.alive():
                 r.kill()
         sandbox.stop()
+
+
+def test_replicas_starting_together_on_a_fresh_database_all_create_the_schema(tmp_path):
+    """Concurrent create_all crashed one replica (UniqueViolation on pg_type_typname_nsp_index)."""
+    import threading
+
+    url = postgres_url_or_skip()
+    admin = make_engine(url)
+    try:
+        for _ in range(3):
+            SQLModel.metadata.drop_all(admin)
+            engines = [make_engine(url) for _ in range(4)]
+            start, errors = threading.Barrier(len(engines)), []
+
+            def replica(engine, start=start, errors=errors) -> None:
+                start.wait()
+                try:
+                    create_schema(engine)
+                except Exception as exc:  # what a replica would crash with
+                    errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+            threads = [threading.Thread(target=replica, args=(e,)) for e in engines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            for engine in engines:
+                engine.dispose()
+            assert errors == []
+            assert query(url, "select value from setting where key = 'schema_version'") == [("1",)]
+    finally:
+        admin.dispose()
