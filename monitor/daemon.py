@@ -45,7 +45,7 @@ from monitor.notes import humanize
 from monitor.pipeline import IngestResult, ReplyPolicy
 from monitor.rules import RulesError, load_rules
 from monitor.rules_schema import Ruleset
-from monitor.store import acquire_lease, get_cursor, is_postgres, transaction
+from monitor.store import acquire_lease, get_cursor, is_postgres, live_leases, release_lease, transaction
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,8 @@ class Daemon:
     def _poll(self, name: str) -> PollOutcome:
         binding = self.sources[name]
         now = self.clock.now()
-        if not acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=LEASE_TTL, now=now):
+        if not self._may_hold(name, now=now) or \
+                not acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=LEASE_TTL, now=now):
             return PollOutcome(name, "skipped")
         health = self._health(name)
         # A rejected token is probed again on a back-off, and at once after a restart (which is
@@ -307,6 +308,7 @@ class Daemon:
         scheduler.add_job(self._guard(self.reload_rules), "interval", seconds=2, id="rules")
         scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=max(1.0, LEASE_TTL.total_seconds() / 3),
                           id="heartbeat")
+        self._announce(self.clock.now(), ttl=LEASE_TTL)  # before the first poll, so it takes only its share
         scheduler.start()
         self.scheduler = scheduler
 
@@ -319,6 +321,7 @@ class Daemon:
             self.scheduler = None
         try:  # hand our sources to the other replicas now rather than when the leases expire
             now = self.clock.now()
+            self._announce(now, ttl=timedelta(0))
             for name in self.sources:
                 # An expiry of "now" rather than store.release_lease: acquire_lease cannot take a
                 # released lease (expires_at NULL never compares < now), so a restart would never poll.
@@ -330,8 +333,34 @@ class Daemon:
         """Renew our leases between polls too (a source polled less often than LEASE_TTL must not pass
         to another replica while its holder lives), and take over those a dead replica let expire."""
         now = self.clock.now()
+        self._announce(now, ttl=LEASE_TTL)
         for name in self.sources:
-            acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=LEASE_TTL, now=now)
+            if self._may_hold(name, now=now):
+                acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=LEASE_TTL, now=now)
+            elif name in self._held(now):  # over our share since another replica started: hand it over
+                release_lease(self.engine, name=f"source:{name}", holder=self.worker)
+
+    def _announce(self, now: datetime, *, ttl: timedelta) -> None:
+        """Replicas (PostgreSQL) hold a presence lease, so that each counts the others and takes only its share."""
+        if is_postgres(self.engine):
+            acquire_lease(self.engine, name=f"replica:{self.worker}", holder=self.worker, ttl=ttl, now=now)
+
+    def _held(self, now: datetime) -> list[str]:
+        prefix = "source:"
+        return sorted(n.removeprefix(prefix) for n, holder in live_leases(self.engine, prefix=prefix, now=now)
+                      if holder == self.worker and n.removeprefix(prefix) in self.sources)
+
+    def _may_hold(self, name: str, *, now: datetime) -> bool:
+        """Whether this replica may (keep) poll(ing) `name`: with N live replicas each takes at most
+        ceil(sources / N); the sources it holds beyond that go back for the others to take."""
+        if not is_postgres(self.engine):
+            return True  # SQLite: one process
+        replicas = {holder for _, holder in live_leases(self.engine, prefix="replica:", now=now)} | {self.worker}
+        share = -(-len(self.sources) // len(replicas))
+        mine = self._held(now)
+        if name in mine:
+            return mine.index(name) < share
+        return len(mine) < share
 
     def request_stop(self) -> None:
         """Ask the running daemon to stop (signal handlers); `wait` then returns."""

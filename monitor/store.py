@@ -194,6 +194,15 @@ def release_lease(engine: Engine, *, name: str, holder: str) -> None:
         )
 
 
+def live_leases(engine: Engine, *, prefix: str, now: datetime) -> list[tuple[str, str]]:
+    """(name, holder) of the unexpired leases whose name starts with `prefix`."""
+    table = Lease.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table.c.name, table.c.holder).where(
+            table.c.name.startswith(prefix), table.c.holder != "", table.c.expires_at >= now)).all()
+    return [(name, holder) for name, holder in rows]
+
+
 def lease_holder(engine: Engine, *, name: str) -> tuple[str, datetime | None]:
     with Session(engine) as session:
         row = session.get(Lease, name)

@@ -32,7 +32,8 @@ POLL_EVERY_S = 4  # longer than the lease: only the heartbeat keeps a live repli
 
 
 def leases(url: str) -> dict[str, tuple[str, datetime | None]]:
-    return {name: (holder, expires) for name, holder, expires in query(url, "select name, holder, expires_at from lease")}
+    rows = query(url, "select name, holder, expires_at from lease where name like 'source:%'")  # not replica:*
+    return {name: (holder, expires) for name, holder, expires in rows}
 
 
 def test_two_replicas_one_killed_no_duplicates_nothing_lost_takeover_within_ttl(tmp_path):
@@ -53,9 +54,14 @@ def test_two_replicas_one_killed_no_duplicates_nothing_lost_takeover_within_ttl(
                                           log_path=tmp_path / f"{rid}.log", env=env)
         assert any(r.wait_for("monitor.daemon: poll", timeout=60) for r in replicas.values())
 
-        # for 3 poll intervals the same live replica holds each source: no hand-over between polls
+        # the two sources are spread, one per replica (each takes at most its share), within a few s
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len({h for h, _ in leases(url).values() if h}) < 2:
+            time.sleep(0.1)
+        # then for 3 poll intervals the same live replica holds each source: no hand-over between polls
         first = leases(url)
         assert set(first) == {"source:x-mentions", "source:fb-comments"}
+        assert {holder for holder, _ in first.values()} == set(replicas), f"not spread: {first}"
         for _ in range(int(3 * POLL_EVERY_S / 0.25)):
             now = datetime.now(UTC).replace(tzinfo=None)  # the lease table stores naive UTC
             current = leases(url)
