@@ -279,6 +279,12 @@ LOG_DELIVERY_FAILED = "outbox %s #%d: %s; retry in %.0fs"
 REPLY_LIMIT_HELD = "{platform} reply limit reached: waiting until {until} without asking again"
 LOG_RULES_REFUSED = "rules.yaml edit refused, previous rules stay in force:\n%s"
 
+CLI_DB_NOT_WRITABLE = (
+    "cannot write to the database {url} ({reason}). mention-monitor stores each mention before it acts "
+    "on it, so it does not start on a database it cannot write to: make the file and its folder writable "
+    "(SQLite also writes -wal and -shm files beside it), free disk space, or point DATABASE_URL (--db) at "
+    "a writable database."
+)
 CLI_RULES_OK = "{path}: OK ({rules} rules, {sources} sources, {templates} templates)"
 CLI_NO_RULES_FILE = "{path}: no such file. Copy the default rules.yaml from the project and edit it."
 CLI_REPLAY_MISSING = "{path}: no such file to replay."

@@ -107,6 +107,20 @@ def create_schema(engine: Engine) -> None:
                 conn.commit()
 
 
+class DatabaseUnusable(Exception):
+    """The database can be read but not written (read-only file or mount, full disk, no privilege)."""
+
+
+def check_writable(engine: Engine) -> None:
+    """One harmless write, so that a daemon on a database it cannot write to fails at start
+    instead of running on while every mention it fetches is refused."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("update setting set value = value where key = 'schema_version'"))
+    except sa.exc.OperationalError as exc:
+        raise DatabaseUnusable(str(exc.orig).splitlines()[0] if exc.orig else str(exc)) from exc
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """A session whose work commits together or not at all."""
