@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from connectors.base import AuthFailed, ConnectorError, Notifier, RateLimited, Refused, Transient
+from connectors.base import AuthFailed, BadPayload, ConnectorError, Notifier, RateLimited, Refused, Transient
 from monitor import messages as msg
 from monitor.alerts import build_view
 from monitor.model import PUBLIC_KINDS, Case, Mention, Outbox, OutboxKind, OutboxState
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # Longer than any client timeout: a live claim is never stolen.  Tests of replica failover shorten it.
 CLAIM_TTL = timedelta(seconds=float(os.environ.get("MENTION_MONITOR_CLAIM_TTL") or 60))
 MAX_BACKOFF = timedelta(seconds=60)
+MALFORMED_ATTEMPTS = 5  # a Slack answer we cannot read is retried this often before the row fails
 ALERT_METADATA = "mm_alert"
 
 
@@ -330,14 +331,23 @@ class Deliverer:
         except (Transient, AuthFailed) as exc:
             self._retry(row, now=now, at=now + backoff(row.attempts), error=str(exc))
             return "retried"
-        except ConnectorError as exc:
-            log.error("outbox %s #%d failed for good: %s", row.kind, row.id, exc)
-            reason = str(exc)
-            refused_alert = row.kind == OutboxKind.ALERT and row.case_id is not None
-            finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=reason,
-                   also=(lambda s: self._report_refused(s, case_id=row.case_id or 0, reason=reason, now=now,
-                                                        fallback=False)) if refused_alert else None)
+        except BadPayload as exc:
+            if row.attempts < MALFORMED_ATTEMPTS:  # one garbled answer must not lose a Slack line for good
+                self._retry(row, now=now, at=now + backoff(row.attempts), error=str(exc))
+                return "retried"
+            self._fail(row, now=now, exc=exc)
             return "failed"
+        except ConnectorError as exc:
+            self._fail(row, now=now, exc=exc)
+            return "failed"
+
+    def _fail(self, row: Outbox, *, now: datetime, exc: ConnectorError) -> None:
+        log.error("outbox %s #%d failed for good: %s", row.kind, row.id, exc)
+        reason = str(exc)
+        refused_alert = row.kind == OutboxKind.ALERT and row.case_id is not None
+        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=reason,
+               also=(lambda s: self._report_refused(s, case_id=row.case_id or 0, reason=reason, now=now,
+                                                    fallback=False)) if refused_alert else None)
 
     def _report_refused(self, s: Session, *, case_id: int, reason: str, now: datetime, fallback: bool) -> None:
         """Tell #cs-ops that Slack refused a case's alert (once per case)."""

@@ -75,3 +75,21 @@ def test_an_alert_refused_even_plain_is_reported_and_its_notes_stop_waiting(
     states = outbox_states(daemon)
     assert states[OutboxKind.ALERT] == ["failed"]
     assert "pending" not in sum(states.values(), []), states  # no thread note retries every 2 s forever
+
+
+def test_a_garbled_slack_answer_does_not_lose_a_thread_line(sandbox, db_url, simple_rules, simple_rules_file, clock):
+    from monitor.actions import CaseActions
+
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("fb-comments",))
+    fb_comment(sandbox, clock, "The lamp arrived broken. I want a refund.")
+    run(daemon, clock)
+    [alert] = top_level(sandbox)
+    actions = CaseActions(engine=daemon.engine, rules=lambda: simple_rules, clock=clock, policies=daemon.policies)
+    assert actions.claim(case_id=1, user="U0CLAIMER1").changed
+    sandbox.add_fault(platform="slack", path="/api/chat.postMessage", body="malformed", times=1)
+    daemon.drain()
+    clock.advance(120)  # past the retry's back-off
+    daemon.drain()
+    notes = [m["text"] for m in thread(sandbox, alert["ts"])]
+    assert notes.count("<@U0CLAIMER1> claimed this case.") == 1
+    assert "pending" not in sum(outbox_states(daemon).values(), [])
