@@ -45,12 +45,18 @@ def test_a_3500_character_display_name_still_gives_a_full_alert_with_its_thread(
     assert set(outbox_states(daemon)[OutboxKind.THREAD]) == {"sent"}
 
 
-def test_a_refused_alert_is_posted_plain_with_its_thread_and_ops_is_told(
-        sandbox, db_url, simple_rules, simple_rules_file, clock):
-    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("fb-comments",))
-    sandbox.add_fault(platform="slack", path="/api/chat.postMessage", body="error:invalid_blocks", times=1)
+def refused_alert(sandbox, db_url, rules, rules_file, clock, *, refusals: int):
+    """One complaint whose Slack posts are refused `refusals` times; the daemon, once it has run."""
+    daemon = make_daemon(sandbox, db_url, rules, rules_file, clock, names=("fb-comments",))
+    sandbox.add_fault(platform="slack", path="/api/chat.postMessage", body="error:invalid_blocks", times=refusals)
     fb_comment(sandbox, clock, "The lamp arrived broken. I want a refund.")
     run(daemon, clock)
+    return daemon
+
+
+def test_a_refused_alert_is_posted_plain_with_its_thread_and_ops_is_told(
+        sandbox, db_url, simple_rules, simple_rules_file, clock):
+    daemon = refused_alert(sandbox, db_url, simple_rules, simple_rules_file, clock, refusals=1)
     [alert] = top_level(sandbox)
     assert alert["blocks"] == []
     assert alert["text"].endswith("The lamp arrived broken. I want a refund.\n"
@@ -64,10 +70,7 @@ def test_a_refused_alert_is_posted_plain_with_its_thread_and_ops_is_told(
 
 def test_an_alert_refused_even_plain_is_reported_and_its_notes_stop_waiting(
         sandbox, db_url, simple_rules, simple_rules_file, clock):
-    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("fb-comments",))
-    sandbox.add_fault(platform="slack", path="/api/chat.postMessage", body="error:invalid_blocks", times=2)
-    fb_comment(sandbox, clock, "The lamp arrived broken. I want a refund.")
-    run(daemon, clock)
+    daemon = refused_alert(sandbox, db_url, simple_rules, simple_rules_file, clock, refusals=2)
     assert top_level(sandbox) == []
     assert ops(sandbox) == [":rotating_light: Slack refused the alert of case 1 (Slack chat.postMessage in "
                             "#cs-alerts: Slack refused it (invalid_blocks)), even as a plain message; the case is not in "

@@ -43,17 +43,9 @@ def problems(blocks: Any) -> list[str]:
                 if not text:
                     found.append(f"must be more than 0 characters [json-pointer:{at}/text/text]")
                 _over(found, f"{at}/text/text", text, 3000)
-            fields = block.get("fields") or []
-            if len(fields) > 10:
-                found.append(f"must provide no more than 10 items [json-pointer:{at}/fields]")
-            for i, field in enumerate(fields):
-                _over(found, f"{at}/fields/{i}/text", _text(field), 2000)
+            _texts(found, f"{at}/fields", block.get("fields") or [], items=10, chars=2000)
         elif kind == "context":
-            elements = block.get("elements") or []
-            if len(elements) > 10:
-                found.append(f"must provide no more than 10 items [json-pointer:{at}/elements]")
-            for i, element in enumerate(elements):
-                _over(found, f"{at}/elements/{i}/text", _text(element), 3000)
+            _texts(found, f"{at}/elements", block.get("elements") or [], items=10, chars=3000)
         elif kind == "header":
             _over(found, f"{at}/text/text", _text(block.get("text")), 150)
         elif kind == "actions":
@@ -63,6 +55,14 @@ def problems(blocks: Any) -> list[str]:
             for i, element in enumerate(elements):
                 _element(found, f"{at}/elements/{i}", element)
     return found
+
+
+def _texts(found: list[str], at: str, objects: list[Any], *, items: int, chars: int) -> None:
+    """A list of text objects: at most `items` of them, each at most `chars` long."""
+    if len(objects) > items:
+        found.append(f"must provide no more than {items} items [json-pointer:{at}]")
+    for i, obj in enumerate(objects):
+        _over(found, f"{at}/{i}/text", _text(obj), chars)
 
 
 def _element(found: list[str], at: str, element: Any) -> None:
