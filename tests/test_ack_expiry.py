@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
-from monitor.actions import CaseActions
+from monitor.cases.actions import CaseActions
 from monitor.model import Case, Outbox, OutboxKind
 from tests.test_acknowledge import make_daemon, replies
 from tests.test_slack_flow import thread, top_level, tweet

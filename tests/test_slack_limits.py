@@ -81,7 +81,7 @@ def test_an_alert_refused_even_plain_is_reported_and_its_notes_stop_waiting(
 
 
 def test_a_garbled_slack_answer_does_not_lose_a_thread_line(sandbox, db_url, simple_rules, simple_rules_file, clock):
-    from monitor.actions import CaseActions
+    from monitor.cases.actions import CaseActions
 
     daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("fb-comments",))
     fb_comment(sandbox, clock, "The lamp arrived broken. I want a refund.")

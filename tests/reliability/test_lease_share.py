@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlmodel import SQLModel
 
-from monitor.daemon import LEASE_TTL
+from monitor.runtime.daemon import LEASE_TTL
+from monitor.runtime.wiring import build_daemon, build_sources
 from monitor.settings import Settings
 from monitor.store import make_engine
-from monitor.wiring import build_daemon, build_sources
 from tests.conftest import postgres_url_or_skip
 from tests.reliability.helpers import query
 
