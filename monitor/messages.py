@@ -9,6 +9,7 @@ from __future__ import annotations
 SLACK_ALERT_FALLBACK = "{badge} {severity} {platform} mention from {author}: {text}"
 SLACK_GROUP_FALLBACK = "{badge} {count} similar mentions ({rule}): {text}"
 SLACK_GROUP_HEADLINE = "*{count} similar mentions* for rule `{rule}` — handled in one thread, not {count} pings"
+SLACK_PLAIN_ALERT = "{text}\n(case {case_id}: Slack refused the full alert; the buttons are missing)"
 SLACK_HEADLINE = "{badge} *{severity}* · {platform} {kind} from {author}"
 SLACK_AUTHOR = "{handle}{verified} · {followers} followers"
 SLACK_AUTHOR_NAMED = "{name} ({handle}){verified} · {followers} followers"
@@ -91,6 +92,10 @@ RULES_CANNOT_READ = "cannot read this file: {reason}"
 RULES_YAML_SYNTAX = "YAML syntax error: {problem}"
 RULES_YAML_DUPLICATE_KEY = "key '{key}' appears twice in this mapping; keep only one"
 RULES_TOO_DEEP = "the file nests too deeply, or an alias (*name) refers to itself"
+RULES_TOO_BIG = "the file is larger than {limit} KB; a rules file is a few KB, so this is not one"
+RULES_ALIAS_BOMB = ("aliases (*name) expand this file to more than {limit} values; "
+                    "write the values out instead of repeating them through aliases")
+RULES_ALIAS_LOOP = "this alias (*name) refers to a value that contains it; write the value out instead"
 RULES_EMPTY = "the file is empty; copy the default rules.yaml and edit it"
 RULES_NOT_MAPPING = "the file must be a mapping (version: 1, brand: ..., rules: ...), not {got}"
 RULES_UNKNOWN_KEY = "unknown key '{key}' in {where}"
@@ -117,7 +122,15 @@ RULES_COUNTRY_HINT = "; use an ISO 3166 code such as DK, HR, RO, ID or CN"
 RULES_RANGE_EMPTY = "give min, max or both"
 RULES_RANGE_ORDER = "min {min} is greater than max {max}, so nothing can match"
 RULES_REGEX = "bad regular expression '{pattern}': {error}"
-RULES_WARN_AT = "must be a fraction of the SLA between 0 and 1, like 0.75; got {value}"
+RULES_WARN_AT = "must be a fraction of the SLA between 0 and 1, like 0.75; got {value}{hint}"
+RULES_PERCENT_HINT = " (write {fraction:g} for {percent:g}%)"
+RULES_PROBABILITY = "must be a probability between 0 and 1; got {value}{hint}"
+RULES_SENTIMENT = "must be a sentiment score between -1 (most negative) and 1 (most positive); got {value}{hint}"
+RULES_WHEN_EMPTY = ("an empty condition {{}} matches every mention; "
+                    "write when: {{all: []}} if that is what you mean, or add a condition")
+RULES_RULE_NO_WHEN = ("rule '{name}' has no 'when', so it would match every mention; "
+                      "write when: {{all: []}} if that is what you mean")
+RULES_BAD_DATE = "'{value}' is not a date on the calendar ({reason}); write it like 2026-12-24, or 12-24 for every year"
 RULES_SLACK_ID = (
     "'{value}' is not a Slack user id (U.../W...) or user-group id (S...); "
     "copy it from the person's or group's profile in Slack"
@@ -206,6 +219,12 @@ THREAD_WOULD_POST = "Dry run, would post publicly ({lang}): “{text}”"
 THREAD_WOULD_SEND_PRIVATE = "Dry run, would send privately: “{text}”"
 THREAD_ACK_REFUSED = "The platform refused the public post: {reason}. Answer by hand if needed."
 THREAD_PRIVATE_REFUSED = "The private message was not sent: {reason}."
+THREAD_ACK_EXPIRED = (
+    "The automatic acknowledgement was not posted: {reason}, and a public “sorry” after this case's response "
+    "target ({due}) does more harm than good. Decide: answer by hand, or post it with Acknowledge: “{text}”"
+)
+THREAD_ACK_EXPIRED_HELD = "{platform}'s reply limit holds it until {until}"
+THREAD_ACK_EXPIRED_LATE = "it could not go out in time"
 THREAD_ACK_UNKNOWN = (
     "Not sure whether the public reply was posted (the bot stopped mid-post and {platform} could not "
     "be asked). Check the conversation {link} before answering, so the customer does not get it twice."
@@ -229,16 +248,23 @@ SPIKE_ALERT = (
 NOTE_UNKNOWN_KIND = "a thread note of kind {kind!r} that this version cannot word; it was not posted"
 NOTE_BAD_PAYLOAD = "a thread note of kind {kind!r} lacks what it needs ({detail}); it was not posted"
 
+REPLY_EXPIRED = "automatic acknowledgement expired unposted: the case's response target passed"
 OPS_AUTH_FAILED = (
-    ":warning: {source}: the platform rejected our token ({reason}). Polling is paused. "
-    "Set a fresh token in {env} and restart, or run `mention-monitor doctor`."
+    ":warning: {source}: the platform rejected our token ({reason}). Trying again in {probe}, then less "
+    "and less often; polling resumes by itself once the token works. To replace it, set {env} and restart "
+    "(a restart tries at once), or run `mention-monitor doctor`."
 )
 OPS_OUTAGE = (
     ":warning: {source} has failed for {duration} ({reason}). Nothing is lost: mentions will be "
     "fetched when it recovers."
 )
 OPS_RECOVERED = ":white_check_mark: {source} is working again after {duration}."
+OPS_ALERT_PLAIN = (":warning: Slack refused the alert of case {case_id} ({reason}); it was posted as a plain "
+                   "message without buttons. Use /mentions to claim or resolve it.")
+OPS_ALERT_LOST = (":rotating_light: Slack refused the alert of case {case_id} ({reason}), even as a plain message; "
+                  "the case is not in Slack, but /mentions lists it.")
 OPS_RULES_REFUSED = ":no_entry: rules.yaml edit refused, the previous rules stay in force:\n```{errors}```"
+RULES_MORE_ERRORS = "\n…and {count} more errors: run `mention-monitor check-rules` to see them all."
 OPS_RULES_RELOADED = "rules.yaml reloaded: {rules} rules, {sources} sources."
 OPS_GAP = ":warning: {source}: more mentions arrived than X keeps (the latest 800); some may have been missed."
 
@@ -251,6 +277,12 @@ LOG_DELIVERY_FAILED = "outbox %s #%d: %s; retry in %.0fs"
 REPLY_LIMIT_HELD = "{platform} reply limit reached: waiting until {until} without asking again"
 LOG_RULES_REFUSED = "rules.yaml edit refused, previous rules stay in force:\n%s"
 
+CLI_DB_NOT_WRITABLE = (
+    "cannot write to the database {url} ({reason}). mention-monitor stores each mention before it acts "
+    "on it, so it does not start on a database it cannot write to: make the file and its folder writable "
+    "(SQLite also writes -wal and -shm files beside it), free disk space, or point DATABASE_URL (--db) at "
+    "a writable database."
+)
 CLI_RULES_OK = "{path}: OK ({rules} rules, {sources} sources, {templates} templates)"
 CLI_NO_RULES_FILE = "{path}: no such file. Copy the default rules.yaml from the project and edit it."
 CLI_REPLAY_MISSING = "{path}: no such file to replay."

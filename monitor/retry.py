@@ -32,3 +32,6 @@ SOURCES = RetryPolicy(base=timedelta(seconds=30), cap=timedelta(minutes=5), jitt
 DELIVERIES = RetryPolicy(base=timedelta(seconds=1), cap=timedelta(seconds=60), jitter=0.5, doublings=6)
 # Public and private platform replies (at most once: a retry looks for the reply first).
 REPLIES = DELIVERIES
+# A source whose token was refused: probed again after 1, 2, 4 ... up to 30 min (a 401 may be
+# spurious; a fresh token resumes polling by itself). No jitter: the ops note names the time.
+AUTH_PROBES = RetryPolicy(base=timedelta(minutes=1), cap=timedelta(minutes=30), jitter=0.0, doublings=6)

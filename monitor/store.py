@@ -72,24 +72,53 @@ _EXTRA_INDEXES = (
 )
 
 
+SCHEMA_LOCK_KEY = 0x6D6D_5343  # "mmSC": the PostgreSQL advisory lock replicas take to create the schema
+
+
 def create_schema(engine: Engine) -> None:
     """Create missing tables and stamp the schema version.
 
+    On PostgreSQL this runs under an advisory lock: replicas started together on a fresh
+    database would otherwise race in CREATE TABLE (UniqueViolation on pg_type).
     One schema version exists so far; when the next one ships, this is where the
     migration step goes (see the README, "Upgrading")."""
-    SQLModel.metadata.create_all(engine)
-    for index in _EXTRA_INDEXES:  # create_all adds indexes only to tables it creates
-        index.create(engine, checkfirst=True)
-    with Session(engine) as session:
-        current = session.get(Setting, "schema_version")
-        if current is None:
-            session.add(Setting(key="schema_version", value=SCHEMA_VERSION))
-            session.commit()
-        elif current.value != SCHEMA_VERSION:
-            raise RuntimeError(
-                f"database schema version {current.value} is not the one this release uses "
-                f"({SCHEMA_VERSION})"
-            )
+    with engine.connect() as conn:
+        if is_postgres(engine):
+            conn.execute(sa.text("select pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        try:
+            SQLModel.metadata.create_all(conn)
+            for index in _EXTRA_INDEXES:  # create_all adds indexes only to tables it creates
+                index.create(conn, checkfirst=True)
+            conn.commit()
+            with Session(bind=conn) as session:
+                current = session.get(Setting, "schema_version")
+                if current is None:
+                    session.add(Setting(key="schema_version", value=SCHEMA_VERSION))
+                    session.commit()
+                elif current.value != SCHEMA_VERSION:
+                    raise RuntimeError(
+                        f"database schema version {current.value} is not the one this release uses "
+                        f"({SCHEMA_VERSION})"
+                    )
+        finally:
+            if is_postgres(engine):
+                conn.rollback()
+                conn.execute(sa.text("select pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                conn.commit()
+
+
+class DatabaseUnusable(Exception):
+    """The database can be read but not written (read-only file or mount, full disk, no privilege)."""
+
+
+def check_writable(engine: Engine) -> None:
+    """One harmless write, so that a daemon on a database it cannot write to fails at start
+    instead of running on while every mention it fetches is refused."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("update setting set value = value where key = 'schema_version'"))
+    except sa.exc.OperationalError as exc:
+        raise DatabaseUnusable(str(exc.orig).splitlines()[0] if exc.orig else str(exc)) from exc
 
 
 @contextmanager
@@ -177,6 +206,15 @@ def release_lease(engine: Engine, *, name: str, holder: str) -> None:
             .where(table.c.name == name, table.c.holder == holder)
             .values(holder="", expires_at=None)
         )
+
+
+def live_leases(engine: Engine, *, prefix: str, now: datetime) -> list[tuple[str, str]]:
+    """(name, holder) of the unexpired leases whose name starts with `prefix`."""
+    table = Lease.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table.c.name, table.c.holder).where(
+            table.c.name.startswith(prefix), table.c.holder != "", table.c.expires_at >= now)).all()
+    return [(name, holder) for name, holder in rows]
 
 
 # --------------------------------------------------------------------------- settings

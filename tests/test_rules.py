@@ -167,8 +167,9 @@ def test_explain_after_drop(ruleset) -> None:  # type: ignore[no-untyped-def]
     assert traces[1].reasons == ["not tried: rule 'drop-own' dropped the mention"]
 
 
-def test_rule_without_when_matches_everything() -> None:
-    ruleset = parse_rules(RULES.split("rules:")[0] + "rules:\n  - name: all\n    alert: {channel: alerts, sla: 1h}\n")
+def test_rule_with_when_all_empty_matches_everything() -> None:
+    ruleset = parse_rules(RULES.split("rules:")[0] + "rules:\n  - name: all\n    when: {all: []}\n"
+                          "    alert: {channel: alerts, sla: 1h}\n")
     assert evaluate(ruleset, CALM).rule_name == "all"
     assert explain(ruleset, CALM)[0].reasons == ["no conditions: matches every mention"]
 

@@ -121,7 +121,7 @@ CASES = [
         id="misspelt-channel-alias",
     ),
     pytest.param(
-        BASE + "  - name: urgent\n    alert: {channel: alerts, sla: 2h}\n",
+        BASE + "  - name: urgent\n    when: {all: []}\n    alert: {channel: alerts, sla: 2h}\n",
         ["rules.yaml:18:11: rule name 'urgent' is used twice (first at line 14); give each rule its own "
 'name'],
         id="duplicate-rule-name",
@@ -165,7 +165,7 @@ CASES = [
     pytest.param(
         BASE + "escalation: {warn_at: 75}\n",
         ['rules.yaml:18:23: escalation.warn_at: must be a fraction of the SLA between 0 and 1, like 0.75; '
-'got 75'],
+'got 75 (write 0.75 for 75%)'],
         id="warn-at-outside-0-1",
     ),
     pytest.param(

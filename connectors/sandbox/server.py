@@ -128,7 +128,8 @@ class Sandbox:
     def add_fault(self, *, platform: str, path: str = "", status: int | None = None, times: int = 1,
                   delay_s: float = 0.0, body: str = "", method: str = "") -> None:
         """The next `times` requests to `platform` whose path starts with `path` (and, if given,
-        whose HTTP method is `method`) fail this way.  A fault with only delay_s lets the request
+        whose HTTP method is `method`) fail this way; body "error:invalid_blocks" is Slack's
+        {"ok": false, "error": "invalid_blocks"}.  A fault with only delay_s lets the request
         take effect and delays the answer: a post that lands while the client gives up."""
         if platform not in ("x", "facebook", "slack"):
             raise ValueError(f"unknown platform {platform!r}: use x, facebook or slack")
@@ -187,6 +188,8 @@ class Sandbox:
         delay = fault["delay_s"] if fault else 0.0
         if fault and fault["body"] == "malformed":
             return Answer(body=MALFORMED_BODY, headers={"Content-Type": "application/json; charset=utf-8"}), delay
+        if fault and platform == "slack" and fault["body"].startswith("error:"):  # Slack's HTTP 200 refusal
+            return Answer(body={"ok": False, "error": fault["body"].removeprefix("error:")}), delay
         if fault and fault["status"]:
             module = {"x": x_api, "facebook": graph_api, "slack": slack_api}[platform]
             answer = module.fault_answer(int(fault["status"]))

@@ -11,6 +11,7 @@ import json
 import threading
 from typing import Any
 
+from connectors.sandbox import block_kit
 from connectors.sandbox.wire import Answer, Clock, Request
 
 
@@ -32,6 +33,14 @@ def _parse(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _invalid_blocks(args: dict[str, Any]) -> Answer | None:
+    """Slack refuses blocks over the Block Kit limits with `invalid_blocks` and posts nothing."""
+    if not args.get("blocks"):
+        return None
+    found = block_kit.problems(args["blocks"])
+    return Answer(body={"ok": False, "error": "invalid_blocks", "errors": found}) if found else None
 
 
 class SlackApi:
@@ -96,6 +105,9 @@ class SlackApi:
             return Answer(body={"ok": False, "error": "channel_not_found"})
         if not args.get("text") and not args.get("blocks") and not args.get("attachments"):
             return Answer(body={"ok": False, "error": "no_text"})
+        refused = _invalid_blocks(args)
+        if refused is not None:
+            return refused
         wait = self._take_token(channel)
         if wait:
             return Answer(status=429, body={"ok": False, "error": "ratelimited"},
@@ -119,6 +131,9 @@ class SlackApi:
         message = self.messages.get((channel, ts))
         if message is None:
             return Answer(body={"ok": False, "error": "message_not_found"})
+        refused = _invalid_blocks(args)
+        if refused is not None:
+            return refused
         message["text"] = str(args.get("text") or message["text"])
         if "blocks" in args:
             message["blocks"] = args.get("blocks") or []

@@ -189,11 +189,14 @@ def _plain(text: str, *, limit: int = 75) -> dict[str, Any]:
     return {"type": "plain_text", "text": plain_fit(text, limit=limit), "emoji": True}
 
 
+HANDLE_MAX = 100  # an author string is the customer's own choice: it never fills a block
+
+
 def _handle(view_handle: str, platform: str) -> str:
     handle = view_handle or "unknown"
     if platform == "x" and not handle.startswith("@"):
         handle = "@" + handle
-    return escape_text(handle)
+    return escape_fit(handle, limit=HANDLE_MAX, suffix="…")
 
 
 def author_line(view: AlertView) -> str:

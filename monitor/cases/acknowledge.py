@@ -36,9 +36,11 @@ from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind, O
 from monitor.retry import REPLIES
 from monitor.rules import render_template
 from monitor.rules.schema import Ruleset
+from monitor.sanitize import addressable_handle, addressable_name
 
 log = logging.getLogger(__name__)
 
+AUTO_ACK_EXPIRY = timedelta(hours=1)  # an automatic acknowledgement of a case without a response target
 RECONCILE_ATTEMPTS = 8  # look-ups that may be put off by rate limits or outages before a person is asked
 
 
@@ -54,10 +56,12 @@ class Plan:
 def render(ruleset: Ruleset, *, template: str, mention: Mention, policy: Any, agent: str = "") -> tuple[str, str]:
     dm_link = policy.dm_link if (policy is not None and ruleset.acknowledgement.dm_link
                                  and ruleset.acknowledgement.allow_urls) else ""
-    # {author} is how the platform addresses a person: @handle on X, the display name on Facebook
-    handle = f"@{mention.author_handle}" if mention.author_handle else mention.author_name
+    # {author} is how the platform addresses a person: @handle on X, the display name on Facebook;
+    # customer-chosen text, so only a valid handle or a name that reads as one is repeated
+    author = addressable_handle(mention.author_handle) if mention.author_handle \
+        else addressable_name(mention.author_name)
     return render_template(ruleset, template=template, lang=mention.lang, values={
-        "author": handle, "brand": ruleset.brand.name, "eta": "", "agent": agent, "dm_link": dm_link})
+        "author": author, "brand": ruleset.brand.name, "eta": "", "agent": agent, "dm_link": dm_link})
 
 
 def plan(
@@ -214,10 +218,15 @@ class ReplyDeliverer:
             self._give_up(row, now=now, reason=f"no {row.platform} connector is configured", private=private)
             return "failed"
         held = self.held.get((row.platform, row.kind))
+        first = row.attempts <= 1 and not item.recovering
+        never_posted = first or bool(row.result.get("not_posted"))
+        expires = self._expires_at(row) if payload.get("actor") == "auto" and never_posted else None
+        if expires is not None and (now >= expires or (held is not None and held > expires)):
+            self._expire(row, now=now, expired_at=expires, held=held if held is not None and held > now else None)
+            return "failed"
         if held is not None and now < held:
             # Not tried now, so nothing new is unknown: a first attempt is known not posted; an
             # earlier attempt's state (and any look-up it needs) is kept for when the limit resets.
-            first = row.attempts <= 1 and not item.recovering
             outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING, retry_at=held,
                           error=msg.REPLY_LIMIT_HELD.format(platform=row.platform, until=held.isoformat()),
                           result={"not_posted": True} if first else None)
@@ -253,6 +262,9 @@ class ReplyDeliverer:
             retry_at = exc.until if isinstance(exc, RateLimited) else now + REPLIES.delay(row.attempts + 1)
             if isinstance(exc, RateLimited):
                 self.held[(row.platform, row.kind)] = exc.until
+                if expires is not None and exc.until > expires:
+                    self._expire(row, now=now, expired_at=expires, held=exc.until)
+                    return "failed"
             outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
                           retry_at=retry_at, error=str(exc), result={"not_posted": True})
             return "retried"
@@ -322,6 +334,40 @@ class ReplyDeliverer:
 
         outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=reason,
                       also=record)
+
+    def _expires_at(self, row: Outbox) -> datetime | None:
+        """When an automatic acknowledgement stops being worth posting: its case's response target
+        (a public "sorry" a day late is worse than none), else an hour after it was queued."""
+        with Session(self.engine) as s:
+            case = s.get(Case, row.case_id) if row.case_id else None
+            due = case.sla_due_at if case is not None else None
+        if due is None:
+            return row.created_at + AUTO_ACK_EXPIRY if row.created_at else None
+        return due
+
+    def _expire(self, row: Outbox, *, now: datetime, expired_at: datetime, held: datetime | None) -> None:
+        log.warning("outbox %s #%d: automatic acknowledgement expired unposted", row.kind, row.id)
+
+        def record(s: Session) -> None:
+            case = s.get(Case, row.case_id) if row.case_id else None
+            if case is None:
+                return
+            case.ack_mode = "approve"  # the team decides: the alert offers the button again,
+            s.add(case)  # and the conversation's acknowledgement key is free for it
+            table = Outbox.__table__
+            s.execute(sa.update(table).where(table.c.id == row.id).values(
+                dedup_key=f"expired:{row.id}:{row.dedup_key}"))
+            s.add(Event(case_id=case.id or 0, at=now, kind="ack_expired", actor="auto",
+                        detail={"held_until": held.isoformat() if held else ""}))
+            outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"expired:{row.id}", case_id=case.id,
+                       target=case.channel, now=now,
+                       payload=notes.AckExpired(platform=row.platform, text=row.payload["text"],
+                                                due=expired_at.isoformat(),
+                                                held=held.isoformat() if held else "").payload())
+            outbox.request_update(s, case_id=case.id or 0, channel=case.channel, now=now)
+
+        outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED,
+                      error=msg.REPLY_EXPIRED, result={"not_posted": True, "expired": True}, also=record)
 
     def _unknown(self, row: Outbox, *, now: datetime, target: ReplyTarget) -> None:
         def record(s: Session) -> None:

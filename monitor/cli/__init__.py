@@ -157,6 +157,18 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def sa_url(url: str) -> str:
+    """A database URL fit for a message: the password hidden."""
+    from sqlalchemy.engine import make_url
+
+    if url.startswith("sqlite"):
+        return url  # a file path: no password in it
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: say nothing of it
+        return "(the configured database)"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.runtime.memory import limit_malloc_arenas
     from monitor.runtime.wiring import build_daemon
@@ -185,9 +197,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed = args.seed or (str(EXAMPLES) if EXAMPLES.exists() else None)
         if seed:
             sandbox.play(load_seed(seed), speed=args.speed)
-    daemon = build_daemon(settings=settings, ruleset=ruleset, rules_path=rules_path, db_url=args.db,
-                          sandbox_url=sandbox_url, replay=args.replay, dry_run=args.dry_run,
-                          echo=bool(sandbox) or not settings.slack_bot_token.get_secret_value())
+    from monitor.store import DatabaseUnusable
+
+    try:
+        daemon = build_daemon(settings=settings, ruleset=ruleset, rules_path=rules_path, db_url=args.db,
+                              sandbox_url=sandbox_url, replay=args.replay, dry_run=args.dry_run,
+                              echo=bool(sandbox) or not settings.slack_bot_token.get_secret_value())
+    except DatabaseUnusable as exc:
+        url = sa_url(args.db or settings.database_url)
+        print(msg.CLI_DB_NOT_WRITABLE.format(url=url, reason=exc), file=sys.stderr)
+        return 1
     metrics_server = None
     if settings.metrics_port and not args.once:
         from monitor.runtime.metrics import HealthCheck, Metrics

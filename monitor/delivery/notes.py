@@ -22,6 +22,13 @@ from monitor import messages as msg
 from monitor.model import Case, Mention
 
 QUOTE_LIMIT = 600
+RULES_ERROR_LIMIT = 300  # characters of one rules.yaml error quoted in #cs-ops
+WORD_JOINER = "\u2060"
+
+
+def _in_code_block(text: str) -> str:
+    """Text that cannot close the ``` block it is quoted in (a rules value may hold backticks)."""
+    return text.replace("`", "`" + WORD_JOINER)
 
 
 def slack_ref(who: str) -> str:
@@ -52,6 +59,12 @@ def clock(when: datetime | None, timezone: str) -> str:
     return when.astimezone(ZoneInfo(timezone)).strftime("%H:%M")
 
 
+def _day_clock(when: datetime, *, now: datetime, timezone: str) -> str:
+    """14:32 today, "Wed 25 Nov 14:32" another day."""
+    local, today = when.astimezone(ZoneInfo(timezone)), now.astimezone(ZoneInfo(timezone))
+    return local.strftime("%H:%M") if local.date() == today.date() else local.strftime("%a %d %b %H:%M")
+
+
 class NoteKind(enum.StrEnum):
     FOLLOWUP = "followup"
     REOPENED = "reopened"
@@ -73,6 +86,8 @@ class NoteKind(enum.StrEnum):
     ACK_REFUSED = "ack_refused"
     PRIVATE_REFUSED = "private_refused"
     ACK_UNKNOWN = "ack_unknown"
+    ACK_EXPIRED = "ack_expired"
+    RULES_REFUSED = "rules_refused"
     ACK_APPROVAL = "ack_approval"
     ACK_COOLDOWN = "ack_cooldown"
     MESSENGER_WINDOW = "messenger_window"
@@ -217,6 +232,26 @@ class AckUnknown(Note):
 
 
 @dataclass(frozen=True, slots=True)
+class AckExpired(Note):
+    """An automatic acknowledgement that could not go out before its case's response target."""
+
+    kind = NoteKind.ACK_EXPIRED
+    due: str  # ISO time it expired at
+    platform: str = ""
+    text: str = ""
+    held: str = ""  # ISO time the platform's limit held it until, if that was the reason
+
+
+@dataclass(frozen=True, slots=True)
+class RulesRefused(Note):
+    """A refused rules.yaml edit, for the ops channel: the first errors and how many more."""
+
+    kind = NoteKind.RULES_REFUSED
+    errors: list[str] = field(default_factory=list)
+    more: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class AckApproval(Note):
     kind = NoteKind.ACK_APPROVAL
     reason: str = ""
@@ -254,7 +289,7 @@ PAYLOAD_TYPES: dict[NoteKind, type[Note]] = {
     **{t.kind: t for t in (
         Followup, Reopened, GroupMember, RespondedOnPlatform, SlaWarning, Breach, Escalation, SnoozeOver, ReplyQueued,
         AckPosted, PrivatePosted, WouldPost, WouldSendPrivate, AckRefused, PrivateRefused, AckUnknown, AckApproval,
-        AckCooldown, MessengerWindow, Spike, Text)},
+        AckCooldown, AckExpired, RulesRefused, MessengerWindow, Spike, Text)},
     **dict.fromkeys(_TEAM_ACTIONS, TeamAction),
 }
 
@@ -370,6 +405,24 @@ def _ack_cooldown(n: AckCooldown, c: _Context) -> str:
     return msg.THREAD_ACK_COOLDOWN.format(author=author, ago=n.ago)
 
 
+def _ack_expired(n: AckExpired, c: _Context) -> str:
+    if n.held:
+        platform = n.platform.upper() if n.platform == "x" else n.platform
+        reason = msg.THREAD_ACK_EXPIRED_HELD.format(
+            platform=platform, until=_day_clock(datetime.fromisoformat(n.held), now=c.now, timezone=c.timezone))
+    else:
+        reason = msg.THREAD_ACK_EXPIRED_LATE
+    return msg.THREAD_ACK_EXPIRED.format(
+        reason=reason, due=_day_clock(datetime.fromisoformat(n.due), now=c.now, timezone=c.timezone),
+        text=c.escape(n.text))
+
+
+def _rules_refused(n: RulesRefused, c: _Context) -> str:
+    errors = "\n".join(_in_code_block(c.escape(error[:RULES_ERROR_LIMIT])) for error in n.errors)
+    more = msg.RULES_MORE_ERRORS.format(count=f"{n.more:,}") if n.more else ""
+    return msg.OPS_RULES_REFUSED.format(errors=errors) + more
+
+
 def _who(who: list[str]) -> str:
     return " ".join(slack_ref(w) for w in who)
 
@@ -395,6 +448,8 @@ RENDERERS: dict[NoteKind, Renderer] = {
     NoteKind.ACK_UNKNOWN: lambda n, c: msg.THREAD_ACK_UNKNOWN.format(platform=n.platform, link=n.link),
     NoteKind.ACK_APPROVAL: lambda n, c: msg.THREAD_ACK_APPROVAL.format(reason=n.reason),
     NoteKind.ACK_COOLDOWN: _ack_cooldown,
+    NoteKind.ACK_EXPIRED: _ack_expired,
+    NoteKind.RULES_REFUSED: _rules_refused,
     NoteKind.MESSENGER_WINDOW: lambda n, c: msg.THREAD_MESSENGER_WINDOW,
     NoteKind.SPIKE: lambda n, c: msg.SPIKE_ALERT.format(count=n.count, window=n.window, mean=n.mean, sigma=n.sigma),
     NoteKind.TEXT: lambda n, c: n.text,

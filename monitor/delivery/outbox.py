@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from connectors.base import AuthFailed, ConnectorError, Notifier, RateLimited, Refused, Transient
+from connectors.base import AuthFailed, BadPayload, ConnectorError, Notifier, RateLimited, Refused, Transient
 from monitor import messages as msg
 from monitor.delivery.notes import compose
 from monitor.model import PUBLIC_KINDS, Case, Mention, Outbox, OutboxKind, OutboxState
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # Longer than any client timeout: a live claim is never stolen.  Tests of replica failover shorten it.
 CLAIM_TTL = timedelta(seconds=60)  # the default; Settings.claim_ttl (MENTION_MONITOR_CLAIM_TTL) sets it
+MALFORMED_ATTEMPTS = 5  # a Slack answer we cannot read is retried this often before the row fails
 ALERT_METADATA = "mm_alert"
 
 
@@ -271,9 +272,11 @@ class Deliverer:
     def __init__(
         self, *, engine: Engine, notifier: Notifier, sources: Mapping[str, Any], worker: str,
         timezone: Callable[[], str] = lambda: "UTC", replies: Any = None, claim_ttl: timedelta = CLAIM_TTL,
+        ops_channel: Callable[[], str] = lambda: "",
     ) -> None:
         self.claim_ttl = claim_ttl
         self.engine = engine
+        self.ops_channel = ops_channel  # where a refused alert is reported ("" : only logged)
         self.notifier = notifier
         self.sources = sources
         self.worker = worker
@@ -326,10 +329,33 @@ class Deliverer:
         except (Transient, AuthFailed) as exc:
             self._retry(row, now=now, at=now + backoff(row.attempts), error=str(exc))
             return "retried"
-        except ConnectorError as exc:
-            log.error("outbox %s #%d failed for good: %s", row.kind, row.id, exc)
-            finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=str(exc))
+        except BadPayload as exc:
+            if row.attempts < MALFORMED_ATTEMPTS:  # one garbled answer must not lose a Slack line for good
+                self._retry(row, now=now, at=now + backoff(row.attempts), error=str(exc))
+                return "retried"
+            self._fail(row, now=now, exc=exc)
             return "failed"
+        except ConnectorError as exc:
+            self._fail(row, now=now, exc=exc)
+            return "failed"
+
+    def _fail(self, row: Outbox, *, now: datetime, exc: ConnectorError) -> None:
+        log.error("outbox %s #%d failed for good: %s", row.kind, row.id, exc)
+        reason = str(exc)
+        refused_alert = row.kind == OutboxKind.ALERT and row.case_id is not None
+        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=reason,
+               also=(lambda s: self._report_refused(s, case_id=row.case_id or 0, reason=reason, now=now,
+                                                    fallback=False)) if refused_alert else None)
+
+    def _report_refused(self, s: Session, *, case_id: int, reason: str, now: datetime, fallback: bool) -> None:
+        """Tell #cs-ops that Slack refused a case's alert (once per case)."""
+        channel = self.ops_channel()
+        text = (msg.OPS_ALERT_PLAIN if fallback else msg.OPS_ALERT_LOST).format(case_id=case_id, reason=reason)
+        if not channel:
+            log.error("%s", text)
+            return
+        add(s, kind=OutboxKind.CHANNEL, dedup_key=f"alert_refused:{case_id}", target=channel, now=now,
+            payload={"text": text})
 
     def _retry(self, row: Outbox, *, now: datetime, at: datetime, error: str) -> None:
         log.warning(msg.LOG_DELIVERY_FAILED, row.kind, row.id, error, (at - now).total_seconds())
@@ -372,15 +398,22 @@ class Deliverer:
         row = item.row
         case, mention = self._load(row.case_id)
         posted = None
+        refused = ""
         if item.recovering or row.attempts > 1:
             posted = self.notifier.find_by_metadata(channel=row.target, key="case_id", value=str(case.id))
         if posted is None:
             self._pace(row.target, now=now)
             text, blocks = self.notifier.render_alert(self._view(case, mention, now=now))
-            posted = self.notifier.post(
-                channel=row.target, text=text, blocks=blocks,
-                metadata={"event_type": ALERT_METADATA, "event_payload": {"case_id": str(case.id)}},
-            )
+            metadata = {"event_type": ALERT_METADATA, "event_payload": {"case_id": str(case.id)}}
+            try:
+                posted = self.notifier.post(channel=row.target, text=text, blocks=blocks, metadata=metadata)
+            except Refused as exc:
+                # Slack refused the blocks (invalid_blocks, msg_too_long...): the case still reaches
+                # the team as a plain message, and #cs-ops learns why it looks bare.
+                refused = str(exc)
+                log.error("outbox alert #%d: Slack refused the blocks, posting a plain alert: %s", row.id, exc)
+                posted = self.notifier.post(channel=row.target, metadata=metadata,
+                                            text=msg.SLACK_PLAIN_ALERT.format(case_id=case.id, text=text))
             if self.pacer is not None:
                 self.pacer.learn(row.target, posted.channel)
 
@@ -390,9 +423,17 @@ class Deliverer:
                 fresh.slack_channel = posted.channel
                 fresh.slack_ts = posted.ts
                 s.add(fresh)
+            if refused:
+                self._report_refused(s, case_id=case.id or 0, reason=refused, now=now, fallback=True)
 
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
                result={"channel": posted.channel, "ts": posted.ts}, also=record)
+
+    def _alert_failed(self, case_id: int | None) -> bool:
+        with transaction(self.engine) as s:
+            return s.exec(select(sa.func.count()).select_from(Outbox).where(
+                Outbox.case_id == case_id, Outbox.kind == OutboxKind.ALERT,
+                Outbox.state == OutboxState.FAILED)).one() > 0
 
     def _update(self, row: Outbox, *, now: datetime) -> None:
         case, mention = self._load(row.case_id)
@@ -400,6 +441,8 @@ class Deliverer:
             if case.grouped_into and case.grouped_into != case.id:
                 finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
                 return
+            if self._alert_failed(case.id):
+                raise Refused(f"the alert of case {case.id} was refused by Slack: nothing to update")
             raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
         text, blocks = self.notifier.render_alert(self._view(case, mention, now=now))
         self.notifier.update(channel=case.slack_channel, ts=case.slack_ts, text=text, blocks=blocks)
@@ -417,6 +460,8 @@ class Deliverer:
                     leader = s.get(Case, case.grouped_into)
                 case = leader or case
             if not case.slack_ts:
+                if self._alert_failed(case.id):  # the thread will never exist: do not wait for it forever
+                    raise Refused(f"the alert of case {case.id} was refused by Slack, so it has no thread")
                 raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
             thread_ts = case.slack_ts
             channel = case.slack_channel

@@ -35,12 +35,8 @@ def rules_error(template: str, *, named: bool = False, **values: Any) -> Pydanti
 
     named: the text already says what it is about ("rule 'x' ..."), so the
     YAML path is not put in front of it."""
-    return PydanticCustomError("rules_named" if named else "rules", _escape(template.format(**values)))
-
-
-def _escape(text: str) -> str:
-    # PydanticCustomError formats its message with the context: keep our braces literal.
-    return text.replace("{", "{{").replace("}", "}}")
+    # no context is passed, so pydantic leaves braces in the text alone ("write when: {all: []}")
+    return PydanticCustomError("rules_named" if named else "rules", template.format(**values))
 
 
 @lru_cache(maxsize=1)

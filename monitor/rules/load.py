@@ -22,6 +22,8 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from connectors.platforms import SOCIAL, has_url, x_weighted_length
 from monitor import messages as msg
@@ -63,11 +65,22 @@ class RulesError(Exception):
         self.errors = errors
 
 
+# A rules file is a few kilobytes written by hand: these bounds keep a hostile or broken file from
+# costing the parser more than a second or two and a few tens of MB (YAML parsing is linear in size
+# once aliases cannot multiply it).
+MAX_RULES_BYTES = 256 * 1024
+MAX_EXPANDED_VALUES = 20_000
+
+
 def load_rules(path: str | Path) -> Ruleset:
     """Read and check a rules file; raises RulesError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_RULES_BYTES + 1)
+        if len(raw) > MAX_RULES_BYTES:
+            raise RulesError([f"{path}:1:1: {msg.RULES_TOO_BIG.format(limit=MAX_RULES_BYTES // 1024)}"])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise RulesError([f"{path}:1:1: {msg.RULES_CANNOT_READ.format(reason=reason)}"]) from None
@@ -77,12 +90,21 @@ def load_rules(path: str | Path) -> Ruleset:
 def parse_rules(text: str, *, filename: str = "rules.yaml") -> Ruleset:
     """Check rules given as text; `filename` only labels the error lines."""
     problems: list[tuple[int, int, str]] = []
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_RULES_BYTES:
+        raise RulesError([f"{filename}:1:1: {msg.RULES_TOO_BIG.format(limit=MAX_RULES_BYTES // 1024)}"])
     try:
+        alias_problem = _alias_problem(text)
+        if alias_problem is not None:
+            line, col, problem = alias_problem
+            raise RulesError([f"{filename}:{line + 1}:{col + 1}: {problem}"])
         root = YAML(typ="rt").load(text)
+    except RecursionError:
+        raise RulesError([f"{filename}:1:1: {msg.RULES_TOO_DEEP}"]) from None
     except MarkedYAMLError as exc:
         raise RulesError([_syntax_error(exc, filename)]) from None
     except (YAMLError, ValueError, TypeError) as exc:  # no position known (e.g. a bad "!!int" tag)
-        raise RulesError([f"{filename}:1:1: {msg.RULES_YAML_SYNTAX.format(problem=exc)}"]) from None
+        line, col, problem = _bad_date(text) or (0, 0, msg.RULES_YAML_SYNTAX.format(problem=exc))
+        raise RulesError([f"{filename}:{line + 1}:{col + 1}: {problem}"]) from None
     if root is None:
         raise RulesError([f"{filename}:1:1: {msg.RULES_EMPTY}"])
     if not isinstance(root, CommentedMap):
@@ -105,6 +127,74 @@ def parse_rules(text: str, *, filename: str = "rules.yaml") -> Ruleset:
 
 
 # --------------------------------------------------------------------------- YAML helpers
+
+
+def _alias_problem(text: str) -> tuple[int, int, str] | None:
+    """An alias (*name) that would blow the file up ("billion laughs") or refer to itself, at its position.
+
+    Aliases are cheap to parse (they share one node) but every later step walks
+    them expanded, so the expanded size is counted on the composed graph first."""
+    yaml = YAML(typ="rt")
+    marks = [event.start_mark for event in yaml.parse(text) if isinstance(event, AliasEvent)]
+    if not marks:
+        return None
+    first = marks[0]
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def expanded(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _SelfReference
+        open_nodes.add(key)
+        children: list[Any] = []
+        if isinstance(node, MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, SequenceNode):
+            children = list(node.value)
+        total = 1
+        for child in children:
+            total += expanded(child)
+            if total > MAX_EXPANDED_VALUES:
+                break
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    root = yaml.compose(text)
+    try:
+        if root is None or expanded(root) <= MAX_EXPANDED_VALUES:
+            return None
+    except _SelfReference:
+        return first.line, first.column, msg.RULES_ALIAS_LOOP
+    return first.line, first.column, msg.RULES_ALIAS_BOMB.format(limit=f"{MAX_EXPANDED_VALUES:,}")
+
+
+class _SelfReference(Exception):
+    pass
+
+
+def _bad_date(text: str) -> tuple[int, int, str] | None:
+    """A date-looking value that is no day on the calendar (2026-02-30), at its position.
+
+    YAML turns it into a date while loading and fails without a position."""
+    pending = [YAML(typ="rt").compose(text)]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, MappingNode):
+            pending.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, SequenceNode):
+            pending.extend(node.value)
+        elif node is not None and node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                date.fromisoformat(node.value[:10])
+            except ValueError as exc:
+                mark = node.start_mark
+                return mark.line, mark.column, msg.RULES_BAD_DATE.format(value=node.value, reason=exc)
+    return None
+
 
 
 def _syntax_error(exc: MarkedYAMLError, filename: str) -> str:

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from monitor import messages as msg
 from monitor.rules.schema import TEMPLATE_VARIABLES, AckAction, AlertAction, Condition, Range, Rule, Ruleset
+from monitor.sanitize import neutral_greeting
 
 __all__ = ["Decision", "MentionFacts", "RuleTrace", "evaluate", "explain", "normalize_text", "render_template"]
 
@@ -313,7 +314,8 @@ def render_template(ruleset: Ruleset, *, template: str, lang: str, values: dict[
     """(text, language used).  The mention's language if the template has it, else the brand default.
 
     Only the known variables are filled; a missing value becomes empty, and
-    braces inside values are left alone (values are never re-formatted)."""
+    braces inside values are left alone (values are never re-formatted).  An
+    empty {author} (a name that does not read as one) gives the neutral greeting."""
     texts = ruleset.templates[template]
     base = (lang or "").lower().replace("_", "-").split("-")[0]
     used = base if base in texts else ruleset.brand.default_language
@@ -321,4 +323,5 @@ def render_template(ruleset: Ruleset, *, template: str, lang: str, values: dict[
         used = next(iter(texts))
     filled = _Values({k: v for k, v in values.items() if k in TEMPLATE_VARIABLES})
     filled.setdefault("brand", ruleset.brand.name)
-    return string.Formatter().vformat(texts[used], (), filled), used
+    text = texts[used] if filled.get("author") else neutral_greeting(texts[used])
+    return string.Formatter().vformat(text, (), filled), used

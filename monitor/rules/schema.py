@@ -211,7 +211,8 @@ class Escalation(_Model):
     @classmethod
     def _fraction(cls, value: float) -> float:
         if not 0 < value < 1:
-            raise rules_error(msg.RULES_WARN_AT, value=f"{value:g}")
+            hint = msg.RULES_PERCENT_HINT.format(fraction=value / 100, percent=value) if 2 <= value < 100 else ""
+            raise rules_error(msg.RULES_WARN_AT, value=f"{value:g}", hint=hint)
         return value
 
 
@@ -264,13 +265,39 @@ class Range(_Model):
         return self
 
 
+def _bounded(value: float | None, *, low: float, high: float, template: str) -> float | None:
+    """`value` if low <= value <= high; a percent written for a fraction gets the hint "write 0.6 for 60%"."""
+    if value is None or low <= value <= high:
+        return value
+    hint = msg.RULES_PERCENT_HINT.format(fraction=value / 100, percent=value) if 2 <= abs(value) <= 100 else ""
+    raise rules_error(template, value=f"{value:g}", hint=hint)
+
+
+class ProbabilityRange(Range):
+    """complaint: a probability."""
+
+    @field_validator("min", "max")
+    @classmethod
+    def _probability(cls, value: float | None) -> float | None:
+        return _bounded(value, low=0, high=1, template=msg.RULES_PROBABILITY)
+
+
+class SentimentRange(Range):
+    """sentiment: -1 (most negative) .. 1 (most positive)."""
+
+    @field_validator("min", "max")
+    @classmethod
+    def _sentiment(cls, value: float | None) -> float | None:
+        return _bounded(value, low=-1, high=1, template=msg.RULES_SENTIMENT)
+
+
 class IntRange(Range):
-    min: StrictInt | None = None
-    max: StrictInt | None = None
+    min: Annotated[StrictInt, Field(ge=0)] | None = None
+    max: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
 class Condition(_Model):
-    """Several keys in one mapping must all hold; an empty mapping matches everything."""
+    """Several keys in one mapping must all hold; `{all: []}` matches everything (`{}` is refused as a slip)."""
 
     platforms: Annotated[tuple[Platform, ...], Field(min_length=1)] | None = None
     kinds: Annotated[tuple[Kind, ...], Field(min_length=1)] | None = None
@@ -279,15 +306,15 @@ class Condition(_Model):
     keywords_any: NonEmptyStrs | None = None
     keywords_all: NonEmptyStrs | None = None
     regex: StrictStr | None = None
-    sentiment: Range | None = None
+    sentiment: SentimentRange | None = None
     sentiment_unknown: StrictBool | None = None
-    complaint: Range | None = None
+    complaint: ProbabilityRange | None = None
     categories_any: Annotated[tuple[Category, ...], Field(min_length=1)] | None = None
     followers: IntRange | None = None
     verified: StrictBool | None = None
     mentions_brand: StrictBool | None = None
     from_brand: StrictBool | None = None
-    all: Annotated[tuple[Condition, ...], Field(min_length=1)] | None = None
+    all: tuple[Condition, ...] | None = None  # all: [] is how a rule says "every mention" on purpose
     any: Annotated[tuple[Condition, ...], Field(min_length=1)] | None = None
     not_: Condition | None = Field(default=None, alias="not")
 
@@ -300,6 +327,12 @@ class Condition(_Model):
             except re.error as exc:
                 raise rules_error(msg.RULES_REGEX, pattern=value, error=str(exc)) from exc
         return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Condition:
+        if not self.model_fields_set:
+            raise rules_error(msg.RULES_WHEN_EMPTY)
+        return self
 
     @property
     def compiled(self) -> re.Pattern[str] | None:
@@ -352,6 +385,8 @@ class Rule(_Model):
                     raise rules_error(msg.RULES_DROP_AND_ACTION, named=True, name=self.name, action=action)
         elif self.alert is None and self.acknowledge is None:
             raise rules_error(msg.RULES_RULE_NO_ACTION, named=True, name=self.name)
+        if self.when is None:
+            raise rules_error(msg.RULES_RULE_NO_WHEN, named=True, name=self.name)
         return self
 
 

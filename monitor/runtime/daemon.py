@@ -41,11 +41,11 @@ from monitor.clock import Clock
 from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
 from monitor.model import Outbox, OutboxKind, OutboxState, SourceHealth
-from monitor.retry import SOURCES
+from monitor.retry import AUTH_PROBES, SOURCES
 from monitor.rules import RulesError, load_rules
 from monitor.rules.schema import Ruleset
 from monitor.runtime.memory import trim_memory
-from monitor.store import acquire_lease, get_cursor, is_postgres, transaction
+from monitor.store import acquire_lease, get_cursor, is_postgres, live_leases, release_lease, transaction
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,10 @@ class Daemon:
         self.deliverer = outbox.Deliverer(
             engine=engine, notifier=notifier, sources=connectors_by_platform, worker=self.worker,
             timezone=lambda: self.ruleset.business_hours.timezone, replies=self.replies,
-            claim_ttl=claim_ttl)
+            claim_ttl=claim_ttl, ops_channel=lambda: self.ruleset.channels.get("ops", ""))
         self._rules_digest = _digest(self.rules_path)
         self._refused_digest = ""
+        self._unprobed = set(self.sources)  # sources not polled since this process started
         self._stop = threading.Event()
         self._wake_lock = threading.Lock()
         self.scheduler: BackgroundScheduler | None = None
@@ -133,10 +134,15 @@ class Daemon:
     def _poll(self, name: str) -> PollOutcome:
         binding = self.sources[name]
         now = self.clock.now()
-        if not acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=self.lease_ttl, now=now):
+        if not self._may_hold(name, now=now) or \
+                not acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=self.lease_ttl, now=now):
             return PollOutcome(name, "skipped")
         health = self._health(name)
-        if health.status == "auth_failed" or (health.retry_at and now < health.retry_at):
+        # A rejected token is probed again on a back-off, and at once after a restart (which is
+        # when an operator has set a fresh one): it never stops a source for good.
+        fresh_start = name in self._unprobed
+        self._unprobed.discard(name)
+        if health.retry_at and now < health.retry_at and not (fresh_start and health.status == "auth_failed"):
             return PollOutcome(name, "skipped")
         outcome = PollOutcome(name, "ok")
         for _ in range(MAX_PAGES_PER_POLL):
@@ -153,7 +159,8 @@ class Daemon:
                 return outcome
             except AuthFailed as exc:
                 log.error(msg.LOG_AUTH_FAILED, name, exc)
-                self._failed(name, status="auth_failed", retry_at=None, error=str(exc), notify=True,
+                retry_at = now + AUTH_PROBES.delay(health.failures + 1)
+                self._failed(name, status="auth_failed", retry_at=retry_at, error=str(exc), notify=True,
                              env=binding.secret_env)
                 outcome.status = "auth_failed"
                 return outcome
@@ -241,8 +248,11 @@ class Daemon:
             fresh = load_rules(self.rules_path)
         except RulesError as exc:
             self._refused_digest = digest
-            log.error(msg.LOG_RULES_REFUSED, exc)
-            self._ops(f"rules:{digest}", msg.OPS_RULES_REFUSED.format(errors=str(exc)))
+            shown, more = exc.errors[:OPS_RULES_ERRORS], len(exc.errors) - OPS_RULES_ERRORS
+            log.error(msg.LOG_RULES_REFUSED, "\n".join(shown) + (msg.RULES_MORE_ERRORS.format(count=more) if more > 0 else ""))
+            with transaction(self.engine) as s:  # the words and escaping are the notifier's, at delivery
+                self._ops_in(s, f"rules:{digest}", "", payload=notes.RulesRefused(errors=list(shown),
+                                                                                    more=max(more, 0)).payload())
             return False
         self.ruleset = fresh
         self._rules_digest = digest
@@ -290,6 +300,7 @@ class Daemon:
         scheduler.add_job(self._guard(self.reload_rules), "interval", seconds=2, id="rules")
         scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=max(1.0, self.lease_ttl.total_seconds() / 3),
                           id="heartbeat")
+        self._announce(self.clock.now(), ttl=self.lease_ttl)  # before the first poll, so it takes only its share
         scheduler.start()
         self.scheduler = scheduler
 
@@ -302,6 +313,7 @@ class Daemon:
             self.scheduler = None
         try:  # hand our sources to the other replicas now rather than when the leases expire
             now = self.clock.now()
+            self._announce(now, ttl=timedelta(0))
             for name in self.sources:
                 # An expiry of "now" rather than store.release_lease: acquire_lease cannot take a
                 # released lease (expires_at NULL never compares < now), so a restart would never poll.
@@ -313,8 +325,34 @@ class Daemon:
         """Renew our leases between polls too (a source polled less often than LEASE_TTL must not pass
         to another replica while its holder lives), and take over those a dead replica let expire."""
         now = self.clock.now()
+        self._announce(now, ttl=self.lease_ttl)
         for name in self.sources:
-            acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=self.lease_ttl, now=now)
+            if self._may_hold(name, now=now):
+                acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=self.lease_ttl, now=now)
+            elif name in self._held(now):  # over our share since another replica started: hand it over
+                release_lease(self.engine, name=f"source:{name}", holder=self.worker)
+
+    def _announce(self, now: datetime, *, ttl: timedelta) -> None:
+        """Replicas (PostgreSQL) hold a presence lease, so that each counts the others and takes only its share."""
+        if is_postgres(self.engine):
+            acquire_lease(self.engine, name=f"replica:{self.worker}", holder=self.worker, ttl=ttl, now=now)
+
+    def _held(self, now: datetime) -> list[str]:
+        prefix = "source:"
+        return sorted(n.removeprefix(prefix) for n, holder in live_leases(self.engine, prefix=prefix, now=now)
+                      if holder == self.worker and n.removeprefix(prefix) in self.sources)
+
+    def _may_hold(self, name: str, *, now: datetime) -> bool:
+        """Whether this replica may (keep) poll(ing) `name`: with N live replicas each takes at most
+        ceil(sources / N); the sources it holds beyond that go back for the others to take."""
+        if not is_postgres(self.engine):
+            return True  # SQLite: one process
+        replicas = {holder for _, holder in live_leases(self.engine, prefix="replica:", now=now)} | {self.worker}
+        share = -(-len(self.sources) // len(replicas))
+        mine = self._held(now)
+        if name in mine:
+            return mine.index(name) < share
+        return len(mine) < share
 
     def request_stop(self) -> None:
         """Ask the running daemon to stop (signal handlers); `wait` then returns."""
@@ -353,7 +391,8 @@ class Daemon:
             long_outage = now - since >= OUTAGE_NOTICE_AFTER and status != "rate_limited"
             if (notify or long_outage) and not health.operator_notified:
                 health.operator_notified = True
-                text = (msg.OPS_AUTH_FAILED.format(source=name, reason=error, env=env or "the environment")
+                text = (msg.OPS_AUTH_FAILED.format(source=name, reason=error, env=env or "the environment",
+                                                   probe=_mins(retry_at - now) if retry_at else "")
                         if status == "auth_failed" else
                         msg.OPS_OUTAGE.format(source=name, duration=_mins(now - since), reason=error))
                 self._ops_in(s, f"ops:{name}:{since.isoformat()}", text)
@@ -398,13 +437,13 @@ class Daemon:
         with transaction(self.engine) as s:
             self._ops_in(s, key, text)
 
-    def _ops_in(self, s: Any, key: str, text: str) -> None:
+    def _ops_in(self, s: Any, key: str, text: str, *, payload: dict[str, Any] | None = None) -> None:
         channel = self.ruleset.channels.get("ops")
         if not channel:
-            log.warning("%s", text)
+            log.warning("%s", text or payload)
             return
         outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=key, target=channel, now=self.clock.now(),
-                   payload=notes.Text(text=text).payload())
+                   payload=payload or notes.Text(text=text).payload())
 
     def _release_orphan_claims(self) -> None:
         """With SQLite only this process writes: rows left `sending` by a killed run are orphans."""
@@ -412,6 +451,9 @@ class Daemon:
             for row in s.exec(select(Outbox).where(Outbox.state == OutboxState.SENDING)).all():
                 row.claimed_until = self.clock.now() - timedelta(seconds=1)
                 s.add(row)
+
+
+OPS_RULES_ERRORS = 20  # a refused edit lists this many errors in #cs-ops, then a count (check-rules shows all)
 
 
 def _digest(path: Path) -> str:

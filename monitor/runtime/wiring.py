@@ -15,7 +15,7 @@ from monitor.clock import Clock
 from monitor.rules.schema import Ruleset
 from monitor.runtime.daemon import Daemon, SourceBinding
 from monitor.settings import Settings
-from monitor.store import create_schema, make_engine
+from monitor.store import check_writable, create_schema, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ def build_daemon(*, settings: Settings, ruleset: Ruleset, rules_path: str, db_ur
                  worker: str = "") -> Daemon:
     engine = make_engine(db_url or settings.database_url)
     create_schema(engine)
+    check_writable(engine)
     bindings = sources if sources is not None else build_sources(
         settings=settings, ruleset=ruleset, sandbox_url=sandbox_url, replay=replay, clock=clock)
     return Daemon(engine=engine, rules_path=rules_path, ruleset=ruleset, sources=bindings,

@@ -56,9 +56,10 @@ class World:
         }
         notifier = SlackNotifier(token="xoxb-" + TOKEN, base_url=self.sandbox.url, timeout=CLIENT_TIMEOUT,
                                  clock=self.clock)
-        self.daemon = build_daemon(settings=Settings(_env_file=None), ruleset=ruleset, rules_path=str(rules),
-                                   db_url=self.url, clock=self.clock, sources=sources, notifier=notifier,
-                                   worker="test")
+        self.start = lambda: build_daemon(settings=Settings(_env_file=None), ruleset=ruleset, rules_path=str(rules),
+                                          db_url=self.url, clock=self.clock, sources=sources, notifier=notifier,
+                                          worker="test")
+        self.daemon = self.start()
         self.n = 0
         self.sandbox.graph.add_post(post_id=f"{PAGE_ID}_1", message="News")
 
@@ -175,7 +176,7 @@ def test_malformed_json_stores_nothing_and_keeps_the_cursor(world):
     assert {second, comment} <= world.stored() and len(world.stored()) == 3
 
 
-def test_expired_token_pauses_the_source_and_tells_ops_once(world):
+def test_expired_token_is_probed_on_a_back_off_and_tells_ops_once(world):
     world.sandbox.add_fault(platform="x", path="/2/users", status=401, times=1000)
     world.tweet()
     comments = set()
@@ -188,9 +189,35 @@ def test_expired_token_pauses_the_source_and_tells_ops_once(world):
     ops = world.ops()
     assert len(ops) == 1, ops
     assert ops[0].startswith(":warning: x-mentions: the platform rejected our token (X rejected our credentials "
-                             "for the mentions timeline (401): Unauthorized). Polling is paused. Set a fresh token "
-                             "in X_BEARER_TOKEN and restart")
-    assert world.requests(X_MENTIONS.replace(BRAND_X_USER_ID, ":id")) == 1, "a paused source does not hammer X"
+                             "for the mentions timeline (401): Unauthorized). Trying again in 1 min, then less "
+                             "and less often; polling resumes by itself once the token works. To replace it, set "
+                             "X_BEARER_TOKEN and restart (a restart tries at once)")
+    # probed at 0, 1 and 3 min (then 7): a rejected token does not hammer X, nor stop X for good
+    assert world.requests(X_MENTIONS.replace(BRAND_X_USER_ID, ":id")) == 3
+
+
+def test_a_spurious_401_passes_and_x_resumes_by_itself(world):
+    world.sandbox.add_fault(platform="x", path="/2/users", status=401, times=2)
+    waiting = world.tweet()
+    statuses = []
+    for _ in range(5):
+        statuses.append(world.poll_all()["x-mentions"])
+        world.daemon.drain()
+        world.advance(60)
+    assert statuses == ["auth_failed", "auth_failed", "skipped", "ok", "ok"]
+    assert waiting in world.stored()
+    ops = world.ops()
+    assert len(ops) == 2 and ops[1] == ":white_check_mark: x-mentions is working again after 3 min.", ops
+
+
+def test_a_restart_after_a_rejected_token_polls_at_once(world):
+    world.sandbox.add_fault(platform="x", path="/2/users", status=401, times=1)
+    assert world.poll_all()["x-mentions"] == "auth_failed"
+    waiting = world.tweet()
+    world.daemon.engine.dispose()
+    world.daemon = world.start()  # the operator set a fresh token and restarted, seconds later
+    assert world.poll_all()["x-mentions"] == "ok"
+    assert waiting in world.stored()
 
 
 def test_long_source_outage_is_reported_once_then_recovery_once(world):

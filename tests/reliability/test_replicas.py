@@ -32,7 +32,8 @@ POLL_EVERY_S = 4  # longer than the lease: only the heartbeat keeps a live repli
 
 
 def leases(url: str) -> dict[str, tuple[str, datetime | None]]:
-    return {name: (holder, expires) for name, holder, expires in query(url, "select name, holder, expires_at from lease")}
+    rows = query(url, "select name, holder, expires_at from lease where name like 'source:%'")  # not replica:*
+    return {name: (holder, expires) for name, holder, expires in rows}
 
 
 def test_two_replicas_one_killed_no_duplicates_nothing_lost_takeover_within_ttl(tmp_path):
@@ -53,9 +54,14 @@ def test_two_replicas_one_killed_no_duplicates_nothing_lost_takeover_within_ttl(
                                           log_path=tmp_path / f"{rid}.log", env=env)
         assert any(r.wait_for("monitor.runtime.daemon: poll", timeout=60) for r in replicas.values())
 
-        # for 3 poll intervals the same live replica holds each source: no hand-over between polls
+        # the two sources are spread, one per replica (each takes at most its share), within a few s
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len({h for h, _ in leases(url).values() if h}) < 2:
+            time.sleep(0.1)
+        # then for 3 poll intervals the same live replica holds each source: no hand-over between polls
         first = leases(url)
         assert set(first) == {"source:x-mentions", "source:fb-comments"}
+        assert {holder for holder, _ in first.values()} == set(replicas), f"not spread: {first}"
         for _ in range(int(3 * POLL_EVERY_S / 0.25)):
             now = datetime.now(UTC).replace(tzinfo=None)  # the lease table stores naive UTC
             current = leases(url)
@@ -104,3 +110,35 @@ def test_two_replicas_one_killed_no_duplicates_nothing_lost_takeover_within_ttl(
             if r.alive():
                 r.kill()
         sandbox.stop()
+
+
+def test_replicas_starting_together_on_a_fresh_database_all_create_the_schema(tmp_path):
+    """Concurrent create_all crashed one replica (UniqueViolation on pg_type_typname_nsp_index)."""
+    import threading
+
+    url = postgres_url_or_skip()
+    admin = make_engine(url)
+    try:
+        for _ in range(3):
+            SQLModel.metadata.drop_all(admin)
+            engines = [make_engine(url) for _ in range(4)]
+            start, errors = threading.Barrier(len(engines)), []
+
+            def replica(engine, start=start, errors=errors) -> None:
+                start.wait()
+                try:
+                    create_schema(engine)
+                except Exception as exc:  # what a replica would crash with
+                    errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+            threads = [threading.Thread(target=replica, args=(e,)) for e in engines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            for engine in engines:
+                engine.dispose()
+            assert errors == []
+            assert query(url, "select value from setting where key = 'schema_version'") == [("1",)]
+    finally:
+        admin.dispose()
