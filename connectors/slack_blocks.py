@@ -217,7 +217,10 @@ def state_line(view: AlertView) -> str:
         parts.append(m.SLACK_STATE_ACKNOWLEDGED)
     if view.assignee:
         parts.append(m.SLACK_STATE_CLAIMED.format(user=user_ref(view.assignee)))
-    if view.ack_posted:
+    if view.auto_acknowledged_at is not None and view.state != "resolved":
+        parts.append(m.SLACK_STATE_AUTO_ACK.format(
+            at=format_clock(view.auto_acknowledged_at, now=view.now, tz=view.timezone)))
+    elif view.ack_posted:
         parts.append(m.SLACK_STATE_ACK_POSTED)
     if view.breached and view.state != "resolved":
         parts.append(m.SLACK_BREACHED)

@@ -278,13 +278,14 @@ class ReplyDeliverer:
             if case is None:
                 return
             if not dry_run:
-                case.first_public_response_at = case.first_public_response_at or now
-                case.first_response_at = case.first_response_at or now
                 case.acknowledged_at = case.acknowledged_at or now
-                if case.state == CaseState.OPEN:
-                    case.state = CaseState.ACKNOWLEDGED
-                if private or (result is not None and result.dm_link):
-                    case.moved_to_dm = True
+                # The bot's own acknowledgement is not a response: the countdown runs on until a person
+                # answers, and the case moves to DM only when the customer writes in private.
+                if payload.get("actor", "") != "auto":
+                    case.first_public_response_at = case.first_public_response_at or now
+                    case.first_response_at = case.first_response_at or now
+                    if case.state == CaseState.OPEN:
+                        case.state = CaseState.ACKNOWLEDGED
                 s.add(case)
                 s.add(Event(case_id=case.id or 0, at=now, kind="private_sent" if private else "ack_posted",
                             actor=payload.get("actor", ""), detail={"external_id": result.external_id if result else ""}))

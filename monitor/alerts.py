@@ -39,6 +39,7 @@ class AlertView:
     ack_mode: str = "off"  # auto | approve | off
     ack_text: str = ""  # the exact public text "Acknowledge publicly" would post
     ack_posted: bool = False
+    auto_acknowledged_at: datetime | None = None  # the bot acknowledged; no person has answered yet
     dry_run: bool = False
     mention_count: int = 1
     breached: bool = False
@@ -79,6 +80,7 @@ def build_view(
         ack_mode=case.ack_mode,
         ack_text=case.ack_text,
         ack_posted=ack_posted,
+        auto_acknowledged_at=case.acknowledged_at if case.first_response_at is None else None,
         dry_run=case.dry_run,
         mention_count=case.mention_count,
         breached=case.breached_at is not None,

@@ -19,7 +19,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from monitor import acknowledge, outbox, sla
-from monitor.model import Case, CaseState, Event, Mention, NewMention, OutboxKind, Score
+from monitor.model import (
+    PUBLIC_KINDS,
+    Case,
+    CaseState,
+    Event,
+    Mention,
+    NewMention,
+    Outbox,
+    OutboxKind,
+    OutboxState,
+    Score,
+)
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
 from monitor.store import reserve_ids, set_cursor, transaction
 from monitor.triage import triage_many
@@ -238,6 +249,8 @@ class _CaseBuilder:
         if row.from_brand:
             self._brand_answered(row)
             return None
+        if row.kind == "message":
+            self._customer_wrote_privately(row)
         if decision.dropped:
             self.result.dropped += 1
             return None
@@ -375,8 +388,12 @@ class _CaseBuilder:
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
     def _brand_answered(self, row: Mention) -> None:
-        """A reply by the brand account on the platform counts as the case's first response."""
-        for case in self.by_conversation.get((row.platform, row.conversation_id), []):
+        """A reply by the brand account on the platform counts as the case's first response, unless
+        it is one we posted ourselves (the bot's acknowledgement is no response by a person)."""
+        cases = self.by_conversation.get((row.platform, row.conversation_id), [])
+        if row.external_id in self._posted_by_us([c.id for c in cases if c.id is not None]):
+            return
+        for case in cases:
             if case.state == CaseState.RESOLVED or case.first_response_at is not None:
                 continue
             when = min(row.created_at or self.now, self.now)
@@ -391,6 +408,30 @@ class _CaseBuilder:
                        case_id=case.id, mention_id=row.id, target=case.channel,
                        payload={"note": "responded_on_platform", "mention_id": row.id}, now=self.now)
             outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
+
+    def _posted_by_us(self, case_ids: Sequence[int]) -> set[str]:
+        """Platform ids of the replies our outbox posted for these cases."""
+        if not case_ids:
+            return set()
+        results = self.s.exec(select(Outbox.result).where(
+            Outbox.case_id.in_(case_ids), Outbox.kind.in_(list(PUBLIC_KINDS)),
+            Outbox.state == OutboxState.SENT)).all()
+        return {str(r.get("external_id")) for r in results if r and r.get("external_id")}
+
+    def _customer_wrote_privately(self, row: Mention) -> None:
+        """A private message after a hand-off: the customer really moved to DM."""
+        if row.created_at is None:
+            return
+        handed_off = self.s.exec(select(Case).where(
+            Case.platform == row.platform, Case.author_id == row.author_id, Case.conversation_id != row.conversation_id,
+            Case.acknowledged_at.is_not(None), Case.acknowledged_at <= row.created_at,
+            Case.moved_to_dm.is_(False))).all()
+        for case in handed_off:
+            case.moved_to_dm = True
+            case.customer_dm_at = row.created_at
+            self.s.add(case)
+            assert case.id is not None
+            self.s.add(Event(case_id=case.id, at=self.now, kind="customer_dm", detail={"mention_id": row.id}))
 
     # ------------------------------------------------------------------ acknowledgement
 

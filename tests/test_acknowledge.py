@@ -43,8 +43,9 @@ def test_angry_danish_mention_gets_the_danish_reply_with_the_dm_handoff(sandbox,
                "DM hand-off: https://x.com/messages/compose?recipient_id=1600000000000000001" in n for n in notes)
     with Session(daemon.engine) as s:
         case = s.exec(select(Case)).one()
-        assert case.state == "acknowledged" and case.moved_to_dm
-        assert case.first_public_response_at is not None
+        # the bot's acknowledgement is no response by a person, and no DM came from the customer yet
+        assert case.state == "open" and not case.moved_to_dm
+        assert case.acknowledged_at is not None and case.first_response_at is None
 
 
 def test_keyword_search_hit_is_never_answered_automatically_but_can_be_approved(sandbox, db_url, simple_rules,
@@ -135,7 +136,7 @@ def test_facebook_comment_gets_one_public_and_one_private_reply(sandbox, db_url,
     alert = top_level(sandbox)[0]
     assert "Anna Berg" in str(alert["blocks"])
     with Session(daemon.engine) as s:
-        assert s.exec(select(Case)).one().moved_to_dm
+        assert not s.exec(select(Case)).one().moved_to_dm  # until the customer writes in private
 
 
 def test_facebook_private_reply_after_seven_days_is_refused_with_a_note(sandbox, db_url, simple_rules_file, clock):

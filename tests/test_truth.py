@@ -1,0 +1,75 @@
+"""What the team and the customer are told must be true (issue #15): KPIs, replies, attribution, history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import Session, select
+
+from monitor.model import Case
+from monitor.report import build_report
+from monitor.report_render import to_dict
+from tests.test_acknowledge import fb_comment, make_daemon, replies
+from tests.test_slack_flow import thread, top_level, tweet
+
+
+def latest(sandbox, ts: str) -> str:
+    """The alert as Slack shows it now: its last post or update, as text."""
+    versions = [m for m in sandbox.slack_messages() if m.get("ts") == ts and m["op"] in ("post", "update")]
+    return str(versions[-1]["blocks"])
+
+
+def report_of(daemon, clock) -> dict:
+    with Session(daemon.engine) as s:
+        return to_dict(build_report(s, since=clock.now() - timedelta(days=1),
+                                       until=clock.now() + timedelta(seconds=1)))
+
+
+def test_an_automatic_acknowledgement_is_not_a_first_response_and_the_countdown_runs_on(
+        sandbox, db_url, simple_rules, simple_rules_file, clock):
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("x-mentions", "x-own"))
+    tweet(sandbox, clock, 1, "@nordlysshop my lamp arrived broken", author="anna")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    assert len(replies(sandbox)) == 1  # the bot acknowledged publicly
+    clock.advance(timedelta(seconds=30))
+    daemon.poll("x-own")  # the bot's own reply comes back from the brand's timeline: still no person
+    daemon.drain()
+    alert = top_level(sandbox)[0]
+    assert "acknowledged automatically at 10:00, no person has answered yet" in latest(sandbox, alert["ts"])
+
+    clock.advance(timedelta(minutes=39, seconds=30))  # nobody answered; 10 min past the 30 min target
+    daemon.sweep()
+    daemon.drain()
+    shown = latest(sandbox, alert["ts"])
+    assert "overdue by 10 min (was due 10:30)" in shown
+    assert "acknowledged automatically at 10:00" in shown
+    assert any("target was missed" in m["text"] for m in thread(sandbox, alert["ts"]))
+
+    kpis = report_of(daemon, clock)
+    assert kpis["first_response"]["answered"] == 0
+    assert kpis["auto_acknowledgement"]["cases"] == 1
+    assert kpis["sla"]["overall"] == {"name": "all", "met": 0, "missed": 1, "percent": 0.0}
+    assert kpis["cases"]["moved_to_dm"] == 0
+
+
+def test_moved_to_dm_counts_a_customer_who_wrote_in_private_after_the_hand_off(
+        sandbox, db_url, simple_rules, simple_rules_file, clock):
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock,
+                         names=("fb-comments", "fb-messages"))
+    fb_comment(sandbox, clock, "The lamp arrived broken. I want a refund.")
+    daemon.poll("fb-comments")
+    daemon.drain()
+    assert [p["kind"] for p in sandbox.fb_posts()] == ["comment_reply", "private_reply"]
+    assert report_of(daemon, clock)["cases"]["moved_to_dm"] == 0  # a DM sent is not a customer in DM
+
+    clock.advance(timedelta(minutes=5))
+    sandbox.add_fb_messages([{"message": "Order 4411, thanks", "from": {"id": "7100000000000001", "name": "Anna Berg"},
+                              "created_time": clock.now().strftime("%Y-%m-%dT%H:%M:%S+0000")}])
+    daemon.poll("fb-messages")
+    daemon.drain()
+    kpis = report_of(daemon, clock)
+    assert kpis["cases"]["moved_to_dm"] == 1
+    with Session(daemon.engine) as s:
+        comment_case = s.exec(select(Case).order_by(Case.id)).first()
+        assert comment_case.customer_dm_at == clock.now()
