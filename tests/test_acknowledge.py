@@ -35,8 +35,8 @@ def test_angry_danish_mention_gets_the_danish_reply_with_the_dm_handoff(sandbox,
     posted = replies(sandbox)
     assert len(posted) == 1
     assert posted[0]["in_reply_to"] == first
-    assert posted[0]["text"] == ("Hej @mettekj, det er vi kede af at høre. Vi har sendt dig en besked, "
-                                 "så vi kan løse det.")
+    assert posted[0]["text"] == ("Hej @mettekj, det er vi kede af at høre. Send os en DM med dit ordrenummer, "
+                                 "så løser vi det.")
     alert = top_level(sandbox)[0]
     notes = [m["text"] for m in thread(sandbox, alert["ts"])]
     assert any(n.startswith("Public acknowledgement posted (da)") and
@@ -106,7 +106,7 @@ def test_dry_run_shows_would_post_and_posts_nothing(sandbox, db_url, simple_rule
     alert = top_level(sandbox)[0]
     notes = [m["text"] for m in thread(sandbox, alert["ts"])]
     assert notes == ["Dry run, would post publicly (en): “Hi @anna, we're sorry to hear that. "
-                     "We've sent you a DM so we can sort it out.”"]
+                     "Please send us a DM with your order number so we can sort it out.”"]
     with Session(daemon.engine) as s:
         row = s.exec(select(Outbox).where(Outbox.kind == OutboxKind.REPLY_PUBLIC)).one()
         assert row.state == "sent" and row.result == {"dry_run": True}

@@ -73,3 +73,23 @@ def test_moved_to_dm_counts_a_customer_who_wrote_in_private_after_the_hand_off(
     with Session(daemon.engine) as s:
         comment_case = s.exec(select(Case).order_by(Case.id)).first()
         assert comment_case.customer_dm_at == clock.now()
+
+
+def test_the_public_x_reply_says_what_its_link_does_because_no_dm_is_sent(sandbox, db_url, simple_rules,
+                                                                        simple_rules_file, clock):
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
+    tweet(sandbox, clock, 1, "@nordlysshop my lamp arrived broken", author="anna")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    assert [p["kind"] for p in sandbox.x_posts()] == ["reply"]  # no direct message went out
+    assert replies(sandbox)[0]["text"] == ("Hi @anna, we're sorry to hear that. Please send us a DM with your "
+                                           "order number so we can sort it out.")
+
+
+def test_the_default_rules_never_tell_an_x_customer_a_dm_was_sent(ruleset):
+    from monitor.acknowledge import template_for
+    from monitor.model import Mention
+
+    on_x = Mention(platform="x", kind="mention", external_id="1", lang="en")
+    name = template_for(ruleset, template="move_to_dm", mention=on_x, dm_sent=False)
+    assert all("sent you" not in text and "sendt dig" not in text for text in ruleset.templates[name].values())
