@@ -393,7 +393,7 @@ class _CaseBuilder:
         cases = self.by_conversation.get((row.platform, row.conversation_id), [])
         if row.external_id in self._posted_by_us([c.id for c in cases if c.id is not None]):
             return
-        for case in cases:
+        for case in self._answered_by(row, cases):
             if case.state == CaseState.RESOLVED or case.first_response_at is not None:
                 continue
             when = min(row.created_at or self.now, self.now)
@@ -408,6 +408,18 @@ class _CaseBuilder:
                        case_id=case.id, mention_id=row.id, target=case.channel,
                        payload={"note": "responded_on_platform", "mention_id": row.id}, now=self.now)
             outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
+
+    def _answered_by(self, row: Mention, cases: Sequence[Case]) -> list[Case]:
+        """The case whose mention the brand's reply answers (its parent), not every case of the post or
+        thread; a reply to the post itself answers a case only when the post has just one waiting."""
+        parent = self.s.exec(select(Mention.id, Mention.case_id).where(
+            Mention.platform == row.platform, Mention.external_id == row.parent_id)).first() if row.parent_id else None
+        if parent is not None and (parent[1] is not None or any(c.first_mention_id == parent[0] for c in cases)):
+            return [c for c in cases if c.id == parent[1] or c.first_mention_id == parent[0]]
+        if row.parent_id and row.parent_id != row.conversation_id:
+            return []  # it answers someone who has no case
+        waiting = [c for c in cases if c.state != CaseState.RESOLVED and c.first_response_at is None]
+        return waiting if len(waiting) == 1 else []
 
     def _posted_by_us(self, case_ids: Sequence[int]) -> set[str]:
         """Platform ids of the replies our outbox posted for these cases."""

@@ -93,3 +93,32 @@ def test_the_default_rules_never_tell_an_x_customer_a_dm_was_sent(ruleset):
     on_x = Mention(platform="x", kind="mention", external_id="1", lang="en")
     name = template_for(ruleset, template="move_to_dm", mention=on_x, dm_sent=False)
     assert all("sent you" not in text and "sendt dig" not in text for text in ruleset.templates[name].values())
+
+
+def test_a_brand_reply_on_a_facebook_post_answers_only_the_comment_it_replies_to(sandbox, db_url, simple_rules,
+                                                                                simple_rules_file, clock):
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("fb-comments",))
+    people = {"Karen": ("7100000000000011", "Where is my order? It is late."),
+              "Ana": ("7100000000000012", "The invoice is wrong."),
+              "Elena": ("7100000000000013", "My lamp arrived broken.")}  # Elena's gets the bot's reply too
+    comments = {name: fb_comment(sandbox, clock, text, name=name, person=person)
+                for name, (person, text) in people.items()}
+    daemon.poll("fb-comments")
+    daemon.drain()
+    alerts = {name: next(a for a in top_level(sandbox) if name in str(a["blocks"])) for name in people}
+
+    clock.advance(timedelta(seconds=20))
+    sandbox.add_fb_comments([{"message": "Karen, we're on it: your parcel leaves today.",
+                              "from": {"id": "104000000000001", "name": "Nordlys Shop"},
+                              "parent": {"id": comments["Karen"]},
+                              "created_time": clock.now().strftime("%Y-%m-%dT%H:%M:%S+0000")}])
+    daemon.poll("fb-comments")
+    daemon.drain()
+
+    def answered(name: str) -> bool:
+        return any(m["text"].startswith("The brand answered on facebook") for m in thread(sandbox, alerts[name]["ts"]))
+
+    assert [answered(name) for name in people] == [True, False, False]
+    with Session(daemon.engine) as s:
+        firsts = {c.author_handle: c.first_response_at for c in s.exec(select(Case))}
+    assert firsts == {"Karen": clock.now(), "Ana": None, "Elena": None}
