@@ -173,6 +173,8 @@ def deadline_phrase(*, now: datetime, due: datetime | None, tz: str, resolved: b
 def view_urgency(view: AlertView) -> Urgency:
     if view.state == "resolved":
         return DONE
+    if view.history:
+        return NONE
     # AlertView may not carry the SLA length yet; fall back to the fixed scale.
     total = getattr(view, "sla_seconds", 0) or 0
     return urgency(time_left=view.time_left, sla_total=timedelta(seconds=total) if total else None)
@@ -285,7 +287,8 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
     """(fallback text, blocks) for one alert or grouped alert; both safe to send as they are."""
     badge = view_urgency(view).emoji
     resolved = view.state == "resolved"
-    deadline = deadline_phrase(now=view.now, due=view.sla_due_at, tz=view.timezone, resolved=resolved)
+    deadline = m.SLACK_DEADLINE_HISTORY if view.history else deadline_phrase(
+        now=view.now, due=view.sla_due_at, tz=view.timezone, resolved=resolved)
     platform = escape_text(view.platform.upper() if view.platform == "x" else view.platform.capitalize())
     severity = escape_text(view.severity.upper())
     rule = escape_text(view.rule)

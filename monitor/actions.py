@@ -187,7 +187,8 @@ class CaseActions:
                 .where(Case.state != CaseState.RESOLVED).order_by(Case.sla_due_at)
             ).all()
         return [OpenCaseLine(case_id=c.id or 0, platform=c.platform, author_handle=c.author_handle, text=m.text,
-                             rule=c.rule, severity=c.severity, sla_due_at=c.sla_due_at, assignee=c.assignee,
+                             rule=c.rule, severity=c.severity, assignee=c.assignee,
+                             sla_due_at=None if c.backfilled_at else c.sla_due_at,  # history has no countdown
                              state=c.state, slack_channel=c.slack_channel, slack_ts=c.slack_ts) for c, m in rows]
 
     def stats_today(self) -> dict[str, str]:

@@ -41,6 +41,7 @@ class AlertView:
     ack_posted: bool = False
     auto_acknowledged_at: datetime | None = None  # the bot acknowledged; no person has answered yet
     dry_run: bool = False
+    history: bool = False  # opened by `backfill` from past posts: no countdown
     mention_count: int = 1
     breached: bool = False
     grouped_count: int = 0  # >0: this is a grouped message standing for that many cases
@@ -82,6 +83,7 @@ def build_view(
         ack_posted=ack_posted,
         auto_acknowledged_at=case.acknowledged_at if case.first_response_at is None else None,
         dry_run=case.dry_run,
+        history=case.backfilled_at is not None,
         mention_count=case.mention_count,
         breached=case.breached_at is not None,
     )

@@ -27,6 +27,7 @@ SLACK_DEADLINE_LEFT = "respond by {due}, {left} left"
 SLACK_DEADLINE_OVERDUE = "overdue by {late} (was due {due})"
 SLACK_DEADLINE_NONE = "no response-time target"
 SLACK_DEADLINE_DONE = "was due {due}"
+SLACK_DEADLINE_HISTORY = "from history (backfill): no response-time countdown, nobody is paged"
 SLACK_BREACHED = "response-time target missed, escalated"
 
 SLACK_STATE_OPEN = "Open · nobody has claimed it yet"

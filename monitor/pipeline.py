@@ -78,8 +78,12 @@ def ingest(
     policies: Mapping[str, ReplyPolicy] | None = None,
     dry_run: bool = False,
     triage_fn: TriageFn = triage_many,
+    history: bool = False,
 ) -> IngestResult:
-    """Store one fetched page and everything it causes; advance `source`'s cursor with it."""
+    """Store one fetched page and everything it causes; advance `source`'s cursor with it.
+
+    `history` (backfill): the cases it opens are past, counted in reports, never warned about,
+    breached or escalated."""
     result = IngestResult(source=source, fetched=len(batch))
     with transaction(engine) as session:
         fresh = _new_only(session, batch)
@@ -100,7 +104,7 @@ def ingest(
             result.duplicates += len(fresh) - len(rows)
             result.stored_ids = [r.id for r in rows if r.id is not None]
             _CaseBuilder(session, ruleset=ruleset, now=now, policies=policies or {}, dry_run=dry_run,
-                         result=result).run(rows, decisions_by_key={
+                         result=result, history=history).run(rows, decisions_by_key={
                              (m.platform, m.external_id): d for m, d in zip(fresh, decisions, strict=True)})
         if cursor is not None:
             set_cursor(session, source, cursor, now=now)
@@ -190,8 +194,9 @@ class _CaseBuilder:
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
-        dry_run: bool, result: IngestResult,
+        dry_run: bool, result: IngestResult, history: bool = False,
     ) -> None:
+        self.history = history
         self.s = session
         self.rules = ruleset
         self.now = now
@@ -285,6 +290,7 @@ class _CaseBuilder:
                                   business_hours=self.rules.business_hours if alert.business_hours else None),
             last_mention_at=row.created_at, mention_count=1,
             dry_run=self.dry_run or bool(getattr(alert, "dry_run", False)),
+            backfilled_at=self.now if self.history else None,
         )
         case.id = self._next_case_id()  # the case id names its outbox rows; the cases are flushed together
         self.s.add(case)

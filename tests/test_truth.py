@@ -122,3 +122,45 @@ def test_a_brand_reply_on_a_facebook_post_answers_only_the_comment_it_replies_to
     with Session(daemon.engine) as s:
         firsts = {c.author_handle: c.first_response_at for c in s.exec(select(Case))}
     assert firsts == {"Karen": clock.now(), "Ana": None, "Elena": None}
+
+
+def test_backfilled_history_counts_in_reports_but_never_breaches_or_escalates(sandbox, db_url, simple_rules,
+                                                                             simple_rules_file, clock):
+    from monitor.report_cli import backfill
+
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
+    tweet(sandbox, clock, 1, "@nordlysshop where is my parcel? it is late", offset_s=-2 * 86400)
+    backfill(engine=daemon.engine, ruleset=simple_rules, bindings=daemon.sources,
+             since=clock.now() - timedelta(days=3), now=clock.now())
+    for _ in range(3):  # then `run`: its sweeps and deliveries
+        daemon.sweep()
+        daemon.drain()
+        clock.advance(timedelta(minutes=31))
+    alert = top_level(sandbox)[0]
+    assert "from history (backfill): no response-time countdown" in latest(sandbox, alert["ts"])
+    assert "overdue" not in latest(sandbox, alert["ts"])
+    assert not [m for m in thread(sandbox, alert["ts"]) if "missed" in m["text"] or "left to answer" in m["text"]]
+    assert top_level(sandbox, "cs-escalations") == []
+    with Session(daemon.engine) as s:
+        kpis = to_dict(build_report(s, since=clock.now() - timedelta(days=7), until=clock.now()))
+    assert kpis["cases"]["opened"] == 1 and kpis["cases"]["breaches"] == 0
+
+
+def test_an_existing_version_1_database_gains_the_backfill_column_in_place(db_url):
+    import sqlalchemy as sa
+
+    from monitor.store import create_schema, make_engine, transaction
+
+    engine = make_engine(db_url)
+    create_schema(engine)
+    with engine.begin() as conn:  # what release 1 left behind: no case.backfilled_at, version 1
+        conn.exec_driver_sql('ALTER TABLE "case" DROP COLUMN backfilled_at')
+        conn.exec_driver_sql("UPDATE setting SET value = '1' WHERE key = 'schema_version'")
+    create_schema(engine)
+    assert "backfilled_at" in {c["name"] for c in sa.inspect(engine).get_columns("case")}
+    with transaction(engine) as s:
+        s.add(Case(platform="x", conversation_id="1", backfilled_at=None))
+    with Session(engine) as s:
+        assert s.exec(select(Case)).one().backfilled_at is None
+        assert s.exec(sa.text("select value from setting where key = 'schema_version'")).scalar() == "2"
+    engine.dispose()
