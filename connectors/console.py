@@ -49,7 +49,8 @@ def render_alert_text(view: AlertView) -> str:
         head.replace("*", "").replace("`", ""),
         f"  {deadline}",
         *("  > " + plain(line) for line in view.text.splitlines() or [""]),
-        "  " + m.SLACK_AUTHOR.format(handle=plain(handle), verified=verified, followers=f"{view.author_followers:,}"),
+        "  " + m.SLACK_AUTHOR.format(handle=plain(handle), verified=verified, followers=m.SLACK_FOLLOWERS.format(
+            followers=f"{view.author_followers:,}") if view.platform == "x" else ""),
     ]
     if view.url:
         lines.append(f"  {plain(view.url)}")

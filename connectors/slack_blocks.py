@@ -201,7 +201,8 @@ def _handle(view_handle: str, platform: str) -> str:
 def author_line(view: AlertView) -> str:
     verified = m.SLACK_VERIFIED_MARK if view.author_verified else ""
     handle = _handle(view.author_handle, view.platform)
-    followers = f"{view.author_followers:,}"
+    # Only X reports followers; "0 followers" on a Facebook person or a Messenger chat would be made up.
+    followers = m.SLACK_FOLLOWERS.format(followers=f"{view.author_followers:,}") if view.platform == "x" else ""
     if view.author_name and view.author_name.lstrip("@") != view.author_handle.lstrip("@"):
         name = escape_fit(view.author_name, limit=100, suffix="…")
         return m.SLACK_AUTHOR_NAMED.format(name=name, handle=handle, verified=verified, followers=followers)
@@ -267,7 +268,8 @@ def action_elements(view: AlertView) -> list[dict[str, Any]]:
         elements.append({"type": "button", "action_id": ACTION_CLAIM, "text": _plain(m.SLACK_BUTTON_CLAIM),
                          "value": value})
     grouped = view.grouped_count > 0
-    if not grouped and view.ack_text and view.ack_mode != "off" and not view.ack_posted:
+    private = view.kind == "message"  # a Messenger chat has no public side to acknowledge on
+    if not grouped and not private and view.ack_text and view.ack_mode != "off" and not view.ack_posted:
         elements.append({"type": "button", "action_id": ACTION_ACK, "text": _plain(m.SLACK_BUTTON_ACK),
                          "value": value, "style": "primary", "confirm": ack_confirm(view)})
     if not grouped:
@@ -311,7 +313,8 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
     context = [author_line(view)]
     url = safe_url(view.url)
     if url:
-        context.append(f"<{url}|{m.SLACK_OPEN_POST}>")
+        label = m.SLACK_OPEN_CONVERSATION if view.kind == "message" else m.SLACK_OPEN_POST
+        context.append(f"<{url}|{label}>")
     if view.mention_count > 1:
         context.append(m.SLACK_MENTION_COUNT.format(count=view.mention_count))
 

@@ -162,7 +162,9 @@ class CaseActions:
                     return ActionOutcome(ok=True, changed=False, message="this conversation was already acknowledged")
             else:
                 digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]  # same text twice: one reply
-                outbox.add(s, kind=OutboxKind.REPLY_PUBLIC, dedup_key=f"reply:{case_id}:{digest}",
+                # a Messenger chat is answered in the chat: it has no public side
+                kind_sent = OutboxKind.REPLY_PRIVATE if mention.kind == "message" else OutboxKind.REPLY_PUBLIC
+                outbox.add(s, kind=kind_sent, dedup_key=f"reply:{case_id}:{digest}",
                            case_id=case_id, mention_id=mention.id, platform=mention.platform,
                            target=mention.external_id, now=now, author_id=mention.author_id,
                            payload={"target": acknowledge.target_payload(mention), "text": body, "lang": mention.lang, "dry_run": dry,

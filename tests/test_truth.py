@@ -164,3 +164,30 @@ def test_an_existing_version_1_database_gains_the_backfill_column_in_place(db_ur
         assert s.exec(select(Case)).one().backfilled_at is None
         assert s.exec(sa.text("select value from setting where key = 'schema_version'")).scalar() == "2"
     engine.dispose()
+
+
+def test_a_messenger_customer_gets_a_message_answer_and_the_alert_offers_no_public_acknowledgement(
+        sandbox, db_url, simple_rules, simple_rules_file, clock):
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("fb-messages",))
+    sandbox.add_fb_messages([{"message": "My lamp arrived broken, I want a refund",
+                              "from": {"id": "7100000000000021", "name": "Mia Holm"},
+                              "created_time": clock.now().strftime("%Y-%m-%dT%H:%M:%S+0000")}])
+    daemon.poll("fb-messages")
+    daemon.drain()
+    assert [(p["kind"], p["text"]) for p in sandbox.fb_posts()] == [
+        ("messenger", "Hi Mia Holm, this is the Nordlys Shop team. Could you send us your order number? "
+                    "We'll sort it out here.")]
+    alert = top_level(sandbox)[0]
+    shown = latest(sandbox, alert["ts"])
+    buttons = [e["action_id"] for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert "mm_ack" not in buttons
+    assert "followers" not in shown and "Open the post" not in shown
+    assert "|Open the conversation in the Page inbox>" in shown
+    from monitor.actions import CaseActions
+
+    actions = CaseActions(engine=daemon.engine, rules=lambda: daemon.ruleset, clock=clock, policies=daemon.policies)
+    with Session(daemon.engine) as s:
+        case_id = s.exec(select(Case)).one().id
+    assert actions.reply(case_id=case_id, user="U0AGENT", authorised=True, text="Sending a new lamp today.").ok
+    daemon.drain()
+    assert sandbox.fb_posts()[-1]["kind"] == "messenger" and sandbox.fb_posts()[-1]["text"] == "Sending a new lamp today."
