@@ -25,6 +25,7 @@ from slack_sdk.http_retry.state import RetryState
 
 from connectors import slack_blocks
 from connectors.base import AuthFailed, BadPayload, PostedMessage, RateLimited, Refused, Transient
+from monitor import messages as msg
 from monitor.alerts import AlertView
 from monitor.clock import Clock
 
@@ -176,6 +177,16 @@ class SlackNotifier:
             log.warning("could not look up the id of Slack channel %s: %s", channel, exc)
         return self._channel_ids.get(channel, channel)
 
+    def permalink(self, *, channel: str, ts: str) -> str:
+        """chat.getPermalink: a link to the message that opens it in Slack."""
+        channel = self.channel_id(channel)
+        with _translated("chat.getPermalink", channel, clock=self.clock):
+            return str(self.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink") or "")
+
+    def time_ref(self, when: datetime, *, fallback: str) -> str:
+        """A time every reader sees in their own time zone (Slack's <!date^...> formatting)."""
+        return slack_blocks.slack_date(when, fallback=fallback)
+
     def post_ephemeral(self, *, channel: str, user: str, text: str) -> None:
         with _translated("chat.postEphemeral", channel, clock=self.clock):
             self.client.chat_postEphemeral(channel=channel, user=user, text=text)
@@ -184,6 +195,10 @@ class SlackNotifier:
                      initial_comment: str) -> None:
         """files upload v2 (getUploadURLExternal + completeUploadExternal), all in one message."""
         uploads = [{"file": content, "filename": name, "title": title} for name, content in files]
+        channel_id = self.channel_id(channel)  # files.completeUploadExternal takes ids, never "#names"
+        if channel_id.startswith("#"):
+            raise Refused(msg.SLACK_CHANNEL_UNKNOWN.format(channel=channel))
+        channel = channel_id
         with _translated("files.uploadV2", channel, clock=self.clock):
             self.client.files_upload_v2(channel=channel, file_uploads=uploads, initial_comment=initial_comment)
 

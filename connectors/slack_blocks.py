@@ -159,6 +159,12 @@ def format_clock(when: datetime, *, now: datetime, tz: str) -> str:
     return local.strftime("%a %d %b %H:%M")
 
 
+def slack_date(when: datetime, *, fallback: str) -> str:
+    """Slack's date formatting: each reader sees "today 14:32" / "Nov 22 14:32" in their own time
+    zone; `fallback` shows where the client cannot format."""
+    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
 def deadline_phrase(*, now: datetime, due: datetime | None, tz: str, resolved: bool = False) -> str:
     if due is None:
         return m.SLACK_DEADLINE_NONE
@@ -300,10 +306,11 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
         headline = m.SLACK_GROUP_HEADLINE.format(count=view.grouped_count, rule=rule)
         fallback_head = m.SLACK_GROUP_FALLBACK.format(badge=badge, count=view.grouped_count, rule=rule, text="")
     else:
-        headline = m.SLACK_HEADLINE.format(badge=badge, severity=severity, platform=platform,
-                                           kind=escape_text(view.kind), author=author)
-        fallback_head = m.SLACK_ALERT_FALLBACK.format(badge=badge, severity=severity, platform=platform,
-                                                      author=author, text="")
+        mark = m.SLACK_SEVERITY_MARKS.get(view.severity, "")
+        headline = m.SLACK_HEADLINE.format(mark=mark, severity=severity, platform=platform,
+                                           kind=escape_text(view.kind), author=author).strip()
+        fallback_head = m.SLACK_ALERT_FALLBACK.format(mark=mark, severity=severity, platform=platform,
+                                                      author=author, text="").lstrip()
     fallback = fallback_head + escape_fit(view.text, limit=max(40, FALLBACK_TEXT_MAX - len(fallback_head)),
                                           suffix="…")
 
@@ -319,7 +326,8 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
         context.append(m.SLACK_MENTION_COUNT.format(count=view.mention_count))
 
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "block_id": "mm_head", "text": _mrkdwn(f"{headline}\n*{deadline}*")},
+        {"type": "section", "block_id": "mm_head", "text": _mrkdwn(
+            f"{headline}\n*{m.SLACK_DEADLINE_BADGED.format(badge=badge, deadline=deadline)}*")},
         {"type": "section", "block_id": "mm_text", "text": _mrkdwn(body)},
         {"type": "context", "block_id": "mm_author", "elements": [_mrkdwn(" · ".join(context))]},
         {"type": "section", "block_id": "mm_facts", "fields": [
@@ -383,7 +391,8 @@ def case_line_text(line: CaseLine, *, now: datetime, tz: str) -> str:
     left = None if line.sla_due_at is None else line.sla_due_at - now
     who = m.SLACK_CMD_LINE_WHO.format(user=user_ref(line.assignee)) if line.assignee else ""
     return m.SLACK_CMD_LINE.format(
-        badge=urgency(time_left=left).emoji, case_id=line.case_id, platform=escape_text(line.platform),
+        badge=urgency(time_left=left, sla_total=timedelta(seconds=line.sla_seconds) if line.sla_seconds else None
+                      ).emoji, case_id=line.case_id, platform=escape_text(line.platform),
         author=_handle(line.author_handle, line.platform), rule=escape_text(line.rule),
         deadline=deadline_phrase(now=now, due=line.sla_due_at, tz=tz), who=who,
         text=escape_fit(" ".join(line.text.split()), limit=200, suffix="…"),

@@ -44,6 +44,7 @@ class OpenCaseLine:
     state: str
     slack_channel: str = ""
     slack_ts: str = ""
+    sla_seconds: int = 0  # the whole target: lists colour the time left on the same scale as the alert
 
 
 class CaseActions:
@@ -191,7 +192,8 @@ class CaseActions:
         return [OpenCaseLine(case_id=c.id or 0, platform=c.platform, author_handle=c.author_handle, text=m.text,
                              rule=c.rule, severity=c.severity, assignee=c.assignee,
                              sla_due_at=None if c.backfilled_at else c.sla_due_at,  # history has no countdown
-                             state=c.state, slack_channel=c.slack_channel, slack_ts=c.slack_ts) for c, m in rows]
+                             state=c.state, slack_channel=c.slack_channel, slack_ts=c.slack_ts,
+                             sla_seconds=c.sla_seconds) for c, m in rows]
 
     def stats_today(self) -> dict[str, str]:
         from zoneinfo import ZoneInfo

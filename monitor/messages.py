@@ -6,10 +6,13 @@ from __future__ import annotations
 # Words shown in Slack alerts, buttons, ephemerals, /mentions, App Home and the console notifier.
 # Placeholders are filled with str.format; values are escaped by the renderer BEFORE formatting.
 
-SLACK_ALERT_FALLBACK = "{badge} {severity} {platform} mention from {author}: {text}"
+SLACK_ALERT_FALLBACK = "{mark} {severity} {platform} mention from {author}: {text}"
 SLACK_GROUP_FALLBACK = "{badge} {count} similar mentions ({rule}): {text}"
 SLACK_GROUP_HEADLINE = "*{count} similar mentions* for rule `{rule}` — handled in one thread, not {count} pings"
-SLACK_HEADLINE = "{badge} *{severity}* · {platform} {kind} from {author}"
+SLACK_HEADLINE = "{mark} *{severity}* · {platform} {kind} from {author}"
+# Severity has its own mark; the coloured dot is only ever time left (alert, /mentions, App Home alike).
+SLACK_SEVERITY_MARKS = {"critical": "🚨", "high": "❗", "normal": "🔷", "low": "▫️"}
+SLACK_DEADLINE_BADGED = "{badge} {deadline}"
 SLACK_AUTHOR = "{handle}{verified}{followers}"
 SLACK_AUTHOR_NAMED = "{name} ({handle}){verified}{followers}"
 SLACK_FOLLOWERS = " · {followers} followers"
@@ -52,6 +55,9 @@ SLACK_ACK_CONFIRM_TITLE_DRY = "Dry run: would post"
 SLACK_ACK_CONFIRM_YES = "Post it"
 SLACK_ACK_CONFIRM_YES_DRY = "Record it"
 SLACK_ACK_CONFIRM_NO = "Cancel"
+
+SLACK_CHANNEL_UNKNOWN = ("Slack has no channel {channel} that the bot can see: check the name in rules.yaml "
+                         "and invite the bot (/invite @mention-monitor)")
 
 SLACK_REPLY_MODAL_TITLE = "Reply publicly"
 SLACK_REPLY_MODAL_SUBMIT = "Post reply"
@@ -205,7 +211,7 @@ THREAD_GROUP_MEMBER = "#{case_id} {platform} {author}: {quote}"
 THREAD_WARNING = "{who} {left} left to answer this one ({percent}% of the response-time target used)."
 THREAD_BREACH = "{who} the response-time target was missed: due {due}, nobody has answered yet."
 ESCALATION_POST = "{who} escalation step {step}: case #{case_id} ({rule}) from {author} on {platform} is {late} overdue. {link}"
-ESCALATION_LINK = "Alert: {permalink}"
+ESCALATION_LINK = "<{permalink}|Open the alert>"
 THREAD_RESPONDED_ON_PLATFORM = "The brand answered on {platform} {ago}; first response recorded."
 THREAD_ACK_POSTED = "Public acknowledgement posted ({lang}): “{text}”{dm}"
 THREAD_ACK_DM = " DM hand-off: {link}"

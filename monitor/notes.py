@@ -47,10 +47,28 @@ def clock(when: datetime | None, timezone: str) -> str:
     return when.astimezone(ZoneInfo(timezone)).strftime("%H:%M")
 
 
+def day_clock(when: datetime, *, now: datetime, timezone: str) -> str:
+    """14:32 today, "Sun 22 Nov 14:32" another day, in the team's time zone."""
+    zone = ZoneInfo(timezone)
+    local = when.astimezone(zone)
+    return local.strftime("%H:%M") if local.date() == now.astimezone(zone).date() else local.strftime("%a %d %b %H:%M")
+
+
+TimeRef = Callable[..., str]  # (when, fallback=...) -> how the notifier shows a time, e.g. Slack's <!date^...>
+
+
 def compose(
     session: Session, payload: dict[str, Any], *, escape: Callable[[str], str], now: datetime, timezone: str,
+    time_ref: TimeRef | None = None,
 ) -> str:
     note = payload.get("note", "")
+
+    def at(when: datetime | None) -> str:
+        if when is None:
+            return "-"
+        shown = day_clock(when, now=now, timezone=timezone)
+        return time_ref(when, fallback=shown) if time_ref is not None else shown
+
     mention = session.get(Mention, payload["mention_id"]) if payload.get("mention_id") else None
     quote = ""
     author = ""
@@ -76,7 +94,7 @@ def compose(
             left = case.sla_due_at - now if case and case.sla_due_at else timedelta(0)
             return msg.THREAD_WARNING.format(who=who, left=humanize(left), percent=payload.get("percent", 75))
         if note == "breach":
-            return msg.THREAD_BREACH.format(who=who, due=clock(case.sla_due_at if case else None, timezone))
+            return msg.THREAD_BREACH.format(who=who, due=at(case.sla_due_at if case else None))
         late = now - case.sla_due_at if case and case.sla_due_at else timedelta(0)
         link = ""
         if payload.get("permalink"):
@@ -93,7 +111,7 @@ def compose(
                     "snoozed": msg.THREAD_SNOOZED, "resolved": msg.THREAD_RESOLVED}[note]
         until = payload.get("until", "")
         if until:
-            until = clock(datetime.fromisoformat(until), timezone)
+            until = at(datetime.fromisoformat(until))
         return template.format(user=slack_ref(payload.get("user", "")), until=until)
     if note == "reply_queued":
         return msg.THREAD_REPLY_QUEUED.format(user=slack_ref(payload.get("user", "")), text=escape(payload["text"]))

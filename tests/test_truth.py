@@ -191,3 +191,31 @@ def test_a_messenger_customer_gets_a_message_answer_and_the_alert_offers_no_publ
     assert actions.reply(case_id=case_id, user="U0AGENT", authorised=True, text="Sending a new lamp today.").ok
     daemon.drain()
     assert sandbox.fb_posts()[-1]["kind"] == "messenger" and sandbox.fb_posts()[-1]["text"] == "Sending a new lamp today."
+
+
+def test_a_snooze_note_shows_its_day_and_each_readers_own_time(sandbox, db_url, simple_rules, simple_rules_file,
+                                                               clock):
+    from monitor.actions import CaseActions
+
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
+    tweet(sandbox, clock, 1, "@nordlysshop where is my parcel? it is late")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    actions = CaseActions(engine=daemon.engine, rules=lambda: daemon.ruleset, clock=clock)
+    assert actions.snooze(case_id=1, user="U0AGENT", minutes=24 * 60).changed
+    daemon.drain()
+    until = int((clock.now() + timedelta(days=1)).timestamp())
+    notes = [m["text"] for m in thread(sandbox, top_level(sandbox)[0]["ts"])]
+    assert f"<@U0AGENT> snoozed this case until <!date^{until}^{{date_short_pretty}} {{time}}|Wed 25 Nov 10:00>." in notes
+
+
+def test_severity_has_its_own_mark_and_the_dot_only_tells_the_time_left():
+    from dataclasses import replace
+
+    from connectors.slack_blocks import render_alert
+    from tests.test_slack_render import view
+
+    text, blocks = render_alert(replace(view(), severity="critical", sla_seconds=1800))  # 27 of 30 min left
+    head = blocks[0]["text"]["text"]
+    assert head.startswith("🚨 *CRITICAL* · X mention from @angry_anna\n*🟢 respond by 14:32")
+    assert text.startswith("🚨 CRITICAL X mention from @angry_anna: ")

@@ -13,6 +13,10 @@ from typing import Any
 
 from connectors.sandbox.wire import Answer, Clock, Request
 
+# The workspace's channels (ids are the names, so recorded messages read easily); any channel
+# posted to exists too.
+SANDBOX_CHANNELS = ("cs-alerts", "cs-escalations", "cs-ops", "cs-vip", "cs-weekly", "cs-digest")
+
 
 def fault_answer(status: int) -> Answer:
     """Slack's answers for an injected fault."""
@@ -54,6 +58,7 @@ class SlackApi:
             self.buckets: dict[str, tuple[float, float]] = {}
             self._seq = 0
             self.usergroups: dict[str, list[str]] = {}  # user group id (S...) -> member user ids
+            self.not_member: set[str] = set()  # channels the bot has not been invited to
 
     def _ts(self) -> str:
         self._seq += 1
@@ -128,6 +133,25 @@ class SlackApi:
         return Answer(body={"ok": True, "channel": channel, "ts": ts, "text": message["text"],
                             "message": _view(message)})
 
+    def _m_chat_getPermalink(self, args: dict[str, Any]) -> Answer:
+        channel, ts = str(args.get("channel", "")), str(args.get("message_ts", ""))
+        if channel.startswith("#"):  # Slack wants the id here, not the name
+            return Answer(body={"ok": False, "error": "channel_not_found"})
+        if (channel, ts) not in self.messages:
+            return Answer(body={"ok": False, "error": "message_not_found"})
+        return Answer(body={"ok": True, "channel": channel,
+                            "permalink": f"https://nordlys.slack.com/archives/{channel}/p{ts.replace('.', '')}"})
+
+    def _m_conversations_list(self, args: dict[str, Any]) -> Answer:
+        names = sorted(set(SANDBOX_CHANNELS) | {channel for channel, _ in self.messages})
+        channels = [{"id": name, "name": name, "is_channel": True, "is_member": name not in self.not_member}
+                    for name in names]
+        limit = int(args.get("limit") or 100)
+        start = int(args.get("cursor") or 0) if str(args.get("cursor") or "0").isdigit() else 0
+        more = start + limit < len(channels)
+        return Answer(body={"ok": True, "channels": channels[start:start + limit],
+                            "response_metadata": {"next_cursor": str(start + limit) if more else ""}})
+
     def _m_chat_postEphemeral(self, args: dict[str, Any]) -> Answer:
         channel = str(args.get("channel", "")).lstrip("#")
         if not args.get("user"):
@@ -201,6 +225,8 @@ class SlackApi:
             known["title"] = str(entry.get("title") or known["name"])
             recorded.append({"id": known["id"], "title": known["title"], "length": known["length"]})
         channel = str(args.get("channel_id") or args.get("channel") or "")
+        if channel.startswith("#"):  # like Slack: files.completeUploadExternal takes channel ids only
+            return Answer(body={"ok": False, "error": "channel_not_found"})
         if channel:
             message = self._record("post", channel, {"text": args.get("initial_comment") or "",
                                                      "thread_ts": args.get("thread_ts")})
