@@ -219,3 +219,57 @@ def test_severity_has_its_own_mark_and_the_dot_only_tells_the_time_left():
     head = blocks[0]["text"]["text"]
     assert head.startswith("🚨 *CRITICAL* · X mention from @angry_anna\n*🟢 respond by 14:32")
     assert text.startswith("🚨 CRITICAL X mention from @angry_anna: ")
+
+
+def test_a_dot_env_file_is_read_for_local_runs(tmp_path, monkeypatch, capsys, simple_rules_file):
+    from monitor.cli import main
+
+    monkeypatch.delenv("MENTION_MONITOR_RULES", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"MENTION_MONITOR_RULES={simple_rules_file}\n", encoding="utf-8")
+    assert main(["check-rules"]) == 0
+    assert capsys.readouterr().out.startswith(f"{simple_rules_file}: OK")
+
+
+def test_version_and_explain_choices_and_source(capsys):
+    import json
+
+    import pytest
+
+    from monitor.cli import main
+    from tests.conftest import ROOT
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("mention-monitor 0.")
+    with pytest.raises(SystemExit):
+        main(["explain", "--text", "hi", "--platform", "twitter"])
+    assert "invalid choice: 'twitter' (choose from 'x', 'facebook', 'replay')" in capsys.readouterr().err
+    assert main(["explain", "--rules", str(ROOT / "rules.yaml"), "--text", "nordlys lamp is nice", "--kind", "search",
+                 "--source", "x-search", "--json"]) == 0
+    traces = {t["name"]: t["matched"] for t in json.loads(capsys.readouterr().out)["rules"]}
+    assert traces["search-hits-need-approval"] is True  # `sources: [x-search]` can now be explained
+
+
+def test_the_wheel_ships_the_default_rules_and_the_demo_stream(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    import pytest
+
+    from tests.conftest import ROOT
+
+    for name in ("pyproject.toml", "README.md", "rules.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for name in ("monitor", "connectors", "examples"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", "dist", "."],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    if built.returncode != 0 and "bdist_wheel" not in built.stderr and "setuptools" in built.stderr:
+        pytest.skip(f"cannot fetch the build backend here: {built.stderr[-200:]}")
+    assert built.returncode == 0, built.stderr
+    names = zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).namelist()
+    assert "mention_monitor-0.1.0.data/data/share/mention-monitor/rules.yaml" in names
+    assert "mention_monitor-0.1.0.data/data/share/mention-monitor/examples/mentions.jsonl" in names

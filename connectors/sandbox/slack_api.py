@@ -46,6 +46,7 @@ class SlackApi:
         self.base_url = base_url
         self.burst = 20  # token bucket per channel: burst, then `refill_per_s` messages a second
         self.refill_per_s = 1.0
+        self._bearer = ""  # the Authorization header of the request being handled
         self._lock = threading.RLock()
         self.reset()
 
@@ -72,6 +73,7 @@ class SlackApi:
             args = {k: _parse(v) for k, v in {**request.query, **request.form_or_json()}.items()}
             if not request.headers.get("authorization", "").startswith("Bearer ") and "token" not in args:
                 return Answer(body={"ok": False, "error": "not_authed"})
+            self._bearer = request.headers.get("authorization", "")
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
             if handler is None:
                 return Answer(body={"ok": False, "error": "unknown_method", "req_method": method})
@@ -132,6 +134,12 @@ class SlackApi:
         self.log.append({**message, "op": "update"})
         return Answer(body={"ok": True, "channel": channel, "ts": ts, "text": message["text"],
                             "message": _view(message)})
+
+    def _m_apps_connections_open(self, args: dict[str, Any]) -> Answer:
+        # Socket Mode's first call; Slack takes only an app-level token (xapp-) here
+        if not str(args.get("app_token") or "").startswith("xapp-") and not self._bearer.startswith("Bearer xapp-"):
+            return Answer(body={"ok": False, "error": "not_allowed_token_type"})
+        return Answer(body={"ok": True, "url": "wss://wss-sandbox.invalid/link/?ticket=sandbox"})
 
     def _m_chat_getPermalink(self, args: dict[str, Any]) -> Answer:
         channel, ts = str(args.get("channel", "")), str(args.get("message_ts", ""))
