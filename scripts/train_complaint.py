@@ -4,7 +4,7 @@
     python scripts/train_complaint.py --write     # CV figures, then fit on all rows and write the model
 
 The model is a logistic regression over character n-gram features
-(monitor.triage_complaint.features), stacked with the cue score and sentiment by a second,
+(monitor.triage.complaint.features), stacked with the cue score and sentiment by a second,
 4-input logistic regression fitted on out-of-fold n-gram logits. Needs scikit-learn
 (a development dependency only: the shipped model is plain JSON read without it).
 """
@@ -25,9 +25,8 @@ from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.evaluate import DevRow, format_table, metrics, per_language, read_devset  # noqa: E402
 from monitor.triage import triage_with  # noqa: E402
-from monitor.triage_complaint import (  # noqa: E402
+from monitor.triage.complaint import (  # noqa: E402
     _DEFAULT_STACK,
     MODEL_PATH,
     ComplaintModel,
@@ -37,9 +36,10 @@ from monitor.triage_complaint import (  # noqa: E402
     folded_body,
     stack_inputs,
 )
-from monitor.triage_lang import detect  # noqa: E402
-from monitor.triage_lexicon import SUPPORTED_LANGUAGES  # noqa: E402
-from monitor.triage_sentiment import sentiment  # noqa: E402
+from monitor.triage.evaluate import DevRow, format_table, metrics, per_language, read_devset  # noqa: E402
+from monitor.triage.lang import detect  # noqa: E402
+from monitor.triage.lexicon import SUPPORTED_LANGUAGES  # noqa: E402
+from monitor.triage.sentiment import sentiment  # noqa: E402
 
 NGRAM_C = 4.0  # chosen by inner CV on the devset (see --sweep); larger overfits our small set
 SEED = 0

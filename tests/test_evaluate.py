@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.evaluate import DEVSET_DIR, LabelError, metrics, read_devset, read_labelled
-from monitor.triage_cli import run_eval
-from monitor.triage_complaint import CATEGORIES
+from monitor.cli.triage import run_eval
+from monitor.triage.complaint import CATEGORIES
+from monitor.triage.evaluate import DEVSET_DIR, LabelError, metrics, read_devset, read_labelled
 
 SIX = ("en", "da", "hr", "ro", "id", "zh")
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.cli.triage import run_triage
 from monitor.triage import triage, triage_many
-from monitor.triage_cli import run_triage
-from monitor.triage_complaint import CATEGORIES
+from monitor.triage.complaint import CATEGORIES
 
 ROOT = Path(__file__).resolve().parent.parent
 SIX = ("en", "da", "hr", "ro", "id", "zh")
@@ -193,7 +193,7 @@ def test_cli_triage_writes_one_json_object_per_line_in_order():
 
 def test_cli_as_a_process_reads_stdin_and_writes_stdout():
     done = subprocess.run(
-        [sys.executable, "-m", "monitor.triage_cli", "triage"],
+        [sys.executable, "-m", "monitor.cli.triage", "triage"],
         input="pesanan saya belum sampai juga, kecewa bgt\n",
         capture_output=True,
         text=True,
@@ -231,7 +231,7 @@ def test_broken_langid_cache_falls_back_to_the_packaged_model(tmp_path: Path):
     broken.mkdir(parents=True)
     (broken / "meta.json").write_text("{not json", encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "monitor.triage_cli", "triage"],
+        [sys.executable, "-m", "monitor.cli.triage", "triage"],
         input="comanda nu a ajuns\n",
         capture_output=True,
         text=True,

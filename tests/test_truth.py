@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlmodel import Session, select
 
 from monitor.model import Case
-from monitor.report import build_report
-from monitor.report_render import to_dict
+from monitor.report.kpis import build_report
+from monitor.report.render import to_dict
 from tests.test_acknowledge import fb_comment, make_daemon, replies
 from tests.test_slack_flow import thread, top_level, tweet
 
@@ -87,7 +87,7 @@ def test_the_public_x_reply_says_what_its_link_does_because_no_dm_is_sent(sandbo
 
 
 def test_the_default_rules_never_tell_an_x_customer_a_dm_was_sent(ruleset):
-    from monitor.acknowledge import template_for
+    from monitor.cases.acknowledge import template_for
     from monitor.model import Mention
 
     on_x = Mention(platform="x", kind="mention", external_id="1", lang="en")
@@ -126,7 +126,7 @@ def test_a_brand_reply_on_a_facebook_post_answers_only_the_comment_it_replies_to
 
 def test_backfilled_history_counts_in_reports_but_never_breaches_or_escalates(sandbox, db_url, simple_rules,
                                                                              simple_rules_file, clock):
-    from monitor.report_cli import backfill
+    from monitor.cli.report import backfill
 
     daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
     tweet(sandbox, clock, 1, "@nordlysshop where is my parcel? it is late", offset_s=-2 * 86400)
@@ -183,7 +183,7 @@ def test_a_messenger_customer_gets_a_message_answer_and_the_alert_offers_no_publ
     assert "mm_ack" not in buttons
     assert "followers" not in shown and "Open the post" not in shown
     assert "|Open the conversation in the Page inbox>" in shown
-    from monitor.actions import CaseActions
+    from monitor.cases.actions import CaseActions
 
     actions = CaseActions(engine=daemon.engine, rules=lambda: daemon.ruleset, clock=clock, policies=daemon.policies)
     with Session(daemon.engine) as s:
@@ -195,7 +195,7 @@ def test_a_messenger_customer_gets_a_message_answer_and_the_alert_offers_no_publ
 
 def test_a_snooze_note_shows_its_day_and_each_readers_own_time(sandbox, db_url, simple_rules, simple_rules_file,
                                                                clock):
-    from monitor.actions import CaseActions
+    from monitor.cases.actions import CaseActions
 
     daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
     tweet(sandbox, clock, 1, "@nordlysshop where is my parcel? it is late")
@@ -212,7 +212,7 @@ def test_a_snooze_note_shows_its_day_and_each_readers_own_time(sandbox, db_url, 
 def test_severity_has_its_own_mark_and_the_dot_only_tells_the_time_left():
     from dataclasses import replace
 
-    from connectors.slack_blocks import render_alert
+    from connectors.slack.blocks import render_alert
     from tests.test_slack_render import view
 
     text, blocks = render_alert(replace(view(), severity="critical", sla_seconds=1800))  # 27 of 30 min left
