@@ -40,16 +40,18 @@ def render_alert_text(view: AlertView) -> str:
     if view.grouped_count > 0:
         head = f"{badge.emoji} " + m.SLACK_GROUP_HEADLINE.format(count=view.grouped_count, rule=view.rule)
     else:
-        head = m.SLACK_HEADLINE.format(badge=badge.emoji, severity=view.severity.upper(), platform=view.platform,
-                                       kind=view.kind, author=plain(handle))
+        head = m.SLACK_HEADLINE.format(mark=m.SLACK_SEVERITY_MARKS.get(view.severity, ""),
+                                       severity=view.severity.upper(), platform=view.platform,
+                                       kind=view.kind, author=plain(handle)).strip()
     sentiment = m.SLACK_SENTIMENT_UNKNOWN if view.sentiment is None else f"{view.sentiment:+.2f}"
     cats = ", ".join(view.categories) or m.SLACK_NO_CATEGORIES
     lines = [
         m.CONSOLE_RULE,
         head.replace("*", "").replace("`", ""),
-        f"  {deadline}",
+        f"  {badge.emoji} {deadline}",
         *("  > " + plain(line) for line in view.text.splitlines() or [""]),
-        "  " + m.SLACK_AUTHOR.format(handle=plain(handle), verified=verified, followers=f"{view.author_followers:,}"),
+        "  " + m.SLACK_AUTHOR.format(handle=plain(handle), verified=verified, followers=m.SLACK_FOLLOWERS.format(
+            followers=f"{view.author_followers:,}") if view.platform == "x" else ""),
     ]
     if view.url:
         lines.append(f"  {plain(view.url)}")

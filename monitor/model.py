@@ -197,6 +197,8 @@ class Case(SQLModel, table=True):
     ack_mode: str = "off"  # auto | approve | off, decided when the case opened
     ack_text: str = ""
     dry_run: bool = False
+    # set when `backfill` opened it from history: it counts in reports, never warns, breaches or escalates
+    backfilled_at: datetime | None = _ts()
     snoozed_until: datetime | None = _ts()
     resolved_at: datetime | None = _ts()
     last_mention_at: datetime | None = _ts()

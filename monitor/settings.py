@@ -9,7 +9,10 @@ from monitor.store import DEFAULT_DATABASE_URL
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+    """The environment wins over a `.env` file in the working directory (for local runs)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_file=".env",
+                                      env_file_encoding="utf-8")
 
     database_url: str = DEFAULT_DATABASE_URL
     rules: str = Field(default="rules.yaml", validation_alias=AliasChoices("MENTION_MONITOR_RULES"))

@@ -23,7 +23,9 @@ from monitor.model import Cursor, Lease, Setting
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///mention-monitor.db"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# 1 -> 2: case.backfilled_at (nullable).  Added columns are nullable, so upgrading is adding them.
+UPGRADABLE_FROM = frozenset({"1"})
 
 
 def normalise_url(url: str) -> str:
@@ -80,8 +82,8 @@ def create_schema(engine: Engine) -> None:
 
     On PostgreSQL this runs under an advisory lock: replicas started together on a fresh
     database would otherwise race in CREATE TABLE (UniqueViolation on pg_type).
-    One schema version exists so far; when the next one ships, this is where the
-    migration step goes (see the README, "Upgrading")."""
+    An older database is upgraded in place: the columns a newer release added (all nullable)
+    are added to the existing tables (see the README, "Upgrading")."""
     with engine.connect() as conn:
         if is_postgres(engine):
             conn.execute(sa.text("select pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
@@ -92,6 +94,16 @@ def create_schema(engine: Engine) -> None:
             conn.commit()
             with Session(bind=conn) as session:
                 current = session.get(Setting, "schema_version")
+                found = current.value if current is not None else None
+            conn.commit()
+            if found in UPGRADABLE_FROM:
+                _add_missing_columns(engine)
+            with Session(bind=conn) as session:
+                current = session.get(Setting, "schema_version")
+                if current is not None and current.value in UPGRADABLE_FROM:
+                    current.value = SCHEMA_VERSION
+                    session.add(current)
+                    session.commit()
                 if current is None:
                     session.add(Setting(key="schema_version", value=SCHEMA_VERSION))
                     session.commit()
@@ -119,6 +131,23 @@ def check_writable(engine: Engine) -> None:
             conn.execute(sa.text("update setting set value = value where key = 'schema_version'"))
     except sa.exc.OperationalError as exc:
         raise DatabaseUnusable(str(exc.orig).splitlines()[0] if exc.orig else str(exc)) from exc
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """ALTER TABLE ... ADD COLUMN for each nullable column the tables lack (create_all adds none)."""
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as conn:
+        inspector = sa.inspect(conn)  # on the same connection: SQLite's write lock is already ours
+        for table in SQLModel.metadata.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                if not column.nullable:
+                    raise RuntimeError(f"cannot add the required column {table.name}.{column.name} in place")
+                kind = column.type.compile(dialect=engine.dialect)
+                guard = "IF NOT EXISTS " if is_postgres(engine) else ""  # a replica upgrading at the same time
+                conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {guard}{quote(column.name)} {kind}")
 
 
 @contextmanager

@@ -39,7 +39,9 @@ class AlertView:
     ack_mode: str = "off"  # auto | approve | off
     ack_text: str = ""  # the exact public text "Acknowledge publicly" would post
     ack_posted: bool = False
+    auto_acknowledged_at: datetime | None = None  # the bot acknowledged; no person has answered yet
     dry_run: bool = False
+    history: bool = False  # opened by `backfill` from past posts: no countdown
     mention_count: int = 1
     breached: bool = False
     grouped_count: int = 0  # >0: this is a grouped message standing for that many cases
@@ -79,7 +81,9 @@ def build_view(
         ack_mode=case.ack_mode,
         ack_text=case.ack_text,
         ack_posted=ack_posted,
+        auto_acknowledged_at=case.acknowledged_at if case.first_response_at is None else None,
         dry_run=case.dry_run,
+        history=case.backfilled_at is not None,
         mention_count=case.mention_count,
         breached=case.breached_at is not None,
     )
@@ -100,3 +104,4 @@ class OpenCaseLine:
     state: str
     slack_channel: str = ""
     slack_ts: str = ""
+    sla_seconds: int = 0  # the whole target: lists colour the time left on the same scale as the alert

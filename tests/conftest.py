@@ -132,8 +132,12 @@ grouping: {window: 2m, max_alerts: 3}
 acknowledgement: {cooldown: 24h, dry_run: false}
 templates:
   move_to_dm:
+    en: "Hi {author}, we're sorry to hear that. Please send us a DM with your order number so we can sort it out."
+    da: "Hej {author}, det er vi kede af at høre. Send os en DM med dit ordrenummer, så løser vi det."
+  move_to_dm_dm_sent:
     en: "Hi {author}, we're sorry to hear that. We've sent you a DM so we can sort it out."
-    da: "Hej {author}, det er vi kede af at høre. Vi har sendt dig en besked, så vi kan løse det."
+  move_to_dm_message:
+    en: "Hi {author}, this is the {brand} team. Could you send us your order number? We'll sort it out here."
   move_to_dm_private:
     en: "Hi {author}, this is the {brand} team about your comment. What is your order number?"
 rules:

@@ -30,8 +30,8 @@ def test_acknowledgement_past_x_daily_reply_limit_expires_and_the_thread_says_so
     assert notes == [
         "The automatic acknowledgement was not posted: X's reply limit holds it until Wed 25 Nov 10:00, and a "
         "public “sorry” after this case's response target (10:36) does more harm than good. Decide: answer by "
-        "hand, or post it with Acknowledge: “Hi @customer3, we're sorry to hear that. We've sent you a DM so we "
-        "can sort it out.”"]
+        "hand, or post it with Acknowledge: “Hi @customer3, we're sorry to hear that. Please send us a DM with "
+        "your order number so we can sort it out.”"]
     updated = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == third["ts"]][-1]
     buttons = [e["action_id"] for b in updated["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert "mm_ack" in buttons, "the team can still decide to post it"

@@ -35,16 +35,17 @@ def test_angry_danish_mention_gets_the_danish_reply_with_the_dm_handoff(sandbox,
     posted = replies(sandbox)
     assert len(posted) == 1
     assert posted[0]["in_reply_to"] == first
-    assert posted[0]["text"] == ("Hej @mettekj, det er vi kede af at høre. Vi har sendt dig en besked, "
-                                 "så vi kan løse det.")
+    assert posted[0]["text"] == ("Hej @mettekj, det er vi kede af at høre. Send os en DM med dit ordrenummer, "
+                                 "så løser vi det.")
     alert = top_level(sandbox)[0]
     notes = [m["text"] for m in thread(sandbox, alert["ts"])]
     assert any(n.startswith("Public acknowledgement posted (da)") and
                "DM hand-off: https://x.com/messages/compose?recipient_id=1600000000000000001" in n for n in notes)
     with Session(daemon.engine) as s:
         case = s.exec(select(Case)).one()
-        assert case.state == "acknowledged" and case.moved_to_dm
-        assert case.first_public_response_at is not None
+        # the bot's acknowledgement is no response by a person, and no DM came from the customer yet
+        assert case.state == "open" and not case.moved_to_dm
+        assert case.acknowledged_at is not None and case.first_response_at is None
 
 
 def test_keyword_search_hit_is_never_answered_automatically_but_can_be_approved(sandbox, db_url, simple_rules,
@@ -105,7 +106,7 @@ def test_dry_run_shows_would_post_and_posts_nothing(sandbox, db_url, simple_rule
     alert = top_level(sandbox)[0]
     notes = [m["text"] for m in thread(sandbox, alert["ts"])]
     assert notes == ["Dry run, would post publicly (en): “Hi @anna, we're sorry to hear that. "
-                     "We've sent you a DM so we can sort it out.”"]
+                     "Please send us a DM with your order number so we can sort it out.”"]
     with Session(daemon.engine) as s:
         row = s.exec(select(Outbox).where(Outbox.kind == OutboxKind.REPLY_PUBLIC)).one()
         assert row.state == "sent" and row.result == {"dry_run": True}
@@ -135,7 +136,7 @@ def test_facebook_comment_gets_one_public_and_one_private_reply(sandbox, db_url,
     alert = top_level(sandbox)[0]
     assert "Anna Berg" in str(alert["blocks"])
     with Session(daemon.engine) as s:
-        assert s.exec(select(Case)).one().moved_to_dm
+        assert not s.exec(select(Case)).one().moved_to_dm  # until the customer writes in private
 
 
 def fb_comment_case_to_approve(sandbox, db_url, rules_file, clock):

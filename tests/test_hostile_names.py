@@ -7,7 +7,8 @@ import pytest
 from tests.test_acknowledge import fb_comment, make_daemon, replies
 from tests.test_slack_flow import tweet
 
-NEUTRAL_PUBLIC = "Hi, we're sorry to hear that. We've sent you a DM so we can sort it out."
+NEUTRAL_PUBLIC = "Hi, we're sorry to hear that. We've sent you a DM so we can sort it out."  # a private reply went out
+NEUTRAL_PUBLIC_X = "Hi, we're sorry to hear that. Please send us a DM with your order number so we can sort it out."
 NEUTRAL_PRIVATE = "Hi, this is the Nordlys Shop team about your comment. What is your order number?"
 
 HOSTILE_NAMES = {
@@ -74,5 +75,6 @@ def test_x_handle_is_used_only_if_it_is_a_valid_x_username(sandbox, db_url, simp
     daemon.poll("x-mentions")
     daemon.drain()
     texts = {p["in_reply_to"]: p["text"] for p in replies(sandbox)}
-    assert texts == {good: "Hi @customer_42, we're sorry to hear that. We've sent you a DM so we can sort it out.",
-                     bad: NEUTRAL_PUBLIC}
+    assert texts == {good: "Hi @customer_42, we're sorry to hear that. Please send us a DM with your order number "
+                           "so we can sort it out.",
+                     bad: NEUTRAL_PUBLIC_X}

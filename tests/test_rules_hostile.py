@@ -92,32 +92,33 @@ def _edit(old: str, new: str) -> str:
     return SIMPLE_RULES.replace(old, new)
 
 
-WHEN = "when: {keywords_any: [invoice]}"  # rules[1], line 38
+WHEN = "when: {keywords_any: [invoice]}"  # rules[1]
+L = next(n for n, text in enumerate(SIMPLE_RULES.splitlines(), 1) if WHEN in text)  # its line
 REFUSED_EDITS = [
     pytest.param(_edit(WHEN, "when: {complaint: {min: 60}}"),
-                 ["38:29: rules[1].when.complaint.min: must be a probability between 0 and 1; got 60 "
+                 [f"{L}:29: rules[1].when.complaint.min: must be a probability between 0 and 1; got 60 "
                   "(write 0.6 for 60%)"], id="complaint-as-percent"),
     pytest.param(_edit(WHEN, "when: {sentiment: {max: -50}}"),
-                 ["38:29: rules[1].when.sentiment.max: must be a sentiment score between -1 (most negative) "
+                 [f"{L}:29: rules[1].when.sentiment.max: must be a sentiment score between -1 (most negative) "
                   "and 1 (most positive); got -50 (write -0.5 for -50%)"], id="sentiment-as-percent"),
     pytest.param(_edit(WHEN, "when: {complaint: {max: 1.5}}"),
-                 ["38:29: rules[1].when.complaint.max: must be a probability between 0 and 1; got 1.5"],
+                 [f"{L}:29: rules[1].when.complaint.max: must be a probability between 0 and 1; got 1.5"],
                  id="complaint-over-one"),
     pytest.param(_edit(WHEN, "when: {followers: {min: -10}}"),
-                 ["38:29: rules[1].when.followers.min: must be at least 0, got -10"], id="negative-followers"),
+                 [f"{L}:29: rules[1].when.followers.min: must be at least 0, got -10"], id="negative-followers"),
     pytest.param(_edit("warn_at: 0.75", "warn_at: 75"),
                  ["21:12: escalation.warn_at: must be a fraction of the SLA between 0 and 1, like 0.75; got 75 "
                   "(write 0.75 for 75%)"], id="warn-at-as-percent"),
     pytest.param(_edit("sla: 1h, business_hours", "sla: 0m, business_hours"),
-                 ["39:53: rules[1].alert.sla: must be longer than 0s"], id="zero-sla"),
+                 [f"{L + 1}:53: rules[1].alert.sla: must be longer than 0s"], id="zero-sla"),
     pytest.param(_edit(f"    {WHEN}\n", ""),
-                 ["37:5: rule 'business-hours-complaint' has no 'when', so it would match every mention; "
+                 [f"{L - 1}:5: rule 'business-hours-complaint' has no 'when', so it would match every mention; "
                   "write when: {all: []} if that is what you mean"], id="rule-without-when"),
     pytest.param(_edit(WHEN, "when: {}"),
-                 ["38:11: rules[1].when: an empty condition {} matches every mention; "
+                 [f"{L}:11: rules[1].when: an empty condition {{}} matches every mention; "
                   "write when: {all: []} if that is what you mean, or add a condition"], id="empty-when"),
     pytest.param(_edit(WHEN, "when: {any: [{keywords_any: [x]}, {}]}"),
-                 ["38:39: rules[1].when.any[1]: an empty condition {} matches every mention; "
+                 [f"{L}:39: rules[1].when.any[1]: an empty condition {{}} matches every mention; "
                   "write when: {all: []} if that is what you mean, or add a condition"], id="empty-branch"),
     pytest.param(_edit("holidays: [2026-12-24]", "holidays: [2026-02-30]"),
                  ["19:29: '2026-02-30' is not a date on the calendar (day is out of range for month); "

@@ -225,7 +225,8 @@ def test_mentions_command_lists_open_cases_and_stats(app: App) -> None:
     assert listed["response_type"] == "ephemeral"
     assert listed["text"] == "*1 open case(s), most urgent first*"
     line = listed["blocks"][1]["text"]["text"]
-    assert line == ("🟡 #1 · x @angry_anna · `urgent` · respond by 14:32, 27 min left\n"
+    # the same colour as the alert's (27 of 30 min left: green), one scale everywhere
+    assert line == ("🟢 #1 · x @angry_anna · `urgent` · respond by 14:32, 27 min left\n"
                     ">&lt;!channel&gt; where is my refund")
     stats = json.loads(command(app, "stats").body)
     assert "• Cases opened: *1*" in stats["text"] and "• Open now: *1*" in stats["text"]
@@ -275,7 +276,7 @@ def test_end_to_end_alert_then_double_claim_updates_the_message_once(app: App, e
                                  sources={}, worker="test", timezone=lambda: "Europe/Copenhagen")
     deliverer.run_once(now=NOW)
     [alert] = sandbox.slack_messages()
-    assert alert["text"] == "🟢 URGENT X mention from @angry_anna: &lt;!channel&gt; where is my refund"
+    assert alert["text"] == "URGENT X mention from @angry_anna: &lt;!channel&gt; where is my refund"
     assert [e["action_id"] for e in alert["blocks"][-1]["elements"]][:2] == ["mm_claim", "mm_ack"]
 
     click(app, "mm_claim", user=CLAIMER)

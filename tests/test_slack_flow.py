@@ -96,9 +96,14 @@ def test_warning_breach_and_escalation_each_happen_once_at_the_right_moment(sand
         daemon.sweep()
         daemon.drain()
     breaches = [m["text"] for m in thread(sandbox, alert["ts"]) if "target was missed" in m["text"]]
-    assert breaches == ["<!subteam^S0ONCALL> the response-time target was missed: due 10:30, nobody has answered yet."]
+    # each reader sees the due time in their own time zone; 10:30 Copenhagen is the fallback
+    due = int((clock.now() - timedelta(seconds=40)).timestamp())  # opened 30 min 40 s ago, a 30 min target
+    assert breaches == [f"<!subteam^S0ONCALL> the response-time target was missed: due "
+                        f"<!date^{due}^{{date_short_pretty}} {{time}}|10:30>, nobody has answered yet."]
     escalations = top_level(sandbox, "cs-escalations")
     assert len(escalations) == 1 and escalations[0]["text"].startswith("<!subteam^S0CSLEADS> escalation step 1")
+    permalink = f"https://nordlys.slack.com/archives/cs-alerts/p{alert['ts'].replace('.', '')}"
+    assert escalations[0]["text"].endswith(f"<{permalink}|Open the alert>")  # chat.getPermalink of the alert
 
     clock.advance(timedelta(minutes=31))
     daemon.sweep()

@@ -58,7 +58,7 @@ def test_alert_arrives_with_blocks_and_metadata(sandbox: Sandbox, slack: SlackNo
     posted = slack.post(channel="C0ALERTS", text=text, blocks=blocks, metadata={"case_id": "7"})
     [message] = sandbox.slack_messages()
     assert posted == PostedMessage(channel="C0ALERTS", ts=message["ts"])
-    assert message["text"] == "🟡 URGENT X mention from @angry_anna: Refund me or else"
+    assert message["text"] == "URGENT X mention from @angry_anna: Refund me or else"
     assert message["blocks"] == blocks
     assert message["metadata"] == {"event_type": "mm_alert", "event_payload": {"case_id": "7"}}
 
@@ -67,7 +67,7 @@ def test_hostile_mention_produces_no_ping_in_what_slack_received(sandbox: Sandbo
     text, blocks = slack.render_alert(alert(text="<!channel> <!here> <@U123> pay up"))
     slack.post(channel="C0ALERTS", text=text, blocks=blocks)
     [message] = sandbox.slack_messages()
-    assert message["text"] == "🟡 URGENT X mention from @angry_anna: &lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; pay up"
+    assert message["text"] == "URGENT X mention from @angry_anna: &lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; pay up"
     body = next(b for b in message["blocks"] if b["block_id"] == "mm_text")["text"]["text"]
     assert body == ">&lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; pay up"
 
@@ -175,7 +175,8 @@ SCOPES_BY_METHOD = {
     "conversations_history": {"channels:history", "groups:history"},
     "conversations_list": {"channels:read", "groups:read"},
     "files_upload_v2": {"files:write"}, "usergroups_users_list": {"usergroups:read"},
-    "views_open": set(), "views_publish": set(), "auth_test": set(),
+    "views_open": set(), "views_publish": set(), "auth_test": set(), "chat_getPermalink": set(),
+    "apps_connections_open": set(),  # called with the app-level token (connections:write), no bot scope
 }
 
 

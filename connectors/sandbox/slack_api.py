@@ -14,6 +14,10 @@ from typing import Any
 from connectors.sandbox import block_kit
 from connectors.sandbox.wire import Answer, Clock, Request
 
+# The workspace's channels (ids are the names, so recorded messages read easily); any channel
+# posted to exists too.
+SANDBOX_CHANNELS = ("cs-alerts", "cs-escalations", "cs-ops", "cs-vip", "cs-weekly", "cs-digest")
+
 
 def fault_answer(status: int) -> Answer:
     """Slack's answers for an injected fault."""
@@ -51,6 +55,7 @@ class SlackApi:
         self.base_url = base_url
         self.burst = 20  # token bucket per channel: burst, then `refill_per_s` messages a second
         self.refill_per_s = 1.0
+        self._bearer = ""  # the Authorization header of the request being handled
         self._lock = threading.RLock()
         self.reset()
 
@@ -63,6 +68,7 @@ class SlackApi:
             self.buckets: dict[str, tuple[float, float]] = {}
             self._seq = 0
             self.usergroups: dict[str, list[str]] = {}  # user group id (S...) -> member user ids
+            self.not_member: set[str] = set()  # channels the bot has not been invited to
 
     def _ts(self) -> str:
         self._seq += 1
@@ -76,6 +82,7 @@ class SlackApi:
             args = {k: _parse(v) for k, v in {**request.query, **request.form_or_json()}.items()}
             if not request.headers.get("authorization", "").startswith("Bearer ") and "token" not in args:
                 return Answer(body={"ok": False, "error": "not_authed"})
+            self._bearer = request.headers.get("authorization", "")
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
             if handler is None:
                 return Answer(body={"ok": False, "error": "unknown_method", "req_method": method})
@@ -142,6 +149,31 @@ class SlackApi:
         self.log.append({**message, "op": "update"})
         return Answer(body={"ok": True, "channel": channel, "ts": ts, "text": message["text"],
                             "message": _view(message)})
+
+    def _m_apps_connections_open(self, args: dict[str, Any]) -> Answer:
+        # Socket Mode's first call; Slack takes only an app-level token (xapp-) here
+        if not str(args.get("app_token") or "").startswith("xapp-") and not self._bearer.startswith("Bearer xapp-"):
+            return Answer(body={"ok": False, "error": "not_allowed_token_type"})
+        return Answer(body={"ok": True, "url": "wss://wss-sandbox.invalid/link/?ticket=sandbox"})
+
+    def _m_chat_getPermalink(self, args: dict[str, Any]) -> Answer:
+        channel, ts = str(args.get("channel", "")), str(args.get("message_ts", ""))
+        if channel.startswith("#"):  # Slack wants the id here, not the name
+            return Answer(body={"ok": False, "error": "channel_not_found"})
+        if (channel, ts) not in self.messages:
+            return Answer(body={"ok": False, "error": "message_not_found"})
+        return Answer(body={"ok": True, "channel": channel,
+                            "permalink": f"https://nordlys.slack.com/archives/{channel}/p{ts.replace('.', '')}"})
+
+    def _m_conversations_list(self, args: dict[str, Any]) -> Answer:
+        names = sorted(set(SANDBOX_CHANNELS) | {channel for channel, _ in self.messages})
+        channels = [{"id": name, "name": name, "is_channel": True, "is_member": name not in self.not_member}
+                    for name in names]
+        limit = int(args.get("limit") or 100)
+        start = int(args.get("cursor") or 0) if str(args.get("cursor") or "0").isdigit() else 0
+        more = start + limit < len(channels)
+        return Answer(body={"ok": True, "channels": channels[start:start + limit],
+                            "response_metadata": {"next_cursor": str(start + limit) if more else ""}})
 
     def _m_chat_postEphemeral(self, args: dict[str, Any]) -> Answer:
         channel = str(args.get("channel", "")).lstrip("#")
@@ -216,6 +248,8 @@ class SlackApi:
             known["title"] = str(entry.get("title") or known["name"])
             recorded.append({"id": known["id"], "title": known["title"], "length": known["length"]})
         channel = str(args.get("channel_id") or args.get("channel") or "")
+        if channel.startswith("#"):  # like Slack: files.completeUploadExternal takes channel ids only
+            return Answer(body={"ok": False, "error": "channel_not_found"})
         if channel:
             message = self._record("post", channel, {"text": args.get("initial_comment") or "",
                                                      "thread_ts": args.get("thread_ts")})

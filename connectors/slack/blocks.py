@@ -159,6 +159,12 @@ def format_clock(when: datetime, *, now: datetime, tz: str) -> str:
     return local.strftime("%a %d %b %H:%M")
 
 
+def slack_date(when: datetime, *, fallback: str) -> str:
+    """Slack's date formatting: each reader sees "today 14:32" / "Nov 22 14:32" in their own time
+    zone; `fallback` shows where the client cannot format."""
+    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
 def deadline_phrase(*, now: datetime, due: datetime | None, tz: str, resolved: bool = False) -> str:
     if due is None:
         return m.SLACK_DEADLINE_NONE
@@ -173,6 +179,8 @@ def deadline_phrase(*, now: datetime, due: datetime | None, tz: str, resolved: b
 def view_urgency(view: AlertView) -> Urgency:
     if view.state == "resolved":
         return DONE
+    if view.history:
+        return NONE
     # AlertView may not carry the SLA length yet; fall back to the fixed scale.
     total = getattr(view, "sla_seconds", 0) or 0
     return urgency(time_left=view.time_left, sla_total=timedelta(seconds=total) if total else None)
@@ -202,7 +210,8 @@ def _handle(view_handle: str, platform: str) -> str:
 def author_line(view: AlertView) -> str:
     verified = m.SLACK_VERIFIED_MARK if view.author_verified else ""
     handle = _handle(view.author_handle, view.platform)
-    followers = f"{view.author_followers:,}"
+    # Only X reports followers; "0 followers" on a Facebook person or a Messenger chat would be made up.
+    followers = m.SLACK_FOLLOWERS.format(followers=f"{view.author_followers:,}") if view.platform == "x" else ""
     if view.author_name and view.author_name.lstrip("@") != view.author_handle.lstrip("@"):
         name = escape_fit(view.author_name, limit=100, suffix="…")
         return m.SLACK_AUTHOR_NAMED.format(name=name, handle=handle, verified=verified, followers=followers)
@@ -220,7 +229,10 @@ def state_line(view: AlertView) -> str:
         parts.append(m.SLACK_STATE_ACKNOWLEDGED)
     if view.assignee:
         parts.append(m.SLACK_STATE_CLAIMED.format(user=user_ref(view.assignee)))
-    if view.ack_posted:
+    if view.auto_acknowledged_at is not None and view.state != "resolved":
+        parts.append(m.SLACK_STATE_AUTO_ACK.format(
+            at=format_clock(view.auto_acknowledged_at, now=view.now, tz=view.timezone)))
+    elif view.ack_posted:
         parts.append(m.SLACK_STATE_ACK_POSTED)
     if view.breached and view.state != "resolved":
         parts.append(m.SLACK_BREACHED)
@@ -260,7 +272,8 @@ def action_elements(view: AlertView) -> list[dict[str, Any]]:
         elements.append({"type": "button", "action_id": ACTION_CLAIM, "text": _plain(m.SLACK_BUTTON_CLAIM),
                          "value": value})
     grouped = view.grouped_count > 0
-    if not grouped and view.ack_text and view.ack_mode != "off" and not view.ack_posted:
+    private = view.kind == "message"  # a Messenger chat has no public side to acknowledge on
+    if not grouped and not private and view.ack_text and view.ack_mode != "off" and not view.ack_posted:
         elements.append({"type": "button", "action_id": ACTION_ACK, "text": _plain(m.SLACK_BUTTON_ACK),
                          "value": value, "style": "primary", "confirm": ack_confirm(view)})
     if not grouped:
@@ -280,7 +293,8 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
     """(fallback text, blocks) for one alert or grouped alert; both safe to send as they are."""
     badge = view_urgency(view).emoji
     resolved = view.state == "resolved"
-    deadline = deadline_phrase(now=view.now, due=view.sla_due_at, tz=view.timezone, resolved=resolved)
+    deadline = m.SLACK_DEADLINE_HISTORY if view.history else deadline_phrase(
+        now=view.now, due=view.sla_due_at, tz=view.timezone, resolved=resolved)
     platform = escape_text(PLATFORMS[view.platform].label if view.platform in PLATFORMS else view.platform.capitalize())
     severity = escape_text(view.severity.upper())
     rule = escape_text(view.rule)
@@ -290,10 +304,11 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
         headline = m.SLACK_GROUP_HEADLINE.format(count=view.grouped_count, rule=rule)
         fallback_head = m.SLACK_GROUP_FALLBACK.format(badge=badge, count=view.grouped_count, rule=rule, text="")
     else:
-        headline = m.SLACK_HEADLINE.format(badge=badge, severity=severity, platform=platform,
-                                           kind=escape_text(view.kind), author=author)
-        fallback_head = m.SLACK_ALERT_FALLBACK.format(badge=badge, severity=severity, platform=platform,
-                                                      author=author, text="")
+        mark = m.SLACK_SEVERITY_MARKS.get(view.severity, "")
+        headline = m.SLACK_HEADLINE.format(mark=mark, severity=severity, platform=platform,
+                                           kind=escape_text(view.kind), author=author).strip()
+        fallback_head = m.SLACK_ALERT_FALLBACK.format(mark=mark, severity=severity, platform=platform,
+                                                      author=author, text="").lstrip()
     fallback = fallback_head + escape_fit(view.text, limit=max(40, FALLBACK_TEXT_MAX - len(fallback_head)),
                                           suffix="…")
 
@@ -303,12 +318,14 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
     context = [author_line(view)]
     url = safe_url(view.url)
     if url:
-        context.append(f"<{url}|{m.SLACK_OPEN_POST}>")
+        label = m.SLACK_OPEN_CONVERSATION if view.kind == "message" else m.SLACK_OPEN_POST
+        context.append(f"<{url}|{label}>")
     if view.mention_count > 1:
         context.append(m.SLACK_MENTION_COUNT.format(count=view.mention_count))
 
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "block_id": "mm_head", "text": _mrkdwn(f"{headline}\n*{deadline}*")},
+        {"type": "section", "block_id": "mm_head", "text": _mrkdwn(
+            f"{headline}\n*{m.SLACK_DEADLINE_BADGED.format(badge=badge, deadline=deadline)}*")},
         {"type": "section", "block_id": "mm_text", "text": _mrkdwn(body)},
         {"type": "context", "block_id": "mm_author", "elements": [_mrkdwn(" · ".join(context))]},
         {"type": "section", "block_id": "mm_facts", "fields": [
@@ -372,7 +389,8 @@ def case_line_text(line: CaseLine, *, now: datetime, tz: str) -> str:
     left = None if line.sla_due_at is None else line.sla_due_at - now
     who = m.SLACK_CMD_LINE_WHO.format(user=user_ref(line.assignee)) if line.assignee else ""
     return m.SLACK_CMD_LINE.format(
-        badge=urgency(time_left=left).emoji, case_id=line.case_id, platform=escape_text(line.platform),
+        badge=urgency(time_left=left, sla_total=timedelta(seconds=line.sla_seconds) if line.sla_seconds else None
+                      ).emoji, case_id=line.case_id, platform=escape_text(line.platform),
         author=_handle(line.author_handle, line.platform), rule=escape_text(line.rule),
         deadline=deadline_phrase(now=now, due=line.sla_due_at, tz=tz), who=who,
         text=escape_fit(" ".join(line.text.split()), limit=200, suffix="…"),

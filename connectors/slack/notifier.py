@@ -25,6 +25,7 @@ from slack_sdk.http_retry.state import RetryState
 
 from connectors.base import AuthFailed, BadPayload, PostedMessage, RateLimited, Refused, Transient
 from connectors.slack import blocks as slack_blocks
+from monitor import messages as msg
 from monitor.clock import Clock
 from monitor.views import AlertView
 
@@ -176,6 +177,16 @@ class SlackNotifier:
             log.warning("could not look up the id of Slack channel %s: %s", channel, exc)
         return self._channel_ids.get(channel, channel)
 
+    def permalink(self, *, channel: str, ts: str) -> str:
+        """chat.getPermalink: a link to the message that opens it in Slack."""
+        channel = self.channel_id(channel)
+        with _translated("chat.getPermalink", channel, clock=self.clock):
+            return str(self.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink") or "")
+
+    def time_ref(self, when: datetime, *, fallback: str) -> str:
+        """A time every reader sees in their own time zone (Slack's <!date^...> formatting)."""
+        return slack_blocks.slack_date(when, fallback=fallback)
+
     def post_ephemeral(self, *, channel: str, user: str, text: str) -> None:
         with _translated("chat.postEphemeral", channel, clock=self.clock):
             self.client.chat_postEphemeral(channel=channel, user=user, text=text)
@@ -184,14 +195,45 @@ class SlackNotifier:
                      initial_comment: str) -> None:
         """files upload v2 (getUploadURLExternal + completeUploadExternal), all in one message."""
         uploads = [{"file": content, "filename": name, "title": title} for name, content in files]
+        channel_id = self.channel_id(channel)  # files.completeUploadExternal takes ids, never "#names"
+        if channel_id.startswith("#"):
+            raise Refused(msg.SLACK_CHANNEL_UNKNOWN.format(channel=channel))
+        channel = channel_id
         with _translated("files.uploadV2", channel, clock=self.clock):
             self.client.files_upload_v2(channel=channel, file_uploads=uploads, initial_comment=initial_comment)
+
+    def channels(self) -> dict[str, tuple[str, bool]]:
+        """Every channel the bot can see, "#name" -> (id, whether the bot is a member) (conversations.list)."""
+        found: dict[str, tuple[str, bool]] = {}
+        cursor = ""
+        with _translated("conversations.list", "", clock=self.clock):
+            for _ in range(20):
+                resp = self.client.conversations_list(types="public_channel,private_channel",
+                                                      exclude_archived=True, limit=1000, cursor=cursor or None)
+                for channel in resp.get("channels") or []:
+                    found["#" + str(channel.get("name", ""))] = (str(channel.get("id", "")),
+                                                                bool(channel.get("is_member")))
+                cursor = ((resp.get("response_metadata") or {}).get("next_cursor")) or ""
+                if not cursor:
+                    break
+        self._channel_ids.update({name: channel_id for name, (channel_id, _) in found.items()})
+        return found
 
     def check_auth(self) -> dict[str, str]:
         """auth.test: who the token is (team, bot user); raises AuthFailed when it is not valid."""
         with _translated("auth.test", "", clock=self.clock):
             resp = self.client.auth_test()
             return {k: str(resp.get(k, "")) for k in ("team", "team_id", "user", "user_id", "bot_id")}
+
+
+def check_app_token(*, token: str, base_url: str | None = None, timeout: float = 10.0) -> None:
+    """apps.connections.open with the app-level token: what Socket Mode does first (raises AuthFailed)."""
+    kwargs: dict[str, Any] = {"token": token, "timeout": timeout}
+    if base_url:
+        kwargs["base_url"] = api_base_url(base_url)
+    client = WebClient(**kwargs)
+    with _translated("apps.connections.open", "", clock=Clock()):
+        client.apps_connections_open(app_token=token)
 
 
 @contextmanager

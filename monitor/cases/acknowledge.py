@@ -64,14 +64,36 @@ def render(ruleset: Ruleset, *, template: str, mention: Mention, policy: Any, ag
         "author": author, "brand": ruleset.brand.name, "eta": "", "agent": agent, "dm_link": dm_link})
 
 
+# Variants of a rule's template, picked by what really happens (docs/rules.md, "Templates"):
+DM_SENT_SUFFIX = "_dm_sent"  # the public reply when a private message really goes out with it
+MESSAGE_SUFFIX = "_message"  # the answer to a private message (Messenger): no comment, no hand-off
+
+
+def sends_dm(*, policy: Any, mention: Mention, private_template: str | None) -> bool:
+    """Whether a private message goes out beside the public reply (a Facebook private reply to a comment).
+    On X the reply only carries a link to write to us: X lets a brand DM only people who allow it."""
+    return bool(private_template) and policy is not None and mention.kind in policy.private_kinds
+
+
+def template_for(ruleset: Ruleset, *, template: str, mention: Mention, dm_sent: bool) -> str | None:
+    """The template whose words are true for this mention; None when there is nothing true to say."""
+    if mention.kind == "message":
+        name = template + MESSAGE_SUFFIX
+        return name if name in ruleset.templates else None
+    if dm_sent and template + DM_SENT_SUFFIX in ruleset.templates:
+        return template + DM_SENT_SUFFIX
+    return template
+
+
 def plan(
     session: Session, *, ruleset: Ruleset, case: Case, mention: Mention, mode: str, template: str | None,
     policy: Any, now: datetime, dry_run: bool, private_template: str | None = None,
 ) -> Plan:
+    if template:
+        template = template_for(ruleset, template=template, mention=mention,
+                                dm_sent=sends_dm(policy=policy, mention=mention, private_template=private_template))
     if not template:
         return Plan(mode="off", text="", lang="", queued=False)
-    if mention.kind == "message" and private_template:
-        template = private_template  # in a private conversation the answer IS the DM: no "we've sent you a DM"
     text, lang = render(ruleset, template=template, mention=mention, policy=policy)
     case.ack_text = text
     reason = ""
@@ -160,8 +182,8 @@ def queue(
         session, kind=kind, dedup_key=ack_key(mention),
         case_id=case.id, mention_id=mention.id, platform=mention.platform, target=mention.external_id,
         payload={**base, "text": text}, now=now, author_id=mention.author_id)
-    if queued and kind == OutboxKind.REPLY_PUBLIC and private_template and policy is not None \
-            and mention.kind in policy.private_kinds:
+    if queued and kind == OutboxKind.REPLY_PUBLIC and private_template \
+            and sends_dm(policy=policy, mention=mention, private_template=private_template):
         private_text, _ = render(ruleset, template=private_template, mention=mention, policy=policy)
         outbox.add(session, kind=OutboxKind.REPLY_PRIVATE, dedup_key=f"private:{mention.platform}:{mention.external_id}",
                    case_id=case.id, mention_id=mention.id, platform=mention.platform, target=mention.external_id,
@@ -291,13 +313,14 @@ class ReplyDeliverer:
             if case is None:
                 return
             if not dry_run:
-                case.first_public_response_at = case.first_public_response_at or now
-                case.first_response_at = case.first_response_at or now
                 case.acknowledged_at = case.acknowledged_at or now
-                if case.state == CaseState.OPEN:
-                    case.state = CaseState.ACKNOWLEDGED
-                if private or (result is not None and result.dm_link):
-                    case.moved_to_dm = True
+                # The bot's own acknowledgement is not a response: the countdown runs on until a person
+                # answers, and the case moves to DM only when the customer writes in private.
+                if payload.get("actor", "") != "auto":
+                    case.first_public_response_at = case.first_public_response_at or now
+                    case.first_response_at = case.first_response_at or now
+                    if case.state == CaseState.OPEN:
+                        case.state = CaseState.ACKNOWLEDGED
                 s.add(case)
                 s.add(Event(case_id=case.id or 0, at=now, kind="private_sent" if private else "ack_posted",
                             actor=payload.get("actor", ""), detail={"external_id": result.external_id if result else ""}))

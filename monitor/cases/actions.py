@@ -149,8 +149,10 @@ class CaseActions:
                     return ActionOutcome(ok=True, changed=False, message="this conversation was already acknowledged")
             else:
                 digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]  # same text twice: one reply
+                # a Messenger chat is answered in the chat: it has no public side
+                kind_sent = OutboxKind.REPLY_PRIVATE if mention.kind == "message" else OutboxKind.REPLY_PUBLIC
                 queued = outbox.add(
-                    s, kind=OutboxKind.REPLY_PUBLIC, dedup_key=f"reply:{case_id}:{digest}",
+                    s, kind=kind_sent, dedup_key=f"reply:{case_id}:{digest}",
                     case_id=case_id, mention_id=mention.id, platform=mention.platform,
                     target=mention.external_id, now=now, author_id=mention.author_id,
                     payload={"target": acknowledge.target_payload(mention), "text": body, "lang": mention.lang,
@@ -179,8 +181,10 @@ class CaseActions:
                 .where(Case.state != CaseState.RESOLVED).order_by(Case.sla_due_at)
             ).all()
         return [OpenCaseLine(case_id=c.id or 0, platform=c.platform, author_handle=c.author_handle, text=m.text,
-                             rule=c.rule, severity=c.severity, sla_due_at=c.sla_due_at, assignee=c.assignee,
-                             state=c.state, slack_channel=c.slack_channel, slack_ts=c.slack_ts) for c, m in rows]
+                             rule=c.rule, severity=c.severity, assignee=c.assignee,
+                             sla_due_at=None if c.backfilled_at else c.sla_due_at,  # history has no countdown
+                             state=c.state, slack_channel=c.slack_channel, slack_ts=c.slack_ts,
+                             sla_seconds=c.sla_seconds) for c, m in rows]
 
     def stats_today(self) -> dict[str, str]:
         from zoneinfo import ZoneInfo

@@ -22,7 +22,18 @@ from sqlmodel import Session, select
 from connectors.platforms import Platform
 from monitor.cases import acknowledge, sla
 from monitor.delivery import notes, outbox
-from monitor.model import Case, CaseState, Event, Mention, NewMention, OutboxKind, Score
+from monitor.model import (
+    PUBLIC_KINDS,
+    Case,
+    CaseState,
+    Event,
+    Mention,
+    NewMention,
+    Outbox,
+    OutboxKind,
+    OutboxState,
+    Score,
+)
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
 from monitor.store import reserve_ids, set_cursor, transaction
 from monitor.triage import triage_many
@@ -86,8 +97,12 @@ def ingest(
     policies: Mapping[str, ReplyPolicy] | None = None,
     dry_run: bool = False,
     triage_fn: TriageFn = triage_many,
+    history: bool = False,
 ) -> IngestResult:
-    """Store one fetched page and everything it causes; advance `source`'s cursor with it."""
+    """Store one fetched page and everything it causes; advance `source`'s cursor with it.
+
+    `history` (backfill): the cases it opens are past, counted in reports, never warned about,
+    breached or escalated."""
     result = IngestResult(source=source, fetched=len(batch))
     with transaction(engine) as session:
         fresh = _new_only(session, batch)
@@ -108,7 +123,7 @@ def ingest(
             result.duplicates += len(fresh) - len(rows)
             result.stored_ids = [r.id for r in rows if r.id is not None]
             _CaseBuilder(session, ruleset=ruleset, now=now, policies=policies or {}, dry_run=dry_run,
-                         result=result).run(rows, decisions_by_key={
+                         result=result, history=history).run(rows, decisions_by_key={
                              (m.platform, m.external_id): d for m, d in zip(fresh, decisions, strict=True)})
         if cursor is not None:
             set_cursor(session, source, cursor, now=now)
@@ -198,8 +213,9 @@ class _CaseBuilder:
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
-        dry_run: bool, result: IngestResult,
+        dry_run: bool, result: IngestResult, history: bool = False,
     ) -> None:
+        self.history = history
         self.s = session
         self.rules = ruleset
         self.now = now
@@ -257,6 +273,8 @@ class _CaseBuilder:
         if row.from_brand:
             self._brand_answered(row)
             return None
+        if row.kind == "message":
+            self._customer_wrote_privately(row)
         if decision.dropped:
             self.result.dropped += 1
             return None
@@ -291,6 +309,7 @@ class _CaseBuilder:
                                   business_hours=self.rules.business_hours if alert.business_hours else None),
             last_mention_at=row.created_at, mention_count=1,
             dry_run=self.dry_run or bool(getattr(alert, "dry_run", False)),
+            backfilled_at=self.now if self.history else None,
         )
         case.id = self._next_case_id()  # the case id names its outbox rows; the cases are flushed together
         self.s.add(case)
@@ -394,8 +413,12 @@ class _CaseBuilder:
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
     def _brand_answered(self, row: Mention) -> None:
-        """A reply by the brand account on the platform counts as the case's first response."""
-        for case in self.by_conversation.get((row.platform, row.conversation_id), []):
+        """A reply by the brand account on the platform counts as the case's first response, unless
+        it is one we posted ourselves (the bot's acknowledgement is no response by a person)."""
+        cases = self.by_conversation.get((row.platform, row.conversation_id), [])
+        if row.external_id in self._posted_by_us([c.id for c in cases if c.id is not None]):
+            return
+        for case in self._answered_by(row, cases):
             if case.state == CaseState.RESOLVED or case.first_response_at is not None:
                 continue
             when = min(row.created_at or self.now, self.now)
@@ -410,6 +433,42 @@ class _CaseBuilder:
                        case_id=case.id, mention_id=row.id, target=case.channel,
                        payload=notes.RespondedOnPlatform(mention_id=row.id).payload(), now=self.now)
             outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
+
+    def _answered_by(self, row: Mention, cases: Sequence[Case]) -> list[Case]:
+        """The case whose mention the brand's reply answers (its parent), not every case of the post or
+        thread; a reply to the post itself answers a case only when the post has just one waiting."""
+        parent = self.s.exec(select(Mention.id, Mention.case_id).where(
+            Mention.platform == row.platform, Mention.external_id == row.parent_id)).first() if row.parent_id else None
+        if parent is not None and (parent[1] is not None or any(c.first_mention_id == parent[0] for c in cases)):
+            return [c for c in cases if c.id == parent[1] or c.first_mention_id == parent[0]]
+        if row.parent_id and row.parent_id != row.conversation_id:
+            return []  # it answers someone who has no case
+        waiting = [c for c in cases if c.state != CaseState.RESOLVED and c.first_response_at is None]
+        return waiting if len(waiting) == 1 else []
+
+    def _posted_by_us(self, case_ids: Sequence[int]) -> set[str]:
+        """Platform ids of the replies our outbox posted for these cases."""
+        if not case_ids:
+            return set()
+        results = self.s.exec(select(Outbox.result).where(
+            Outbox.case_id.in_(case_ids), Outbox.kind.in_(list(PUBLIC_KINDS)),
+            Outbox.state == OutboxState.SENT)).all()
+        return {str(r.get("external_id")) for r in results if r and r.get("external_id")}
+
+    def _customer_wrote_privately(self, row: Mention) -> None:
+        """A private message after a hand-off: the customer really moved to DM."""
+        if row.created_at is None:
+            return
+        handed_off = self.s.exec(select(Case).where(
+            Case.platform == row.platform, Case.author_id == row.author_id, Case.conversation_id != row.conversation_id,
+            Case.acknowledged_at.is_not(None), Case.acknowledged_at <= row.created_at,
+            Case.moved_to_dm.is_(False))).all()
+        for case in handed_off:
+            case.moved_to_dm = True
+            case.customer_dm_at = row.created_at
+            self.s.add(case)
+            assert case.id is not None
+            self.s.add(Event(case_id=case.id, at=self.now, kind="customer_dm", detail={"mention_id": row.id}))
 
     # ------------------------------------------------------------------ acknowledgement
 

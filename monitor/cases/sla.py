@@ -69,6 +69,7 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
                 Case.state.in_([CaseState.OPEN, CaseState.SNOOZED]),
                 Case.first_response_at.is_(None),
                 Case.sla_due_at.is_not(None),
+                Case.backfilled_at.is_(None),  # history: nobody is paged about the past
             ).order_by(Case.sla_due_at)
         ).all()
         updates = 0

@@ -15,13 +15,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from connectors.platforms import PLATFORMS
 from monitor import messages as msg
 from monitor.rules import RulesError, load_rules
 from monitor.settings import Settings
 
 log = logging.getLogger("monitor")
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "mentions.jsonl"
+
+
+def shipped(relative: str) -> Path | None:
+    """A file the project ships: beside the source tree, or where `pip install` put it (share/mention-monitor)."""
+    for root in (Path(__file__).resolve().parents[2], Path(sys.prefix) / "share" / "mention-monitor"):
+        if (root / relative).is_file():
+            return root / relative
+    return None
+
+
+EXAMPLES = shipped("examples/mentions.jsonl")
 # Modules that add their own subcommands through register(subparsers), when present.
 PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor")
 
@@ -36,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
     parser = argparse.ArgumentParser(prog="mention-monitor", description=__doc__.splitlines()[0])
+    try:
+        installed = version("mention-monitor")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        installed = "unknown"
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed}")
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="run the daemon")
@@ -60,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="show the triage of a text and why each rule matched or not")
     explain.add_argument("--text", required=True)
     explain.add_argument("--rules")
-    explain.add_argument("--platform", default="x")
-    explain.add_argument("--kind", default="mention")
+    explain.add_argument("--platform", default="x", choices=list(PLATFORMS))
+    explain.add_argument("--kind", default="mention",
+                         choices=sorted({kind for p in PLATFORMS.values() for kind in p.kinds}))
+    explain.add_argument("--source", default="", help="the source name in rules.yaml (for `sources:` conditions)")
     explain.add_argument("--followers", type=int, default=0)
     explain.add_argument("--verified", action="store_true")
     explain.add_argument("--lang", default="", help="the platform's language hint")
@@ -96,7 +116,8 @@ def _setup_logging(level: str) -> None:
 
 def _load_rules_or_exit(path: str) -> Any:
     if not Path(path).exists():
-        print(msg.CLI_NO_RULES_FILE.format(path=path), file=sys.stderr)
+        default = shipped("rules.yaml")
+        print(msg.CLI_NO_RULES_FILE.format(path=path, default=default or "rules.yaml"), file=sys.stderr)
         raise SystemExit(1)
     try:
         return load_rules(path)
@@ -125,7 +146,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         mentions_brand = bool(handle) and f"@{handle}" in args.text.lower()
     facts = MentionFacts(platform=args.platform, kind=args.kind, text=args.text, lang=score.lang,
                          sentiment=score.sentiment, complaint=score.complaint, categories=score.categories,
-                         followers=args.followers, verified=args.verified, mentions_brand=mentions_brand)
+                         followers=args.followers, verified=args.verified, mentions_brand=mentions_brand,
+                         source=args.source)
     traces = explain(ruleset, facts)
     if args.json:
         print(json.dumps({"lang": score.lang, "sentiment": score.sentiment, "complaint": score.complaint,
@@ -194,9 +216,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                           page_name=brand.handles.facebook or brand.name).start()
         sandbox_url = sandbox.url
         print(msg.CLI_SANDBOX_STARTED.format(url=sandbox_url), flush=True)
-        seed = args.seed or (str(EXAMPLES) if EXAMPLES.exists() else None)
+        seed = args.seed or (str(EXAMPLES) if EXAMPLES else None)
         if seed:
             sandbox.play(load_seed(seed), speed=args.speed)
+        else:
+            print(msg.CLI_SANDBOX_NO_SEED, file=sys.stderr)
     from monitor.store import DatabaseUnusable
 
     try:

@@ -58,6 +58,9 @@ def run_checks(*, settings: Settings, rules_path: str, db_url: str, sandbox_url:
     checks.append(rules_check)
     checks.append(_database(db_url))
     checks.append(_slack(settings, sandbox_url))
+    checks.append(_socket_mode(settings, sandbox_url))
+    if ruleset is not None and (sandbox_url or settings.slack_bot_token.get_secret_value()):
+        checks.append(_channels(settings, ruleset, sandbox_url))
     platforms = {s.platform for s in ruleset.sources} if ruleset is not None else {"x", "facebook"}
     checks.append(_x(settings, ruleset, sandbox_url) if "x" in platforms
                   else _ok("x", msg.DOCTOR_UNUSED.format(platform="X")))
@@ -121,7 +124,7 @@ def _database(url: str) -> Check:
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table("setting"):
-                return _fail("database", msg.DOCTOR_DB_NO_SCHEMA.format(url=shown), msg.DOCTOR_DB_NO_SCHEMA_FIX)
+                return _warn("database", msg.DOCTOR_DB_NO_SCHEMA.format(url=shown))
             found = conn.execute(sa.text("select value from setting where key = 'schema_version'")).scalar()
     except sa.exc.SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -160,6 +163,47 @@ def _slack(settings: Settings, sandbox_url: str) -> Check:
         return _ok("slack", msg.DOCTOR_SLACK_OK.format(user=who.get("user", ""), team=who.get("team", "")))
 
     return _token_check("slack", "SLACK_BOT_TOKEN", call)
+
+
+def _socket_mode(settings: Settings, sandbox_url: str) -> Check:
+    from monitor.runtime.wiring import SANDBOX_TOKEN
+
+    token = "xapp-" + SANDBOX_TOKEN if sandbox_url else settings.slack_app_token.get_secret_value()
+    if not token:
+        return _warn("socket mode", msg.DOCTOR_SOCKET_MISSING)
+
+    def call() -> Check:
+        from connectors.slack.notifier import check_app_token
+
+        check_app_token(token=token, base_url=sandbox_url or None)
+        return _ok("socket mode", msg.DOCTOR_SOCKET_OK)
+
+    return _token_check("socket mode", "SLACK_APP_TOKEN", call)
+
+
+def _channels(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
+    """Every channel rules.yaml names resolves to a channel, and the bot is in it."""
+    from monitor.runtime.wiring import SANDBOX_TOKEN
+
+    token = "xoxb-" + SANDBOX_TOKEN if sandbox_url else settings.slack_bot_token.get_secret_value()
+
+    def call() -> Check:
+        from connectors.slack.notifier import SlackNotifier
+
+        seen = SlackNotifier(token=token, base_url=sandbox_url or None, timeout=10).channels()
+        by_id = {channel_id: (name, member) for name, (channel_id, member) in seen.items()}
+        problems = []
+        for alias, channel in sorted(ruleset.channels.items()):
+            name, member = seen.get(channel) or by_id.get(channel) or ("", False)
+            if not name:
+                problems.append(msg.DOCTOR_CHANNEL_UNKNOWN.format(channel=channel, alias=alias))
+            elif not member:
+                problems.append(msg.DOCTOR_CHANNEL_NOT_MEMBER.format(channel=channel, alias=alias))
+        if problems:
+            return _fail("channels", "; ".join(problems), msg.DOCTOR_CHANNELS_FIX)
+        return _ok("channels", msg.DOCTOR_CHANNELS_OK.format(channels=", ".join(sorted(set(ruleset.channels.values())))))
+
+    return _token_check("channels", "SLACK_BOT_TOKEN", call)
 
 
 def _x(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:

@@ -127,7 +127,8 @@ def backfill(
 ) -> list[BackfillCount]:
     """Fetch each X/Facebook source back to `since` and ingest it; returns what happened per source.
 
-    Cases opened from history are dry runs: nothing is posted publicly for old posts."""
+    Cases opened from history are dry runs (nothing is posted publicly for old posts) and history:
+    they count in reports and never warn, breach or escalate."""
     from monitor.cases import pipeline
     from monitor.runtime.daemon import policy_for
 
@@ -158,7 +159,7 @@ def backfill(
                     count.fetched += len(page.mentions)
                     count.older += len(page.mentions) - len(fresh)
                     result = pipeline.ingest(engine, source=name, batch=fresh, cursor=None, ruleset=ruleset, now=now,
-                                             policies=policies, dry_run=True)
+                                             policies=policies, dry_run=True, history=True)
                     count.stored += result.stored
                     count.duplicates += result.duplicates
                     progress.update(task, completed=count.fetched)

@@ -59,10 +59,13 @@ def clock(when: datetime | None, timezone: str) -> str:
     return when.astimezone(ZoneInfo(timezone)).strftime("%H:%M")
 
 
-def _day_clock(when: datetime, *, now: datetime, timezone: str) -> str:
-    """14:32 today, "Wed 25 Nov 14:32" another day."""
+def day_clock(when: datetime, *, now: datetime, timezone: str) -> str:
+    """14:32 today, "Wed 25 Nov 14:32" another day, in the team's time zone."""
     local, today = when.astimezone(ZoneInfo(timezone)), now.astimezone(ZoneInfo(timezone))
     return local.strftime("%H:%M") if local.date() == today.date() else local.strftime("%a %d %b %H:%M")
+
+
+TimeRef = Callable[..., str]  # (when, fallback=...) -> how the notifier shows a time, e.g. Slack's <!date^...>
 
 
 class NoteKind(enum.StrEnum):
@@ -324,6 +327,14 @@ class _Context:
     escape: Callable[[str], str]
     now: datetime
     timezone: str
+    time_ref: TimeRef | None = None
+
+    def at(self, when: datetime | None) -> str:
+        """A time as each reader should see it: the notifier's own form (Slack: in their time zone)."""
+        if when is None:
+            return "-"
+        shown = day_clock(when, now=self.now, timezone=self.timezone)
+        return self.time_ref(when, fallback=shown) if self.time_ref is not None else shown
 
     def mention(self, mention_id: int | None) -> Mention | None:
         return self.session.get(Mention, mention_id) if mention_id else None
@@ -372,7 +383,7 @@ def _warning(n: SlaWarning, c: _Context) -> str:
 
 def _breach(n: Breach, c: _Context) -> str:
     case = c.case(n.case_id)
-    return msg.THREAD_BREACH.format(who=_who(n.who), due=clock(case.sla_due_at if case else None, c.timezone))
+    return msg.THREAD_BREACH.format(who=_who(n.who), due=c.at(case.sla_due_at if case else None))
 
 
 def _escalation(n: Escalation, c: _Context) -> str:
@@ -391,7 +402,7 @@ _TEAM_TEMPLATES = {NoteKind.CLAIMED: msg.THREAD_CLAIMED, NoteKind.ACKNOWLEDGED: 
 
 
 def _team_action(n: TeamAction, c: _Context) -> str:
-    until = clock(datetime.fromisoformat(n.until), c.timezone) if n.until else ""
+    until = c.at(datetime.fromisoformat(n.until)) if n.until else ""
     return _TEAM_TEMPLATES[n.action].format(user=slack_ref(n.user), until=until)
 
 
@@ -409,11 +420,11 @@ def _ack_expired(n: AckExpired, c: _Context) -> str:
     if n.held:
         platform = n.platform.upper() if n.platform == "x" else n.platform
         reason = msg.THREAD_ACK_EXPIRED_HELD.format(
-            platform=platform, until=_day_clock(datetime.fromisoformat(n.held), now=c.now, timezone=c.timezone))
+            platform=platform, until=day_clock(datetime.fromisoformat(n.held), now=c.now, timezone=c.timezone))
     else:
         reason = msg.THREAD_ACK_EXPIRED_LATE
     return msg.THREAD_ACK_EXPIRED.format(
-        reason=reason, due=_day_clock(datetime.fromisoformat(n.due), now=c.now, timezone=c.timezone),
+        reason=reason, due=day_clock(datetime.fromisoformat(n.due), now=c.now, timezone=c.timezone),
         text=c.escape(n.text))
 
 
@@ -458,8 +469,10 @@ RENDERERS: dict[NoteKind, Renderer] = {
 
 def compose(
     session: Session, payload: dict[str, Any], *, escape: Callable[[str], str], now: datetime, timezone: str,
+    time_ref: TimeRef | None = None,
 ) -> str:
     """The words of the note an outbox payload holds (raises Refused for a payload it cannot word)."""
     note = parse(payload)
     kind = note.action if isinstance(note, TeamAction) else note.kind
-    return RENDERERS[kind](note, _Context(session=session, escape=escape, now=now, timezone=timezone))
+    context = _Context(session=session, escape=escape, now=now, timezone=timezone, time_ref=time_ref)
+    return RENDERERS[kind](note, context)

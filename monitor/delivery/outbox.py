@@ -467,8 +467,12 @@ class Deliverer:
             channel = case.slack_channel
         else:
             channel = row.target
+        payload = row.payload
+        if payload.get("note") == "escalation" and not payload.get("permalink"):
+            payload = {**payload, "permalink": self._permalink(payload.get("case_id"))}
         with transaction(self.engine) as s:
-            text = compose(s, row.payload, escape=self.notifier.escape, now=now, timezone=self.timezone())
+            text = compose(s, payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
+                           time_ref=getattr(self.notifier, "time_ref", None))
         posted = None
         metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_id": str(row.id)}}
         if row.kind == OutboxKind.CHANNEL and row.attempts > 1:
@@ -481,6 +485,22 @@ class Deliverer:
                 self.pacer.learn(channel, posted.channel)
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
                result={"channel": posted.channel, "ts": posted.ts})
+
+
+    def _permalink(self, case_id: int | None) -> str:
+        """The link to a case's alert (chat.getPermalink), or "" when there is none to give."""
+        get = getattr(self.notifier, "permalink", None)
+        with transaction(self.engine) as s:
+            case = s.get(Case, case_id) if case_id else None
+            if case is not None and not case.slack_ts and case.grouped_into:
+                case = s.get(Case, case.grouped_into)  # a grouped case's alert is its group's message
+        if get is None or case is None or not case.slack_ts:
+            return ""
+        try:
+            return str(get(channel=case.slack_channel, ts=case.slack_ts))
+        except ConnectorError as exc:
+            log.warning("no link to the alert of case %s: %s", case_id, exc)
+            return ""
 
 
 class _Paced(Exception):

@@ -8,6 +8,9 @@ charts.py do).  Which rows count where:
 - breaches and resolutions: those that happened in [since, until);
 - acknowledgements: public replies sent in [since, until), dry runs excluded.
 
+The first response is the first reply by a person (from Slack or typed on the platform); the bot's
+automatic acknowledgement is its own figure and never meets an SLA.
+
 SLA attainment is judged as of `until`: met = first response at or before the due time;
 missed = answered late, or still unanswered when the due time has passed; a case still
 unanswered before its due time is not counted either way.
@@ -107,9 +110,11 @@ class Report:
     repeat_customers: tuple[tuple[str, int], ...]  # (author, cases), authors with more than one case
     top_categories: tuple[tuple[str, int], ...]
     top_keywords: tuple[tuple[str, int], ...]
-    moved_to_dm: int
+    moved_to_dm: int  # cases whose customer wrote in private after the hand-off
     acks_auto: int
     acks_approved: int
+    auto_acknowledged: int = 0  # cases the bot acknowledged before any person answered
+    auto_ack_median_s: float | None = None
 
     @property
     def moved_to_dm_percent(self) -> float | None:
@@ -154,6 +159,11 @@ def build_report(
         for c in cases if c.first_response_at is not None and c.opened_at is not None and c.first_response_at < until
     )
     seconds = sorted(r.seconds for r in responses)
+    # Human acknowledgements set the first response at the same moment; the bot's come before it, or alone.
+    auto_acked = sorted(
+        (c.acknowledged_at - c.opened_at).total_seconds() for c in cases
+        if c.acknowledged_at is not None and c.opened_at is not None and c.acknowledged_at < until
+        and (c.first_response_at is None or c.acknowledged_at < c.first_response_at))
 
     verdicts = [(c, _verdict(c, until=until)) for c in cases]
     judged = [(c, v) for c, v in verdicts if v is not None]
@@ -210,6 +220,7 @@ def build_report(
         repeat_customers=repeat, top_categories=_ranked(categories.items())[:TOP_N],
         top_keywords=keywords, moved_to_dm=sum(1 for c in cases if c.moved_to_dm),
         acks_auto=auto, acks_approved=len(real) - auto,
+        auto_acknowledged=len(auto_acked), auto_ack_median_s=_tenths(percentile(auto_acked, 50)),
     )
 
 

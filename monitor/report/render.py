@@ -37,6 +37,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                   "moved_to_dm": report.moved_to_dm, "moved_to_dm_percent": report.moved_to_dm_percent},
         "first_response": {"answered": len(report.responses), "median_seconds": report.first_response_median_s,
                            "p90_seconds": report.first_response_p90_s},
+        "auto_acknowledgement": {"cases": report.auto_acknowledged, "median_seconds": report.auto_ack_median_s},
         "sla": {"overall": _att(report.sla_overall), "by_rule": [_att(a) for a in report.sla_by_rule],
                 "by_assignee": [_att(a) for a in report.sla_by_assignee],
                 "by_day": [_att(a) for _, a in report.sla_by_day]},
@@ -72,6 +73,7 @@ def to_csv(report: Report) -> str:
                         ("resolved", report.resolved), ("moved_to_dm", report.moved_to_dm),
                         ("first_response_median_s", _num(report.first_response_median_s)),
                         ("first_response_p90_s", _num(report.first_response_p90_s)),
+                        ("auto_acknowledged", report.auto_acknowledged),
                         ("acks_automatic", report.acks_auto), ("acks_approved", report.acks_approved)):
         writer.writerow(["cases", name, value])
     for section, atts in (("sla", (report.sla_overall,)), ("sla_rule", report.sla_by_rule),
@@ -111,6 +113,8 @@ def render_tables(report: Report, *, console: Console) -> None:
         ("Cases opened", str(report.cases_opened)),
         ("First response, median", _dur(report.first_response_median_s)),
         ("First response, 90th percentile", _dur(report.first_response_p90_s)),
+        ("Acknowledged automatically (not a response)",
+         f"{report.auto_acknowledged} (median {_dur(report.auto_ack_median_s)})"),
         ("Within target (SLA)", f"{_pct(report.sla_overall.percent)} "
                                 f"({report.sla_overall.met} of {report.sla_overall.counted})"),
         ("Breaches", str(report.breaches)),
