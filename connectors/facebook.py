@@ -88,6 +88,7 @@ class FacebookSource:
         self.api_version = api_version
         self.page_size = page_size
         self._usage: dict[str, Any] = {}
+        self._conversations: dict[str, str] = {}  # person id -> conversation id, for webhook messages
         session = requests.Session()
         mount_platform(session, hosts=GRAPH_HOSTS, base_url=base_url, timeout=timeout)
         session.hooks["response"].append(self._on_response)
@@ -347,6 +348,19 @@ class FacebookSource:
         if "message_id" not in result:
             raise BadPayload(msg.FACEBOOK_BAD_PAYLOAD.format(what=what, detail="no message_id in the answer"))
         return ReplyResult(external_id=str(result["message_id"]))
+
+    def conversation_of(self, person_id: str) -> str:
+        """The Messenger conversation with a person (webhook events name only the person); cached."""
+        if person_id not in self._conversations:
+            found = self._get("a Messenger conversation", f"{self.page_id}/conversations", platform="messenger",
+                              user_id=person_id, fields="id")
+            ids = [str(c.get("id", "")) for c in found.get("data") or []]
+            if not ids:
+                return ""
+            self._conversations[person_id] = ids[0]
+            if len(self._conversations) > CURSOR_ENTRIES_KEPT:
+                self._conversations.pop(next(iter(self._conversations)))
+        return self._conversations[person_id]
 
     def check_auth(self) -> dict[str, str]:
         """GET /{page-id} with the Page token: which Page it opens (doctor)."""

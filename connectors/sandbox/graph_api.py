@@ -17,6 +17,7 @@ import threading
 from typing import Any
 from urllib.parse import urlencode
 
+from connectors.sandbox.webhooks import WebhookSender
 from connectors.sandbox.wire import Answer, Clock, Request, iso_graph, parse_time
 
 PRIVATE_REPLY_WINDOW_S = 7 * 24 * 3600
@@ -90,6 +91,7 @@ class GraphApi:
         self.late_wakes_post = True
         self.same_second_messages = False
         self._late_due = 0.0
+        self.webhooks = WebhookSender()  # Page webhooks to the daemon, once configured with its URL
         self._lock = threading.RLock()
         self.reset()
 
@@ -154,6 +156,12 @@ class GraphApi:
         # Graph's updated_time is when the activity happened: a backdated comment still wakes its post
         # (unless the switch says that a late-visible one does not)
         post["_updated"] = max(post["_updated"], epoch, now if not late or self.late_wakes_post else epoch)
+        self.webhooks.send({"object": "page", "entry": [{"id": self.page["id"], "time": int(now), "changes": [{
+            "field": "feed", "value": {
+                "from": dict(author), "post": {"id": post_id, "status_type": "added_photos", "is_published": True},
+                "message": comment["message"], "post_id": post_id, "comment_id": comment_id,
+                "created_time": int(epoch), "item": "comment", "parent_id": parent_id or post_id,
+                "verb": "add"}}]}]}, event_id=comment_id)
         return comment_id
 
     def _late_share_due(self) -> bool:
@@ -204,6 +212,11 @@ class GraphApi:
         conv["_updated"] = max(conv["_updated"], epoch, now)
         if author["id"] != self.page["id"]:
             conv["_last_customer"] = max(conv["_last_customer"] or 0.0, epoch)
+            self.webhooks.send({"object": "page", "entry": [{"id": self.page["id"], "time": int(now * 1000),
+                                "messaging": [{"sender": {"id": author["id"]}, "recipient": {"id": self.page["id"]},
+                                               "timestamp": int(epoch * 1000),
+                                               "message": {"mid": message_id, "text": text}}]}]},
+                               event_id=message_id)
         return message_id
 
     # ------------------------------------------------------------------ dispatch
@@ -245,6 +258,8 @@ class GraphApi:
                 return self._list(sorted(self.posts.values(), key=_key, reverse=True), "feed", params, request.path)
             if node == self.page["id"] and edge == "conversations":
                 convs = sorted(self.conversations.values(), key=lambda c: (c["_updated"], c["id"]), reverse=True)
+                if params.get("user_id"):
+                    convs = [c for c in convs if c["person"]["id"] == str(params["user_id"])]
                 return self._list([self._conv_view(c) for c in convs], "conversations", params, request.path)
             if edge == "comments" and (node in self.posts or node in self.comments):
                 return self._list(self._comments_of(node, params), "comments", params, request.path)

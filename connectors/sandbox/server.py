@@ -67,6 +67,7 @@ class Sandbox:
 
     def stop(self) -> None:
         self._stop_play.set()
+        self.graph.webhooks.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -160,6 +161,18 @@ class Sandbox:
                 self.graph.late_wakes_post = bool(fb_late_wakes_post)
             if fb_same_second_messages is not None:
                 self.graph.same_second_messages = bool(fb_same_second_messages)
+
+    def configure_fb_webhooks(self, *, url: str | None = None, app_secret: str | None = None,
+                              bad_signatures: float | None = None, dropped: float | None = None,
+                              retry_after_s: list[float] | None = None) -> None:
+        """Deliver Page webhooks (feed comments, Messenger messages) to `url`, signed with `app_secret`;
+        a share with bad signatures, a share dropped, retries after `retry_after_s` pauses."""
+        self.graph.webhooks.configure(url=url, app_secret=app_secret, bad_signatures=bad_signatures,
+                                      dropped=dropped, retry_after_s=retry_after_s)
+
+    def fb_webhook_log(self) -> list[dict[str, Any]]:
+        with self.graph.webhooks._lock:
+            return [dict(e) for e in self.graph.webhooks.log]
 
     def stats(self) -> dict[str, Any]:
         """Requests per endpoint and, per item id, how many read answers served it."""
@@ -274,6 +287,11 @@ class Sandbox:
                 return Answer(body={"now": self.clock.now()})
             if route == ("GET", "/_sandbox/clock"):
                 return Answer(body={"now": self.clock.now()})
+            if route == ("POST", "/_sandbox/facebook/webhooks"):
+                self.configure_fb_webhooks(**payload)
+                return Answer(body={"ok": True})
+            if route == ("GET", "/_sandbox/facebook/webhooks"):
+                return Answer(body=self.fb_webhook_log())
             if route == ("POST", "/_sandbox/config"):
                 self.configure(**payload)
                 return Answer(body={"ok": True})
