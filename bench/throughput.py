@@ -37,9 +37,9 @@ def pipeline_rate(mentions: list, *, batch: int, db_path: Path, profile: str = "
     """(mentions per wall second, per CPU second, what ingest reported)."""
     from connectors.facebook import FacebookSource
     from connectors.x import XSource
-    from monitor import pipeline
-    from monitor.daemon import policy_for
+    from monitor.cases import pipeline
     from monitor.rules import load_rules
+    from monitor.runtime.daemon import policy_for
     from monitor.store import create_schema, make_engine
     from monitor.triage import warm_up
 

@@ -10,13 +10,13 @@ import sqlalchemy as sa
 
 from connectors.facebook import RECONCILE_EVERY_S, FacebookSource
 from connectors.sandbox import Sandbox
-from connectors.sandbox.testing import PAGE_ID
-from monitor import pipeline
+from monitor.cases import pipeline
 from monitor.clock import SettableClock
-from monitor.daemon import Daemon
+from monitor.runtime.daemon import Daemon
+from monitor.runtime.wiring import build_daemon, build_sources
 from monitor.settings import Settings
 from monitor.store import get_cursor, transaction
-from monitor.wiring import build_daemon, build_sources
+from tests.sandbox_fixtures import PAGE_ID
 
 POST_ID = f"{PAGE_ID}_122100000000000777"
 

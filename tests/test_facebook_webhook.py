@@ -13,11 +13,11 @@ import sqlalchemy as sa
 
 from connectors.facebook_webhook import signature_ok
 from connectors.sandbox import Sandbox
-from connectors.sandbox.testing import PAGE_ID
 from monitor.clock import SettableClock
-from monitor.daemon import Daemon
+from monitor.runtime.daemon import Daemon
+from monitor.runtime.wiring import build_daemon, build_sources, start_facebook_webhook
 from monitor.settings import Settings
-from monitor.wiring import build_daemon, build_sources, start_facebook_webhook
+from tests.sandbox_fixtures import PAGE_ID
 
 APP_SECRET = "0123456789abcdef0123456789abcdef"
 VERIFY_TOKEN = "nordlys-verify-7"
