@@ -104,6 +104,7 @@ def run(*, mentions: int, hours: float, step_s: float, seed: int, prices: dict[s
     with Session(daemon.engine) as s:
         stored = s.exec(select(func.count()).select_from(Mention)).one()
         stored_x = s.exec(select(func.count()).select_from(Mention).where(Mention.platform == "x")).one()
+        stored_fb = s.exec(select(func.count()).select_from(Mention).where(Mention.platform == "facebook")).one()
         x_authors = s.exec(select(func.count(func.distinct(Mention.author_id))).where(Mention.platform == "x")).one()
         cases = s.exec(select(func.count()).select_from(Case)).one()
     messages = sandbox.slack_messages()
@@ -132,6 +133,11 @@ def run(*, mentions: int, hours: float, step_s: float, seed: int, prices: dict[s
     return {
         "reads_per_stored_mention": round(served_total / max(stored, 1), 3),
         "x_reads_per_stored_mention": round(x_served / max(stored_x, 1), 3),
+        # Facebook is rate-limited, not billed: Graph GETs per stored comment or message, overlap
+        # re-reads, rechecks and the hourly reconciliation sweep included (issue #21)
+        "graph_calls_per_stored_facebook_mention": round(
+            sum(v for k, v in read_requests.items() if k.startswith("GET /:")) / max(stored_fb, 1), 3),
+        "graph_calls": sum(v for k, v in read_requests.items() if k.startswith("GET /:")),
         "read_requests": sum(read_requests.values()),
         "read_requests_by_endpoint": read_requests,
         "requests_over_limit": sum(over_limit.values()),

@@ -53,13 +53,16 @@ def _print_smaps(pid: int, top: int = 15) -> None:
 
 
 def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: float,
-        smaps: bool = False) -> dict[str, Any]:
+        smaps: bool = False, late_comments: float = 0.0, same_second: bool = False) -> dict[str, Any]:
     from connectors.sandbox import Sandbox
 
     sandbox = Sandbox().start()
     sandbox.configure(x_limits={"mentions": (1_000_000, 900), "search": (1_000_000, 900),
                                 "create_tweet": (1_000_000, 86_400), "dm": (1_000_000, 900)},
-                      slack_burst=1_000_000, graph_calls_per_hour=1_000_000)
+                      slack_burst=1_000_000, graph_calls_per_hour=1_000_000,
+                      # issue #21: a share of comments visible 10 minutes after their created_time,
+                      # messages landing in the second their conversation was last read
+                      fb_late_comments=late_comments, fb_late_by_s=600, fb_same_second_messages=same_second)
     tmp = Path(tempfile.mkdtemp(prefix="mm-memory-"))
     rules = fast_rules(tmp / "rules.yaml", every_s=poll_interval)
     db = tmp / "memory.db"
@@ -126,7 +129,8 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
             "rss_anon_mb": round(idle.get("RssAnon", 0) / 1024, 1), "rss_file_mb": round(idle.get("RssFile", 0) / 1024, 1),
             "rss_start_mb": round(started["VmRSS"] / 1024, 1), "n": n, "stored": stored,
             "outbox_due": pending, "ingest_s": round(ingest_s, 1), "idle_s": idle_s,
-            "poll_interval_s": poll_interval}
+            "poll_interval_s": poll_interval, "late_comments": late_comments, "same_second_messages": same_second,
+            "lost": n - stored}
 
 
 def main() -> None:
@@ -136,10 +140,15 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=10.0, help="seconds idle before reading RSS")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for ingest after this")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--late-comments", type=float, default=0.0,
+                        help="share of Facebook comments visible 10 min after their created_time (e.g. 0.05)")
+    parser.add_argument("--same-second", action="store_true",
+                        help="Messenger messages land in the second their conversation was last read")
     parser.add_argument("--smaps", action="store_true", help="print the daemon's largest mappings when idle")
     args = parser.parse_args()
     result = run(n=args.n, poll_interval=args.poll_interval, idle_s=args.idle, seed=args.seed,
-                 timeout_s=args.timeout, smaps=args.smaps)
+                 timeout_s=args.timeout, smaps=args.smaps, late_comments=args.late_comments,
+                 same_second=args.same_second)
     print(f"{result['stored']} of {result['n']} mentions stored in {result['ingest_s']} s; "
           f"idle RSS {result['rss_idle_mb']} MB (peak {result['rss_peak_mb']} MB, target < 150 MB): "
           f"{result['rss_anon_mb']} MB heap and stacks, {result['rss_file_mb']} MB mapped files")

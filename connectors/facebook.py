@@ -4,10 +4,11 @@ facebook-sdk 3.1.0 refuses API versions above 3.1, so the client is built withou
 `graph.version` is set afterwards.  The Page token travels as a query parameter: it is
 registered with connectors.http so no log record or error message of ours can carry it.
 
-Cursors are JSON.  Comments: for each recently active post, Graph's `after` cursor of the last
-comment read (comments listed chronologically with filter=stream), so later polls read only
-newer comments.  Messenger: for each conversation, the `before` cursor of the newest message
-read (messages are listed newest first; `before` pages towards newer ones).
+Cursors are JSON: per recently active post or conversation, the newest item time read and when.
+Reads go newest first (comments with filter=stream, order=reverse_chronological; messages as
+Graph lists them) back to OVERLAP_S behind that time, so a comment that becomes visible late
+(released from moderation, unhidden) or a message in the same whole second as our last read is
+still found; the core drops the repeats by id.  An hourly sweep re-reads the last day.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ AUTH_CODES = frozenset({102, 190, 463, 467})
 TRANSIENT_CODES = frozenset({1, 2})
 LISTING_PAGES = 4  # feed / inbox pages read per fetch (100 posts or conversations)
 POSTS_PER_FETCH = 10  # active posts whose comments one fetch reads; the rest wait for the next (more=True)
-CURSOR_ENTRIES_KEPT = 500  # ~35 KB of cursor JSON
+CURSOR_ENTRIES_KEPT = 500  # ~40 KB of cursor JSON
+OVERLAP_S = 900  # each read of a post or conversation goes this far behind the newest item already read
+SETTLE_S = 5  # read sooner than this after its activity (whole seconds, clock skew), an item is read again
+RECONCILE_EVERY_S = 3600  # the sweep that re-reads everything active in the last day
+RECONCILE_WINDOW_S = 24 * 3600
+RECONCILE_LISTING_PAGES = 20  # the sweep's listing: up to 500 posts or conversations active in a day
 COMMENT_FIELDS = "id,message,from,created_time,parent,permalink_url"
 MESSAGE_FIELDS = "id,message,from,created_time"
 
@@ -70,17 +76,20 @@ class FacebookSource:
     requires_brand_mention: ClassVar[bool] = FACEBOOK.requires_brand_mention
     private_reply_kinds: ClassVar[frozenset[str]] = FACEBOOK.private_reply_kinds
     secret_names: ClassVar[tuple[str, ...]] = FACEBOOK.secret_names
+    rereads_s: ClassVar[int] = OVERLAP_S  # reads go back this far behind the cursor; the core drops repeats by id
 
     def __init__(self, *, page_token: str, page_id: str, base_url: str | None = None,
                  api_version: str = "v21.0", timeout: float = 10.0, page_size: int = 100,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, reconcile_every: float = RECONCILE_EVERY_S) -> None:
         register_secrets(page_token)
+        self.reconcile_every = reconcile_every
         self.clock = clock or Clock()
         self.page_id = page_id
         self.base_url = base_url
         self.api_version = api_version
         self.page_size = page_size
         self._usage: dict[str, Any] = {}
+        self._conversations: dict[str, str] = {}  # person id -> conversation id, for webhook messages
         session = requests.Session()
         mount_platform(session, hosts=GRAPH_HOSTS, base_url=base_url, timeout=timeout)
         session.hooks["response"].append(self._on_response)
@@ -167,19 +176,16 @@ class FacebookSource:
     def fetch(self, *, kind: str, cursor: str, query: str = "") -> FetchResult:
         if kind not in self.kinds:
             raise ValueError(f"FacebookSource fetches {sorted(self.kinds)}, not {kind!r}")
-        state = _load_cursor(cursor)
-        if kind == "comment":
-            return self._fetch_comments(state)
-        return self._fetch_messages(state)
+        return self._fetch_items(kind, _load_cursor(cursor))
 
-    def _listing(self, what: str, path: str, *, seen: float, time_key: str, **args: Any) -> tuple[list[dict], int]:
-        """Page through a feed or inbox listing until it reaches what the last poll saw
-        (LISTING_PAGES at most): a burst of activity on many posts or conversations is not cut
-        at the first page."""
+    def _listing(self, what: str, path: str, *, seen: float, time_key: str, pages: int = LISTING_PAGES,
+                 **args: Any) -> tuple[list[dict], int]:
+        """Page through a feed or inbox listing until it reaches `seen` (`pages` at most): a burst of
+        activity on many posts or conversations is not cut at the first page."""
         items: list[dict] = []
         reads = 0
         after = ""
-        for _ in range(LISTING_PAGES):
+        for _ in range(pages):
             page = self._get(what, path, **args, **({"after": after} if after else {}))
             reads += 1
             data = page.get("data") or []
@@ -197,51 +203,104 @@ class FacebookSource:
                 break
         return items, reads
 
-    def _fetch_comments(self, state: dict[str, Any]) -> FetchResult:
-        listing, listing_reads = self._listing("the Page feed", f"{self.page_id}/feed",
-                                               seen=float(state["seen"] or 0), time_key="updated_time",
-                                               fields="id,created_time,updated_time", limit=25)
-        feed = {"data": listing}
-        try:
-            posts = [(str(p["id"]), _parse_time(p.get("updated_time") or p["created_time"]).timestamp())
-                     for p in feed.get("data", [])]
-        except (KeyError, TypeError, ValueError):
-            raise BadPayload(msg.FACEBOOK_BAD_PAYLOAD.format(what="the Page feed", detail="a post lacks id or time")) from None
+    def _fetch_items(self, kind: str, state: dict[str, Any]) -> FetchResult:
+        """One poll of the posts' comments or of the conversations' messages.
+
+        Which posts or conversations: those whose activity time moved past what we read last,
+        those read less than SETTLE_S after their activity (Graph's whole seconds hide a message in
+        that same second), and, every `reconcile_every` seconds, all active in the last day.
+        Each is read newest first, back to OVERLAP_S behind the newest item already read (or the
+        day, for the sweep): repeats are dropped by id in the core, late-visible items are not.
+        """
+        now = self.clock.now().timestamp()
+        if kind == "comment":
+            what, path = "the Page feed", f"{self.page_id}/feed"
+            list_args: dict[str, Any] = {"fields": "id,created_time,updated_time", "limit": 25}
+        else:
+            what, path = "the Page's Messenger conversations", f"{self.page_id}/conversations"
+            list_args = {"platform": "messenger", "fields": "id,updated_time,participants", "limit": 25}
         seen = float(state["seen"] or 0)
-        done = dict(state["done"])
-        # Pending posts first (a page of theirs is waiting), then those active since the last poll.
-        active = [p for p in state["pending"]] + [pid for pid, updated in posts
-                                                  if pid not in state["pending"] and _active(pid, updated, seen, done, posts)]
-        batch, rest = active[:POSTS_PER_FETCH], active[POSTS_PER_FETCH:]
-        entries = dict(state["entries"])
+        first_run = not seen
+        sweep = {str(k): float(v) for k, v in dict(state["sweep"]).items()}
+        reconcile = not first_run and now - float(state["reconciled_at"] or 0) >= self.reconcile_every
+        day_ago = now - RECONCILE_WINDOW_S
+        listing, listing_reads = self._listing(
+            what, path, seen=(day_ago if reconcile else seen - OVERLAP_S) if seen else 0.0,
+            time_key="updated_time", pages=RECONCILE_LISTING_PAGES if reconcile else LISTING_PAGES, **list_args)
+        try:
+            listed = {str(i["id"]): _parse_time(i.get("updated_time") or i["created_time"]).timestamp()
+                      for i in listing}
+        except (KeyError, TypeError, ValueError):
+            raise BadPayload(msg.FACEBOOK_BAD_PAYLOAD.format(what=what, detail="an item lacks id or time")) from None
+        entries = {k: _entry(v, seen) for k, v in dict(state["entries"]).items()}
+        due = list(state["pending"])
+        recheck: list[str] = []  # read within SETTLE_S of their activity (Graph's whole seconds, clock skew)
+        for item_id, updated in listed.items():
+            entry = entries.get(item_id)
+            active = updated >= seen if entry is None else updated > entry["u"] and updated >= seen - OVERLAP_S
+            if reconcile and updated >= day_ago:
+                sweep[item_id] = day_ago
+                active = True
+            if active:
+                due.append(item_id)
+            elif entry is not None and entry["r"] < entry["u"] + SETTLE_S:
+                recheck.append(item_id)
+        due = list(dict.fromkeys(due))
+        batch, pending = due[:POSTS_PER_FETCH], due[POSTS_PER_FETCH:]
+        # Rechecks fill what room is left and never hold a drain open: once a burst is read, they are.
+        batch += [i for i in recheck if i not in due][:POSTS_PER_FETCH - len(batch)]
         mentions: list[NewMention] = []
-        pending: list[str] = list(rest)
-        for post_id in batch:
-            args: dict[str, Any] = {"filter": "stream", "order": "chronological", "limit": self.page_size,
-                                    "fields": COMMENT_FIELDS}
-            if entries.get(post_id):
-                args["after"] = entries[post_id]
-            page = self._get("the comments of a Page post", f"{post_id}/comments", **args)
-            mentions += self._comments(page, post_id)
-            data, paging = page.get("data") or [], page.get("paging") or {}
-            if data:
-                _touch(entries, post_id, (paging.get("cursors") or {}).get("after", entries.get(post_id, "")))
-            else:
-                entries.setdefault(post_id, "")
-            if paging.get("next"):
-                pending.append(post_id)
-            done[post_id] = dict(posts).get(post_id, seen)
-        # `seen` moves to the newest activity only when the drain is complete (nothing pending).
-        newest = max([seen, *(u for _, u in posts)])
-        new_state = {"seen": seen if pending else newest, "entries": _prune(entries), "pending": pending,
-                     "done": _prune(done) if pending else {}}
+        for item_id in batch:
+            mentions += self._read_item(kind, item_id, entries=entries, sweep=sweep, pending=pending,
+                                        updated=listed.get(item_id), now=now, first_run=first_run)
+        new_state = {"seen": max([seen, *listed.values()]), "entries": _prune(entries),
+                     "pending": list(dict.fromkeys(pending)), "sweep": sweep,
+                     "reconciled_at": now if reconcile or first_run else float(state["reconciled_at"] or 0)}
         return FetchResult(mentions=mentions, cursor=json.dumps(new_state, separators=(",", ":")),
                            quota=self._quota(), reads=listing_reads + len(batch), more=bool(pending))
+
+    def _read_item(self, kind: str, item_id: str, *, entries: dict[str, Any], sweep: dict[str, float],
+                   pending: list[str], updated: float | None, now: float, first_run: bool) -> list[NewMention]:
+        """One page of a post's comments or a conversation's messages, newest first; the entry
+        and `pending` say whether an older page is still to be read."""
+        known = item_id in entries
+        entry = dict(entries.get(item_id) or {"h": 0.0, "u": -1.0, "r": 0.0})
+        draining = bool(entry.get("d"))
+        if draining:
+            stop = float(entry["s"])
+        else:
+            # a conversation found on the very first run: history from before the monitor is skipped
+            stop = entry["h"] - OVERLAP_S if known else (
+                float("inf") if first_run and kind == "message" else float("-inf"))
+            if item_id in sweep:
+                stop = min(stop, sweep[item_id])
+            entry["u"], entry["r"] = updated if updated is not None else entry["u"], now
+        more = {"after": entry["d"]} if draining else {}
+        if kind == "comment":
+            page = self._get("the comments of a Page post", f"{item_id}/comments", filter="stream",
+                             order="reverse_chronological", limit=self.page_size, fields=COMMENT_FIELDS, **more)
+            mentions = self._comments(page, item_id)
+        else:
+            page = self._get("Messenger messages", f"{item_id}/messages", fields=MESSAGE_FIELDS,
+                             limit=self.page_size, **more)
+            mentions = self._messages(page, item_id)
+        data, paging = page.get("data") or [], page.get("paging") or {}
+        times = [m.created_at.timestamp() for m in mentions]
+        top = float(entry["t"]) if draining else max([entry["h"], *times])
+        after = (paging.get("cursors") or {}).get("after", "") if paging.get("next") else ""
+        if data and after and min(times) >= stop:
+            entry.update(d=after, s=stop, t=top)  # older items wait for the next page
+            pending.append(item_id)
+        else:
+            entry = {"h": top, "u": entry["u"], "r": entry["r"]}
+            sweep.pop(item_id, None)
+        _touch(entries, item_id, entry)
+        return mentions
 
     def _comments(self, page: dict[str, Any], post_id: str) -> list[NewMention]:
         try:
             out = []
-            for item in page.get("data") or []:
+            for item in reversed(page.get("data") or []):  # newest first on the wire
                 person = item.get("from") or {}
                 out.append(NewMention(
                     platform="facebook", kind="comment", external_id=str(item["id"]), text=str(item.get("message", "")),
@@ -253,59 +312,6 @@ class FacebookSource:
             return out
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BadPayload(msg.FACEBOOK_BAD_PAYLOAD.format(what="comments", detail=f"missing or wrong field {exc}")) from None
-
-    def _fetch_messages(self, state: dict[str, Any]) -> FetchResult:
-        data, listing_reads = self._listing("the Page's Messenger conversations", f"{self.page_id}/conversations",
-                                            seen=float(state["seen"] or 0), time_key="updated_time",
-                                            platform="messenger", fields="id,updated_time,participants", limit=25)
-        listing = {"data": data}
-        try:
-            convs = [(str(c["id"]), _parse_time(c["updated_time"]).timestamp()) for c in listing.get("data", [])]
-        except (KeyError, TypeError, ValueError):
-            raise BadPayload(msg.FACEBOOK_BAD_PAYLOAD.format(what="conversations", detail="a conversation lacks id or time")) from None
-        seen = float(state["seen"] or 0)
-        done = dict(state["done"])
-        active = list(state["pending"]) + [cid for cid, updated in convs
-                                           if cid not in state["pending"] and _active(cid, updated, seen, done, convs)]
-        batch, rest = active[:POSTS_PER_FETCH], active[POSTS_PER_FETCH:]
-        entries = dict(state["entries"])
-        mentions: list[NewMention] = []
-        pending: list[str] = list(rest)
-        backfill = dict(state["backfill"])
-        first_run = not state["seen"]
-        for conv_id in batch:
-            args: dict[str, Any] = {"fields": MESSAGE_FIELDS, "limit": self.page_size}
-            known = entries.get(conv_id)
-            if conv_id in backfill:
-                args["after"] = backfill[conv_id]  # older messages of a conversation that began since last poll
-            elif known:
-                args["before"] = known  # newer than the newest message already stored
-            page = self._get("Messenger messages", f"{conv_id}/messages", **args)
-            done[conv_id] = dict(convs).get(conv_id, seen)
-            data, paging = page.get("data") or [], page.get("paging") or {}
-            mentions += self._messages(page, conv_id)
-            cursors = paging.get("cursors") or {}
-            if conv_id in backfill:
-                backfill.pop(conv_id)
-                if paging.get("next"):
-                    backfill[conv_id] = cursors.get("after", "")
-                    pending.append(conv_id)
-                continue
-            if data:
-                _touch(entries, conv_id, cursors.get("before", known or ""))
-            if known and paging.get("previous"):
-                pending.append(conv_id)  # more newer messages than one page
-            elif not known and paging.get("next") and not first_run:
-                # A conversation that began since the last poll: read its older messages too.
-                # (On the very first run, history from before the monitor existed is skipped.)
-                backfill[conv_id] = cursors.get("after", "")
-                pending.append(conv_id)
-        newest = max([seen, *(u for _, u in convs)])
-        new_state = {"seen": seen if pending else newest, "entries": _prune(entries), "pending": pending,
-                     "done": _prune(done) if pending else {},
-                     "backfill": backfill}
-        return FetchResult(mentions=mentions, cursor=json.dumps(new_state, separators=(",", ":")),
-                           quota=self._quota(), reads=listing_reads + len(batch), more=bool(pending))
 
     def _messages(self, page: dict[str, Any], conv_id: str) -> list[NewMention]:
         try:
@@ -344,6 +350,19 @@ class FacebookSource:
             raise BadPayload(msg.FACEBOOK_BAD_PAYLOAD.format(what=what, detail="no message_id in the answer"))
         return ReplyResult(external_id=str(result["message_id"]))
 
+    def conversation_of(self, person_id: str) -> str:
+        """The Messenger conversation with a person (webhook events name only the person); cached."""
+        if person_id not in self._conversations:
+            found = self._get("a Messenger conversation", f"{self.page_id}/conversations", platform="messenger",
+                              user_id=person_id, fields="id")
+            ids = [str(c.get("id", "")) for c in found.get("data") or []]
+            if not ids:
+                return ""
+            self._conversations[person_id] = ids[0]
+            if len(self._conversations) > CURSOR_ENTRIES_KEPT:
+                self._conversations.pop(next(iter(self._conversations)))
+        return self._conversations[person_id]
+
     def check_auth(self) -> dict[str, str]:
         """GET /{page-id} with the Page token: which Page it opens (doctor)."""
         page = self._get("the Page", self.page_id, fields="id,name")
@@ -374,7 +393,7 @@ class FacebookSource:
 
 
 def _load_cursor(cursor: str) -> dict[str, Any]:
-    state: dict[str, Any] = {"seen": 0.0, "entries": {}, "pending": [], "backfill": {}, "done": {}}
+    state: dict[str, Any] = {"seen": 0.0, "entries": {}, "pending": [], "sweep": {}, "reconciled_at": 0.0}
     if cursor:
         try:
             loaded = json.loads(cursor)
@@ -385,13 +404,14 @@ def _load_cursor(cursor: str) -> dict[str, Any]:
     return state
 
 
-def _active(item_id: str, updated: float, seen: float, done: dict[str, float], listed: list) -> bool:
-    """Whether a post or conversation has activity this drain has not read yet.  `done` lists what
-    the current drain already read; `seen` only moves once a drain is complete, so an item whose
-    activity falls in the same second as our read is listed again by the next poll."""
-    if updated < seen:
-        return False
-    return item_id not in done or updated > done[item_id]
+def _entry(value: Any, seen: float) -> dict[str, Any]:
+    """One post's or conversation's read state: h = newest item time read, u = its activity time
+    then, r = when we read it; while a read goes on page by page, d = the next page's cursor,
+    s = how far back it reads, t = the newest item time of that read.  A cursor string from before
+    overlap reads becomes "read up to the last poll"."""
+    if isinstance(value, dict) and {"h", "u", "r"} <= value.keys():
+        return value
+    return {"h": seen, "u": seen, "r": seen + SETTLE_S}
 
 
 def _touch(entries: dict[str, Any], key: str, value: Any) -> None:

@@ -285,6 +285,14 @@ LOG_AUTH_FAILED = "poll %s: authentication failed, source paused: %s"
 LOG_BAD_PAYLOAD = "poll %s: unreadable answer, nothing stored, cursor kept: %s"
 LOG_DELIVERY_FAILED = "outbox %s #%d: %s; retry in %.0fs"
 REPLY_LIMIT_HELD = "{platform} reply limit reached: waiting until {until} without asking again"
+LOG_FB_WEBHOOK_BAD_VERIFY = ("Facebook webhook verification refused: hub.verify_token does not match "
+                             "FACEBOOK_VERIFY_TOKEN (check the token in the app's Webhooks settings)")
+LOG_FB_WEBHOOK_BAD_SIGNATURE = ("Facebook webhook event refused: X-Hub-Signature-256 does not match the body "
+                                "(is FACEBOOK_APP_SECRET the app's secret?); polling will still read it")
+LOG_FB_WEBHOOK_STORE_FAILED = "Facebook webhook event could not be stored; polling will read it again"
+LOG_FB_WEBHOOK_LISTENING = "Facebook webhooks: listening on %s (feed and messages)"
+LOG_FB_WEBHOOK_NO_SECRET = ("Facebook webhooks are on (MENTION_MONITOR_FACEBOOK_WEBHOOK_PORT) but "
+                            "FACEBOOK_APP_SECRET or FACEBOOK_VERIFY_TOKEN is not set: not started")
 LOG_RULES_REFUSED = "rules.yaml edit refused, previous rules stay in force:\n%s"
 
 CLI_DB_NOT_WRITABLE = (

@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     x_access_token: SecretStr = SecretStr("")
     x_access_token_secret: SecretStr = SecretStr("")
     facebook_page_token: SecretStr = SecretStr("")
+    # Page webhooks (off unless a port is set): the app secret signs events, the verify token the handshake
+    facebook_app_secret: SecretStr = SecretStr("")
+    facebook_verify_token: SecretStr = SecretStr("")
+    facebook_webhook_port: int = Field(default=0, validation_alias=AliasChoices("MENTION_MONITOR_FACEBOOK_WEBHOOK_PORT"))
+    facebook_webhook_host: str = Field(default="127.0.0.1",
+                                       validation_alias=AliasChoices("MENTION_MONITOR_FACEBOOK_WEBHOOK_HOST"))
+    facebook_webhook_cert: str = Field(default="", validation_alias=AliasChoices("MENTION_MONITOR_FACEBOOK_WEBHOOK_CERT"))
+    facebook_webhook_key: str = Field(default="", validation_alias=AliasChoices("MENTION_MONITOR_FACEBOOK_WEBHOOK_KEY"))
     slack_bot_token: SecretStr = SecretStr("")
     slack_app_token: SecretStr = SecretStr("")
     slack_signing_secret: SecretStr = SecretStr("")

@@ -153,10 +153,14 @@ def test_empty_page(sandbox: Sandbox, case: Case) -> None:
 
 
 def test_pagination_reads_each_item_exactly_once(sandbox: Sandbox, case: Case) -> None:
+    """Each item is delivered once; a source that re-reads a window behind its cursor (Facebook's
+    overlap reads, `rereads_s`) may hand back items already delivered, which the core drops by id."""
     source = case.build(sandbox, page_size=case.min_page)
+    rereads = getattr(source, "rereads_s", 0) > 0
     cursor, first = _primed(sandbox, source, case)
     count = case.min_page * 2 + 1  # three pages
     injected = [case.inject(sandbox, n, sandbox.now() - 60 + n)["id"] for n in range(1, count + 1)]
+    sandbox.advance_clock(1)  # the next poll comes at least a second later (Graph's times are whole seconds)
     got: list[str] = []
     mores = []
     for _ in range(10):
@@ -167,14 +171,23 @@ def test_pagination_reads_each_item_exactly_once(sandbox: Sandbox, case: Case) -
         if not result.more:
             break
     assert mores[0] is True and mores[-1] is False
-    assert sorted(got) == sorted(injected)
-    # restart: a new source object with the stored cursor reads nothing again
-    assert _fetch(case.build(sandbox, page_size=case.min_page), case, cursor).mentions == []
+    delivered = {first["id"], *got}
+    if rereads:
+        assert set(got) - {first["id"]} == set(injected)
+    else:
+        assert sorted(got) == sorted(injected)
+    # restart: a new source object with the stored cursor delivers nothing new
+    assert {m.external_id for m in _fetch(case.build(sandbox, page_size=case.min_page), case, cursor).mentions} \
+        <= (delivered if rereads else set())
     late = case.inject(sandbox, 99, sandbox.now())
-    assert [m.external_id for m in _fetch(source, case, cursor).mentions] == [late["id"]]
+    sandbox.advance_clock(1)
+    again = [m.external_id for m in _fetch(source, case, cursor).mentions]
+    assert [i for i in again if i not in delivered] == [late["id"]]
+    if not rereads:
+        assert again == [late["id"]]
     served = sandbox.stats()["served"]
-    assert {i: served.get(i) for i in [first["id"], *injected, late["id"]]} == \
-        {i: 1 for i in [first["id"], *injected, late["id"]]}
+    most = 3 if rereads else 1  # each read of a post goes back over the items behind its cursor
+    assert all(1 <= served.get(i, 0) <= most for i in [first["id"], *injected, late["id"]]), served
 
 
 def _fault(box: Sandbox, case: Case, **fault: Any) -> None:
@@ -183,7 +196,7 @@ def _fault(box: Sandbox, case: Case, **fault: Any) -> None:
 
 def test_rate_limited_carries_reset_time(sandbox: Sandbox, case: Case) -> None:
     source = case.build(sandbox)
-    cursor, _ = _primed(sandbox, source, case)
+    cursor, first = _primed(sandbox, source, case)
     case.inject(sandbox, 1, sandbox.now())
     _fault(sandbox, case, status=429)
     with pytest.raises(RateLimited) as caught:
@@ -191,8 +204,8 @@ def test_rate_limited_carries_reset_time(sandbox: Sandbox, case: Case) -> None:
     until = caught.value.until
     now = sandbox.daemon_clock.now()  # the one clock the sandbox and the connector share
     assert now < until <= now + timedelta(minutes=16)
-    # nothing was lost: after the limit, the item is read
-    assert len(_fetch(source, case, cursor).mentions) == 1
+    # nothing was lost: after the limit, the item is read (overlap reads may bring the first again)
+    assert len([m for m in _fetch(source, case, cursor).mentions if m.external_id != first["id"]]) == 1
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -216,13 +229,13 @@ def test_timeout_is_transient(sandbox: Sandbox, case: Case) -> None:
 
 def test_malformed_body_is_bad_payload_and_nothing_returned(sandbox: Sandbox, case: Case) -> None:
     source = case.build(sandbox)
-    cursor, _ = _primed(sandbox, source, case)
+    cursor, first = _primed(sandbox, source, case)
     case.inject(sandbox, 1, sandbox.now())
     _fault(sandbox, case, body="malformed")
     with pytest.raises(BadPayload):
         _fetch(source, case, cursor)
     # the cursor the core still holds reads the item once the platform recovers
-    assert len(_fetch(source, case, cursor).mentions) == 1
+    assert len([m for m in _fetch(source, case, cursor).mentions if m.external_id != first["id"]]) == 1
 
 
 def test_expired_token_is_auth_failed(sandbox: Sandbox, case: Case) -> None:

@@ -17,6 +17,7 @@ import threading
 from typing import Any
 from urllib.parse import urlencode
 
+from connectors.sandbox.webhooks import WebhookSender
 from connectors.sandbox.wire import Answer, Clock, Request, iso_graph, parse_time
 
 PRIVATE_REPLY_WINDOW_S = 7 * 24 * 3600
@@ -81,6 +82,16 @@ class GraphApi:
         # BUC: call_count reaches 100 % at this many calls in an hour.  Pages allow 4800 x engaged
         # users per 24 h (Graph "Rate limiting"); one busy hour of a small Page is our default.
         self.calls_per_hour = 4800
+        # Switchable ways Graph shows an item later than its created_time says (issue #21):
+        # a share of comments becomes visible `late_by_s` after its created_time (released from
+        # moderation, unhidden), waking its post or not; and a Messenger message lands in the same
+        # second as the last read of its conversation.
+        self.late_comments = 0.0
+        self.late_by_s = 600.0
+        self.late_wakes_post = True
+        self.same_second_messages = False
+        self._late_due = 0.0
+        self.webhooks = WebhookSender()  # Page webhooks to the daemon, once configured with its URL
         self._lock = threading.RLock()
         self.reset()
 
@@ -93,6 +104,7 @@ class GraphApi:
             self.sent: list[dict[str, Any]] = []
             self.calls: list[float] = []
             self._seq = 0
+            self._late_due = 0.0
 
     def _next(self) -> int:
         self._seq += 1
@@ -130,6 +142,9 @@ class GraphApi:
         seq = self._next()
         comment_id = str(item.get("id") or f"{post_id.split('_')[-1]}_{200000000000000 + seq}")
         epoch = parse_time(item.get("created_time"), now)
+        late = self._late_share_due() and not parent_id
+        if late:
+            epoch -= self.late_by_s  # visible only now, but dated when it was written
         author = item.get("from") or {"id": f"7{seq:015d}", "name": "Facebook user"}
         comment = {"id": comment_id, "message": item.get("message", ""), "from": dict(author),
                    "created_time": iso_graph(epoch), "post_id": post_id, "_epoch": epoch, "_seq": seq,
@@ -139,8 +154,25 @@ class GraphApi:
         self.comments[comment_id] = comment
         post = self.posts[post_id]
         # Graph's updated_time is when the activity happened: a backdated comment still wakes its post
-        post["_updated"] = max(post["_updated"], epoch, now)
+        # (unless the switch says that a late-visible one does not)
+        post["_updated"] = max(post["_updated"], epoch, now if not late or self.late_wakes_post else epoch)
+        self.webhooks.send({"object": "page", "entry": [{"id": self.page["id"], "time": int(now), "changes": [{
+            "field": "feed", "value": {
+                "from": dict(author), "post": {"id": post_id, "status_type": "added_photos", "is_published": True},
+                "message": comment["message"], "post_id": post_id, "comment_id": comment_id,
+                "created_time": int(epoch), "item": "comment", "parent_id": parent_id or post_id,
+                "verb": "add"}}]}]}, event_id=comment_id)
         return comment_id
+
+    def _late_share_due(self) -> bool:
+        """Every 1/late_comments-th comment is a late-visible one (deterministic, so runs repeat)."""
+        if self.late_comments <= 0:
+            return False
+        self._late_due += self.late_comments
+        if self._late_due >= 1.0:
+            self._late_due -= 1.0
+            return True
+        return False
 
     def add_messages(self, items: list[dict[str, Any]]) -> list[str]:
         ids = []
@@ -165,16 +197,26 @@ class GraphApi:
 
     def _add_message(self, conv: dict[str, Any], *, author: dict[str, Any], text: str, created_time: Any = None,
                      message_id: Any = None) -> str:
-        epoch = parse_time(created_time, self.clock.now())
+        now = self.clock.now()
+        epoch = parse_time(created_time, now)
+        read_at = conv.get("_read_at")
+        same_second = self.same_second_messages and read_at is not None and 0 <= now - read_at < 60
+        if same_second:
+            epoch = now = read_at  # it lands in the second the conversation was last read
         seq = self._next()
         message_id = str(message_id or f"m_{secrets.token_urlsafe(18)}")
         to = self.page if author["id"] != self.page["id"] else conv["person"]
         self.messages[message_id] = {"id": message_id, "message": text, "from": dict(author),
                                      "to": {"data": [dict(to)]}, "created_time": iso_graph(epoch),
                                      "conversation_id": conv["id"], "_epoch": epoch, "_seq": seq}
-        conv["_updated"] = max(conv["_updated"], epoch, self.clock.now())
+        conv["_updated"] = max(conv["_updated"], epoch, now)
         if author["id"] != self.page["id"]:
             conv["_last_customer"] = max(conv["_last_customer"] or 0.0, epoch)
+            self.webhooks.send({"object": "page", "entry": [{"id": self.page["id"], "time": int(now * 1000),
+                                "messaging": [{"sender": {"id": author["id"]}, "recipient": {"id": self.page["id"]},
+                                               "timestamp": int(epoch * 1000),
+                                               "message": {"mid": message_id, "text": text}}]}]},
+                               event_id=message_id)
         return message_id
 
     # ------------------------------------------------------------------ dispatch
@@ -216,10 +258,13 @@ class GraphApi:
                 return self._list(sorted(self.posts.values(), key=_key, reverse=True), "feed", params, request.path)
             if node == self.page["id"] and edge == "conversations":
                 convs = sorted(self.conversations.values(), key=lambda c: (c["_updated"], c["id"]), reverse=True)
+                if params.get("user_id"):
+                    convs = [c for c in convs if c["person"]["id"] == str(params["user_id"])]
                 return self._list([self._conv_view(c) for c in convs], "conversations", params, request.path)
             if edge == "comments" and (node in self.posts or node in self.comments):
                 return self._list(self._comments_of(node, params), "comments", params, request.path)
             if edge == "messages" and node in self.conversations:
+                self.conversations[node]["_read_at"] = self.clock.now()
                 msgs = sorted((m for m in self.messages.values() if m["conversation_id"] == node), key=_key,
                               reverse=True)
                 return self._list(msgs, "messages", params, request.path)

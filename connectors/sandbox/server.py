@@ -68,6 +68,7 @@ class Sandbox:
 
     def stop(self) -> None:
         self._stop_play.set()
+        self.graph.webhooks.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -138,8 +139,13 @@ class Sandbox:
                                  "delay_s": float(delay_s), "body": body, "method": method.upper()})
 
     def configure(self, *, x_limits: dict[str, tuple[int, int]] | None = None, slack_burst: int | None = None,
-                  slack_refill_per_s: float | None = None, graph_calls_per_hour: int | None = None) -> None:
-        """Change rate limits (tests turn them up or down)."""
+                  slack_refill_per_s: float | None = None, graph_calls_per_hour: int | None = None,
+                  fb_late_comments: float | None = None, fb_late_by_s: float | None = None,
+                  fb_late_wakes_post: bool | None = None, fb_same_second_messages: bool | None = None) -> None:
+        """Change rate limits (tests turn them up or down) and Graph's switchable behaviour:
+        `fb_late_comments` (share 0..1 of comments visible `fb_late_by_s` after their created_time;
+        `fb_late_wakes_post` whether that moves the post's updated_time) and
+        `fb_same_second_messages` (a message lands in the second its conversation was last read)."""
         if x_limits:
             self.x.limits.update({k: (int(v[0]), int(v[1])) for k, v in x_limits.items()})
         if slack_burst is not None:
@@ -148,6 +154,27 @@ class Sandbox:
             self.slack.refill_per_s = slack_refill_per_s
         if graph_calls_per_hour is not None:
             self.graph.calls_per_hour = graph_calls_per_hour
+        with self.graph._lock:
+            if fb_late_comments is not None:
+                self.graph.late_comments = max(0.0, min(1.0, float(fb_late_comments)))
+            if fb_late_by_s is not None:
+                self.graph.late_by_s = float(fb_late_by_s)
+            if fb_late_wakes_post is not None:
+                self.graph.late_wakes_post = bool(fb_late_wakes_post)
+            if fb_same_second_messages is not None:
+                self.graph.same_second_messages = bool(fb_same_second_messages)
+
+    def configure_fb_webhooks(self, *, url: str | None = None, app_secret: str | None = None,
+                              bad_signatures: float | None = None, dropped: float | None = None,
+                              retry_after_s: list[float] | None = None) -> None:
+        """Deliver Page webhooks (feed comments, Messenger messages) to `url`, signed with `app_secret`;
+        a share with bad signatures, a share dropped, retries after `retry_after_s` pauses."""
+        self.graph.webhooks.configure(url=url, app_secret=app_secret, bad_signatures=bad_signatures,
+                                      dropped=dropped, retry_after_s=retry_after_s)
+
+    def fb_webhook_log(self) -> list[dict[str, Any]]:
+        with self.graph.webhooks._lock:
+            return [dict(e) for e in self.graph.webhooks.log]
 
     def stats(self) -> dict[str, Any]:
         """Requests per endpoint and, per item id, how many read answers served it."""
@@ -262,6 +289,11 @@ class Sandbox:
                 return Answer(body={"now": self.clock.now()})
             if route == ("GET", "/_sandbox/clock"):
                 return Answer(body={"now": self.clock.now()})
+            if route == ("POST", "/_sandbox/facebook/webhooks"):
+                self.configure_fb_webhooks(**payload)
+                return Answer(body={"ok": True})
+            if route == ("GET", "/_sandbox/facebook/webhooks"):
+                return Answer(body=self.fb_webhook_log())
             if route == ("POST", "/_sandbox/config"):
                 self.configure(**payload)
                 return Answer(body={"ok": True})

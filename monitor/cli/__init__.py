@@ -245,6 +245,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from monitor.runtime.wiring import start_slack_app
 
         socket_mode = start_slack_app(daemon, settings=settings)
+    facebook_webhook = None
+    if not args.once:
+        from monitor.runtime.wiring import start_facebook_webhook
+
+        facebook_webhook = start_facebook_webhook(daemon, settings=settings)
     try:
         if args.once:
             daemon.run_once()
@@ -269,6 +274,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             metrics_server.stop()
         if socket_mode is not None:
             socket_mode.close()
+        if facebook_webhook is not None:
+            facebook_webhook.stop()
         if sandbox is not None:
             sandbox.stop()
 

@@ -187,6 +187,17 @@ class Daemon:
                 break
         return outcome
 
+    def ingest_pushed(self, name: str, mentions: list[Any]) -> IngestResult:
+        """Mentions a platform pushed (Facebook webhooks): the same pipeline as a poll, but the
+        source's cursor stays where polling left it, so polling still reads (and drops) them."""
+        result = pipeline.ingest(self.engine, source=name, batch=mentions, cursor=None, ruleset=self.ruleset,
+                                 now=self.clock.now(), policies=self.policies, dry_run=self.dry_run)
+        if self.metrics is not None:
+            self.metrics.observe_ingest(name, self.sources[name].platform, result)
+        if result.stored:
+            self._wake_outbox()
+        return result
+
     def _wake_outbox(self) -> None:
         # Under _wake_lock, and never once stopping: APScheduler 3's shutdown(wait=True) holds its job
         # store lock while it waits for running jobs, so a job calling modify_job then would deadlock.

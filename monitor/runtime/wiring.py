@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from monitor import messages as msg
 from monitor.clock import Clock
 from monitor.rules.schema import Ruleset
 from monitor.runtime.daemon import Daemon, SourceBinding
@@ -148,3 +149,31 @@ def start_slack_app(daemon: Daemon, *, settings: Settings, base_url: str | None 
                     signing_secret=settings.slack_signing_secret.get_secret_value(), base_url=base_url,
                     approvers=daemon.ruleset.slack.approvers, clock=daemon.clock)
     return run_socket_mode(app, app_token=settings.slack_app_token.get_secret_value())
+
+
+def start_facebook_webhook(daemon: Daemon, *, settings: Settings, port: int | None = None) -> Any:
+    """Page webhooks (`feed`, `messages`) into the daemon's pipeline; None when off or unconfigured."""
+    port = settings.facebook_webhook_port if port is None else port
+    if not port:
+        return None
+    secret, verify = settings.facebook_app_secret.get_secret_value(), settings.facebook_verify_token.get_secret_value()
+    if not secret or not verify:
+        log.warning(msg.LOG_FB_WEBHOOK_NO_SECRET)
+        return None
+    from connectors.facebook_webhook import FacebookWebhook, WebhookServer
+
+    by_kind = {b.kind: b for b in daemon.sources.values() if b.platform == "facebook"}
+    if not by_kind:
+        return None
+    connector = next(iter(by_kind.values())).connector
+
+    def deliver(kind: str, mentions: list[Any]) -> None:
+        if kind in by_kind:
+            daemon.ingest_pushed(by_kind[kind].name, mentions)
+
+    app = FacebookWebhook(app_secret=secret, verify_token=verify, page_id=connector.page_id, deliver=deliver,
+                          conversation_of=connector.conversation_of)
+    server = WebhookServer(app, host=settings.facebook_webhook_host, port=max(0, port),  # -1: any free port (tests)
+                           certfile=settings.facebook_webhook_cert, keyfile=settings.facebook_webhook_key).start()
+    log.info(msg.LOG_FB_WEBHOOK_LISTENING, server.url)
+    return server
