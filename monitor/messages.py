@@ -333,3 +333,14 @@ REPORT_DONE = "{source}: {fetched} fetched, {stored} new, {duplicates} already s
 DIGEST_TITLE_WEEKLY = "Mentions digest, week of {start:%d %b} - {end:%d %b %Y}"
 DIGEST_TITLE_DAILY = "Mentions digest, {start:%A %d %b %Y}"
 # --- end connector and report messages ---
+
+# --- rules as code messages (explain, backtest, silences) ---
+# monitor/cli/__init__.py: explain
+CLI_EXPLAIN_UNKNOWN_SOURCE = "explain: rules.yaml has no source '{name}'.{hint}"
+CLI_EXPLAIN_SOURCES = " Sources: {names}."
+CLI_EXPLAIN_NO_SOURCES = " It defines no sources."
+CLI_EXPLAIN_NO_MENTION = "explain: no stored mention #{id} in {db}."
+CLI_EXPLAIN_NO_DB = "explain: cannot read {db} ({reason}). Pass --db, or set DATABASE_URL."
+CLI_EXPLAIN_STORED = "mention #{id} · {platform} {kind} by {author} · source {source} · {created}"
+CLI_EXPLAIN_STORED_RULE = "stored rule {rule} (triage as stored when it arrived)"
+CLI_DID_YOU_MEAN = " Did you mean '{suggestion}'?"
