@@ -285,7 +285,7 @@ class _CaseBuilder:
             platform=row.platform, conversation_id=row.conversation_id, author_id=row.author_id,
             author_handle=row.author_handle or row.author_name, first_mention_id=row.id, state=CaseState.OPEN,
             rule=decision.rule_name, severity=alert.severity, channel=channel,
-            group_key=_group_key(decision, row), opened_at=start,
+            group_key=group_key(decision, row), opened_at=start,
             sla_seconds=int(alert.sla.total_seconds()), sla_business_hours=alert.business_hours,
             sla_due_at=sla.due_at(start=start, seconds=int(alert.sla.total_seconds()),
                                   business_hours=self.rules.business_hours if alert.business_hours else None),
@@ -452,7 +452,8 @@ def _safe_raw(value: Any) -> Any:
     return value
 
 
-def _group_key(decision: Decision, row: Mention) -> str:
+def group_key(decision: Decision, row: Any) -> str:
+    """Storm control's key: alerts sharing it within `grouping.window` may share one message (also the backtest's)."""
     alert = decision.alert
     group_by = getattr(alert, "group_by", "rule") if alert else "rule"
     if group_by == "topic":

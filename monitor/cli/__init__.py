@@ -23,7 +23,7 @@ log = logging.getLogger("monitor")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "mentions.jsonl"
 # Modules that add their own subcommands through register(subparsers), when present.
-PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor")
+PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor", "monitor.cli.backtest")
 
 
 def main(argv: list[str] | None = None) -> int:
