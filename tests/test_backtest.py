@@ -71,8 +71,8 @@ def test_backtest_json_lists_alerts_replies_and_sla_targets_that_change(history,
                           "--until", clock.now().isoformat(), "--format", "json"))
     assert _db_state(history, db_url) == before  # nothing written
     assert out["mentions"] == 5
-    assert out["current"] == {"alerts": 4, "grouped": 0, "dropped": 0, "auto_replies": 2, "rules": str(RULES)}
-    assert out["proposed"] == {"alerts": 4, "grouped": 0, "dropped": 0, "auto_replies": 0, "rules": new}
+    assert out["current"] == {"alerts": 4, "grouped": 0, "dropped": 0, "auto_replies": 2, "muted": 0, "rules": str(RULES)}
+    assert out["proposed"] == {"alerts": 4, "grouped": 0, "dropped": 0, "auto_replies": 0, "muted": 0, "rules": new}
     gained, lost = out["alerts"]["gained"], out["alerts"]["lost"]
     assert [(g["rule"], g["channel"], g["count"]) for g in gained] == [("possible-complaint", "#cs-vip", 2)]
     assert [(g["rule"], g["channel"], g["count"]) for g in lost] == [("possible-complaint", "#cs-alerts", 2)]
@@ -148,3 +148,17 @@ def _db_state(engine, db_url: str) -> tuple[object, ...]:  # type: ignore[no-unt
     digest = hashlib.sha256(Path(db_url.removeprefix("sqlite:///")).read_bytes()).hexdigest() \
         if db_url.startswith("sqlite") else ""
     return counts, digest
+
+
+def test_backtest_shows_what_a_new_silence_would_have_muted(history, db_url, clock, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    start = (clock.now() - timedelta(days=4)).isoformat()
+    new = tmp_path / "rules-silenced.yaml"
+    new.write_text(RULES.read_text(encoding="utf-8") + f'\nsilences:\n  - {{match: {{author: "@bo"}}, from: {start}, '
+                   "for: 30d, comment: known troll}\n", encoding="utf-8")
+    out = json.loads(_run(capsys, "--rules", str(new), "--against", str(RULES), "--db", db_url,
+                          "--until", clock.now().isoformat(), "--format", "json"))
+    assert (out["current"]["muted"], out["proposed"]["muted"]) == (0, 1)
+    assert [(x["silence"], x["count"], [e["author"] for e in x["examples"]]) for x in out["muted"]["gained"]] == [
+        ("author @bo", 1, ["@bo"])]
+    assert [(x["rule"], x["channel"], x["count"]) for x in out["alerts"]["lost"]] == [
+        ("possible-complaint", "#cs-alerts", 1)]

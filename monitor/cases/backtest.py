@@ -6,7 +6,8 @@ acknowledgement decisions follow monitor/cases/pipeline.py and acknowledge.py.  
 cannot know is approximated and said so in docs/rules.md ("Backtesting an edit"):
 cases are not resolved during the period (the team's clicks are not replayed), so a later
 mention of the same author in the same conversation attaches to the open case; the
-acknowledgement cooldown counts only the automatic replies of the replay itself.
+acknowledgement cooldown counts only the automatic replies of the replay itself.  Each file's
+`silences:` apply as they were in force when a post arrived; Slack mutes are not replayed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from connectors.platforms import SOCIAL
 from monitor.cases.acknowledge import auto_refusal, render
 from monitor.cases.pipeline import ReplyPolicy, group_key
 from monitor.rules import Ruleset, evaluate, format_duration
+from monitor.rules.silences import muting
 from monitor.rules.stored import StoredMention, facts_of
 
 __all__ = ["Backtest", "Example", "Outcome", "backtest"]
@@ -38,6 +40,7 @@ class Outcome:
     grouped: bool = False  # storm control folds the alert into a grouped message
     sla: Sla | None = None
     auto_reply: str = ""  # the rule whose automatic public reply would be posted ("" none)
+    muted: str = ""  # the silence that muted its alert ("" none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class Totals:
     grouped: int = 0
     dropped: int = 0
     auto_replies: int = 0
+    muted: int = 0
 
 
 @dataclass(slots=True)
@@ -88,27 +92,31 @@ class Backtest:
     grouped_gained: dict[Alert, _Bucket] = field(default_factory=dict)
     grouped_lost: dict[Alert, _Bucket] = field(default_factory=dict)
     sla_changes: dict[tuple[Sla, Sla], _Bucket] = field(default_factory=dict)
+    muted_gained: dict[str, _Bucket] = field(default_factory=dict)  # by silence
+    muted_lost: dict[str, _Bucket] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
         return any((self.alerts_gained, self.alerts_lost, self.replies_gained, self.replies_lost,
-                    self.grouped_gained, self.grouped_lost, self.sla_changes))
+                    self.grouped_gained, self.grouped_lost, self.sla_changes, self.muted_gained,
+                    self.muted_lost))
 
     def as_json(self) -> dict[str, Any]:
         def alerts(table: dict[Alert, _Bucket]) -> list[dict[str, Any]]:
             return [{"rule": rule, "channel": channel, "count": b.count,
                      "examples": [e.as_json() for e in b.examples]} for (rule, channel), b in _ordered(table)]
 
-        def replies(table: dict[str, _Bucket]) -> list[dict[str, Any]]:
-            return [{"rule": rule, "count": b.count, "examples": [e.as_json() for e in b.examples]}
-                    for rule, b in _ordered(table)]
+        def replies(table: dict[str, _Bucket], key: str = "rule") -> list[dict[str, Any]]:
+            return [{key: name, "count": b.count, "examples": [e.as_json() for e in b.examples]}
+                    for name, b in _ordered(table)]
 
         def sla(value: Sla) -> dict[str, Any]:
             return {"rule": value[0], "sla": format_duration(timedelta(seconds=value[1])),
                     "business_hours": value[2]}
 
         def totals(t: Totals) -> dict[str, int]:
-            return {"alerts": t.alerts, "grouped": t.grouped, "dropped": t.dropped, "auto_replies": t.auto_replies}
+            return {"alerts": t.alerts, "grouped": t.grouped, "dropped": t.dropped, "auto_replies": t.auto_replies,
+                    "muted": t.muted}
 
         return {
             "since": self.since.isoformat(), "until": self.until.isoformat(), "mentions": self.mentions,
@@ -116,6 +124,7 @@ class Backtest:
             "alerts": {"gained": alerts(self.alerts_gained), "lost": alerts(self.alerts_lost)},
             "auto_replies": {"gained": replies(self.replies_gained), "lost": replies(self.replies_lost)},
             "grouped": {"gained": alerts(self.grouped_gained), "lost": alerts(self.grouped_lost)},
+            "muted": {"gained": replies(self.muted_gained, "silence"), "lost": replies(self.muted_lost, "silence")},
             "sla_changes": [{"from": sla(old), "to": sla(new), "count": b.count,
                              "examples": [e.as_json() for e in b.examples]}
                             for (old, new), b in _ordered(self.sla_changes)],
@@ -147,6 +156,12 @@ class _Replay:
         alert = decision.alert
         if key in self.open_cases or alert is None:
             return Outcome()  # attaches to the open case, or raises nothing
+        if self.rules.silences:  # the file's silences, as they were in force when the post arrived
+            in_force = tuple(a for a in (s.active(at) for s in self.rules.silences) if a is not None)
+            silence = muting(in_force, decision=decision, facts=facts_of(row),
+                             author_ids=(row.author_handle, row.author_name, row.author_id))
+            if silence is not None:
+                return Outcome(muted=silence.label)
         self.open_cases.add(key)
         rule = decision.rule_name
         return Outcome(
@@ -221,6 +236,11 @@ def backtest(
                 result.replies_lost.setdefault(old.auto_reply, _Bucket()).add(row, keep=examples)
             if new.auto_reply:
                 result.replies_gained.setdefault(new.auto_reply, _Bucket()).add(row, keep=examples)
+        if old.muted != new.muted:
+            if old.muted:
+                result.muted_lost.setdefault(old.muted, _Bucket()).add(row, keep=examples)
+            if new.muted:
+                result.muted_gained.setdefault(new.muted, _Bucket()).add(row, keep=examples)
         if old.sla is not None and new.sla is not None and old.sla[1:] != new.sla[1:]:
             result.sla_changes.setdefault((old.sla, new.sla), _Bucket()).add(row, keep=examples)
     return result
@@ -231,3 +251,4 @@ def _count(totals: Totals, outcome: Outcome) -> None:
     totals.grouped += outcome.grouped
     totals.dropped += outcome.dropped
     totals.auto_replies += bool(outcome.auto_reply)
+    totals.muted += bool(outcome.muted)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from connectors.platforms import Platform
-from monitor.cases import acknowledge, sla
+from monitor.cases import acknowledge, silences, sla
 from monitor.delivery import notes, outbox
 from monitor.model import Case, CaseState, Event, Mention, NewMention, OutboxKind, Score
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
@@ -72,6 +72,7 @@ class IngestResult:
     alerts: int = 0
     grouped: int = 0
     acks_queued: int = 0
+    muted: int = 0  # alerts a silence muted (the mentions are stored)
     stored_ids: list[int] = field(default_factory=list)
 
 
@@ -91,6 +92,7 @@ def ingest(
     result = IngestResult(source=source, fetched=len(batch))
     with transaction(engine) as session:
         fresh = _new_only(session, batch)
+        in_force = silences.active_silences(session, ruleset=ruleset, now=now) if fresh else ()
     result.duplicates = len(batch) - len(fresh)
     # Triage and rules run outside the write transaction: on SQLite it holds the database's only
     # write lock, and the outbox's deliveries would wait behind it (bench/latency.py).  Whatever
@@ -100,15 +102,23 @@ def ingest(
         lang_hints=[m.lang_hint for m in fresh],
         languages=list(ruleset.brand.languages),
     ) if fresh else []
-    decisions = [evaluate(ruleset, _facts(m, s, source=source)) for m, s in zip(fresh, scores, strict=True)]
+    facts = [_facts(m, s, source=source) for m, s in zip(fresh, scores, strict=True)]
+    decisions, muted = silences.mute_decisions(
+        in_force, facts=facts, decisions=[evaluate(ruleset, f) for f in facts],
+        authors=[(m.author.handle, m.author.name, m.author.id) for m in fresh])
+    muted_keys = {(fresh[i].platform, fresh[i].external_id): s for i, s in muted.items()}
     with transaction(engine) as session:
         if fresh:
             rows = _insert_mentions(session, fresh, scores, decisions, source=source, now=now)
             result.stored = len(rows)
             result.duplicates += len(fresh) - len(rows)
             result.stored_ids = [r.id for r in rows if r.id is not None]
+            muted_rows = [(r.id, r.rule, muted_keys[(r.platform, r.external_id)]) for r in rows
+                          if r.id is not None and (r.platform, r.external_id) in muted_keys]
+            silences.record_muted(session, rows=muted_rows, now=now)
+            result.muted = len(muted_rows)
             _CaseBuilder(session, ruleset=ruleset, now=now, policies=policies or {}, dry_run=dry_run,
-                         result=result).run(rows, decisions_by_key={
+                         result=result, muted=set(muted_keys)).run(rows, decisions_by_key={
                              (m.platform, m.external_id): d for m, d in zip(fresh, decisions, strict=True)})
         if cursor is not None:
             set_cursor(session, source, cursor, now=now)
@@ -198,9 +208,10 @@ class _CaseBuilder:
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
-        dry_run: bool, result: IngestResult,
+        dry_run: bool, result: IngestResult, muted: set[tuple[str, str]] | None = None,
     ) -> None:
         self.s = session
+        self.muted = muted or set()  # (platform, external id) whose alert a silence muted
         self.rules = ruleset
         self.now = now
         self.policies = policies
@@ -261,6 +272,12 @@ class _CaseBuilder:
             self.result.dropped += 1
             return None
         case = self.cases.get((row.platform, row.conversation_id, row.author_id))
+        if (row.platform, row.external_id) in self.muted:
+            # muted: never opens or reopens a case; a conversation already in front of the team keeps it, quietly
+            if case is not None and case.state != CaseState.RESOLVED:
+                self._attach(case, row, decision, quiet=True)
+                return case.id
+            return None
         if case is not None and case.state != CaseState.RESOLVED:
             self._attach(case, row, decision)
             return case.id

@@ -133,7 +133,8 @@ def render_table(result: Any, *, current: str, proposed: str, console: Console) 
     totals.add_column(msg.BACKTEST_COL_CURRENT, justify="right")
     totals.add_column(msg.BACKTEST_COL_PROPOSED, justify="right")
     for label, key in ((msg.BACKTEST_ROW_ALERTS, "alerts"), (msg.BACKTEST_ROW_GROUPED, "grouped"),
-                       (msg.BACKTEST_ROW_REPLIES, "auto_replies"), (msg.BACKTEST_ROW_DROPPED, "dropped")):
+                       (msg.BACKTEST_ROW_REPLIES, "auto_replies"), (msg.BACKTEST_ROW_MUTED, "muted"),
+                       (msg.BACKTEST_ROW_DROPPED, "dropped")):
         totals.add_row(label, f"{getattr(result.current, key):,}", f"{getattr(result.proposed, key):,}")
     console.print(totals)
     if not result.changed:
@@ -152,12 +153,12 @@ def render_table(result: Any, *, current: str, proposed: str, console: Console) 
             out.add_row(escape(rule), escape(channel), str(bucket.count), escape(_examples(bucket)))
         console.print(out)
 
-    def reply_table(title: str, table: dict[str, Any]) -> None:
+    def reply_table(title: str, table: dict[str, Any], first: str = msg.BACKTEST_COL_RULE) -> None:
         if not table:
             return
         out = Table(title=title.format(count=sum(b.count for b in table.values())), title_justify="left",
                     show_lines=True)
-        out.add_column(msg.BACKTEST_COL_RULE)
+        out.add_column(first)
         out.add_column(msg.BACKTEST_COL_COUNT, justify="right")
         out.add_column(msg.BACKTEST_COL_EXAMPLES)
         for rule, bucket in sorted(table.items(), key=lambda i: (-i[1].count, i[0])):
@@ -168,6 +169,8 @@ def render_table(result: Any, *, current: str, proposed: str, console: Console) 
     alert_table(msg.BACKTEST_ALERTS_LOST, result.alerts_lost)
     reply_table(msg.BACKTEST_REPLIES_GAINED, result.replies_gained)
     reply_table(msg.BACKTEST_REPLIES_LOST, result.replies_lost)
+    reply_table(msg.BACKTEST_MUTED_GAINED, result.muted_gained, first=msg.BACKTEST_COL_SILENCE)
+    reply_table(msg.BACKTEST_MUTED_LOST, result.muted_lost, first=msg.BACKTEST_COL_SILENCE)
     alert_table(msg.BACKTEST_GROUPED_GAINED, result.grouped_gained)
     alert_table(msg.BACKTEST_GROUPED_LOST, result.grouped_lost)
     if result.sla_changes:
