@@ -162,3 +162,12 @@ def test_backtest_shows_what_a_new_silence_would_have_muted(history, db_url, clo
         ("author @bo", 1, ["@bo"])]
     assert [(x["rule"], x["channel"], x["count"]) for x in out["alerts"]["lost"]] == [
         ("possible-complaint", "#cs-alerts", 1)]
+
+
+def test_backtest_of_a_missing_database_creates_nothing_and_says_what_to_do(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    missing = tmp_path / "nope.db"
+    with pytest.raises(SystemExit) as stop:
+        main(["backtest", "--rules", str(RULES), "--against", str(RULES), "--db", f"sqlite:///{missing}"])
+    assert stop.value.code == (f"backtest: cannot read the mentions in sqlite:///{missing} (unable to open "
+                               "database file). Pass --db, or set DATABASE_URL.")
+    assert not missing.exists()
