@@ -277,3 +277,29 @@ class Setting(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str = ""
+
+
+class Mute(SQLModel, table=True):
+    """A silence set from Slack (button or `/mentions mute`): mutes alerts until `until`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    author: str = ""  # @handle or platform id ("" = any author)
+    keyword: str = ""
+    rule: str = ""
+    include_vip: bool = False
+    comment: str = ""
+    created_by: str = ""  # Slack user id
+    created_at: datetime | None = _ts()
+    until: datetime | None = _ts(index=True)
+    lifted_at: datetime | None = _ts()  # `/mentions unmute`
+    lifted_by: str = ""
+
+
+class MutedMention(SQLModel, table=True):
+    """A stored mention whose alert a silence muted: still stored, counted as muted."""
+
+    mention_id: int = Field(primary_key=True)
+    at: datetime | None = _ts(index=True)
+    rule: str = ""  # the rule whose alert was muted
+    silence: str = ""  # what muted it, as a person reads it ("author @spammer")
+    mute_id: int | None = None  # the Slack mute; None for a rules.yaml silence

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -49,6 +50,18 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
     else:
         engine = sa.create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
     return engine
+
+
+def make_readonly_engine(url: str | None = None) -> Engine:
+    """An engine that cannot write: `backtest` and `explain --id` only read history.
+
+    SQLite opens the file with mode=ro (a missing file is an error, not a new database);
+    PostgreSQL sessions start with default_transaction_read_only."""
+    url = normalise_url(url or DEFAULT_DATABASE_URL)
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database or ""
+        return sa.create_engine(f"sqlite:///file:{quote(path)}?mode=ro&uri=true", connect_args={"uri": True})
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"options": "-c default_transaction_read_only=on"})
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

@@ -105,3 +105,14 @@ class OpenCaseLine:
     slack_channel: str = ""
     slack_ts: str = ""
     sla_seconds: int = 0  # the whole target: lists colour the time left on the same scale as the alert
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceLine:
+    """One silence in force as `/mentions mutes` and the App Home list it."""
+
+    label: str  # "author @spammer", "keyword 'outage', rule possible-complaint"
+    until: datetime
+    mute_id: int | None = None  # a Slack mute's number (for `/mentions unmute`); None: from rules.yaml
+    created_by: str = ""  # Slack user id
+    comment: str = ""

@@ -19,6 +19,7 @@ RUNS = {
     "latency": ["bench/latency.py", "--n", "20", "--rate", "20", "--poll-interval", "0.5", "--settle", "15"],
     "economy": ["bench/economy.py", "--mentions", "60", "--hours", "0.25", "--step", "15"],
     "memory": ["bench/memory.py", "--n", "100", "--idle", "1", "--timeout", "60"],
+    "backtest": ["bench/backtest.py", "--n", "300", "--unique", "100"],
 }
 
 
@@ -75,3 +76,9 @@ def test_memory_reads_the_daemon_rss_after_ingest(outputs):
     assert {"rss_idle_mb", "rss_peak_mb", "stored"} <= result.keys()
     assert result["stored"] == 100
     assert 10 < result["rss_idle_mb"] <= result["rss_peak_mb"]
+
+
+def test_backtest_replays_every_stored_mention(outputs):
+    result = last_json(outputs["backtest"])
+    assert result["mentions"] == 300
+    assert result["wall_s"] > 0 and result["per_s"] > 0 and result["target_s"] == 60

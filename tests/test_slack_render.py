@@ -119,7 +119,7 @@ def test_buttons_carry_the_case_id_and_ack_confirms_the_exact_text() -> None:
     _, blocks = sb.render_alert(view())
     actions = block(blocks, "mm_actions")
     ids = [e["action_id"] for e in actions["elements"]]
-    assert ids == ["mm_claim", "mm_ack", "mm_reply", "mm_snooze", "mm_resolve"]
+    assert ids == ["mm_claim", "mm_ack", "mm_reply", "mm_snooze", "mm_resolve", "mm_mute"]
     buttons = {e["action_id"]: e for e in actions["elements"]}
     assert {buttons[i]["value"] for i in ("mm_claim", "mm_ack", "mm_reply", "mm_resolve")} == {"42"}
     assert buttons["mm_ack"]["text"]["text"] == "Acknowledge publicly"
@@ -135,7 +135,7 @@ def test_claimed_acknowledged_snoozed_and_resolved_states() -> None:
     state = block(blocks, "mm_state")["elements"][0]["text"]
     assert state == "Acknowledged · Claimed by <@U0CLAIMER> · public acknowledgement posted"
     ids = [e["action_id"] for e in block(blocks, "mm_actions")["elements"]]
-    assert ids == ["mm_reply", "mm_snooze", "mm_resolve"]
+    assert ids == ["mm_reply", "mm_snooze", "mm_resolve", "mm_mute"]
 
     _, blocks = sb.render_alert(view(state="snoozed", snoozed_until=NOW + timedelta(hours=1)))
     assert block(blocks, "mm_state")["elements"][0]["text"] == "Snoozed until 15:05"
@@ -162,7 +162,7 @@ def test_grouped_message_counts_the_cases_and_offers_no_public_buttons() -> None
     assert text.startswith("🟡 14 similar mentions (urgent-negative): Your app ate my money")
     assert "in the last 2 min" in block(blocks, "mm_state")["elements"][0]["text"]
     ids = [e["action_id"] for e in block(blocks, "mm_actions")["elements"]]
-    assert ids == ["mm_claim", "mm_snooze", "mm_resolve"]
+    assert ids == ["mm_claim", "mm_snooze", "mm_resolve", "mm_mute"]
 
 
 def test_link_cannot_break_out_of_its_brackets() -> None:
@@ -230,7 +230,7 @@ def test_console_notifier_prints_the_same_facts_as_plain_text() -> None:
     assert "respond by 14:32, 27 min left" in printed
     assert "  > refund [31mNOW[0m <!channel>" in printed and "\x1b" not in printed
     assert "Claimed by U0CLAIMER" in printed
-    assert "actions: Acknowledge publicly | Reply… | Snooze | Resolve" in printed
+    assert "actions: Acknowledge publicly | Reply… | Snooze | Resolve | Mute 4 h" in printed
     assert console.find_by_metadata(channel="#alerts", key="case_id", value="42") == posted
     assert console.find_by_metadata(channel="#alerts", key="case_id", value="43") is None
 

@@ -48,6 +48,10 @@ class CaseActions(Protocol):
     def open_cases(self) -> Sequence[Any]: ...
     def stats_today(self) -> dict[str, str]: ...
     def timezone(self) -> str: ...
+    def mute_case(self, *, case_id: int, user: str, what: str) -> Outcome: ...
+    def mute(self, *, user: str, text: str) -> Outcome: ...
+    def unmute(self, *, user: str, text: str) -> Outcome: ...
+    def silences(self) -> Sequence[Any]: ...
 
 
 class Approvers:
@@ -170,10 +174,19 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
     def on_resolve(click: _Click, client: WebClient) -> None:
         report(client, click, actions.resolve(case_id=click.case_id, user=click.user))
 
+    def on_mute(click: _Click, client: WebClient) -> None:
+        what = click.value.partition(":")[2] or "author"
+        outcome = actions.mute_case(case_id=click.case_id, user=click.user, what=what)
+        if outcome.ok and outcome.changed:
+            tell(client, click, outcome.message)  # the confirmation: what, until when, how to lift it
+        else:
+            report(client, click, outcome)
+
     app.action(sb.ACTION_CLAIM)(handler(on_claim))
     app.action(sb.ACTION_ACK)(handler(on_ack))
     app.action(sb.ACTION_SNOOZE)(handler(on_snooze))
     app.action(sb.ACTION_RESOLVE)(handler(on_resolve))
+    app.action(sb.ACTION_MUTE)(handler(on_mute))
 
     @app.action(sb.ACTION_REPLY)
     def on_reply(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
@@ -222,8 +235,17 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
 
     @app.command("/mentions")
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
-        word = str(command.get("text") or "").strip().lower()
-        if word == "stats":
+        text_in = str(command.get("text") or "").strip()
+        word, _, rest = text_in.partition(" ")
+        word = word.lower()
+        user = str(command.get("user_id") or "")
+        if word in ("mute", "unmute"):
+            outcome = actions.mute(user=user, text=rest) if word == "mute" else actions.unmute(user=user, text=rest)
+            ack(text=outcome.message, response_type="ephemeral")
+            return
+        if word == "mutes":
+            text, blocks = sb.render_mutes(actions.silences(), now=clock.now(), tz=actions.timezone())
+        elif word == "stats":
             text, blocks = sb.render_stats(actions.stats_today())
         elif word in ("", "list", "open"):
             text, blocks = sb.render_case_list(actions.open_cases(), now=clock.now(), tz=actions.timezone())
@@ -237,7 +259,7 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
         if event.get("tab", "home") != "home":
             return
         home = sb.render_home(actions.open_cases(), stats=actions.stats_today(), now=clock.now(),
-                              tz=actions.timezone())
+                              tz=actions.timezone(), silences=actions.silences())
         client.views_publish(user_id=str(event["user"]), view=home)
 
     return app

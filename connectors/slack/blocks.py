@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.platforms import PLATFORMS
 from monitor import messages as m
-from monitor.views import AlertView, OpenCaseLine
+from monitor.views import AlertView, OpenCaseLine, SilenceLine
 
 # Slack's published limits (Block Kit reference).
 SECTION_TEXT_MAX = 3000
@@ -30,6 +30,7 @@ ACTION_ACK = "mm_ack"
 ACTION_REPLY = "mm_reply"
 ACTION_SNOOZE = "mm_snooze"
 ACTION_RESOLVE = "mm_resolve"
+ACTION_MUTE = "mm_mute"
 REPLY_MODAL_CALLBACK = "mm_reply_modal"
 REPLY_INPUT_BLOCK = "mm_reply_text"
 REPLY_INPUT_ACTION = "text"
@@ -286,6 +287,11 @@ def action_elements(view: AlertView) -> list[dict[str, Any]]:
     })
     elements.append({"type": "button", "action_id": ACTION_RESOLVE, "text": _plain(m.SLACK_BUTTON_RESOLVE),
                      "value": value})
+    elements.append({
+        "type": "static_select", "action_id": ACTION_MUTE, "placeholder": _plain(m.SLACK_BUTTON_MUTE),
+        "options": [{"text": _plain(label), "value": f"{view.case_id}:{choice}"}
+                    for choice, label in m.SLACK_MUTE_OPTIONS],
+    })
     return elements
 
 
@@ -420,8 +426,28 @@ def render_stats(stats: Mapping[str, str]) -> tuple[str, list[dict[str, Any]]]:
     return text, [{"type": "section", "text": _mrkdwn(plain_fit(text, limit=SECTION_TEXT_MAX))}]
 
 
+def silence_line_text(line: SilenceLine, *, now: datetime, tz: str) -> str:
+    comment = f" · {escape_fit(line.comment, limit=200, suffix='…')}" if line.comment else ""
+    until = format_clock(line.until, now=now, tz=tz)
+    if line.mute_id is None:
+        return m.SLACK_MUTE_LINE_RULES.format(what=escape_text(line.label), until=until, comment=comment)
+    return m.SLACK_MUTE_LINE.format(id=line.mute_id, what=escape_text(line.label), until=until,
+                                    who=user_ref(line.created_by) if line.created_by else "-", comment=comment)
+
+
+def render_mutes(lines: Sequence[SilenceLine], *, now: datetime, tz: str,
+                 max_lines: int = 20) -> tuple[str, list[dict[str, Any]]]:
+    """`/mentions mutes`: the silences in force, soonest to end first."""
+    if not lines:
+        return m.SLACK_MUTES_NONE, [{"type": "section", "text": _mrkdwn(m.SLACK_MUTES_NONE)}]
+    header = m.SLACK_MUTES_HEADER.format(count=len(lines))
+    body = "\n".join(silence_line_text(line, now=now, tz=tz) for line in lines[:max_lines])
+    return header, [{"type": "section", "text": _mrkdwn(header)},
+                    {"type": "section", "text": _mrkdwn(plain_fit(body, limit=SECTION_TEXT_MAX))}]
+
+
 def render_home(lines: Sequence[CaseLine], *, stats: Mapping[str, str], now: datetime, tz: str,
-                max_cases: int = 40) -> dict[str, Any]:
+                max_cases: int = 40, silences: Sequence[SilenceLine] = ()) -> dict[str, Any]:
     """The App Home tab: today's KPIs, then open cases by time left (within Slack's 100 blocks)."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(m.SLACK_HOME_TITLE, limit=150)}]
     blocks.append({"type": "section", "text": _mrkdwn(f"*{m.SLACK_HOME_KPIS}*")})
@@ -429,6 +455,10 @@ def render_home(lines: Sequence[CaseLine], *, stats: Mapping[str, str], now: dat
         blocks.append({"type": "section", "fields": [
             _mrkdwn(f"*{escape_text(k)}*\n{escape_text(v)}") for k, v in list(stats.items())[:10]]})
     blocks.append({"type": "divider"})
+    if silences:  # before the cases, so a long case list cannot push them past Slack's block limit
+        blocks.append({"type": "section", "text": _mrkdwn(f"*{m.SLACK_HOME_MUTES}*")})
+        blocks += render_mutes(silences, now=now, tz=tz)[1][1:]
+        blocks.append({"type": "divider"})
     _, case_blocks = render_case_list(lines, now=now, tz=tz, max_cases=max_cases)
     blocks += case_blocks
     blocks.append({"type": "context", "elements": [_mrkdwn(m.SLACK_HOME_UPDATED.format(

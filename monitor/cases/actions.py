@@ -16,14 +16,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from monitor.cases import acknowledge
+from monitor import messages as msg
+from monitor.cases import acknowledge, silences
 from monitor.clock import Clock
 from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
 from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
 from monitor.rules.schema import Ruleset
 from monitor.store import transaction
-from monitor.views import OpenCaseLine
+from monitor.views import OpenCaseLine, SilenceLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,7 @@ class CaseActions:
             cases = s.exec(select(Case).where(Case.opened_at >= start)).all()
             acks = s.exec(select(sa.func.count()).select_from(Outbox).where(
                 Outbox.kind == OutboxKind.REPLY_PUBLIC, Outbox.state == OutboxState.SENT, Outbox.sent_at >= start)).one()
+            muted = silences.muted_between(s, since=start, until=now + timedelta(seconds=1))
         responded = [c for c in cases if c.first_response_at and c.opened_at]
         times = sorted((c.first_response_at - c.opened_at) for c in responded)  # type: ignore[operator]
         met = [c for c in responded if c.sla_due_at and c.first_response_at <= c.sla_due_at]  # type: ignore[operator]
@@ -209,5 +211,51 @@ class CaseActions:
             "Median first response": median,
             "Within target": attainment,
             "Public acknowledgements": str(acks),
+            msg.SLACK_STATS_MUTED: str(muted),
         }
+
+    # ------------------------------------------------------------------ silences (monitor/cases/silences.py)
+
+    def mute_case(self, *, case_id: int, user: str, what: str) -> ActionOutcome:
+        """The alert's "Mute 4 h" menu: this case's author, or the rule that raised it."""
+        now = self.clock.now()
+        with Session(self.engine) as s:
+            case = s.get(Case, case_id)
+        if case is None:
+            return ActionOutcome(ok=False, changed=False, message=f"case {case_id} does not exist")
+        target = {"author": f"@{case.author_handle}" if case.author_handle else case.author_id} \
+            if what == "author" else {"rule": case.rule}
+        silence = silences.add_mute(self.engine, user=user, now=now, duration=silences.SLACK_MUTE_DURATION,
+                                    **target)
+        with transaction(self.engine) as s:
+            s.add(Event(case_id=case_id, at=now, kind="muted", actor=user,
+                        detail={"silence": silence.label, "until": silence.until.isoformat()}))
+        return ActionOutcome(ok=True, changed=True, message=self._muted(silence, now))
+
+    def mute(self, *, user: str, text: str) -> ActionOutcome:
+        """`/mentions mute author @name 4h [comment]` (or keyword, rule)."""
+        parsed = silences.parse_mute(text, ruleset=self.rules())
+        if isinstance(parsed, str):
+            return ActionOutcome(ok=False, changed=False, message=parsed)
+        now = self.clock.now()
+        silence = silences.add_mute(self.engine, user=user, now=now, **parsed)
+        return ActionOutcome(ok=True, changed=True, message=self._muted(silence, now))
+
+    def unmute(self, *, user: str, text: str) -> ActionOutcome:
+        number = text.strip().lstrip("#")
+        lifted = silences.lift_mute(self.engine, mute_id=int(number), user=user, now=self.clock.now()) \
+            if number.isdigit() else None
+        if lifted is None:
+            return ActionOutcome(ok=False, changed=False, message=msg.SLACK_UNMUTE_UNKNOWN.format(id=number))
+        return ActionOutcome(ok=True, changed=True, message=msg.SLACK_UNMUTED.format(id=number, what=lifted.label))
+
+    def silences(self) -> list[SilenceLine]:
+        with Session(self.engine) as s:
+            found = silences.active_silences(s, ruleset=self.rules(), now=self.clock.now())
+        return [SilenceLine(label=a.label, until=a.until, mute_id=a.id, created_by=a.created_by, comment=a.comment)
+                for a in found]
+
+    def _muted(self, silence: silences.ActiveSilence, now: datetime) -> str:
+        until = silences.local_clock(silence.until, now=now, tz=self.timezone())
+        return msg.SLACK_MUTED.format(what=silence.label, until=until, id=silence.id)
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from connectors.platforms import Platform
-from monitor.cases import acknowledge, sla
+from monitor.cases import acknowledge, silences, sla
 from monitor.delivery import notes, outbox
 from monitor.model import (
     PUBLIC_KINDS,
@@ -83,6 +83,7 @@ class IngestResult:
     alerts: int = 0
     grouped: int = 0
     acks_queued: int = 0
+    muted: int = 0  # alerts a silence muted (the mentions are stored)
     stored_ids: list[int] = field(default_factory=list)
 
 
@@ -106,6 +107,7 @@ def ingest(
     result = IngestResult(source=source, fetched=len(batch))
     with transaction(engine) as session:
         fresh = _new_only(session, batch)
+        in_force = silences.active_silences(session, ruleset=ruleset, now=now) if fresh else ()
     result.duplicates = len(batch) - len(fresh)
     # Triage and rules run outside the write transaction: on SQLite it holds the database's only
     # write lock, and the outbox's deliveries would wait behind it (bench/latency.py).  Whatever
@@ -115,15 +117,23 @@ def ingest(
         lang_hints=[m.lang_hint for m in fresh],
         languages=list(ruleset.brand.languages),
     ) if fresh else []
-    decisions = [evaluate(ruleset, _facts(m, s, source=source)) for m, s in zip(fresh, scores, strict=True)]
+    facts = [_facts(m, s, source=source) for m, s in zip(fresh, scores, strict=True)]
+    decisions, muted = silences.mute_decisions(
+        in_force, facts=facts, decisions=[evaluate(ruleset, f) for f in facts],
+        authors=[(m.author.handle, m.author.name, m.author.id) for m in fresh])
+    muted_keys = {(fresh[i].platform, fresh[i].external_id): s for i, s in muted.items()}
     with transaction(engine) as session:
         if fresh:
             rows = _insert_mentions(session, fresh, scores, decisions, source=source, now=now)
             result.stored = len(rows)
             result.duplicates += len(fresh) - len(rows)
             result.stored_ids = [r.id for r in rows if r.id is not None]
+            muted_rows = [(r.id, r.rule, muted_keys[(r.platform, r.external_id)]) for r in rows
+                          if r.id is not None and (r.platform, r.external_id) in muted_keys]
+            silences.record_muted(session, rows=muted_rows, now=now)
+            result.muted = len(muted_rows)
             _CaseBuilder(session, ruleset=ruleset, now=now, policies=policies or {}, dry_run=dry_run,
-                         result=result, history=history).run(rows, decisions_by_key={
+                         result=result, history=history, muted=set(muted_keys)).run(rows, decisions_by_key={
                              (m.platform, m.external_id): d for m, d in zip(fresh, decisions, strict=True)})
         if cursor is not None:
             set_cursor(session, source, cursor, now=now)
@@ -213,10 +223,11 @@ class _CaseBuilder:
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
-        dry_run: bool, result: IngestResult, history: bool = False,
+        dry_run: bool, result: IngestResult, history: bool = False, muted: set[tuple[str, str]] | None = None,
     ) -> None:
         self.history = history
         self.s = session
+        self.muted = muted or set()  # (platform, external id) whose alert a silence muted
         self.rules = ruleset
         self.now = now
         self.policies = policies
@@ -279,6 +290,12 @@ class _CaseBuilder:
             self.result.dropped += 1
             return None
         case = self.cases.get((row.platform, row.conversation_id, row.author_id))
+        if (row.platform, row.external_id) in self.muted:
+            # muted: never opens or reopens a case; a conversation already in front of the team keeps it, quietly
+            if case is not None and case.state != CaseState.RESOLVED:
+                self._attach(case, row, decision, quiet=True)
+                return case.id
+            return None
         if case is not None and case.state != CaseState.RESOLVED:
             self._attach(case, row, decision)
             return case.id
@@ -303,7 +320,7 @@ class _CaseBuilder:
             platform=row.platform, conversation_id=row.conversation_id, author_id=row.author_id,
             author_handle=row.author_handle or row.author_name, first_mention_id=row.id, state=CaseState.OPEN,
             rule=decision.rule_name, severity=alert.severity, channel=channel,
-            group_key=_group_key(decision, row), opened_at=start,
+            group_key=group_key(decision, row), opened_at=start,
             sla_seconds=int(alert.sla.total_seconds()), sla_business_hours=alert.business_hours,
             sla_due_at=sla.due_at(start=start, seconds=int(alert.sla.total_seconds()),
                                   business_hours=self.rules.business_hours if alert.business_hours else None),
@@ -511,7 +528,8 @@ def _safe_raw(value: Any) -> Any:
     return value
 
 
-def _group_key(decision: Decision, row: Mention) -> str:
+def group_key(decision: Decision, row: Any) -> str:
+    """Storm control's key: alerts sharing it within `grouping.window` may share one message (also the backtest's)."""
     alert = decision.alert
     group_by = getattr(alert, "group_by", "rule") if alert else "rule"
     if group_by == "topic":

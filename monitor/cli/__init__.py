@@ -34,7 +34,7 @@ def shipped(relative: str) -> Path | None:
 
 EXAMPLES = shipped("examples/mentions.jsonl")
 # Modules that add their own subcommands through register(subparsers), when present.
-PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor")
+PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor", "monitor.cli.backtest")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,12 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_rules)
 
     explain = sub.add_parser("explain", help="show the triage of a text and why each rule matched or not")
-    explain.add_argument("--text", required=True)
+    what = explain.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", help="a text to triage and run through the rules")
+    what.add_argument("--id", type=int, metavar="MENTION_ID", help="a stored mention, with its stored triage")
     explain.add_argument("--rules")
-    explain.add_argument("--platform", default="x", choices=list(PLATFORMS))
-    explain.add_argument("--kind", default="mention",
-                         choices=sorted({kind for p in PLATFORMS.values() for kind in p.kinds}))
-    explain.add_argument("--source", default="", help="the source name in rules.yaml (for `sources:` conditions)")
+    explain.add_argument("--db", help="with --id: database URL (default: $DATABASE_URL)")
+    explain.add_argument("--source", help="the rules.yaml source it came from (sets platform and kind)")
+    explain.add_argument("--platform", choices=list(PLATFORMS), help="default: the source's platform, else x")
+    explain.add_argument("--kind", choices=sorted({kind for p in PLATFORMS.values() for kind in p.kinds}),
+                         help="default: the source's kind, else mention")
     explain.add_argument("--followers", type=int, default=0)
     explain.add_argument("--verified", action="store_true")
     explain.add_argument("--lang", default="", help="the platform's language hint")
@@ -134,27 +137,95 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_source(ruleset: Any, name: str) -> Any:
+    import difflib
+
+    try:
+        return ruleset.source(name)
+    except KeyError:
+        names = [s.name for s in ruleset.sources]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = msg.CLI_DID_YOU_MEAN.format(suggestion=close[0]) if close else ""
+        hint += msg.CLI_EXPLAIN_SOURCES.format(names=", ".join(names)) if names else msg.CLI_EXPLAIN_NO_SOURCES
+        print(msg.CLI_EXPLAIN_UNKNOWN_SOURCE.format(name=name, hint=hint), file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _explain_stored(args: argparse.Namespace) -> Any:
+    import sqlalchemy as sa
+
+    from monitor.rules.stored import read_mention
+    from monitor.store import make_readonly_engine
+
+    db = args.db or Settings().database_url
+    engine = make_readonly_engine(db)
+    try:
+        row = read_mention(engine, mention_id=args.id)
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(msg.CLI_EXPLAIN_NO_DB.format(db=db, reason=reason), file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        engine.dispose()
+    if row is None:
+        print(msg.CLI_EXPLAIN_NO_MENTION.format(id=args.id, db=db), file=sys.stderr)
+        raise SystemExit(1)
+    return row
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from monitor.model import Score
     from monitor.rules import MentionFacts, explain
+    from monitor.rules.stored import facts_of
     from monitor.triage import triage
 
     ruleset = _load_rules_or_exit(args.rules or Settings().rules)
-    score = triage(args.text, lang_hint=args.lang, languages=list(ruleset.brand.languages))
-    mentions_brand = args.mentions_brand
-    if mentions_brand is None:
-        handle = (ruleset.brand.handles.x or "").lower()
-        mentions_brand = bool(handle) and f"@{handle}" in args.text.lower()
-    facts = MentionFacts(platform=args.platform, kind=args.kind, text=args.text, lang=score.lang,
-                         sentiment=score.sentiment, complaint=score.complaint, categories=score.categories,
-                         followers=args.followers, verified=args.verified, mentions_brand=mentions_brand,
-                         source=args.source)
+    source = _explain_source(ruleset, args.source) if args.source else None
+    stored = _explain_stored(args) if args.id is not None else None
+    if stored is not None:
+        facts = facts_of(stored)
+        if source is not None:  # "what if it had come in through that source"
+            facts = replace(facts, source=source.name)
+        for key in ("platform", "kind"):
+            if getattr(args, key):
+                facts = replace(facts, **{key: getattr(args, key)})
+        score = Score(lang=stored.lang, sentiment=stored.sentiment, complaint=stored.complaint,
+                      categories=stored.categories)
+    else:
+        score = triage(args.text, lang_hint=args.lang, languages=list(ruleset.brand.languages))
+        mentions_brand = args.mentions_brand
+        if mentions_brand is None:
+            handle = (ruleset.brand.handles.x or "").lower()
+            mentions_brand = bool(handle) and f"@{handle}" in args.text.lower()
+        facts = MentionFacts(
+            platform=args.platform or (source.platform if source else "x"),
+            kind=args.kind or (source.kind if source else "mention"), text=args.text, lang=score.lang,
+            sentiment=score.sentiment, complaint=score.complaint, categories=score.categories,
+            followers=args.followers, verified=args.verified, mentions_brand=mentions_brand,
+            source=source.name if source else "")
     traces = explain(ruleset, facts)
     if args.json:
-        print(json.dumps({"lang": score.lang, "sentiment": score.sentiment, "complaint": score.complaint,
-                          "categories": list(score.categories), "signals": list(score.signals),
-                          "rules": [{"name": t.name, "matched": t.matched, "tried": t.tried, "reasons": t.reasons}
-                                    for t in traces]}, ensure_ascii=False))
+        out: dict[str, Any] = {
+            "lang": score.lang, "sentiment": score.sentiment, "complaint": score.complaint,
+            "categories": list(score.categories), "signals": list(score.signals),
+            "platform": facts.platform, "kind": facts.kind, "source": facts.source or None,
+            "rules": [{"name": t.name, "matched": t.matched, "tried": t.tried, "reasons": t.reasons}
+                      for t in traces]}
+        if stored is not None:
+            out["mention"] = {"id": stored.id, "author": stored.author, "text": stored.text, "url": stored.url,
+                              "created_at": stored.created_at.isoformat() if stored.created_at else None,
+                              "stored_rule": stored.rule or None, "case_id": stored.case_id}
+        print(json.dumps(out, ensure_ascii=False))
         return 0
+    if stored is not None:
+        created = stored.created_at.strftime("%Y-%m-%d %H:%M UTC") if stored.created_at else "-"
+        print(msg.CLI_EXPLAIN_STORED.format(id=stored.id, platform=facts.platform, kind=facts.kind,
+                                            author=stored.author, source=facts.source or "-", created=created))
+        print(f"  {stored.text}")
+        print(msg.CLI_EXPLAIN_STORED_RULE.format(rule=f"'{stored.rule}'" if stored.rule else "-"))
+        print()
     sentiment = "unknown (language not scored)" if score.sentiment is None else f"{score.sentiment:+.2f}"
     print(f"language    {score.lang}")
     print(f"sentiment   {sentiment}")

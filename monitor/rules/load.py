@@ -426,7 +426,13 @@ def cross_check(root: CommentedMap) -> list[tuple[int, int, str]]:
     sources = _get(root, "sources")
     source_names = _unique_names(sources, "source", problems)
     rules = _get(root, "rules")
-    _unique_names(rules, "rule", problems)
+    rule_names = _unique_names(rules, "rule", problems)
+    for index, silence in _items(_get(root, "silences")):
+        match = _get(silence, "match")
+        muted = _get(match, "rule")
+        if isinstance(muted, str) and muted not in rule_names:
+            problems.append((*_val_pos(match, "rule"), msg.RULES_UNDEFINED_SILENCE_RULE.format(
+                index=index, name=muted) + _names_hint(muted, rule_names)))
 
     def check_channel(node: Any, key: str, user: str, default: str | None = None) -> None:
         if not isinstance(node, CommentedMap):

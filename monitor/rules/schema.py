@@ -27,6 +27,7 @@ from pydantic import (
 from connectors.platforms import PLATFORMS
 from monitor import messages as msg
 from monitor.rules.business_hours import DAYS, BusinessHours, Day, parse_clock, rules_error
+from monitor.rules.silences import Silence
 
 __all__ = [
     "AckAction", "Acknowledgement", "AlertAction", "Brand", "BusinessHours", "Condition", "Digest",
@@ -409,6 +410,7 @@ class Ruleset(_Model):
     digest: Digest | None = None  # absent: no weekly digest
     templates: dict[StrictStr, dict[Language, StrictStr]] = Field(default_factory=dict)
     rules: tuple[Rule, ...]
+    silences: tuple[Silence, ...] = ()  # monitor/rules/silences.py
 
     def channel(self, alias: str) -> str:
         """The Slack channel (name or id) an alias stands for; KeyError if not defined."""
