@@ -276,6 +276,12 @@ CASES = [
         id="not-a-mapping",
     ),
     pytest.param(
+        edit('en: "Hi @{author}, we have', 'en: "Hi @{author]}, we have'),
+        ["rules.yaml:11:9: unknown variable '{author]}' in template 'move_to_dm' (en); known: {author}, {brand}, "
+         "{eta}, {agent}, {dm_link}"],
+        id="template-field-not-exactly-a-variable",
+    ),
+    pytest.param(
         BASE + "business_hours: {timezone: Europe/Copenhagen, public_holidays: [DKK]}\n",
         ["rules.yaml:18:64: business_hours.public_holidays: 'DKK' is not a country the holiday calendar knows; "
          "did you mean 'DK'?"],

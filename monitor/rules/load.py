@@ -551,7 +551,8 @@ def _check_template(
         except ValueError:
             problems.append((*at, msg.RULES_TEMPLATE_BRACES.format(name=name, lang=lang)))
             continue
-        bad = [f for f in fields if re.match(r"\w*", f).group(0) not in TEMPLATE_VARIABLES]  # type: ignore[union-attr]
+        # exactly a variable's name: "{author]}" or "{author.__class__}" would fail or leak when rendered
+        bad = [f for f in fields if f not in TEMPLATE_VARIABLES]
         for field in dict.fromkeys(bad):
             problems.append((*at, msg.RULES_UNKNOWN_VARIABLE.format(var=field, name=name, lang=lang, known=known)))
         if bad:
