@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import SQLModel
 
-from monitor.store import create_schema, make_engine
+from monitor.store import SCHEMA_VERSION, create_schema, make_engine
 from tests.conftest import postgres_url_or_skip
 from tests.reliability.helpers import (
     DaemonProcess,
@@ -139,6 +139,6 @@ def test_replicas_starting_together_on_a_fresh_database_all_create_the_schema(tm
             for engine in engines:
                 engine.dispose()
             assert errors == []
-            assert query(url, "select value from setting where key = 'schema_version'") == [("1",)]
+            assert query(url, "select value from setting where key = 'schema_version'") == [(SCHEMA_VERSION,)]
     finally:
         admin.dispose()
