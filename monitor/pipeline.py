@@ -317,19 +317,14 @@ class _CaseBuilder:
         if group_key in self.group_counts:
             return self.group_counts[group_key]
         since = self.now - window
-        # No flush first: this batch's cases of `group_key` are counted in group_counts, not by the query
-        # (the first look-up of a key comes before any case of it is opened), and one flush at commit
-        # writes the page's cases together instead of a flush per group.
-        with self.s.no_autoflush:
-            individual = self.s.exec(
-                select(sa.func.count()).select_from(Case).where(
-                    Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into.is_(None))
-            ).one()
-            leader = self.s.exec(
-                select(Case).where(Case.group_key == group_key, Case.opened_at >= since,
-                                   Case.grouped_into == Case.id)
-                .order_by(Case.id.desc())
-            ).first()
+        individual = self.s.exec(
+            select(sa.func.count()).select_from(Case).where(
+                Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into.is_(None))
+        ).one()
+        leader = self.s.exec(
+            select(Case).where(Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into == Case.id)
+            .order_by(Case.id.desc())
+        ).first()
         state = (int(individual), leader)
         self.group_counts[group_key] = state
         return state
