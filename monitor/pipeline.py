@@ -219,16 +219,32 @@ class _CaseBuilder:
         return self.case_ids.pop()
 
     def _load_cases(self, rows: Sequence[Mention]) -> None:
-        by_platform: dict[str, set[str]] = {}
+        """The cases this page can touch: each author's own in their conversation, and in a conversation the
+        brand answered, those still waiting for a first response.  (All cases of the page's conversations
+        were read before: a Facebook post with thousands of commenters made every page read thousands.)"""
+        authors: dict[str, set[tuple[str, str]]] = {}
+        answered: dict[str, set[str]] = {}
         for row in rows:
-            by_platform.setdefault(row.platform, set()).add(row.conversation_id)
-        for platform, conversations in by_platform.items():
-            found = self.s.exec(
-                select(Case).where(Case.platform == platform, Case.conversation_id.in_(sorted(conversations)))
-                .order_by(Case.id)
-            ).all()
-            for case in found:
-                self._remember(case)
+            if row.from_brand:
+                answered.setdefault(row.platform, set()).add(row.conversation_id)
+            else:
+                authors.setdefault(row.platform, set()).add((row.conversation_id, row.author_id))
+        found: dict[int, Case] = {}
+        for platform, pairs in authors.items():
+            ordered = sorted(pairs)
+            for start in range(0, len(ordered), 400):
+                query = select(Case).where(Case.platform == platform, sa.tuple_(
+                    Case.conversation_id, Case.author_id).in_(ordered[start:start + 400]))
+                found.update((case.id, case) for case in self.s.exec(query).all())
+        for platform, conversations in answered.items():
+            ordered_conversations = sorted(conversations)
+            for start in range(0, len(ordered_conversations), 400):
+                query = select(Case).where(
+                    Case.platform == platform, Case.conversation_id.in_(ordered_conversations[start:start + 400]),
+                    Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
+                found.update((case.id, case) for case in self.s.exec(query).all())
+        for case_id in sorted(found):  # id order, as _brand_answered walks a conversation's cases
+            self._remember(found[case_id])
 
     def _remember(self, case: Case) -> None:
         self.cases[(case.platform, case.conversation_id, case.author_id)] = case
