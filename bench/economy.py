@@ -53,8 +53,8 @@ def run(*, mentions: int, hours: float, step_s: float, seed: int, prices: dict[s
     from monitor.clock import SettableClock
     from monitor.model import Case, Mention
     from monitor.rules import load_rules
+    from monitor.runtime.wiring import build_daemon, build_sources
     from monitor.settings import Settings
-    from monitor.wiring import build_daemon, build_sources
 
     logging.getLogger("monitor").setLevel(logging.ERROR)
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

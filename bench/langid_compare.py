@@ -2,7 +2,7 @@
 
     python bench/langid_compare.py --xed /path/to/Helsinki-NLP/XED --python /tmp/langid-venv/bin/python
 
-Detectors, each in a fresh child process (so its RSS is its own): `ours` (monitor.triage_lang.detect,
+Detectors, each in a fresh child process (so its RSS is its own): `ours` (monitor.triage.lang.detect,
 no platform hint, the six languages), `py3langid` (restricted to the six), and, where the child's
 Python has them installed, `pycld2`, `langdetect` (seeded), `lingua` and `lingua-low` (both built
 for the six languages only, models preloaded).  Only detectors whose model ships inside their
@@ -45,7 +45,7 @@ items = json.load(open(path, encoding="utf-8"))
 six = ["en", "da", "hr", "ro", "id", "zh"]
 began = time.perf_counter()
 if name == "ours":
-    from monitor.triage_lang import detect, warm_up
+    from monitor.triage.lang import detect, warm_up
     warm_up()
     guess = lambda t: detect(t, languages=six)[0]
 elif name == "py3langid":

@@ -68,9 +68,9 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
     from connectors.sandbox import Sandbox
     from monitor.model import Case, Mention, Outbox, OutboxState
     from monitor.rules import load_rules
+    from monitor.runtime.wiring import build_daemon, build_sources
     from monitor.settings import Settings
     from monitor.triage import warm_up
-    from monitor.wiring import build_daemon, build_sources
 
     logging.getLogger("monitor").setLevel(logging.WARNING)
     warm_up()

@@ -40,7 +40,7 @@ def vader_rate(texts: list[str]) -> tuple[float, float]:
 
 def _empty_triage_caches() -> None:
     """Forget the per-word work triage caches, so a timed run starts as a fresh daemon would."""
-    from monitor import triage_complaint
+    from monitor.triage import complaint as triage_complaint
 
     triage_complaint._word_grams.cache_clear()
     model = triage_complaint.load_model()
@@ -70,7 +70,8 @@ def _breakdown() -> dict[str, float]:
     so "ORM flush" is measured as the session's flush, wherever it happens."""
     from sqlalchemy.orm import Session
 
-    from monitor import acknowledge, outbox, pipeline
+    from monitor.cases import acknowledge, pipeline
+    from monitor.delivery import outbox
 
     spent: dict[str, float] = {}
 
@@ -105,9 +106,9 @@ def pipeline_rate(mentions: list, *, batch: int, db_url: str, profile: str = "",
     """(mentions per wall second, per CPU second, what ingest reported)."""
     from connectors.facebook import FacebookSource
     from connectors.x import XSource
-    from monitor import pipeline
-    from monitor.daemon import policy_for
+    from monitor.cases import pipeline
     from monitor.rules import load_rules
+    from monitor.runtime.daemon import policy_for
     from monitor.store import create_schema, make_engine
     from monitor.triage import warm_up
 

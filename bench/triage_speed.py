@@ -38,7 +38,7 @@ print(time.perf_counter() - t0)
 
 def start_time(*, cold: bool) -> float:
     if cold:
-        from monitor.triage_lang import _cache_dir
+        from monitor.triage.lang import _cache_dir
 
         shutil.rmtree(_cache_dir(), ignore_errors=True)
     began = time.perf_counter()
@@ -119,8 +119,8 @@ def main() -> int:
 
     start = start_time(cold=args.cold)
 
-    from monitor.evaluate import read_devset
     from monitor.triage import triage_many, warm_up
+    from monitor.triage.evaluate import read_devset
 
     texts = [row.text for row in read_devset()]
     warm_up()

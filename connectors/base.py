@@ -2,7 +2,7 @@
 
 A connector makes ONE attempt per call and translates whatever its SDK raised
 into one of the four error types below.  Retrying, back-off and waiting for a
-rate-limit reset are decided once, in the core (monitor/daemon.py).
+rate-limit reset are decided once, in the core (monitor/runtime/daemon.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from monitor.model import NewMention
 
 if TYPE_CHECKING:
-    from monitor.alerts import AlertView
+    from monitor.views import AlertView
 
 # --------------------------------------------------------------------------- errors
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TextIO
 
-from connectors import slack_blocks as sb
 from connectors.base import PostedMessage
+from connectors.slack import blocks as sb
 from monitor import messages as m
-from monitor.alerts import AlertView
+from monitor.views import AlertView
 
 _BUTTON_LABELS = {
     sb.ACTION_CLAIM: m.SLACK_BUTTON_CLAIM, sb.ACTION_ACK: m.SLACK_BUTTON_ACK, sb.ACTION_REPLY: m.SLACK_BUTTON_REPLY,

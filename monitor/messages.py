@@ -321,7 +321,7 @@ FACEBOOK_MESSENGER_WINDOW = ("Messenger allows a Page to answer only within 24 h
                         "that window has closed ({detail})")
 FACEBOOK_PRIVATE_REPLY = ("a private reply can be sent once per comment and only within 7 days of it ({detail})")
 FACEBOOK_NOT_PUBLIC = "a Messenger message has no public reply; send a private message instead"
-# monitor/report_cli.py
+# monitor/cli/report.py
 REPORT_RULES_MISSING = "{path}: no rules file; reporting in UTC without brand names (use --rules FILE)"
 REPORT_PNG_WRITTEN = "charts written: {paths}"
 REPORT_NO_SOURCES = ("no X or Facebook source to backfill: rules.yaml lists none, or their tokens are not set "
@@ -331,7 +331,7 @@ REPORT_RATE_LIMITED = ("{source}: rate limited until {until:%H:%M} UTC; run back
                     "(what was stored stays stored, nothing is fetched twice)")
 REPORT_FAILED = "{source}: {error}; run backfill again later (what was stored stays stored)"
 REPORT_DONE = "{source}: {fetched} fetched, {stored} new, {duplicates} already stored, {older} older than --since"
-# monitor/digest.py
+# monitor/report/digest.py
 DIGEST_TITLE_WEEKLY = "Mentions digest, week of {start:%d %b} - {end:%d %b %Y}"
 DIGEST_TITLE_DAILY = "Mentions digest, {start:%A %d %b %Y}"
 DIGEST_RENDER_FAILED = ("the digest's charts could not be drawn (the drawing process exited with {code}); "

@@ -64,7 +64,7 @@ def is_postgres(engine: Engine) -> bool:
 
 # Indexes for queries that ran once per new case and scanned whole tables, so ingest slowed down
 # as the database grew (bench/throughput.py): the acknowledgement cooldown looks for recent replies
-# (monitor/acknowledge.py), storm control counts recent cases of a group (monitor/pipeline.py).
+# (monitor/cases/acknowledge.py), storm control counts recent cases of a group (monitor/cases/pipeline.py).
 _EXTRA_INDEXES = (
     sa.Index("ix_outbox_reply_window", model.Outbox.__table__.c.kind, model.Outbox.__table__.c.platform,
              model.Outbox.__table__.c.created_at),

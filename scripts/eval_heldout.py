@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from triage_corpora import DEFAULT_MIRROR, load  # noqa: E402
 
-from monitor.evaluate import format_reliability, metrics, reliability  # noqa: E402
 from monitor.triage import SUPPORTED_LANGUAGES, triage_many  # noqa: E402
+from monitor.triage.evaluate import format_reliability, metrics, reliability  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from triage_corpora import DEFAULT_MIRROR, load  # noqa: E402
 
-from monitor.triage_complaint import (  # noqa: E402
+from monitor.triage.complaint import (  # noqa: E402
     MODEL_PATH,
     LinearModel,
     cue_hits,
@@ -41,9 +41,9 @@ from monitor.triage_complaint import (  # noqa: E402
     folded_body,
     stack_inputs,
 )
-from monitor.triage_lang import detect  # noqa: E402
-from monitor.triage_lexicon import SUPPORTED_LANGUAGES  # noqa: E402
-from monitor.triage_sentiment import LEXICON_LANGUAGES, lexicon_sentiment  # noqa: E402
+from monitor.triage.lang import detect  # noqa: E402
+from monitor.triage.lexicon import SUPPORTED_LANGUAGES  # noqa: E402
+from monitor.triage.sentiment import LEXICON_LANGUAGES, lexicon_sentiment  # noqa: E402
 
 NGRAM_C = 0.5  # L2 strength; larger fits the subtitles' wording more than the task
 MIN_COUNT = 3  # a feature must occur in this many training rows
@@ -140,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"negative model: platt {slope} {offset}, weight {best[0]} (calib F1 {best[1]:.3f})", file=sys.stderr)
 
     # Complaint stacker on the calibration split, with the shipped sentiment (corrected as above).
-    from monitor.triage_complaint import NegativeModel
-    from monitor.triage_sentiment import sentiment
+    from monitor.triage.complaint import NegativeModel
+    from monitor.triage.sentiment import sentiment
 
     corrector = NegativeModel.from_json(negative_model)
     inputs, labels = [], []

@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from connectors.sandbox.testing import sandbox  # noqa: F401  (the shared `sandbox` fixture)
 from monitor.clock import SettableClock
 from monitor.rules import load_rules
 from monitor.store import create_schema, make_engine
+from tests.sandbox_fixtures import sandbox  # noqa: F401  (the shared `sandbox` fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("MM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

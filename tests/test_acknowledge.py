@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlmodel import Session, select
 
 from monitor.model import Case, Outbox, OutboxKind
+from monitor.runtime.wiring import build_daemon, build_sources
 from monitor.settings import Settings
-from monitor.wiring import build_daemon, build_sources
 from tests.test_slack_flow import thread, top_level, tweet
 
 
@@ -139,7 +139,7 @@ def test_facebook_comment_gets_one_public_and_one_private_reply(sandbox, db_url,
 
 
 def test_facebook_private_reply_after_seven_days_is_refused_with_a_note(sandbox, db_url, simple_rules_file, clock):
-    from monitor.actions import CaseActions
+    from monitor.cases.actions import CaseActions
     from monitor.rules import parse_rules
     from tests.conftest import SIMPLE_RULES
 
@@ -169,7 +169,7 @@ def test_facebook_private_reply_after_seven_days_is_refused_with_a_note(sandbox,
 
 def test_messenger_answer_after_the_24_hour_window_is_explained_in_the_thread(sandbox, db_url, simple_rules_file,
                                                                              clock):
-    from monitor.actions import CaseActions
+    from monitor.cases.actions import CaseActions
     from monitor.rules import parse_rules
     from tests.conftest import SIMPLE_RULES
 

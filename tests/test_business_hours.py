@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.business_hours import BusinessHours, add_business_time, business_seconds_between
+from monitor.rules.business_hours import BusinessHours, add_business_time, business_seconds_between
 
 CPH = ZoneInfo("Europe/Copenhagen")
 HOURS = BusinessHours(

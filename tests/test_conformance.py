@@ -18,9 +18,9 @@ import pytest
 from connectors.base import AuthFailed, BadPayload, ConnectorError, RateLimited, Source, Transient
 from connectors.facebook import FacebookSource
 from connectors.sandbox import Sandbox
-from connectors.sandbox import testing as sandbox_fixtures
-from connectors.sandbox.testing import BRAND_X_HANDLE, BRAND_X_USER_ID, PAGE_ID
 from connectors.x import XSource
+from tests import sandbox_fixtures
+from tests.sandbox_fixtures import BRAND_X_HANDLE, BRAND_X_USER_ID, PAGE_ID
 
 sandbox = sandbox_fixtures.sandbox  # the shared fixture (the lead's conftest may import it too)
 

@@ -62,7 +62,7 @@ def test_sigkill_during_replay_loses_nothing_and_stores_nothing_twice(tmp_path, 
         pages = 0
         assert proc.stderr is not None
         for line in proc.stderr:
-            if b"INFO monitor.daemon: poll" in line:
+            if b"INFO monitor.runtime.daemon: poll" in line:
                 pages += 1
                 if pages >= pages_wanted:
                     break

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import select
 
 from connectors.console import ConsoleNotifier
-from monitor import outbox
-from monitor.daemon import Daemon
+from monitor.delivery import outbox
 from monitor.model import Outbox, OutboxKind, OutboxState
+from monitor.runtime.daemon import Daemon
 from monitor.store import transaction
 
 

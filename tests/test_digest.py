@@ -9,8 +9,8 @@ import pytest
 
 from connectors.base import ConnectorError
 from connectors.sandbox.server import Sandbox
-from connectors.slack import SlackNotifier
-from monitor.digest import digest_due, last_sent, period_of, post_digest
+from connectors.slack.notifier import SlackNotifier
+from monitor.report.digest import digest_due, last_sent, period_of, post_digest
 from monitor.rules import parse_rules
 from tests.conftest import SIMPLE_RULES
 from tests.test_report import load_week
@@ -96,7 +96,7 @@ def test_a_new_daemon_posts_its_first_digest_at_the_next_scheduled_time(engine: 
     """Started on a Tuesday, it must not post an empty 'weekly' digest at once; the first one comes
     on Monday 09:00 and covers the days since it started."""
     from monitor.clock import SettableClock
-    from monitor.daemon import Daemon
+    from monitor.runtime.daemon import Daemon
 
     path = tmp_path / "digest.yaml"
     path.write_text(WITH_DIGEST_CHANNEL + 'digest: {every: weekly, day: mon, at: "09:00", channel: digest}\n')

@@ -13,14 +13,14 @@ _DAEMON_SIDE = """
 import sys
 from datetime import UTC, datetime
 from connectors.sandbox.server import Sandbox
-from connectors.slack import SlackNotifier
-from monitor.digest import post_digest
+from connectors.slack.notifier import SlackNotifier
+from monitor.report.digest import post_digest
 from monitor.store import create_schema, make_engine
 from tests.test_digest import rules
 from tests.test_report import load_week
 
 # the report tests' fixture loader imports the charts module: forget it, so only the digest could load it again
-for name in [n for n in sys.modules if n.split(".")[0] == "matplotlib" or n == "monitor.charts"]:
+for name in [n for n in sys.modules if n.split(".")[0] == "matplotlib" or n == "monitor.report.charts"]:
     del sys.modules[name]
 engine = make_engine("sqlite:///" + sys.argv[1])
 create_schema(engine)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.evaluate import DEVSET_DIR, LabelError, metrics, read_devset, read_labelled
-from monitor.triage_cli import run_eval
-from monitor.triage_complaint import CATEGORIES
+from monitor.cli.triage import run_eval
+from monitor.triage.complaint import CATEGORIES
+from monitor.triage.evaluate import DEVSET_DIR, LabelError, metrics, read_devset, read_labelled
 
 SIX = ("en", "da", "hr", "ro", "id", "zh")
 
@@ -49,7 +49,7 @@ def test_eval_complaint_prints_figures_and_confusion_matrix(tmp_path: Path):
 
 
 def test_reliability_table_bins_predictions_and_compares_with_what_happened():
-    from monitor.evaluate import format_reliability, reliability
+    from monitor.triage.evaluate import format_reliability, reliability
 
     table = reliability(gold=[True, False, True, True, False], probabilities=[0.62, 0.65, 0.68, 0.95, 0.05])
     assert format_reliability(table) == (

@@ -12,8 +12,8 @@ import requests
 from connectors.base import RateLimited, Refused, ReplyTarget, Transient
 from connectors.facebook import FacebookSource
 from connectors.sandbox import Sandbox
-from connectors.sandbox import testing as sandbox_fixtures
-from connectors.sandbox.testing import PAGE_ID
+from tests import sandbox_fixtures
+from tests.sandbox_fixtures import PAGE_ID
 
 sandbox = sandbox_fixtures.sandbox  # the shared fixture (the lead's conftest may import it too)
 

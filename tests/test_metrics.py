@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from monitor.cases.pipeline import IngestResult
 from monitor.clock import SettableClock
-from monitor.metrics import HealthCheck, Metrics, MetricsServer
 from monitor.model import SourceHealth
-from monitor.pipeline import IngestResult
+from monitor.runtime.metrics import HealthCheck, Metrics, MetricsServer
 from monitor.store import make_engine, transaction
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

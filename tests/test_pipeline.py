@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from connectors.console import ConsoleNotifier
-from monitor import pipeline
+from monitor.cases import pipeline
+from monitor.delivery.outbox import Deliverer
 from monitor.model import Author, Case, Mention, NewMention, Outbox, OutboxKind
-from monitor.outbox import Deliverer
 from monitor.store import get_cursor
 
 

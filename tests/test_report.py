@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 from sqlmodel import Session, select
 
-from monitor import charts
 from monitor.model import Case, Mention, Outbox
-from monitor.report import WEEKDAYS, Report, build_report, percentile, top_keywords
-from monitor.report_render import render_tables, summary_text, to_csv, to_dict, to_json
+from monitor.report import charts
+from monitor.report.kpis import WEEKDAYS, Report, build_report, percentile, top_keywords
+from monitor.report.render import render_tables, summary_text, to_csv, to_dict, to_json
 from monitor.store import transaction
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"

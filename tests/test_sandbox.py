@@ -12,9 +12,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connectors.sandbox import Sandbox
-from connectors.sandbox import testing as sandbox_fixtures
 from connectors.sandbox.seed import SeedError, load_seed
-from connectors.sandbox.testing import BRAND_X_USER_ID, PAGE_ID
+from tests import sandbox_fixtures
+from tests.sandbox_fixtures import BRAND_X_USER_ID, PAGE_ID
 
 sandbox = sandbox_fixtures.sandbox  # the shared fixture (the lead's conftest may import it too)
 

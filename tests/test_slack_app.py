@@ -21,12 +21,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from connectors.sandbox import Sandbox
-from connectors.slack import SlackNotifier
-from connectors.slack_app import build_app, snooze_minutes
+from connectors.slack.app import build_app, snooze_minutes
+from connectors.slack.notifier import SlackNotifier
 from monitor import messages as m
-from monitor import outbox
-from monitor.actions import CaseActions
+from monitor.cases.actions import CaseActions
 from monitor.clock import SettableClock
+from monitor.delivery import outbox
 from monitor.model import Case, Event, Mention, Outbox, OutboxKind
 from monitor.rules import load_rules
 from monitor.store import create_schema, make_engine, transaction

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from monitor.model import Case
+from monitor.runtime.wiring import build_daemon, build_sources
 from monitor.settings import Settings
-from monitor.wiring import build_daemon, build_sources
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_hostile_text_never_pings(sandbox, daemon, clock, hostile):
 def test_metrics_move_when_the_daemon_works(sandbox, daemon, clock):
     import urllib.request
 
-    from monitor.metrics import HealthCheck, Metrics
+    from monitor.runtime.metrics import HealthCheck, Metrics
 
     daemon.metrics = Metrics()
     server = daemon.metrics.serve(port=0, host="127.0.0.1", health=HealthCheck(
@@ -189,7 +189,7 @@ def test_metrics_move_when_the_daemon_works(sandbox, daemon, clock):
 
 
 def test_resolved_case_reopens_on_a_new_negative_followup(sandbox, daemon, clock):
-    from monitor.actions import CaseActions
+    from monitor.cases.actions import CaseActions
 
     first = tweet(sandbox, clock, 1, "@nordlysshop where is my parcel? it is late")
     daemon.poll("x-mentions")

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from connectors import slack_blocks as sb
 from connectors.base import AuthFailed, BadPayload, Notifier, PostedMessage, RateLimited, Refused, Transient
 from connectors.sandbox import Sandbox
-from connectors.slack import SlackNotifier
-from monitor.alerts import AlertView
+from connectors.slack import blocks as sb
+from connectors.slack.notifier import SlackNotifier
+from monitor.views import AlertView
 
 TOKEN = "xoxb-secret-test-token-4242"
 NOW = datetime(2026, 11, 23, 13, 5, tzinfo=UTC)
@@ -182,7 +182,7 @@ SCOPES_BY_METHOD = {
 def test_manifest_asks_for_exactly_the_scopes_the_code_uses() -> None:
     root = Path(__file__).resolve().parents[1]
     called = set()
-    for module in ("connectors/slack.py", "connectors/slack_app.py"):
+    for module in ("connectors/slack/notifier.py", "connectors/slack/app.py"):
         called |= set(re.findall(r"client\.([a-z]+_[A-Za-z_0-9]+)\(", (root / module).read_text()))
     assert called - SCOPES_BY_METHOD.keys() == set(), "a new Slack method: add its scopes here and to the manifest"
     needed = set().union(*(SCOPES_BY_METHOD[name] for name in called)) | {"commands"}  # /mentions

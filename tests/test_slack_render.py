@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors import slack_blocks as sb
 from connectors.console import ConsoleNotifier
-from monitor.actions import OpenCaseLine
-from monitor.alerts import AlertView
+from connectors.slack import blocks as sb
+from monitor.cases.actions import OpenCaseLine
+from monitor.views import AlertView
 
 NOW = datetime(2026, 11, 23, 13, 5, tzinfo=UTC)  # 14:05 in Oslo (UTC+1 in November)
 HOSTILE = "<!channel> <!here> <@U123> <#C1|general> <!subteam^S1> @channel @here @everyone Tom & Jerry"

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.cli.triage import run_triage
 from monitor.triage import triage, triage_many
-from monitor.triage_cli import run_triage
-from monitor.triage_complaint import CATEGORIES
+from monitor.triage.complaint import CATEGORIES
 
 ROOT = Path(__file__).resolve().parent.parent
 SIX = ("en", "da", "hr", "ro", "id", "zh")
@@ -66,7 +66,7 @@ def test_chinese_negation_is_a_word_not_a_character(text, positive):
 
 
 def test_danish_words_keep_their_letters():
-    from monitor.triage_sentiment import lexicon_sentiment
+    from monitor.triage.sentiment import lexicon_sentiment
 
     # høre (hear), han (he), stod (stood) must not be read as hore, hån, stød
     for text in ("vi vil gerne høre fra jer", "han stod der"):
@@ -237,7 +237,7 @@ def test_cli_triage_writes_one_json_object_per_line_in_order():
 
 def test_cli_as_a_process_reads_stdin_and_writes_stdout():
     done = subprocess.run(
-        [sys.executable, "-m", "monitor.triage_cli", "triage"],
+        [sys.executable, "-m", "monitor.cli.triage", "triage"],
         input="pesanan saya belum sampai juga, kecewa bgt\n",
         capture_output=True,
         text=True,
@@ -275,7 +275,7 @@ def test_broken_langid_cache_falls_back_to_the_packaged_model(tmp_path: Path):
     broken.mkdir(parents=True)
     (broken / "meta.json").write_text("{not json", encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "monitor.triage_cli", "triage"],
+        [sys.executable, "-m", "monitor.cli.triage", "triage"],
         input="comanda nu a ajuns\n",
         capture_output=True,
         text=True,

@@ -12,9 +12,9 @@ import requests
 
 from connectors.base import AuthFailed, RateLimited, Refused, ReplyTarget
 from connectors.sandbox import Sandbox
-from connectors.sandbox import testing as sandbox_fixtures
-from connectors.sandbox.testing import BRAND_X_HANDLE, BRAND_X_USER_ID
 from connectors.x import XSource
+from tests import sandbox_fixtures
+from tests.sandbox_fixtures import BRAND_X_HANDLE, BRAND_X_USER_ID
 
 sandbox = sandbox_fixtures.sandbox  # the shared fixture (the lead's conftest may import it too)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from monitor.doctor import report, run_checks
+from monitor.cli.doctor import report, run_checks
 from monitor.settings import Settings
 from monitor.store import create_schema, make_engine
 from tests.reliability.helpers import open_sandbox, write_rules

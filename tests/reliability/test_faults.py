@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connectors.facebook import FacebookSource
-from connectors.slack import SlackNotifier
+from connectors.slack.notifier import SlackNotifier
 from connectors.x import XSource
 from monitor.clock import SettableClock
-from monitor.daemon import SourceBinding
 from monitor.rules import load_rules
+from monitor.runtime.daemon import SourceBinding
+from monitor.runtime.wiring import build_daemon
 from monitor.settings import Settings
-from monitor.wiring import build_daemon
 from tests.reliability.helpers import (
     BRAND_X_USER_ID,
     PAGE_ID,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor import pipeline
+from monitor.cases import pipeline
 from monitor.model import Author, NewMention
 from monitor.rules import parse_rules
 from tests.reliability.helpers import customer_mentions, query, rules_text, slack_pings

@@ -11,8 +11,8 @@ import pytest
 
 from monitor.clock import SettableClock
 from monitor.rules import load_rules
+from monitor.runtime.wiring import build_daemon, build_sources
 from monitor.settings import Settings
-from monitor.wiring import build_daemon, build_sources
 from tests.reliability.helpers import open_sandbox, rules_text
 
 
@@ -65,7 +65,7 @@ def test_bad_edit_is_refused_with_line_and_column_and_good_edit_applies_to_next_
     path.write_text(bad, encoding="utf-8")
     expected = f"{path}:26:13: unknown key 'chanel' in rules[1].alert; did you mean 'channel'?"
 
-    with caplog.at_level(logging.ERROR, logger="monitor.daemon"):
+    with caplog.at_level(logging.ERROR, logger="monitor.runtime.daemon"):
         for _ in range(3):  # the watcher looks every 2 s: the refusal is reported once, not per look
             assert daemon.reload_rules() is False
             daemon.drain()

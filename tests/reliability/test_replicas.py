@@ -51,7 +51,7 @@ def test_two_replicas_one_killed_no_duplicates_nothing_lost_takeover_within_ttl(
                             MENTION_MONITOR_CLAIM_TTL="5")
             replicas[rid] = DaemonProcess(sandbox_url=sandbox.url, rules=rules, db_url=url,
                                           log_path=tmp_path / f"{rid}.log", env=env)
-        assert any(r.wait_for("monitor.daemon: poll", timeout=60) for r in replicas.values())
+        assert any(r.wait_for("monitor.runtime.daemon: poll", timeout=60) for r in replicas.values())
 
         # for 3 poll intervals the same live replica holds each source: no hand-over between polls
         first = leases(url)

@@ -25,7 +25,7 @@ def test_sigterm_stops_within_five_seconds_with_nothing_half_done(tmp_path):
     try:
         feeder = Feeder(sandbox, n=800, seconds=4.0, seed=5).start()
         daemon = DaemonProcess(sandbox_url=sandbox.url, rules=rules, db_url=url, log_path=tmp_path / "run.log")
-        assert daemon.wait_for("monitor.daemon: poll", count=4, timeout=60), daemon.log_text()[-3000:]
+        assert daemon.wait_for("monitor.runtime.daemon: poll", count=4, timeout=60), daemon.log_text()[-3000:]
         time.sleep(0.7)  # mid-stream: pages being stored, alerts and replies being delivered
         code, took = daemon.terminate(timeout=15)
         log = daemon.log_text()

@@ -39,7 +39,7 @@ def test_sigkill_soak_stores_everything_once_alerts_once_replies_once(tmp_path, 
             daemon = DaemonProcess(sandbox_url=sandbox.url, rules=rules, db_url=url,
                                    log_path=tmp_path / f"run{kills}.log")
             # kill at a random moment once it is working: mid-poll, mid-delivery, or idle between jobs
-            assert daemon.wait_for("monitor.daemon: poll", timeout=60), daemon.log_text()[-3000:]
+            assert daemon.wait_for("monitor.runtime.daemon: poll", timeout=60), daemon.log_text()[-3000:]
             time.sleep(rng.uniform(0.0, 1.2))
             assert daemon.alive(), daemon.log_text()[-3000:]
             daemon.kill()

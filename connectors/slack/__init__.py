@@ -1,0 +1,1 @@
+"""Slack: the notifier (slack-sdk), interactivity (slack-bolt) and Block Kit rendering."""

@@ -1,0 +1,335 @@
+"""Public acknowledgements that move the talk to DMs: within each platform's rules, never twice.
+
+`plan` decides, when a case opens, whether its acknowledgement is posted at once
+(auto), waits behind a Slack button (approve), or not at all, and queues it.
+`ReplyDeliverer` posts queued replies at most once: a retry first asks the
+platform whether the last attempt landed, and a reply whose fate cannot be
+known is marked `unknown` and handed to a person in the case's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from connectors.base import (
+    AuthFailed,
+    ConnectorError,
+    RateLimited,
+    Refused,
+    ReplyResult,
+    ReplyTarget,
+    Transient,
+)
+from monitor import messages as msg
+from monitor.delivery import outbox
+from monitor.delivery.notes import humanize
+from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
+from monitor.rules import render_template
+from monitor.rules.schema import Ruleset
+
+log = logging.getLogger(__name__)
+
+RECONCILE_ATTEMPTS = 8  # look-ups that may be put off by rate limits or outages before a person is asked
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    mode: str  # what will happen: auto | approve | off
+    text: str
+    lang: str
+    queued: bool
+    reason: str = ""
+
+
+def render(ruleset: Ruleset, *, template: str, mention: Mention, policy: Any, agent: str = "") -> tuple[str, str]:
+    dm_link = policy.dm_link if (policy is not None and ruleset.acknowledgement.dm_link
+                                 and ruleset.acknowledgement.allow_urls) else ""
+    # {author} is how the platform addresses a person: @handle on X, the display name on Facebook
+    handle = f"@{mention.author_handle}" if mention.author_handle else mention.author_name
+    return render_template(ruleset, template=template, lang=mention.lang, values={
+        "author": handle, "brand": ruleset.brand.name, "eta": "", "agent": agent, "dm_link": dm_link})
+
+
+def plan(
+    session: Session, *, ruleset: Ruleset, case: Case, mention: Mention, mode: str, template: str | None,
+    policy: Any, now: datetime, dry_run: bool, private_template: str | None = None,
+) -> Plan:
+    if not template:
+        return Plan(mode="off", text="", lang="", queued=False)
+    if mention.kind == "message" and private_template:
+        template = private_template  # in a private conversation the answer IS the DM: no "we've sent you a DM"
+    text, lang = render(ruleset, template=template, mention=mention, policy=policy)
+    case.ack_text = text
+    reason = ""
+    if mode == "auto":
+        reason = auto_refusal(policy=policy, mention=mention, text=text)
+        if reason:
+            mode = "approve"
+    cooldown_ago = recent_ack_for_author(session, platform=mention.platform, author_id=mention.author_id,
+                                         since=now - ruleset.acknowledgement.cooldown)
+    assert case.id is not None
+    if cooldown_ago is not None:
+        case.ack_mode = "off"
+        session.add(case)
+        outbox.add(session, kind=OutboxKind.THREAD, dedup_key=f"ack_cooldown:{case.id}", case_id=case.id,
+                   mention_id=mention.id, target=case.channel, now=now,
+                   payload={"note": "ack_cooldown", "mention_id": mention.id, "ago": _ago(now - cooldown_ago)})
+        return Plan(mode="off", text=text, lang=lang, queued=False, reason="cooldown")
+    case.ack_mode = mode
+    session.add(case)
+    if mode == "approve":
+        if reason:
+            outbox.add(session, kind=OutboxKind.THREAD, dedup_key=f"ack_approval:{case.id}", case_id=case.id,
+                       target=case.channel, now=now, payload={"note": "ack_approval", "reason": reason})
+        return Plan(mode=mode, text=text, lang=lang, queued=False, reason=reason)
+    queued = queue(session, case=case, mention=mention, text=text, lang=lang, policy=policy, now=now,
+                   dry_run=dry_run, actor="auto", ruleset=ruleset, private_template=private_template)
+    return Plan(mode=mode, text=text, lang=lang, queued=queued)
+
+
+def auto_refusal(*, policy: Any, mention: Mention, text: str) -> str:
+    """Why the platform would not let the bot post this unprompted ("" if it would)."""
+    if policy is None:
+        return f"no {mention.platform} connector can reply"
+    if mention.kind not in policy.auto_reply_kinds:
+        return f"{mention.platform} does not allow automatic replies to {mention.kind} posts"
+    if policy.requires_brand_mention and not mention.mentions_brand:
+        return f"{mention.platform} allows automatic replies only to posts that mention the brand"
+    if len(text) > policy.max_reply_length:
+        return f"the text is {len(text)} characters, over {mention.platform}'s limit of {policy.max_reply_length}"
+    return ""
+
+
+def _ack_rows(since: datetime) -> Any:
+    return select(Outbox.platform, Outbox.author_id, sa.func.max(Outbox.created_at)).where(
+        Outbox.kind.in_([OutboxKind.REPLY_PUBLIC, OutboxKind.REPLY_PRIVATE]),
+        Outbox.dedup_key.startswith(outbox.ACK_PREFIX),
+        Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING, OutboxState.SENT, OutboxState.UNKNOWN]),
+        Outbox.created_at >= since,
+    ).group_by(Outbox.platform, Outbox.author_id)
+
+
+def recent_ack_for_author(session: Session, *, platform: str, author_id: str, since: datetime) -> datetime | None:
+    """When we last queued an acknowledgement to this customer, if on or after `since`."""
+    batch = outbox.current_batch(session)
+    if batch is None:
+        row = session.exec(_ack_rows(since).where(Outbox.platform == platform, Outbox.author_id == author_id)).first()
+        last = row[2] if row is not None else None
+    else:  # inside an ingest: the batch knows (no query when the page's authors were prefetched)
+        prefetch_recent_acks(session, authors=[(platform, author_id)], since=since)
+        last = batch.last_ack.get((platform, author_id))
+    return last if last is not None and last >= since else None
+
+
+def prefetch_recent_acks(session: Session, *, authors: Iterable[tuple[str, str]], since: datetime) -> None:
+    """Read the cooldown state of a page's authors in one query per 500 (for recent_ack_for_author)."""
+    batch = outbox.current_batch(session)
+    assert batch is not None, "prefetch_recent_acks needs an outbox batch"
+    wanted = sorted(set(authors) - batch.known_authors)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        query = _ack_rows(since).where(sa.tuple_(Outbox.platform, Outbox.author_id).in_(chunk))
+        for platform, author_id, at in session.exec(query).all():
+            key = (platform, author_id)
+            batch.last_ack[key] = max(at, batch.last_ack.get(key, at))
+        batch.known_authors.update(chunk)
+
+
+def queue(
+    session: Session, *, case: Case, mention: Mention, text: str, lang: str, policy: Any, now: datetime,
+    dry_run: bool, actor: str, ruleset: Ruleset, private_template: str | None = None,
+) -> bool:
+    """Queue the public acknowledgement (at most one per conversation) and its private follow-up."""
+    assert case.id is not None
+    base = {"target": target_payload(mention), "lang": lang, "dry_run": dry_run, "actor": actor, "author_id": mention.author_id}
+    # A private conversation (Messenger, DM) has no public side: the acknowledgement is the private answer.
+    kind = OutboxKind.REPLY_PRIVATE if mention.kind == "message" else OutboxKind.REPLY_PUBLIC
+    queued = outbox.add(
+        session, kind=kind, dedup_key=ack_key(mention),
+        case_id=case.id, mention_id=mention.id, platform=mention.platform, target=mention.external_id,
+        payload={**base, "text": text}, now=now, author_id=mention.author_id)
+    if queued and kind == OutboxKind.REPLY_PUBLIC and private_template and policy is not None \
+            and mention.kind in policy.private_kinds:
+        private_text, _ = render(ruleset, template=private_template, mention=mention, policy=policy)
+        outbox.add(session, kind=OutboxKind.REPLY_PRIVATE, dedup_key=f"private:{mention.platform}:{mention.external_id}",
+                   case_id=case.id, mention_id=mention.id, platform=mention.platform, target=mention.external_id,
+                   payload={**base, "text": private_text}, now=now, author_id=mention.author_id)
+    if queued:
+        session.add(Event(case_id=case.id, at=now, kind="ack_queued", actor=actor, detail={"lang": lang}))
+    return queued
+
+
+def ack_key(mention: Mention) -> str:
+    """At most one acknowledgement per customer per conversation (two customers complaining under
+    the same Facebook post or X thread each get theirs)."""
+    return f"ack:{mention.platform}:{mention.conversation_id}:{mention.author_id}"
+
+
+def target_payload(mention: Mention) -> dict[str, Any]:
+    """The ReplyTarget of a stored mention, as JSON for an outbox row."""
+    target = asdict(ReplyTarget(
+        platform=mention.platform, kind=mention.kind, external_id=mention.external_id, author_id=mention.author_id,
+        author_handle=mention.author_handle, conversation_id=mention.conversation_id, parent_id=mention.parent_id,
+        created_at=None, mentions_brand=mention.mentions_brand))
+    target["created_at"] = mention.created_at.isoformat() if mention.created_at else None
+    return target
+
+
+def _ago(delta: Any) -> str:
+    return "just now" if delta.total_seconds() < 60 else humanize(delta) + " ago"
+
+
+class ReplyDeliverer:
+    """Posts queued platform replies, at most once each."""
+
+    def __init__(self, *, engine: Engine, sources: Mapping[str, Any], worker: str) -> None:
+        self.engine = engine
+        self.sources = sources
+        self.worker = worker
+        # (platform, outbox kind) -> when its create limit resets: learnt from a 429 or from a
+        # success that left 0, so that a queue of replies costs no further refused requests
+        self.held: dict[tuple[str, str], datetime] = {}
+
+    def deliver(self, item: outbox.Claimed, *, now: datetime) -> str:
+        row = item.row
+        payload = row.payload
+        target_fields = dict(payload["target"])
+        created = target_fields.get("created_at")
+        target_fields["created_at"] = datetime.fromisoformat(created) if created else None
+        target = ReplyTarget(**target_fields)
+        private = row.kind == OutboxKind.REPLY_PRIVATE
+        if payload.get("dry_run"):
+            self._done(row, now=now, result=None, dry_run=True, private=private)
+            return "sent"
+        source = self.sources.get(row.platform)
+        if source is None:
+            self._give_up(row, now=now, reason=f"no {row.platform} connector is configured", private=private)
+            return "failed"
+        held = self.held.get((row.platform, row.kind))
+        if held is not None and now < held:
+            # Not tried now, so nothing new is unknown: a first attempt is known not posted; an
+            # earlier attempt's state (and any look-up it needs) is kept for when the limit resets.
+            first = row.attempts <= 1 and not item.recovering
+            outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING, retry_at=held,
+                          error=msg.REPLY_LIMIT_HELD.format(platform=row.platform, until=held.isoformat()),
+                          result={"not_posted": True} if first else None)
+            return "retried"
+        # The outcome of the last attempt is unknown after a crash or a timeout; a rate limit or a
+        # rejected token answered before anything was posted, so no look-up is needed then.
+        if item.recovering or (row.attempts > 1 and not row.result.get("not_posted")):
+            try:
+                found = source.find_reply(target=target, text=payload["text"])
+            except (RateLimited, Transient) as exc:
+                if row.attempts < RECONCILE_ATTEMPTS:  # cannot ask yet: ask again later, post nothing
+                    retry_at = exc.until if isinstance(exc, RateLimited) else now + outbox.backoff(row.attempts)
+                    outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
+                                  retry_at=retry_at, error=str(exc))
+                    return "retried"
+                log.warning("outbox %s #%d: cannot tell whether it was posted: %s", row.kind, row.id, exc)
+                self._unknown(row, now=now, target=target)
+                return "unknown"
+            except ConnectorError as exc:
+                log.warning("outbox %s #%d: cannot tell whether it was posted: %s", row.kind, row.id, exc)
+                self._unknown(row, now=now, target=target)
+                return "unknown"
+            if found is not None:
+                self._done(row, now=now, result=found, dry_run=False, private=private)
+                return "sent"
+        try:
+            if private:
+                result = source.send_private(target=target, text=payload["text"])
+            else:
+                result = source.reply_public(target=target, text=payload["text"])
+        except (RateLimited, AuthFailed) as exc:
+            # refused before anything was posted: the retry posts without a look-up first
+            retry_at = exc.until if isinstance(exc, RateLimited) else now + outbox.backoff(row.attempts)
+            if isinstance(exc, RateLimited):
+                self.held[(row.platform, row.kind)] = exc.until
+            outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
+                          retry_at=retry_at, error=str(exc), result={"not_posted": True})
+            return "retried"
+        except Transient as exc:
+            # A timeout may hide a post that landed: the next attempt reconciles first.
+            outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
+                          retry_at=now + outbox.backoff(row.attempts), error=str(exc), result={})
+            return "retried"
+        except (Refused, ConnectorError) as exc:
+            self._give_up(row, now=now, reason=str(exc), private=private)
+            return "failed"
+        if result.quota.remaining == 0 and result.quota.reset_at is not None:
+            # the header counts whole seconds: the window may close up to a second later
+            self.held[(row.platform, row.kind)] = result.quota.reset_at + timedelta(seconds=1)
+        self._done(row, now=now, result=result, dry_run=False, private=private)
+        return "sent"
+
+    def _done(self, row: Outbox, *, now: datetime, result: ReplyResult | None, dry_run: bool, private: bool) -> None:
+        payload = row.payload
+
+        def record(s: Session) -> None:
+            case = s.get(Case, row.case_id) if row.case_id else None
+            if case is None:
+                return
+            if not dry_run:
+                case.first_public_response_at = case.first_public_response_at or now
+                case.first_response_at = case.first_response_at or now
+                case.acknowledged_at = case.acknowledged_at or now
+                if case.state == CaseState.OPEN:
+                    case.state = CaseState.ACKNOWLEDGED
+                if private or (result is not None and result.dm_link):
+                    case.moved_to_dm = True
+                s.add(case)
+                s.add(Event(case_id=case.id or 0, at=now, kind="private_sent" if private else "ack_posted",
+                            actor=payload.get("actor", ""), detail={"external_id": result.external_id if result else ""}))
+            if dry_run:
+                note = {"note": "would_send_private" if private else "would_post", "text": payload["text"],
+                        "lang": payload.get("lang", "")}
+            elif private:
+                note = {"note": "private_posted", "text": payload["text"], "kind": row.platform}
+            else:
+                note = {"note": "ack_posted", "text": payload["text"], "lang": payload.get("lang", ""),
+                        "dm_link": result.dm_link if result else ""}
+            outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"posted:{row.id}", case_id=case.id, target=case.channel,
+                       now=now, payload=note)
+            outbox.request_update(s, case_id=case.id or 0, channel=case.channel, now=now)
+
+        outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
+                      result={"external_id": result.external_id, "url": result.url, "dm_link": result.dm_link}
+                      if result else {"dry_run": True}, also=record)
+
+    def _give_up(self, row: Outbox, *, now: datetime, reason: str, private: bool) -> None:
+        log.warning("outbox %s #%d refused: %s", row.kind, row.id, reason)
+
+        def record(s: Session) -> None:
+            if row.case_id is None:
+                return
+            case = s.get(Case, row.case_id)
+            window = "24 hours" in reason or "24-hour" in reason
+            note = {"note": "messenger_window"} if (private and window and row.payload["target"]["kind"] == "message") \
+                else {"note": "private_refused" if private else "ack_refused", "reason": reason}
+            outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"refused:{row.id}", case_id=row.case_id,
+                       target=case.channel if case else "", now=now, payload=note)
+
+        outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=reason,
+                      also=record)
+
+    def _unknown(self, row: Outbox, *, now: datetime, target: ReplyTarget) -> None:
+        def record(s: Session) -> None:
+            if row.case_id is None:
+                return
+            case = s.get(Case, row.case_id)
+            mention = s.get(Mention, row.mention_id) if row.mention_id else None
+            outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"unknown:{row.id}", case_id=row.case_id,
+                       target=case.channel if case else "", now=now,
+                       payload={"note": "ack_unknown", "platform": row.platform, "link": mention.url if mention else ""})
+
+        outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.UNKNOWN,
+                      error="outcome unknown", also=record)
+

@@ -1,0 +1,177 @@
+"""Response-time targets: deadlines, the pre-breach warning, breach and escalation, live countdowns.
+
+`sweep` runs every ~15 s.  Each step (warning, breach, escalation step N) is
+recorded on the case in the same transaction as its outbox row, so it happens
+once however often the sweep runs or restarts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from monitor.delivery import outbox
+from monitor.model import Case, CaseState, Event, Mention, OutboxKind
+from monitor.rules.business_hours import BusinessHours, add_business_time
+from monitor.rules.schema import Ruleset
+from monitor.store import transaction
+
+# chat.update is rate-limited per workspace (Tier 3, about 50 a minute); stay well below it
+MAX_UPDATES_PER_SWEEP = 10
+
+
+def due_at(*, start: datetime, seconds: int, business_hours: BusinessHours | None) -> datetime:
+    if business_hours is None:
+        return start + timedelta(seconds=seconds)
+    return add_business_time(start, seconds, hours=business_hours)
+
+
+def countdown_step(left: timedelta) -> str:
+    """The label an alert's countdown shows; the alert is updated only when it changes.
+
+    Coarse far from the deadline, finer near it: every 15 min above an hour, every 5 min above
+    10 min, every 2 min in the last 10.  Once overdue: every 15 min in the first hour, hourly up
+    to 6 h, then every 6 h.  A 30-minute target forgotten for a day costs about 20 chat.update
+    calls, so a storm of open cases stays far below Slack's Tier 3 limit (~50 a minute)."""
+    minutes = left.total_seconds() / 60
+    if minutes > 60:
+        return f"h{math.ceil(minutes / 15)}"
+    if minutes > 10:
+        return f"m{math.ceil(minutes / 5)}"
+    if minutes > 0:
+        return f"s{math.ceil(minutes / 2)}"
+    late = -minutes
+    if late < 60:
+        return f"o{math.floor(late / 15)}"
+    if late < 6 * 60:
+        return f"oh{math.floor(late / 60)}"
+    return f"od{math.floor(late / 360)}"
+
+
+@dataclass(slots=True)
+class SweepResult:
+    warned: int = 0
+    breached: int = 0
+    escalated: int = 0
+    updated: int = 0
+    unsnoozed: int = 0
+
+
+def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
+    result = SweepResult()
+    with transaction(engine) as s:
+        waiting = s.exec(
+            select(Case).where(
+                Case.state.in_([CaseState.OPEN, CaseState.SNOOZED]),
+                Case.first_response_at.is_(None),
+                Case.sla_due_at.is_not(None),
+            ).order_by(Case.sla_due_at)
+        ).all()
+        updates = 0
+        for case in waiting:
+            assert case.id is not None and case.sla_due_at is not None and case.opened_at is not None
+            if case.state == CaseState.SNOOZED:
+                if case.snoozed_until and case.snoozed_until <= now:
+                    case.state = CaseState.OPEN
+                    case.snoozed_until = None
+                    result.unsnoozed += 1
+                    _note(s, case, "snooze_over", now=now)
+                    outbox.request_update(s, case_id=case.id, channel=case.channel, now=now)
+                    s.add(case)
+                continue  # a snoozed case is not nagged about; its deadline still counts in the KPIs
+            hours = ruleset.business_hours if case.sla_business_hours else None
+            warn_point = due_at(start=case.opened_at, seconds=int(case.sla_seconds * ruleset.escalation.warn_at),
+                                business_hours=hours)
+            if case.warned_at is None and now >= warn_point and now < case.sla_due_at:
+                case.warned_at = now
+                result.warned += 1
+                who = [case.assignee] if case.assignee else _oncall(ruleset)
+                _note(s, case, "warning", now=now, who=who, percent=round(ruleset.escalation.warn_at * 100))
+            if case.breached_at is None and now >= case.sla_due_at:
+                case.breached_at = now
+                case.warned_at = case.warned_at or now
+                result.breached += 1
+                who = [case.assignee] if case.assignee else _oncall(ruleset)
+                _note(s, case, "breach", now=now, who=who)
+                s.add(Event(case_id=case.id, at=now, kind="breached", detail={"due": case.sla_due_at.isoformat()}))
+            if case.breached_at is not None:
+                for index, step in enumerate(ruleset.escalation.steps):
+                    if index < case.escalation_level or now < case.sla_due_at + step.after:
+                        continue
+                    case.escalation_level = index + 1
+                    result.escalated += 1
+                    channel = ruleset.channels.get(step.channel, step.channel)
+                    outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=f"escalation:{case.id}:{index + 1}",
+                               case_id=case.id, target=channel, now=now,
+                               payload={"note": "escalation", "case_id": case.id, "step": index + 1,
+                                        "who": list(step.notify)})
+                    s.add(Event(case_id=case.id, at=now, kind="escalated", detail={"step": index + 1}))
+            step_label = countdown_step(case.sla_due_at - now)
+            if case.grouped_into in (None, case.id) and step_label != case.slack_rendered and case.slack_ts:
+                if updates < MAX_UPDATES_PER_SWEEP:
+                    case.slack_rendered = step_label
+                    outbox.request_update(s, case_id=case.id, channel=case.channel, now=now)
+                    updates += 1
+            s.add(case)
+        result.updated = updates
+        _spike(s, ruleset=ruleset, now=now)
+    return result
+
+
+def _oncall(ruleset: Ruleset) -> list[str]:
+    return [ruleset.slack.oncall] if ruleset.slack.oncall else []
+
+
+def _note(s, case: Case, note: str, *, now: datetime, **payload) -> None:  # type: ignore[no-untyped-def]
+    assert case.id is not None
+    target_case = case.grouped_into or case.id
+    outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"{note}:{case.id}:{case.opened_at.isoformat() if case.opened_at else ''}",
+               case_id=target_case, target=case.channel, now=now,
+               payload={"note": note, "case_id": case.id, **payload})
+
+
+def _spike(s, *, ruleset: Ruleset, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    """Volume in the last window above the trailing mean + k sigma raises one alert per window."""
+    spike = ruleset.spike
+    if spike is None:
+        return
+    window = spike.window
+    start = now - spike.history
+    buckets = int(spike.history / window)
+    bucket_of = {}
+    rows = s.exec(select(Mention.created_at).where(Mention.created_at >= start, Mention.from_brand.is_(False))).all()
+    for created in rows:
+        index = int((now - created) / window)
+        if 0 <= index < buckets:
+            bucket_of[index] = bucket_of.get(index, 0) + 1
+    current = bucket_of.get(0, 0)
+    history = [bucket_of.get(i, 0) for i in range(1, buckets)]
+    if not history or current < spike.min_count:
+        return
+    # A fresh install has no baseline: everything would look like a spike.  Wait for 4 windows of history.
+    first_seen = min(rows) if rows else now
+    if now - first_seen < 4 * window:
+        return
+    mean = sum(history) / len(history)
+    sigma = math.sqrt(sum((h - mean) ** 2 for h in history) / len(history))
+    if current <= mean + spike.k * sigma:
+        return
+    window_id = int(now.timestamp() // window.total_seconds())
+    outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=f"spike:{window_id}", target=ruleset.channel(spike.channel),
+               now=now, payload={"note": "spike", "count": current, "window": _fmt(window), "mean": mean,
+                                 "sigma": sigma})
+
+
+def _fmt(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
+
+
+def open_cases_count(engine: Engine) -> int:
+    with transaction(engine) as s:
+        return int(s.exec(select(sa.func.count()).select_from(Case).where(Case.state != CaseState.RESOLVED)).one())

@@ -1,0 +1,234 @@
+"""`mention-monitor run | check-rules | explain | sandbox | triage | eval | ...`: the command line.
+
+This is the composition root: the only place that picks connectors for the core
+(imported lazily, so `check-rules` and `explain` start fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from monitor import messages as msg
+from monitor.rules import RulesError, load_rules
+from monitor.settings import Settings
+
+log = logging.getLogger("monitor")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "mentions.jsonl"
+# Modules that add their own subcommands through register(subparsers), when present.
+PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mention-monitor", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--rules", help="rules file (default: $MENTION_MONITOR_RULES or rules.yaml)")
+    run.add_argument("--db", help="database URL (default: $DATABASE_URL or sqlite:///mention-monitor.db)")
+    run.add_argument("--once", action="store_true", help="poll every source once, deliver, and exit")
+    run.add_argument("--replay", metavar="FILE.jsonl", help="read mentions from our JSONL instead of the platforms")
+    run.add_argument("--sandbox", action="store_true",
+                     help="start the built-in sandbox of the X, Facebook and Slack APIs and use it (no credentials)")
+    run.add_argument("--sandbox-url", help="use a sandbox already running at this URL")
+    run.add_argument("--sandbox-port", type=int, default=8700)
+    run.add_argument("--seed", help="with --sandbox: JSONL stream to play (default: examples/mentions.jsonl)")
+    run.add_argument("--speed", type=float, default=1.0, help="with --sandbox: play the stream this much faster")
+    run.add_argument("--dry-run", action="store_true", help="compute and show everything, post nothing publicly")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-rules", help="check a rules file; exit 0 if valid, 1 if not")
+    check.add_argument("file", nargs="?", help="rules file (default: rules.yaml)")
+    check.set_defaults(func=cmd_check_rules)
+
+    explain = sub.add_parser("explain", help="show the triage of a text and why each rule matched or not")
+    explain.add_argument("--text", required=True)
+    explain.add_argument("--rules")
+    explain.add_argument("--platform", default="x")
+    explain.add_argument("--kind", default="mention")
+    explain.add_argument("--followers", type=int, default=0)
+    explain.add_argument("--verified", action="store_true")
+    explain.add_argument("--lang", default="", help="the platform's language hint")
+    explain.add_argument("--mentions-brand", action="store_true", default=None)
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(func=cmd_explain)
+
+    sandbox = sub.add_parser("sandbox", help="serve the sandbox of the platforms' APIs on its own")
+    sandbox.add_argument("--port", type=int, default=8700)
+    sandbox.add_argument("--seed", help="JSONL stream of mentions to play into it")
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # "skipped: maximum number of running instances" is how a busy job is meant to coalesce
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    for noisy in ("urllib3", "slack_sdk", "slack_bolt", "tweepy", "requests_oauthlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load_rules_or_exit(path: str) -> Any:
+    if not Path(path).exists():
+        print(msg.CLI_NO_RULES_FILE.format(path=path), file=sys.stderr)
+        raise SystemExit(1)
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_check_rules(args: argparse.Namespace) -> int:
+    path = args.file or Settings().rules
+    ruleset = _load_rules_or_exit(path)
+    print(msg.CLI_RULES_OK.format(path=path, rules=len(ruleset.rules), sources=len(ruleset.sources),
+                                  templates=len(ruleset.templates)))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from monitor.rules import MentionFacts, explain
+    from monitor.triage import triage
+
+    ruleset = _load_rules_or_exit(args.rules or Settings().rules)
+    score = triage(args.text, lang_hint=args.lang, languages=list(ruleset.brand.languages))
+    mentions_brand = args.mentions_brand
+    if mentions_brand is None:
+        handle = (ruleset.brand.handles.x or "").lower()
+        mentions_brand = bool(handle) and f"@{handle}" in args.text.lower()
+    facts = MentionFacts(platform=args.platform, kind=args.kind, text=args.text, lang=score.lang,
+                         sentiment=score.sentiment, complaint=score.complaint, categories=score.categories,
+                         followers=args.followers, verified=args.verified, mentions_brand=mentions_brand)
+    traces = explain(ruleset, facts)
+    if args.json:
+        print(json.dumps({"lang": score.lang, "sentiment": score.sentiment, "complaint": score.complaint,
+                          "categories": list(score.categories), "signals": list(score.signals),
+                          "rules": [{"name": t.name, "matched": t.matched, "tried": t.tried, "reasons": t.reasons}
+                                    for t in traces]}, ensure_ascii=False))
+        return 0
+    sentiment = "unknown (language not scored)" if score.sentiment is None else f"{score.sentiment:+.2f}"
+    print(f"language    {score.lang}")
+    print(f"sentiment   {sentiment}")
+    print(f"complaint   {score.complaint:.2f}{' (complaint)' if score.is_complaint else ''}")
+    print(f"categories  {', '.join(score.categories) or '-'}")
+    for reason in score.signals:
+        print(f"  signal    {reason}")
+    print()
+    for trace in traces:
+        mark = "MATCH" if trace.matched else ("skip " if not trace.tried else "no   ")
+        print(f"{mark} {trace.name}")
+        for reason in trace.reasons:
+            print(f"        {reason}")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from connectors.sandbox import serve_forever
+
+    _setup_logging("INFO")
+    serve_forever(port=args.port, seed=args.seed)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.runtime.daemon import limit_malloc_arenas
+    from monitor.runtime.wiring import build_daemon
+
+    limit_malloc_arenas()  # before any thread starts
+    settings = Settings()
+    _setup_logging(settings.log_level)
+    rules_path = args.rules or settings.rules
+    ruleset = _load_rules_or_exit(rules_path)
+    if args.replay and not Path(args.replay).exists():
+        print(msg.CLI_REPLAY_MISSING.format(path=args.replay), file=sys.stderr)
+        return 1
+    sandbox = None
+    sandbox_url = args.sandbox_url or settings.sandbox_url
+    if args.sandbox and not sandbox_url:
+        from connectors.sandbox import Sandbox
+        from connectors.sandbox.seed import load_seed
+
+        brand = ruleset.brand
+        sandbox = Sandbox(port=args.sandbox_port, brand_x_user_id=brand.x_user_id or "1600000000000000001",
+                          brand_x_handle=brand.handles.x or "nordlysshop",
+                          page_id=brand.facebook_page_id or "104000000000001",
+                          page_name=brand.handles.facebook or brand.name).start()
+        sandbox_url = sandbox.url
+        print(msg.CLI_SANDBOX_STARTED.format(url=sandbox_url), flush=True)
+        seed = args.seed or (str(EXAMPLES) if EXAMPLES.exists() else None)
+        if seed:
+            sandbox.play(load_seed(seed), speed=args.speed)
+    daemon = build_daemon(settings=settings, ruleset=ruleset, rules_path=rules_path, db_url=args.db,
+                          sandbox_url=sandbox_url, replay=args.replay, dry_run=args.dry_run,
+                          echo=bool(sandbox) or not settings.slack_bot_token.get_secret_value())
+    metrics_server = None
+    if settings.metrics_port and not args.once:
+        from monitor.runtime.metrics import HealthCheck, Metrics
+
+        daemon.metrics = Metrics()
+        metrics_server = daemon.metrics.serve(port=settings.metrics_port, health=HealthCheck(
+            metrics=daemon.metrics, engine=daemon.engine, intervals={n: b.every for n, b in daemon.sources.items()},
+            now=daemon.clock.now, started_at=daemon.clock.now()))
+    socket_mode = None
+    if settings.slack_app_token.get_secret_value() and settings.slack_bot_token.get_secret_value() \
+            and not sandbox_url and not args.once:
+        from monitor.runtime.wiring import start_slack_app
+
+        socket_mode = start_slack_app(daemon, settings=settings)
+    try:
+        if args.once:
+            daemon.run_once()
+            return 0
+        stopping = {"count": 0}
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            stopping["count"] += 1
+            if stopping["count"] > 1:
+                raise SystemExit(130)
+            print(msg.CLI_STOPPING, file=sys.stderr, flush=True)
+            daemon.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        daemon.start()
+        daemon.wait()
+        daemon.stop()
+        return 0
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+        if socket_mode is not None:
+            socket_mode.close()
+        if sandbox is not None:
+            sandbox.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

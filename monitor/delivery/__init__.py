@@ -1,0 +1,1 @@
+"""Acting: the outbox and the wording of the thread notes it delivers."""

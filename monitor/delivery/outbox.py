@@ -1,0 +1,458 @@
+"""The outbox: every side effect is a row first, then a delivery.
+
+Slack messages are at-least-once with dedup by case (an alert whose outcome is
+unknown after a crash is looked up by its metadata before it is posted again).
+Public replies are at-most-once: pending -> sending is committed BEFORE the
+platform call, and a row found in `sending` after a crash is reconciled against
+the platform, never blindly re-posted (monitor/cases/acknowledge.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from connectors.base import AuthFailed, ConnectorError, Notifier, RateLimited, Refused, Transient
+from monitor import messages as msg
+from monitor.delivery.notes import compose
+from monitor.model import PUBLIC_KINDS, Case, Mention, Outbox, OutboxKind, OutboxState
+from monitor.store import is_postgres, transaction
+from monitor.views import build_view
+
+log = logging.getLogger(__name__)
+
+# Longer than any client timeout: a live claim is never stolen.  Tests of replica failover shorten it.
+CLAIM_TTL = timedelta(seconds=float(os.environ.get("MENTION_MONITOR_CLAIM_TTL") or 60))
+MAX_BACKOFF = timedelta(seconds=60)
+ALERT_METADATA = "mm_alert"
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+ACK_PREFIX = "ack:"  # dedup keys of acknowledgements (monitor.cases.acknowledge.ack_key)
+_BATCH = "mm_outbox_batch"  # Session.info key of the open Batch
+
+
+@dataclass(slots=True)
+class Batch:
+    """Outbox rows queued inside one ingest transaction, written by `flush_batch` with one statement
+    per kind instead of one round trip (and one ORM autoflush) per row.
+
+    Every key an ingest queues names something new in that transaction (a new case, a new mention),
+    except the acknowledgement key, which names (platform, conversation, author): a case is opened
+    only when no case of that triple exists, and acknowledgements belong to cases, so that key is
+    new too.  The flush still says ON CONFLICT DO NOTHING, so a race between replicas can never
+    queue a second acknowledgement."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (platform, author_id) -> when the newest acknowledgement to them was queued; for the authors
+    # in `known_authors`, read once per page by monitor.cases.acknowledge.prefetch_recent_acks
+    last_ack: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    known_authors: set[tuple[str, str]] = field(default_factory=set)
+
+
+def begin_batch(session: Session) -> Batch:
+    batch = Batch()
+    session.info[_BATCH] = batch
+    return batch
+
+
+def current_batch(session: Session) -> Batch | None:
+    return session.info.get(_BATCH)
+
+
+def flush_batch(session: Session) -> None:
+    batch = session.info.pop(_BATCH, None)
+    if batch is None:
+        return
+    if batch.rows:
+        session.execute(_statement(session, "add_many"), list(batch.rows.values()))
+    if batch.updates:
+        session.execute(_statement(session, "update"), list(batch.updates.values()))
+
+
+def add(
+    session: Session, *, kind: str, dedup_key: str, target: str, payload: dict[str, Any], now: datetime,
+    case_id: int | None = None, mention_id: int | None = None, platform: str = "slack", author_id: str = "",
+) -> bool:
+    """Queue a side effect unless one with the same dedup key exists; True if queued."""
+    params = dict(
+        kind=str(kind), dedup_key=dedup_key, case_id=case_id, mention_id=mention_id, platform=platform,
+        author_id=author_id,
+        target=target, payload=payload, state=OutboxState.PENDING.value, attempts=0, created_at=now,
+        next_attempt_at=now, claimed_by="", sent_at=None, result={}, error="",
+    )
+    batch = current_batch(session)
+    if batch is not None:
+        if dedup_key in batch.rows:
+            return False
+        batch.rows[dedup_key] = params
+        if dedup_key.startswith(ACK_PREFIX) and kind in PUBLIC_KINDS:
+            batch.last_ack[(platform, author_id)] = now
+        return True
+    # RETURNING, not rowcount: drivers disagree on rowcount for INSERT .. ON CONFLICT
+    return session.execute(_statement(session, "add"), params).first() is not None
+
+
+def request_update(session: Session, *, case_id: int, channel: str, now: datetime) -> None:
+    """Ask for the case's Slack alert to be re-rendered.  One row per case, reused: many
+    changes between two deliveries cost one chat.update."""
+    params = dict(
+        kind=OutboxKind.ALERT_UPDATE.value, dedup_key=f"update:{case_id}", case_id=case_id, platform="slack",
+        target=channel, payload={"case_id": case_id}, state=OutboxState.PENDING.value, attempts=0,
+        created_at=now, next_attempt_at=now, claimed_by="", result={}, error="",
+    )
+    batch = current_batch(session)
+    if batch is not None:  # one row per key: PostgreSQL refuses to upsert a row twice in one statement
+        batch.updates[params["dedup_key"]] = params
+        return
+    session.execute(_statement(session, "update"), params)
+
+
+# Built once per dialect and executed with parameters: building an INSERT with .values() per call
+# cost more than running it (bench/throughput.py profile).
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(session: Session, which: str) -> Any:
+    dialect = session.get_bind().dialect.name
+    stmt = _STATEMENTS.get((dialect, which))
+    if stmt is not None:
+        return stmt
+    table = Outbox.__table__
+    insert = _insert(session)(table)
+    if which == "add":
+        stmt = insert.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(table.c.id)
+    elif which == "add_many":
+        stmt = insert.on_conflict_do_nothing(index_elements=["dedup_key"])
+    else:
+        stmt = insert.on_conflict_do_update(
+            index_elements=["dedup_key"],
+            set_={"state": OutboxState.PENDING.value, "next_attempt_at": insert.excluded.next_attempt_at,
+                  "claimed_by": "", "attempts": 0},
+        )
+    _STATEMENTS[(dialect, which)] = stmt
+    return stmt
+
+
+@dataclass(slots=True)
+class Claimed:
+    row: Outbox
+    recovering: bool  # it was found in `sending` with an expired claim: the last attempt's outcome is unknown
+
+
+def claim(engine: Engine, *, worker: str, now: datetime, limit: int = 50) -> list[Claimed]:
+    """Take due rows for this worker.  On PostgreSQL, replicas skip each other's locked rows."""
+    with transaction(engine) as s:
+        due = sa.or_(
+            sa.and_(Outbox.state == OutboxState.PENDING, Outbox.next_attempt_at <= now),
+            sa.and_(Outbox.state == OutboxState.SENDING, Outbox.claimed_until < now),
+        )
+        # Alerts first: a new case's alert must not wait behind the replies and thread notes of
+        # the same poll (bench/latency.py); the notes need the alert's ts anyway.
+        alerts_first = sa.case((Outbox.kind == OutboxKind.ALERT.value, 0), else_=1)
+        query = select(Outbox).where(due).order_by(alerts_first, Outbox.id).limit(limit)
+        if is_postgres(engine):
+            query = query.with_for_update(skip_locked=True)
+        rows = s.exec(query).all()
+        claimed = []
+        for row in rows:
+            claimed.append(Claimed(row=row, recovering=row.state == OutboxState.SENDING))
+            row.state = OutboxState.SENDING
+            row.claimed_by = worker
+            row.claimed_until = now + CLAIM_TTL
+            row.attempts += 1
+            s.add(row)
+    return claimed
+
+
+def finish(
+    engine: Engine, row: Outbox, *, worker: str, now: datetime, state: OutboxState,
+    result: dict[str, Any] | None = None, error: str = "", retry_at: datetime | None = None,
+    also: Callable[[Session], None] | None = None,
+) -> bool:
+    """Record a delivery's outcome, only if the row is still ours (a reused update row may have
+    been asked for again meanwhile: then it stays pending and is delivered again)."""
+    table = Outbox.__table__
+    values: dict[str, Any] = {"state": state.value, "error": error[:500], "claimed_by": ""}
+    if result is not None:
+        values["result"] = result
+    if state == OutboxState.SENT:
+        values["sent_at"] = now
+    if retry_at is not None:
+        values["next_attempt_at"] = retry_at
+    with transaction(engine) as s:
+        done = s.execute(
+            sa.update(table).where(table.c.id == row.id, table.c.state == OutboxState.SENDING.value,
+                                   table.c.claimed_by == worker).values(**values)
+        ).rowcount == 1
+        if done and also is not None:
+            also(s)
+    return done
+
+
+def release(engine: Engine, items: list[Claimed], *, worker: str, now: datetime,
+            retry_at: datetime | None = None) -> None:
+    """Give back claimed rows that were not tried.  A fresh claim becomes pending again, its attempt
+    not counted; a recovering one stays `sending` with an expired claim, because whether its earlier
+    attempt posted is still unknown and only the recovery path may decide."""
+    table = Outbox.__table__
+    fresh = [i.row.id for i in items if not i.recovering]
+    recovering = [i.row.id for i in items if i.recovering]
+    mine = sa.and_(table.c.state == OutboxState.SENDING.value, table.c.claimed_by == worker)
+    with transaction(engine) as s:
+        if fresh:
+            values: dict[str, Any] = {"state": OutboxState.PENDING.value, "claimed_by": "",
+                                      "attempts": table.c.attempts - 1}
+            if retry_at is not None:
+                values["next_attempt_at"] = retry_at
+            s.execute(sa.update(table).where(table.c.id.in_(fresh), mine).values(**values))
+        if recovering:
+            s.execute(sa.update(table).where(table.c.id.in_(recovering), mine).values(
+                claimed_until=retry_at or now - timedelta(seconds=1)))
+
+
+def backoff(attempts: int) -> timedelta:
+    base = min(2 ** min(attempts, 6), MAX_BACKOFF.total_seconds())
+    return timedelta(seconds=base * random.uniform(0.5, 1.0))
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    unknown: int = 0
+    alerts_posted: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class ChannelPacer:
+    """Slack takes about one chat.postMessage a second per channel, short bursts allowed, and
+    answers 429 beyond.  A token bucket per channel, in the daemon's own time, keeps us under it:
+    a message over the budget waits in the outbox instead of costing a refused request."""
+
+    def __init__(self, *, per_second: float, burst: int) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, datetime]] = {}
+        self._alias: dict[str, str] = {}  # "#name" -> the id Slack answered with, one bucket per channel
+
+    def learn(self, asked: str, answered: str) -> None:
+        if asked and answered and asked != answered:
+            self._alias[asked] = answered
+
+    def take(self, channel: str, now: datetime) -> timedelta:
+        """Zero if a message may go now (and count it), else how long to wait."""
+        key = self._alias.get(channel, channel)
+        tokens, stamp = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + max(0.0, (now - stamp).total_seconds()) * self.per_second)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return timedelta(seconds=(1 - tokens) / self.per_second)
+        self._buckets[key] = (tokens - 1, now)
+        return timedelta(0)
+
+
+class Deliverer:
+    """Delivers due outbox rows: Slack through the notifier, platform replies through the sources."""
+
+    def __init__(
+        self, *, engine: Engine, notifier: Notifier, sources: Mapping[str, Any], worker: str,
+        timezone: Callable[[], str] = lambda: "UTC", replies: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.notifier = notifier
+        self.sources = sources
+        self.worker = worker
+        self.timezone = timezone
+        self.replies = replies  # monitor.cases.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
+        per_second = getattr(notifier, "messages_per_second", None)  # None: no limit (the console)
+        self.pacer = ChannelPacer(per_second=per_second, burst=int(getattr(notifier, "burst", 1))) \
+            if per_second else None
+
+    def run_once(self, *, now: datetime, limit: int = 50,
+                 should_stop: Callable[[], bool] = lambda: False) -> DeliveryStats:
+        """Deliver one claimed batch.  When `should_stop` turns true (SIGTERM), the rows not yet tried
+        are handed back at once, so that a stop never waits behind a batch of rate-limited posts."""
+        stats = DeliveryStats()
+        items = claim(self.engine, worker=self.worker, now=now, limit=limit)
+        for done, item in enumerate(items):
+            if should_stop():
+                release(self.engine, items[done:], worker=self.worker, now=now)
+                break
+            outcome = self._deliver(item, now=now)
+            setattr(stats, outcome, getattr(stats, outcome) + 1)
+            if outcome == "sent" and item.row.kind == OutboxKind.ALERT:
+                stats.alerts_posted += 1
+            stats.by_kind[item.row.kind] = stats.by_kind.get(item.row.kind, 0) + 1
+        return stats
+
+    def _deliver(self, item: Claimed, *, now: datetime) -> str:
+        row = item.row
+        try:
+            if row.kind in PUBLIC_KINDS:
+                if self.replies is None:
+                    raise Refused("no platform connector configured for replies")
+                return self.replies.deliver(item, now=now)
+            if row.kind == OutboxKind.ALERT:
+                self._alert(item, now=now)
+            elif row.kind == OutboxKind.ALERT_UPDATE:
+                self._update(row, now=now)
+            else:
+                self._message(row, now=now)
+            return "sent"
+        except _Paced as wait:  # not tried: the attempt is not counted, so no look-up follows
+            release(self.engine, [item], worker=self.worker, now=now, retry_at=now + wait.delay)
+            return "retried"
+        except _NotYet as wait:
+            finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
+                   retry_at=now + wait.delay, error=str(wait))
+            return "retried"
+        except RateLimited as exc:
+            self._retry(row, now=now, at=exc.until, error=str(exc))
+            return "retried"
+        except (Transient, AuthFailed) as exc:
+            self._retry(row, now=now, at=now + backoff(row.attempts), error=str(exc))
+            return "retried"
+        except ConnectorError as exc:
+            log.error("outbox %s #%d failed for good: %s", row.kind, row.id, exc)
+            finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=str(exc))
+            return "failed"
+
+    def _retry(self, row: Outbox, *, now: datetime, at: datetime, error: str) -> None:
+        log.warning(msg.LOG_DELIVERY_FAILED, row.kind, row.id, error, (at - now).total_seconds())
+        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING, retry_at=at, error=error)
+
+    # ------------------------------------------------------------------ Slack kinds
+
+    def _pace(self, channel: str, *, now: datetime) -> None:
+        if self.pacer is not None:
+            wait = self.pacer.take(channel, now)
+            if wait > timedelta(0):
+                raise _Paced(wait)
+
+    def _load(self, case_id: int | None) -> tuple[Case, Mention]:
+        with transaction(self.engine) as s:
+            case = s.get(Case, case_id) if case_id else None
+            if case is None:
+                raise Refused(f"case {case_id} does not exist")
+            mention = s.get(Mention, case.first_mention_id) if case.first_mention_id else None
+            if mention is None:
+                raise Refused(f"case {case_id} has no mention")
+            return case, mention
+
+    def _view(self, case: Case, mention: Mention, *, now: datetime):  # type: ignore[no-untyped-def]
+        with transaction(self.engine) as s:
+            ack_posted = s.exec(
+                select(sa.func.count()).select_from(Outbox).where(
+                    Outbox.case_id == case.id, Outbox.kind == OutboxKind.REPLY_PUBLIC,
+                    Outbox.state == OutboxState.SENT)
+            ).one() > 0
+            grouped = 0
+            if case.grouped_into == case.id:
+                grouped = s.exec(select(sa.func.count()).select_from(Case).where(Case.grouped_into == case.id)).one()
+        view = build_view(case=case, mention=mention, now=now, timezone=self.timezone(), ack_posted=ack_posted)
+        if grouped:
+            view = replace(view, grouped_count=int(grouped))
+        return view
+
+    def _alert(self, item: Claimed, *, now: datetime) -> None:
+        row = item.row
+        case, mention = self._load(row.case_id)
+        posted = None
+        if item.recovering or row.attempts > 1:
+            posted = self.notifier.find_by_metadata(channel=row.target, key="case_id", value=str(case.id))
+        if posted is None:
+            self._pace(row.target, now=now)
+            text, blocks = self.notifier.render_alert(self._view(case, mention, now=now))
+            posted = self.notifier.post(
+                channel=row.target, text=text, blocks=blocks,
+                metadata={"event_type": ALERT_METADATA, "event_payload": {"case_id": str(case.id)}},
+            )
+            if self.pacer is not None:
+                self.pacer.learn(row.target, posted.channel)
+
+        def record(s: Session) -> None:
+            fresh = s.get(Case, case.id)
+            if fresh is not None:
+                fresh.slack_channel = posted.channel
+                fresh.slack_ts = posted.ts
+                s.add(fresh)
+
+        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
+               result={"channel": posted.channel, "ts": posted.ts}, also=record)
+
+    def _update(self, row: Outbox, *, now: datetime) -> None:
+        case, mention = self._load(row.case_id)
+        if not case.slack_ts:
+            if case.grouped_into and case.grouped_into != case.id:
+                finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
+                return
+            raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
+        text, blocks = self.notifier.render_alert(self._view(case, mention, now=now))
+        self.notifier.update(channel=case.slack_channel, ts=case.slack_ts, text=text, blocks=blocks)
+        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
+
+    def _message(self, row: Outbox, *, now: datetime) -> None:
+        thread_ts = ""
+        if row.kind == OutboxKind.THREAD:
+            case, _ = self._load(row.case_id)
+            if not case.slack_ts and case.grouped_into and case.grouped_into != case.id:
+                # A case grouped into a storm message never gets an alert of its own: its notes
+                # go to the group message's thread.  Waiting for its own alert retried them every
+                # 2 s forever, and they blocked the head of the queue (bench/memory.py).
+                with transaction(self.engine) as s:
+                    leader = s.get(Case, case.grouped_into)
+                case = leader or case
+            if not case.slack_ts:
+                raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
+            thread_ts = case.slack_ts
+            channel = case.slack_channel
+        else:
+            channel = row.target
+        with transaction(self.engine) as s:
+            text = compose(s, row.payload, escape=self.notifier.escape, now=now, timezone=self.timezone())
+        posted = None
+        metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_id": str(row.id)}}
+        if row.kind == OutboxKind.CHANNEL and row.attempts > 1:
+            posted = self.notifier.find_by_metadata(channel=channel, key="outbox_id", value=str(row.id))
+        if posted is None:
+            self._pace(channel, now=now)
+            posted = self.notifier.post(channel=channel, text=text, thread_ts=thread_ts, metadata=metadata,
+                                        broadcast=bool(row.payload.get("broadcast")))
+            if self.pacer is not None:
+                self.pacer.learn(channel, posted.channel)
+        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
+               result={"channel": posted.channel, "ts": posted.ts})
+
+
+class _Paced(Exception):
+    def __init__(self, delay: timedelta) -> None:
+        super().__init__(f"channel budget spent; next message in {delay.total_seconds():.1f}s")
+        self.delay = delay
+
+
+class _NotYet(Exception):
+    def __init__(self, message: str, *, delay: timedelta) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+def backlog(engine: Engine) -> int:
+    with Session(engine) as s:
+        return int(s.exec(select(sa.func.count()).select_from(Outbox).where(
+            Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING]))).one())

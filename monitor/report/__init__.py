@@ -1,0 +1,1 @@
+"""Reporting: KPIs as plain data, their rendering, charts and the scheduled digest."""

@@ -1,0 +1,1 @@
+"""Running: the daemon, its wiring from settings and rules, metrics."""

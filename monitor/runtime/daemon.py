@@ -1,0 +1,471 @@
+"""The daemon: one APScheduler job per source, the outbox, the SLA sweep, rules hot reload.
+
+Retry policy lives here, once: a rate-limited source waits for its reset while the
+others go on; transient failures back off exponentially with jitter; a rejected
+token pauses the source and tells the operator once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import random
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from connectors.base import (
+    AuthFailed,
+    BadPayload,
+    ConnectorError,
+    FetchResult,
+    Notifier,
+    RateLimited,
+    Transient,
+)
+from monitor import messages as msg
+from monitor.cases import pipeline, sla
+from monitor.cases.acknowledge import ReplyDeliverer
+from monitor.cases.pipeline import IngestResult, ReplyPolicy
+from monitor.clock import Clock
+from monitor.delivery import outbox
+from monitor.delivery.notes import humanize
+from monitor.model import Outbox, OutboxKind, OutboxState, SourceHealth
+from monitor.rules import RulesError, load_rules
+from monitor.rules.schema import Ruleset
+from monitor.store import acquire_lease, get_cursor, is_postgres, transaction
+
+log = logging.getLogger(__name__)
+
+MAX_PAGES_PER_POLL = 20  # drain a backlog page by page, but let other jobs run in between
+OUTAGE_NOTICE_AFTER = timedelta(minutes=10)
+MAX_SOURCE_BACKOFF = timedelta(minutes=5)
+# A replica that dies loses its sources after this long; tests shorten it.
+LEASE_TTL = timedelta(seconds=float(os.environ.get("MENTION_MONITOR_LEASE_TTL") or 30))
+
+
+@dataclass(slots=True)
+class SourceBinding:
+    """A source from rules.yaml and the connector that serves it."""
+
+    name: str
+    platform: str
+    kind: str
+    query: str
+    every: timedelta
+    connector: Any
+    secret_env: str = ""  # which variable to fix when its token is rejected
+
+
+@dataclass(slots=True)
+class PollOutcome:
+    source: str
+    status: str  # ok | skipped | rate_limited | transient | auth_failed | bad_payload
+    results: list[IngestResult] = field(default_factory=list)
+
+
+def policy_for(connector: Any, *, dm_link: str = "") -> ReplyPolicy:
+    """A connector's capability attributes, as the reply policy the core applies."""
+    return ReplyPolicy(
+        auto_reply_kinds=frozenset(getattr(connector, "auto_reply_kinds", frozenset())),
+        max_reply_length=int(getattr(connector, "max_reply_length", 280)),
+        requires_brand_mention=bool(getattr(connector, "requires_brand_mention", False)),
+        private_kinds=frozenset(getattr(connector, "private_reply_kinds", frozenset())),
+        dm_link=dm_link or str(getattr(connector, "dm_link", "") or ""),
+    )
+
+
+class Daemon:
+    def __init__(
+        self, *, engine: Engine, rules_path: str | Path, ruleset: Ruleset, sources: Mapping[str, SourceBinding],
+        notifier: Notifier, clock: Clock | None = None, worker: str = "", dry_run: bool = False,
+        policies: Mapping[str, ReplyPolicy] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.rules_path = Path(rules_path)
+        self.ruleset = ruleset
+        self.sources = dict(sources)
+        self.notifier = notifier
+        self.clock = clock or Clock()
+        self.dry_run = dry_run
+        self.worker = worker or (f"{socket.gethostname()}-{os.getpid()}" if is_postgres(engine) else "local")
+        connectors_by_platform = {b.platform: b.connector for b in self.sources.values()}
+        self.policies = dict(policies) if policies is not None else {
+            p: policy_for(c) for p, c in connectors_by_platform.items()}
+        self.replies = ReplyDeliverer(engine=engine, sources=connectors_by_platform, worker=self.worker)
+        self.deliverer = outbox.Deliverer(
+            engine=engine, notifier=notifier, sources=connectors_by_platform, worker=self.worker,
+            timezone=lambda: self.ruleset.business_hours.timezone, replies=self.replies)
+        self._rules_digest = _digest(self.rules_path)
+        self._refused_digest = ""
+        self._stop = threading.Event()
+        self._wake_lock = threading.Lock()
+        self.scheduler: BackgroundScheduler | None = None
+        self.metrics: Any = None  # monitor.runtime.metrics.Metrics when a metrics port is configured
+        if not is_postgres(engine):
+            self._release_orphan_claims()
+
+    # ------------------------------------------------------------------ one step each
+
+    def poll(self, name: str) -> PollOutcome:
+        outcome = self._poll(name)
+        if self.metrics is not None:
+            binding = self.sources[name]
+            for result in outcome.results:
+                self.metrics.observe_ingest(name, binding.platform, result)
+            if outcome.status == "ok":
+                self.metrics.mark_poll_ok(name, self.clock.now())
+                quota = self._health(name).quota_remaining
+                if quota is not None:
+                    self.metrics.set_quota(name, quota)
+            elif outcome.status != "skipped":
+                self.metrics.observe_poll_error(name, outcome.status)
+        return outcome
+
+    def _poll(self, name: str) -> PollOutcome:
+        binding = self.sources[name]
+        now = self.clock.now()
+        if not acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=LEASE_TTL, now=now):
+            return PollOutcome(name, "skipped")
+        health = self._health(name)
+        if health.status == "auth_failed" or (health.retry_at and now < health.retry_at):
+            return PollOutcome(name, "skipped")
+        outcome = PollOutcome(name, "ok")
+        for _ in range(MAX_PAGES_PER_POLL):
+            if self._stop.is_set():
+                break
+            with transaction(self.engine) as s:
+                cursor = get_cursor(s, name)
+            try:
+                fetched = binding.connector.fetch(kind=binding.kind, cursor=cursor, query=binding.query)
+            except RateLimited as exc:
+                log.warning(msg.LOG_RATE_LIMITED, name, exc.until.isoformat())
+                self._failed(name, status="rate_limited", retry_at=exc.until, error=str(exc), notify=False)
+                outcome.status = "rate_limited"
+                return outcome
+            except AuthFailed as exc:
+                log.error(msg.LOG_AUTH_FAILED, name, exc)
+                self._failed(name, status="auth_failed", retry_at=None, error=str(exc), notify=True,
+                             env=binding.secret_env)
+                outcome.status = "auth_failed"
+                return outcome
+            except (Transient, BadPayload) as exc:
+                failures = health.failures + 1
+                delay = min(timedelta(seconds=binding.every.total_seconds() * 2 ** min(failures - 1, 8)),
+                            MAX_SOURCE_BACKOFF) * random.uniform(0.75, 1.0)
+                if isinstance(exc, BadPayload):
+                    log.warning(msg.LOG_BAD_PAYLOAD, name, exc)
+                else:
+                    log.warning(msg.LOG_TRANSIENT, name, exc, delay.total_seconds(), failures)
+                self._failed(name, status="backing_off", retry_at=now + delay, error=str(exc), notify=False)
+                outcome.status = "bad_payload" if isinstance(exc, BadPayload) else "transient"
+                return outcome
+            result = pipeline.ingest(
+                self.engine, source=name, batch=fetched.mentions, cursor=fetched.cursor, ruleset=self.ruleset,
+                now=self.clock.now(), policies=self.policies, dry_run=self.dry_run)
+            outcome.results.append(result)
+            log.info(msg.LOG_POLL, name, result.fetched, result.stored, result.duplicates, result.cases_opened,
+                     result.attached, result.alerts)
+            self._succeeded(name, fetched, binding=binding)
+            if result.stored:
+                self._wake_outbox()  # alerts go out now, not at the outbox job's next tick
+            if not fetched.more:
+                break
+        return outcome
+
+    def _wake_outbox(self) -> None:
+        # Under _wake_lock, and never once stopping: APScheduler 3's shutdown(wait=True) holds its job
+        # store lock while it waits for running jobs, so a job calling modify_job then would deadlock.
+        with self._wake_lock:
+            scheduler = self.scheduler
+            if scheduler is None or self._stop.is_set():
+                return
+            try:
+                scheduler.modify_job("outbox", next_run_time=datetime.now(UTC))
+            except Exception:  # the job may be gone; its next tick will deliver
+                log.debug("could not wake the outbox job", exc_info=True)
+
+    def _deliver_job(self) -> None:
+        """Deliver until nothing is due: a wake-up that arrives while this job runs is not lost."""
+        for _ in range(20):
+            stats = self.deliver()
+            if self._stop.is_set() or stats.sent + stats.failed + stats.unknown == 0:
+                return
+
+    def deliver(self, *, limit: int = 50) -> outbox.DeliveryStats:
+        stats = self.deliverer.run_once(now=self.clock.now(), limit=limit, should_stop=self._stop.is_set)
+        if self.metrics is not None and stats.alerts_posted:
+            self.metrics.observe_alert(stats.alerts_posted)
+        return stats
+
+    def sweep(self) -> sla.SweepResult:
+        now = self.clock.now()
+        result = sla.sweep(self.engine, ruleset=self.ruleset, now=now)
+        self._digest_if_due(now)
+        trim_memory()  # every 15 s: cheap (a few ms), and what a burst left behind goes back
+        if self.metrics is not None:
+            self.metrics.observe_breaches(result.breached)
+            self.metrics.refresh(self.engine)
+            self.metrics.mark_scheduler_alive(now)
+        return result
+
+    def _digest_if_due(self, now: datetime) -> None:
+        from monitor.report import digest
+
+        if self.ruleset.digest is None:
+            return
+        previous = digest.last_sent(self.engine)
+        if previous is None:
+            digest.start_counting(self.engine, now=now)
+            return
+        if not digest.digest_due(ruleset=self.ruleset, last_sent=previous, now=now):
+            return
+        try:
+            digest.post_digest(engine=self.engine, notifier=self.notifier, ruleset=self.ruleset, now=now)
+        except ConnectorError as exc:  # the claim was given back: the next sweep tries again
+            log.warning("weekly digest not posted: %s", exc)
+
+    def reload_rules(self) -> bool:
+        """Apply an edited rules.yaml; a bad edit is refused and the last good rules stay."""
+        digest = _digest(self.rules_path)
+        if digest == self._rules_digest or digest == self._refused_digest:
+            return False
+        try:
+            fresh = load_rules(self.rules_path)
+        except RulesError as exc:
+            self._refused_digest = digest
+            log.error(msg.LOG_RULES_REFUSED, exc)
+            self._ops(f"rules:{digest}", msg.OPS_RULES_REFUSED.format(errors=str(exc)))
+            return False
+        self.ruleset = fresh
+        self._rules_digest = digest
+        self._refused_digest = ""
+        log.info(msg.OPS_RULES_RELOADED.format(rules=len(fresh.rules), sources=len(fresh.sources)))
+        return True
+
+    def drain(self, *, max_rounds: int = 50) -> None:
+        """Deliver until nothing is due now (used by --once and the tests)."""
+        for _ in range(max_rounds):
+            stats = self.deliver(limit=200)
+            if stats.sent + stats.failed + stats.unknown + stats.retried == 0:
+                return
+            if stats.sent + stats.failed + stats.unknown == 0:
+                return  # only retries left: they are due later
+
+    def run_once(self) -> list[PollOutcome]:
+        outcomes = []
+        for name in self.sources:
+            for _ in range(1000):  # a long backlog drains over several polls
+                outcome = self.poll(name)
+                self.drain()
+                if outcome.status != "ok" or len(outcome.results) < MAX_PAGES_PER_POLL:
+                    break
+            outcomes.append(outcome)
+        self.sweep()
+        self.drain()
+        return outcomes
+
+    # ------------------------------------------------------------------ scheduling
+
+    def start(self) -> None:
+        from monitor.triage import warm_up
+
+        # Models and lexicons load once, here: the poll threads' first pages would otherwise each
+        # build their own copy (functools.cache does not lock; jieba's dictionary alone is ~70 MB).
+        warm_up()
+        # One worker per job that can run at once (each source's poll, outbox, SLA sweep, rules,
+        # heartbeat): APScheduler's default of 10 threads only adds idle stacks and malloc arenas.
+        workers = len(self.sources) + 4
+        scheduler = BackgroundScheduler(
+            timezone="UTC", executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+        for name, binding in self.sources.items():
+            seconds = binding.every.total_seconds()
+            scheduler.add_job(self._guard(self.poll, name), "interval", seconds=seconds, id=f"poll:{name}",
+                              jitter=min(5.0, seconds * 0.1), next_run_time=self.clock.now())
+        scheduler.add_job(self._guard(self._deliver_job), "interval", seconds=1, id="outbox")
+        scheduler.add_job(self._guard(self.sweep), "interval", seconds=15, id="sla")
+        scheduler.add_job(self._guard(self.reload_rules), "interval", seconds=2, id="rules")
+        scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=max(1.0, LEASE_TTL.total_seconds() / 3),
+                          id="heartbeat")
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def stop(self) -> None:
+        """Let running jobs finish their transaction, then stop."""
+        with self._wake_lock:  # once we hold it, no job can be inside modify_job or enter it
+            self._stop.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+            self.scheduler = None
+        try:  # hand our sources to the other replicas now rather than when the leases expire
+            now = self.clock.now()
+            for name in self.sources:
+                # An expiry of "now" rather than store.release_lease: acquire_lease cannot take a
+                # released lease (expires_at NULL never compares < now), so a restart would never poll.
+                acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=timedelta(0), now=now)
+        except Exception:  # the database may be what is failing; the leases then expire on their own
+            log.warning("could not release the source leases on stop", exc_info=True)
+
+    def heartbeat(self) -> None:
+        """Renew our leases between polls too (a source polled less often than LEASE_TTL must not pass
+        to another replica while its holder lives), and take over those a dead replica let expire."""
+        now = self.clock.now()
+        for name in self.sources:
+            acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=LEASE_TTL, now=now)
+
+    def request_stop(self) -> None:
+        """Ask the running daemon to stop (signal handlers); `wait` then returns."""
+        self._stop.set()
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> Callable[[], None]:
+        def job() -> None:
+            try:
+                fn(*args)
+            except Exception:  # a job must never kill the scheduler; it runs again next tick
+                log.exception("job %s%s failed", getattr(fn, "__name__", fn), args)
+
+        return job
+
+    # ------------------------------------------------------------------ health
+
+    def _health(self, name: str) -> SourceHealth:
+        with transaction(self.engine) as s:
+            return s.get(SourceHealth, name) or SourceHealth(source=name)
+
+    def _failed(self, name: str, *, status: str, retry_at: datetime | None, error: str, notify: bool,
+                env: str = "") -> None:
+        now = self.clock.now()
+        with transaction(self.engine) as s:
+            health = s.get(SourceHealth, name) or SourceHealth(source=name, last_success_at=now)
+            health.status = status
+            health.retry_at = retry_at
+            health.failures += 1
+            health.last_error = error[:300]
+            s.add(health)
+            since = health.last_success_at or now
+            long_outage = now - since >= OUTAGE_NOTICE_AFTER and status != "rate_limited"
+            if (notify or long_outage) and not health.operator_notified:
+                health.operator_notified = True
+                text = (msg.OPS_AUTH_FAILED.format(source=name, reason=error, env=env or "the environment")
+                        if status == "auth_failed" else
+                        msg.OPS_OUTAGE.format(source=name, duration=_mins(now - since), reason=error))
+                self._ops_in(s, f"ops:{name}:{since.isoformat()}", text)
+
+    def _succeeded(self, name: str, fetched: FetchResult, *, binding: SourceBinding) -> None:
+        now = self.clock.now()
+        with transaction(self.engine) as s:
+            health = s.get(SourceHealth, name) or SourceHealth(source=name)
+            if health.operator_notified:
+                since = health.last_success_at or now
+                self._ops_in(s, f"ops:{name}:recovered:{now.isoformat()}",
+                             msg.OPS_RECOVERED.format(source=name, duration=_mins(now - since)))
+            health.status = "ok"
+            health.failures = 0
+            health.operator_notified = False
+            health.last_success_at = now
+            health.last_error = ""
+            health.reads += fetched.reads
+            health.retry_at = self._paced(binding, fetched, now=now)
+            if fetched.quota.remaining is not None:
+                health.quota_remaining = fetched.quota.remaining
+                health.quota_limit = fetched.quota.limit
+                health.quota_reset_at = fetched.quota.reset_at
+            if fetched.gap_possible:
+                self._ops_in(s, f"gap:{name}:{now.date().isoformat()}", msg.OPS_GAP.format(source=name))
+            s.add(health)
+
+    def _paced(self, binding: SourceBinding, fetched: FetchResult, *, now: datetime) -> datetime | None:
+        """Spread what is left of the rate-limit window over the time until it resets."""
+        quota = fetched.quota
+        if quota.remaining is None or quota.reset_at is None or fetched.more:
+            return None
+        until_reset = (quota.reset_at - now).total_seconds()
+        if until_reset <= 0:
+            return None
+        spacing = until_reset / max(quota.remaining, 1)
+        if spacing <= binding.every.total_seconds():
+            return None
+        return now + timedelta(seconds=spacing)
+
+    def _ops(self, key: str, text: str) -> None:
+        with transaction(self.engine) as s:
+            self._ops_in(s, key, text)
+
+    def _ops_in(self, s: Any, key: str, text: str) -> None:
+        channel = self.ruleset.channels.get("ops")
+        if not channel:
+            log.warning("%s", text)
+            return
+        outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=key, target=channel, now=self.clock.now(),
+                   payload={"text": text})
+
+    def _release_orphan_claims(self) -> None:
+        """With SQLite only this process writes: rows left `sending` by a killed run are orphans."""
+        with transaction(self.engine) as s:
+            for row in s.exec(select(Outbox).where(Outbox.state == OutboxState.SENDING)).all():
+                row.claimed_until = self.clock.now() - timedelta(seconds=1)
+                s.add(row)
+
+
+M_ARENA_MAX = -8  # glibc <malloc.h>
+
+
+@cache
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, ...): nothing to tune
+        return None
+
+
+def trim_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc malloc_trim).  Python frees the
+    objects of a poll at once, but the allocator keeps their pages: an idle daemon would sit
+    at the size of its busiest minute (bench/memory.py).  The language model's mapped pages go
+    back too (monitor.triage.lang.release_pages)."""
+    from monitor.triage.lang import release_pages
+
+    release_pages()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread heaps.  By default every busy thread may get its own arena (up to 8
+    per core) and freed memory stays in it, so a long-running daemon with a thread pool keeps
+    growing its RSS (bench/memory.py).  The environment's MALLOC_ARENA_MAX, if set, wins."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt") and not os.environ.get("MALLOC_ARENA_MAX"):
+        libc.mallopt(M_ARENA_MAX, arenas)
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return ""
+
+
+def _mins(delta: timedelta) -> str:
+    return humanize(delta)

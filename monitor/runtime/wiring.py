@@ -1,0 +1,148 @@
+"""Builds a Daemon from settings and rules: which connector serves which source, where alerts go.
+
+Connectors are imported here, lazily, so the core modules never import a platform SDK.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from monitor.clock import Clock
+from monitor.rules.schema import Ruleset
+from monitor.runtime.daemon import Daemon, SourceBinding
+from monitor.settings import Settings
+from monitor.store import create_schema, make_engine
+
+log = logging.getLogger(__name__)
+
+SANDBOX_TOKEN = "sandbox-token-not-secret"
+
+
+def build_sources(*, settings: Settings, ruleset: Ruleset, sandbox_url: str = "",
+                  replay: str | None = None, clock: Clock | None = None) -> dict[str, SourceBinding]:
+    if replay:
+        from connectors.replay import ReplaySource
+
+        name = f"replay:{Path(replay).name}"
+        return {name: SourceBinding(name=name, platform="replay", kind="mention", query="",
+                                    every=timedelta(seconds=2), connector=ReplaySource(path=replay))}
+    bindings: dict[str, SourceBinding] = {}
+    connectors: dict[str, Any] = {}
+    for source in ruleset.sources:
+        connector = connectors.get(source.platform)
+        if connector is None and source.platform not in connectors:
+            connector = connectors[source.platform] = _connector(source.platform, settings=settings,
+                                                                 ruleset=ruleset, sandbox_url=sandbox_url,
+                                                                 path=source.path, clock=clock)
+        if connector is None:
+            continue
+        secret_env = next(iter(getattr(connector, "secret_names", ()) or ()), "")
+        bindings[source.name] = SourceBinding(name=source.name, platform=source.platform, kind=source.kind,
+                                              query=source.query, every=source.every, connector=connector,
+                                              secret_env=secret_env)
+    return bindings
+
+
+def _connector(platform: str, *, settings: Settings, ruleset: Ruleset, sandbox_url: str, path: str,
+               clock: Clock | None = None) -> Any:
+    def secret(value: Any) -> str:
+        return SANDBOX_TOKEN if sandbox_url else value.get_secret_value()
+
+    if platform == "x":
+        token = secret(settings.x_bearer_token)
+        if not token:
+            log.warning("X sources skipped: X_BEARER_TOKEN is not set")
+            return None
+        from connectors.x import XSource
+
+        return XSource(bearer_token=token, user_id=ruleset.brand.x_user_id,
+                       brand_handle=ruleset.brand.handles.x or "", api_key=secret(settings.x_api_key),
+                       api_secret=secret(settings.x_api_secret), access_token=secret(settings.x_access_token),
+                       access_token_secret=secret(settings.x_access_token_secret), base_url=sandbox_url or None,
+                       clock=clock)
+    if platform == "facebook":
+        token = secret(settings.facebook_page_token)
+        if not token:
+            log.warning("Facebook sources skipped: FACEBOOK_PAGE_TOKEN is not set")
+            return None
+        from connectors.facebook import FacebookSource
+
+        return FacebookSource(page_token=token, page_id=ruleset.brand.facebook_page_id, base_url=sandbox_url or None,
+                              clock=clock)
+    if platform == "replay":
+        from connectors.replay import ReplaySource
+
+        return ReplaySource(path=path)
+    raise ValueError(f"no connector for platform {platform!r}")
+
+
+def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = False,
+                   clock: Clock | None = None) -> Any:
+    token = SANDBOX_TOKEN if sandbox_url else settings.slack_bot_token.get_secret_value()
+    if not token:
+        from connectors.console import ConsoleNotifier
+
+        return ConsoleNotifier(stream=sys.stdout)
+    from connectors.slack.notifier import SlackNotifier
+
+    slack = SlackNotifier(token="xoxb-" + token if sandbox_url else token, base_url=sandbox_url or None, clock=clock)
+    slack.messages_per_second = settings.slack_rate if settings.slack_rate > 0 else None
+    slack.burst = max(1, settings.slack_burst)
+    if not echo:
+        return slack
+    from connectors.console import ConsoleNotifier
+
+    return EchoNotifier(primary=slack, echo=ConsoleNotifier(stream=sys.stdout, remember=0))  # prints only
+
+
+class EchoNotifier:
+    """Posts through `primary` and prints the same messages on the console (the sandbox demo)."""
+
+    name = "slack"
+
+    def __init__(self, *, primary: Any, echo: Any) -> None:
+        self.primary = primary
+        self.echo = echo
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.primary, item)
+
+    def post(self, **kwargs: Any) -> Any:
+        posted = self.primary.post(**kwargs)
+        try:
+            self.echo.post(**kwargs)
+        except Exception:  # the echo is a convenience; it must never block delivery
+            log.debug("echo failed", exc_info=True)
+        return posted
+
+
+def build_daemon(*, settings: Settings, ruleset: Ruleset, rules_path: str, db_url: str | None = None,
+                 sandbox_url: str = "", replay: str | None = None, dry_run: bool = False, echo: bool = False,
+                 clock: Clock | None = None, notifier: Any = None, sources: dict[str, SourceBinding] | None = None,
+                 worker: str = "") -> Daemon:
+    engine = make_engine(db_url or settings.database_url)
+    create_schema(engine)
+    bindings = sources if sources is not None else build_sources(
+        settings=settings, ruleset=ruleset, sandbox_url=sandbox_url, replay=replay, clock=clock)
+    return Daemon(engine=engine, rules_path=rules_path, ruleset=ruleset, sources=bindings,
+                  notifier=notifier or build_notifier(settings=settings, sandbox_url=sandbox_url, echo=echo,
+                                                      clock=clock),
+                  clock=clock, dry_run=dry_run, worker=worker or settings.replica_id)
+
+
+
+def start_slack_app(daemon: Daemon, *, settings: Settings, base_url: str | None = None) -> Any:
+    """Buttons, /mentions and App Home over Socket Mode (needs SLACK_APP_TOKEN; no public URL)."""
+    from connectors.slack.app import build_app, run_socket_mode
+    from monitor.cases.actions import CaseActions
+
+    actions = CaseActions(engine=daemon.engine, rules=lambda: daemon.ruleset, clock=daemon.clock,
+                          policies=daemon.policies, dry_run=daemon.dry_run)
+    app = build_app(token=settings.slack_bot_token.get_secret_value(), actions=actions,
+                    signing_secret=settings.slack_signing_secret.get_secret_value(), base_url=base_url,
+                    approvers=daemon.ruleset.slack.approvers, clock=daemon.clock)
+    return run_socket_mode(app, app_token=settings.slack_app_token.get_secret_value())

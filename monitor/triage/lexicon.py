@@ -1,0 +1,229 @@
+"""Text clean-up and the lexicon data files triage reads (loaded lazily, once).
+
+Data lives in monitor/data/lexicons/<lang>/: sentiment.tsv (word<TAB>value on the
+AFINN -5..5 scale), negators.txt, intensifiers.txt, complaint_cues.tsv
+(category<TAB>weight<TAB>regex), and emoji.tsv shared by all languages.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+LEXICON_DIR = Path(__file__).parent.parent / "data" / "lexicons"
+SUPPORTED_LANGUAGES: tuple[str, ...] = ("en", "da", "hr", "ro", "id", "zh")
+
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_HANDLE = re.compile(r"(?<!\w)@\w+")
+_RT = re.compile(r"^\s*RT\b:?", re.IGNORECASE)
+# Sentence = text up to and including its run of terminators, so VADER still sees "!!!".
+_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*|[.!?。！？]+")
+# Letters that NFKD does not decompose but people drop when typing without diacritics.
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_FOLD_EXTRA = str.maketrans(
+    {"đ": "d", "ø": "o", "æ": "ae", "ł": "l", "ß": "ss", "ı": "i", "’": "'", "‘": "'"}
+)
+
+
+def clean(text: str) -> str:
+    """Drop URLs, @handles and the RT marker; keep hashtag words (without '#')."""
+    text = _RT.sub(" ", text)
+    text = _URL.sub(" ", text)
+    text = _HANDLE.sub(" ", text)
+    return text.replace("#", " ")
+
+
+def fold(text: str) -> str:
+    """Lower-case, strip diacritics, fold full-width forms: 'Nije stiglo' == 'nije stiglo' == 'nıje stıglo'."""
+    text = text.lower()
+    if text.isascii():
+        return text
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.translate(_FOLD_EXTRA)))
+
+
+_DANISH_LETTERS = re.compile("([æøå])")
+
+
+def fold_keeping_danish(text: str) -> str:
+    """`fold`, but æ/ø/å stay letters of their own: høre is not hore, hån is not han."""
+    lower = text.lower()
+    if lower.isascii():
+        return lower
+    return "".join(part if len(part) == 1 and part in "æøå" else fold(part) for part in _DANISH_LETTERS.split(lower))
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s for s in (m.group(0).strip() for m in _SENTENCE.finditer(text)) if s]
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    out = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.rstrip("\n")
+        if line.strip() and not line.lstrip().startswith("#"):
+            out.append(line)
+    return out
+
+
+def _variants(word: str, *, lang: str = "") -> set[str]:
+    """The spellings a lexicon entry should match: as written, and diacritic-free.
+
+    Danish keeps æ/ø/å (folding them makes words collide: høre/hore, hån/han, stød/stod);
+    the ASCII spellings ae/oe/aa are matched too, as Danes type them without the letters."""
+    lower = word.lower()
+    if lang == "da":
+        out = {lower, fold_keeping_danish(lower)}
+    else:
+        out = {lower, fold(lower)}
+    if any(ch in lower for ch in "æøå"):
+        out.add(fold(lower.replace("æ", "ae").replace("ø", "oe").replace("å", "aa")))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Lexicon:
+    """One language's sentiment words (single words and phrases up to three words)."""
+
+    words: dict[str, float]
+    phrases: dict[tuple[str, ...], float]
+    negators: frozenset[str]
+    intensifiers: frozenset[str]
+    max_phrase: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    category: str  # "" when the cue marks a grievance without a category
+    weight: float
+    pattern: re.Pattern[str]
+    source: str
+    # Literal starts the pattern can only match at; if none occurs in the text the regex
+    # is not run. Most cues start with a word list, so this skips ~90% of searches.
+    prefixes: frozenset[str] | None
+    word_start: bool  # the pattern begins with \b: its prefixes can only start a word
+
+
+def _leading_literals(items: Any) -> set[str] | None:
+    """Strings one of which every match of the parsed regex `items` starts with, or None."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    items = list(items)
+    while items and items[0][0] == c.AT:  # \b, ^: zero-width
+        items = items[1:]
+    if not items:
+        return None
+    op, arg = items[0]
+    if op == c.LITERAL:
+        run = ""
+        for item_op, item_arg in items:
+            # Only word characters, at most 3: the prefix is compared with word starts.
+            if item_op != c.LITERAL or len(run) >= 3 or not chr(item_arg).isalnum():
+                break
+            run += chr(item_arg)
+        return {run} if run else None
+    if op == c.IN and all(kind == c.LITERAL and chr(code).isalnum() for kind, code in arg):
+        return {chr(code) for _, code in arg}
+    if op == c.SUBPATTERN:
+        return _leading_literals(arg[-1])
+    if op == c.BRANCH:
+        out: set[str] = set()
+        for alternative in arg[1]:
+            found = _leading_literals(alternative)
+            if not found:
+                return None
+            out |= found
+        return out
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT) and arg[0] >= 1:
+        return _leading_literals(arg[2])
+    return None
+
+
+def _prefixes(pattern: str) -> frozenset[str] | None:
+    from re import _parser  # type: ignore[attr-defined]
+
+    try:
+        found = _leading_literals(_parser.parse(pattern))
+    except Exception:  # an internal API we only use to go faster: never let it fail a cue
+        return None
+    return frozenset(found) if found else None
+
+
+def _read_sentiment(path: Path) -> dict[str, float]:
+    entries: dict[str, float] = {}
+    for line in _lines(path):
+        word, _, value = line.partition("\t")
+        entries[word.strip()] = float(value)
+    return entries
+
+
+@cache
+def lexicon(lang: str) -> Lexicon:
+    base = LEXICON_DIR / lang
+    entries: dict[str, float] = {}
+    if lang == "da":
+        # afinn ships the Danish AFINN list; our file adds domain words and overrides.
+        from afinn import Afinn
+
+        entries.update(Afinn(language="da")._dict)
+    entries.update(_read_sentiment(base / "sentiment.tsv"))
+    words: dict[str, float] = {}
+    phrases: dict[tuple[str, ...], float] = {}
+    for entry, value in entries.items():
+        for variant in _variants(entry, lang=lang):
+            parts = tuple(variant.split())
+            if len(parts) == 1:
+                words[parts[0]] = value
+            elif parts:
+                phrases[parts] = value
+
+    def word_set(name: str) -> frozenset[str]:
+        return frozenset(v for w in _lines(base / name) for v in _variants(w.strip(), lang=lang))
+
+    return Lexicon(
+        words=words,
+        phrases=phrases,
+        negators=word_set("negators.txt"),
+        intensifiers=word_set("intensifiers.txt"),
+        max_phrase=max((len(p) for p in phrases), default=1),
+    )
+
+
+@cache
+def cues(lang: str) -> tuple[Cue, ...]:
+    out = []
+    for line in _lines(LEXICON_DIR / lang / "complaint_cues.tsv"):
+        category, weight, pattern = line.split("\t", 2)
+        category = "" if category == "-" else category
+        out.append(
+            Cue(
+                category=category,
+                weight=float(weight),
+                pattern=re.compile(pattern),
+                source=pattern,
+                prefixes=_prefixes(pattern),
+                word_start=pattern.startswith("\\b"),
+            )
+        )
+    return tuple(out)
+
+
+@cache
+def emoji_valence() -> dict[str, float]:
+    table = {}
+    for line in _lines(LEXICON_DIR / "emoji.tsv"):
+        symbol, _, value = line.partition("\t")
+        table[symbol] = float(value)
+    return table
+
+
+@cache
+def emoji_pattern() -> re.Pattern[str]:
+    # Longest first, so a ZWJ sequence (🤦‍♀️) wins over its first code point.
+    symbols = sorted(emoji_valence(), key=len, reverse=True)
+    return re.compile("|".join(re.escape(s) for s in symbols))

@@ -1,0 +1,348 @@
+"""Document sentiment in six languages, -1..1.
+
+English is VADER on the whole cleaned text (URLs and @handles removed), as VADER was
+built and validated; emoji from our table (VADER gives 😡 zero) are added to VADER's
+summed valence. The other languages score sentence by sentence with our lexicons
+(Danish on top of afinn's list, matched with æ/ø/å intact; Chinese on jieba's words,
+so negators are words: 非常 and 特别 are not read as 非 and 别).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import tempfile
+from array import array
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from monitor.triage.lexicon import (
+    Lexicon,
+    clean,
+    emoji_pattern,
+    emoji_valence,
+    fold,
+    fold_keeping_danish,
+    lexicon,
+    split_sentences,
+)
+
+SCORED_LANGUAGES = frozenset({"en", "da", "hr", "ro", "id", "zh"})
+LEXICON_LANGUAGES = SCORED_LANGUAGES - {"en"}
+
+_NEUTRAL = 0.05  # |score| below this is neutral, as in VADER's convention
+_NEGATION_SCALAR = -0.74  # VADER's factor for a negated word
+_INTENSIFIER_SCALAR = 1.3
+_NEGATIVE_WEIGHT = 1.5  # a negative part counts more: a missed angry customer costs more than a missed fan
+_NEGATION_WINDOW = 3
+_TOKEN = re.compile(r"\w+|[,;:]")  # clause punctuation is kept: negation stops there
+_CLAUSE_BREAK = ","
+_ID_REDUPLICATION = re.compile(r"^([a-z]+)2$")  # "nyampe2" = "nyampe-nyampe"
+_EMOJI_TO_VADER = 3.0  # our emoji valence (-1..1) on VADER's word scale (-4..4)
+_ZH_PUNCTUATION = frozenset("，,;；:：、")
+
+
+@cache
+def _vader():  # type: ignore[no-untyped-def]
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def _normalize(raw: float) -> float:
+    """VADER's squashing of a summed valence into -1..1."""
+    return raw / math.sqrt(raw * raw + 15.0) if raw else 0.0
+
+
+def _emphasis(sentence: str) -> float:
+    bangs = len(sentence) - len(sentence.rstrip("!！"))
+    return 1.0 + 0.1 * min(bangs, 3)
+
+
+def _tokens(sentence: str, lang: str) -> list[str]:
+    folded = fold_keeping_danish(sentence) if lang == "da" else fold(sentence)
+    tokens = [_CLAUSE_BREAK if t in ",;:" else t for t in _TOKEN.findall(folded)]
+    if lang == "id":
+        tokens = [m.group(1) if (m := _ID_REDUPLICATION.match(t)) else t for t in tokens]
+    return tokens
+
+
+def _score_words(tokens: list[str], lex: Lexicon) -> float:
+    raw = 0.0
+    i = 0
+    while i < len(tokens):
+        value, width = 0.0, 1
+        for n in range(min(lex.max_phrase, len(tokens) - i), 1, -1):
+            phrase = tuple(tokens[i : i + n])
+            if phrase in lex.phrases:
+                value, width = lex.phrases[phrase], n
+                break
+        else:
+            value = lex.words.get(tokens[i], 0.0)
+        if value:
+            before = tokens[max(0, i - _NEGATION_WINDOW) : i]
+            if _CLAUSE_BREAK in before:  # "nije stiglo ništa, koji cirkus": "ništa" does not negate "cirkus"
+                before = before[len(before) - before[::-1].index(_CLAUSE_BREAK) :]
+            if any(t in lex.negators for t in before):
+                value *= _NEGATION_SCALAR
+            neighbours = tokens[i - 1 : i] + tokens[i + width : i + width + 1]
+            if any(t in lex.intensifiers for t in neighbours):
+                value *= _INTENSIFIER_SCALAR
+            raw += value
+        i += width
+    return raw
+
+
+@cache
+def _jieba() -> Any:
+    """A private jieba tokenizer that knows our lexicon's words (so 差评 stays one word)."""
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    lex = lexicon("zh")
+    # Sorted: add_word suggests each word's frequency from the words added before it, and the lexicon's
+    # sets iterate in a different order in every process (string hashing), so the table, and now and
+    # then a segmentation, changed from one start to the next (很好 107 or 106).
+    added = sorted(word for word in [*lex.words, *lex.negators, *lex.intensifiers] if len(word) > 1)
+    cache = _jieba_cache_dir(added)
+    packed = _PackedFrequencies.load(cache) if cache is not None else None
+    if packed is not None:  # the table as add_word left it last time: jieba's ~70 MB dict is never built
+        tokenizer.FREQ, tokenizer.total = packed
+        tokenizer.initialized = True
+        return tokenizer
+    tokenizer.initialize()
+    for word in added:
+        tokenizer.add_word(word)
+    # After add_word (which reads the table to suggest each word's frequency): the same table, 3 MB
+    # instead of a ~70 MB dict, the largest single part of the daemon's memory (bench/memory.py).
+    tokenizer.FREQ = _PackedFrequencies(tokenizer.FREQ)
+    if cache is not None:
+        tokenizer.FREQ.save(cache, total=tokenizer.total)
+    return tokenizer
+
+
+def _jieba_cache_dir(added: list[str]) -> Path | None:
+    """Where the packed table for this jieba and these added words is kept between runs."""
+    import hashlib
+    import os
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("jieba")
+    except PackageNotFoundError:
+        return None
+    key = hashlib.sha256("\n".join(added).encode()).hexdigest()[:16]
+    root = os.environ.get("MENTION_MONITOR_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(root).expanduser() / "mention-monitor" / f"jieba-{release}-{key}"
+
+
+class _PackedFrequencies:
+    """jieba's word -> frequency table (~500,000 words and their prefixes) in a marisa trie plus an
+    array, answering `in`, `[]` and `get` as the dict did; recent look-ups are kept in a small dict,
+    since a post asks for the same few prefixes many times."""
+
+    __slots__ = ("_trie", "_counts", "_recent")
+    _RECENT = 16_384
+
+    def __init__(self, table: dict[str, int]) -> None:
+        import marisa_trie
+
+        self._trie = marisa_trie.Trie(table)
+        self._counts = array("q", bytes(8 * len(self._trie)))
+        key_id = self._trie.key_id
+        for word, count in table.items():
+            self._counts[key_id(word)] = count
+        self._recent: dict[str, int] = {}
+
+    @classmethod
+    def load(cls, directory: Path) -> tuple[_PackedFrequencies, int] | None:
+        """(the table, jieba's total) saved by `save`, or None if absent or unreadable."""
+        import marisa_trie
+
+        try:
+            total = int(json.loads((directory / "meta.json").read_text(encoding="utf-8"))["total"])
+            packed = cls.__new__(cls)
+            packed._trie = marisa_trie.Trie()
+            packed._trie.mmap(str(directory / "words.marisa"))  # file pages, shared and reclaimable
+            packed._counts = array("q")
+            packed._counts.frombytes((directory / "counts.bin").read_bytes())
+            packed._recent = {}
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None
+        if len(packed._counts) != len(packed._trie):
+            return None
+        return packed, total
+
+    def save(self, directory: Path, *, total: int) -> None:
+        """Write the table where `load` finds it (atomically; a failure only costs the next start)."""
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=directory.parent))
+        except OSError:
+            return
+        try:
+            self._trie.save(str(staging / "words.marisa"))
+            (staging / "counts.bin").write_bytes(self._counts.tobytes())
+            (staging / "meta.json").write_text(json.dumps({"total": total}), encoding="utf-8")
+            staging.rename(directory)  # atomic; if another process got there first, its copy is as good
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _count(self, word: str) -> int:
+        """The word's frequency, or -1 if the table has no such key."""
+        found = self._recent.get(word)
+        if found is None:
+            found = self._counts[self._trie.key_id(word)] if word in self._trie else -1
+            if len(self._recent) >= self._RECENT:
+                self._recent.clear()
+            self._recent[word] = found
+        return found
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and self._count(word) >= 0
+
+    def __getitem__(self, word: str) -> int:
+        found = self._count(word)
+        if found < 0:
+            raise KeyError(word)
+        return found
+
+    def get(self, word: str, default: int | None = None) -> int | None:
+        found = self._count(word)
+        return default if found < 0 else found
+
+    def __len__(self) -> int:
+        return len(self._trie)
+
+
+def zh_words(text: str) -> list[str]:
+    """jieba's words of a Chinese text (dictionary only: the HMM for unknown words is 3x slower)."""
+    return [w for w in _jieba().lcut(text, HMM=False) if w.strip()]
+
+
+def _zh_value(word: str, lex: Lexicon) -> tuple[float, bool, bool]:
+    """(value, negated, intensified) of one jieba word, reading 不好 / 太差 as negator or intensifier + word."""
+    value = lex.words.get(word, 0.0)
+    if value or len(word) < 2:
+        return value, False, False
+    head, rest = word[0], word[1:]
+    inner = lex.words.get(rest, 0.0)
+    if inner and head in lex.negators:
+        return inner, True, False
+    if inner and head in lex.intensifiers:
+        return inner, False, True
+    return 0.0, False, False
+
+
+def _score_zh(sentence: str) -> float:
+    lex = lexicon("zh")
+    words = zh_words(fold(sentence))
+    raw = 0.0
+    for i, word in enumerate(words):
+        value, negated, intensified = _zh_value(word, lex)
+        if not value:
+            continue
+        before: list[str] = []
+        for previous in reversed(words[max(0, i - _NEGATION_WINDOW) : i]):
+            if previous in _ZH_PUNCTUATION:
+                break
+            before.append(previous)
+        # 好/太/超 right before a word intensify it ("好累" is "so tired", not "good").
+        if word in lex.intensifiers and i + 1 < len(words) and _zh_value(words[i + 1], lex)[0]:
+            continue
+        if negated or any(w in lex.negators for w in before):
+            value *= _NEGATION_SCALAR
+        if intensified or any(w in lex.intensifiers for w in before[:1]):
+            value *= _INTENSIFIER_SCALAR
+        raw += value
+    return raw
+
+
+def _raw_valence(compound: float) -> float:
+    """The summed valence VADER squashed into `compound` (the inverse of `_normalize`)."""
+    compound = max(-0.9999, min(0.9999, compound))
+    return compound * math.sqrt(15.0) / math.sqrt(1.0 - compound * compound)
+
+
+def english(text: str) -> tuple[float, list[str]]:
+    """VADER on the whole cleaned text, plus our emoji valences added to its summed valence."""
+    valences = emoji_valence()
+    symbols = emoji_pattern().findall(text)
+    signals = [f"emoji {symbol} {valences[symbol]:+.1f}" for symbol in symbols]
+    body = emoji_pattern().sub(" ", text) if symbols else text
+    compound = float(_vader().polarity_scores(body)["compound"]) if body.strip() else 0.0
+    if not symbols:
+        return compound, signals
+    raw = _raw_valence(compound) if compound else 0.0
+    raw += _EMOJI_TO_VADER * sum(valences[symbol] for symbol in symbols)
+    return round(_normalize(raw), 4), signals
+
+
+def _sentence_score(sentence: str, lang: str) -> float:
+    raw = _score_zh(sentence) if lang == "zh" else _score_words(_tokens(sentence, lang), lexicon(lang))
+    return _normalize(raw * _emphasis(sentence))
+
+
+def _quote(sentence: str) -> str:
+    return sentence if len(sentence) <= 40 else sentence[:37] + "..."
+
+
+class Corrector(Protocol):
+    """A learned model that moves a lexicon score (triage_complaint.NegativeModel)."""
+
+    def correction(self, folded: str) -> float: ...
+
+
+def sentiment(
+    text: str, *, lang: str, cleaned: str | None = None, negative_model: Corrector | None = None
+) -> tuple[float | None, list[str]]:
+    """Document sentiment -1..1 (None when `lang` has no scorer) and the reasons.
+
+    In da/hr/ro/id/zh a post with no lexicon word is scored by `negative_model`, learnt
+    from labelled posts: most negative posts contain no lexicon word at all."""
+    if lang not in SCORED_LANGUAGES:
+        return None, [f"sentiment unknown: no scorer for language {lang}"]
+    body = clean(text) if cleaned is None else cleaned
+    if lang == "en":
+        score, signals = english(body)
+        if abs(score) >= _NEUTRAL:
+            signals.append(f"VADER on the whole text {score:+.2f}")
+        return round(score, 4), signals
+    score, signals = lexicon_sentiment(text, lang=lang, cleaned=body)
+    # The learned model speaks only where the lexicon found nothing: most missed negatives
+    # contain no lexicon word, while a found word keeps its negation and intensity handling.
+    if negative_model is not None and abs(score) < _NEUTRAL:
+        shift = negative_model.correction(fold(body))
+        if abs(shift) >= 0.01:
+            signals.append(f"learned sentiment model {shift:+.2f}")
+        score = round(max(-1.0, min(1.0, score + shift)), 4)
+    return score, signals
+
+
+def lexicon_sentiment(text: str, *, lang: str, cleaned: str | None = None) -> tuple[float, list[str]]:
+    """Our lexicons, sentence by sentence; a negative sentence weighs more in the mean."""
+    body = clean(text) if cleaned is None else cleaned
+    valences = emoji_valence()
+    parts: list[float] = []
+    signals: list[str] = []
+    for symbol in emoji_pattern().findall(body):
+        parts.append(valences[symbol])
+        signals.append(f"emoji {symbol} {valences[symbol]:+.1f}")
+    body = emoji_pattern().sub(" ", body)
+    for index, sentence in enumerate(split_sentences(body), start=1):
+        score = _sentence_score(sentence, lang)
+        if abs(score) >= _NEUTRAL:
+            parts.append(score)
+            signals.append(f"sentence {index} '{_quote(sentence)}' {score:+.2f}")
+    scored = [p for p in parts if abs(p) >= _NEUTRAL]
+    if not scored:
+        return 0.0, signals
+    weights = [_NEGATIVE_WEIGHT if p < 0 else 1.0 for p in scored]
+    document = sum(p * w for p, w in zip(scored, weights, strict=True)) / sum(weights)
+    return round(max(-1.0, min(1.0, document)), 4), signals
