@@ -9,7 +9,12 @@ failed post gives the claim back and the next sweep tries again.
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -18,7 +23,7 @@ from sqlmodel import Session
 
 from monitor import messages as msg
 from monitor.model import Setting
-from monitor.report.kpis import report_for
+from monitor.report.kpis import Report, report_for
 from monitor.report.render import summary_text
 from monitor.rules.business_hours import DAYS, parse_clock
 from monitor.rules.schema import Ruleset
@@ -98,9 +103,7 @@ def post_digest(*, engine: Engine, notifier: object, ruleset: Ruleset, now: date
         zone = ZoneInfo(ruleset.business_hours.timezone)
         start, end = since.astimezone(zone), (until - timedelta(seconds=1)).astimezone(zone)
         title = (msg.DIGEST_TITLE_WEEKLY if ruleset.digest.every == "weekly" else msg.DIGEST_TITLE_DAILY).format(start=start, end=end)
-        from monitor.report import charts  # matplotlib costs ~30 MB: imported the first time a digest is due
-
-        files = [(name, png) for name, _, png in charts.chart_pngs(report)]
+        files = render_charts(report)
         notifier.upload_files(  # type: ignore[attr-defined]
             channel=ruleset.channel(ruleset.digest.channel), files=files, title=title,
             initial_comment=summary_text(report, title=title))
@@ -109,6 +112,30 @@ def post_digest(*, engine: Engine, notifier: object, ruleset: Ruleset, now: date
         raise
     log.info("digest posted for %s .. %s", since.isoformat(), until.isoformat())
     return True
+
+
+_RENDER_CHILD = "from monitor.report.digest import _render_child; _render_child()"
+
+
+def render_charts(report: Report) -> list[tuple[str, bytes]]:
+    """The report's charts as (file name, PNG), drawn in a short-lived child process: matplotlib
+    (~30 MB) would otherwise stay loaded in the daemon until it restarts."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", _RENDER_CHILD], input=pickle.dumps(report), env=env,
+                          capture_output=True, check=False, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(msg.DIGEST_RENDER_FAILED.format(
+            code=done.returncode, stderr=done.stderr.decode("utf-8", "replace")[-2000:]))
+    return pickle.loads(done.stdout)  # noqa: S301 (our own child's output)
+
+
+def _render_child() -> None:
+    """The child's side of render_charts: a pickled Report on stdin, the pickled PNGs on stdout."""
+    from monitor.report import charts
+
+    report = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 (from our parent)
+    sys.stdout.buffer.write(pickle.dumps([(name, png) for name, _, png in charts.chart_pngs(report)]))
 
 
 def _claim(engine: Engine, *, old: datetime | None, new: datetime | None) -> bool:

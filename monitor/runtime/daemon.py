@@ -296,6 +296,11 @@ class Daemon:
     # ------------------------------------------------------------------ scheduling
 
     def start(self) -> None:
+        from monitor.triage import warm_up
+
+        # Models and lexicons load once, here: the poll threads' first pages would otherwise each
+        # build their own copy (functools.cache does not lock; jieba's dictionary alone is ~70 MB).
+        warm_up()
         # One worker per job that can run at once (each source's poll, outbox, SLA sweep, rules,
         # heartbeat): APScheduler's default of 10 threads only adds idle stacks and malloc arenas.
         workers = len(self.sources) + 4

@@ -21,7 +21,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from monitor.triage.lexicon import clean, cues, fold
+from monitor.triage.lexicon import Cue, clean, cues, fold
 
 MODEL_PATH = Path(__file__).parent.parent / "data" / "models" / "complaint.json"
 CATEGORIES: tuple[str, ...] = (
@@ -82,21 +82,29 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None) -> CueHits:
     total = 0.0
     found: dict[str, float] = {}
     signals = []
-    # A cue is only searched for if one of its literal prefixes occurs where it could
-    # start: at a word start for \b-patterns, anywhere otherwise (all prefixes <= 3 chars).
-    word_starts = {w[:n] for w in _WORD.findall(folded) for n in (1, 2, 3)}
-    anywhere: set[str] | None = None
-    for cue in cues(lang):
-        if cue.prefixes is not None:
-            if cue.word_start:
-                if cue.prefixes.isdisjoint(word_starts):
-                    continue
-            else:
-                if anywhere is None:
-                    anywhere = {folded[i : i + n] for i in range(len(folded)) for n in (1, 2, 3)}
-                if cue.prefixes.isdisjoint(anywhere):
-                    continue
-        match = cue.pattern.search(folded)
+    # A cue is only tried where one of its literal prefixes occurs (at a word start for
+    # \b-patterns, anywhere otherwise): `search` from the first such place finds the same
+    # match as a search from the start, since every match begins at one of them.
+    all_cues, always, by_word_start, by_substring = _cue_index(lang)
+    first: dict[int, int] = {}  # cue -> earliest place it can match
+    for word in _WORD.finditer(folded):
+        token = word.group()
+        for prefix in (token[:1], token[:2], token[:3]):
+            hit = by_word_start.get(prefix)
+            if hit:
+                position = word.start()
+                for index in hit:
+                    if index not in first:
+                        first[index] = position
+    for prefix, indices in by_substring.items():
+        position = folded.find(prefix)
+        if position >= 0:
+            for index in indices:
+                if first.get(index, position) >= position:
+                    first[index] = position
+    for index in sorted(first.keys() | always) if always else sorted(first):
+        cue = all_cues[index]
+        match = cue.pattern.search(folded, first.get(index, 0))
         if match is None:
             continue
         total += cue.weight
@@ -109,6 +117,26 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None) -> CueHits:
             signals.append(f"grievance: '{phrase}'")
     ordered = tuple(c for c in CATEGORIES if c in found)
     return CueHits(total=min(total, _CUE_CAP), categories=ordered, signals=tuple(dict.fromkeys(signals)))
+
+
+@cache
+def _cue_index(
+    lang: str,
+) -> tuple[tuple[Cue, ...], tuple[int, ...], dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """The language's cues, and which of them a literal prefix (at a word start, or anywhere) can start."""
+    all_cues = cues(lang)
+    always: list[int] = []
+    by_word_start: dict[str, list[int]] = {}
+    by_substring: dict[str, list[int]] = {}
+    for index, cue in enumerate(all_cues):
+        if cue.prefixes is None:
+            always.append(index)
+            continue
+        table = by_word_start if cue.word_start else by_substring
+        for prefix in cue.prefixes:
+            table.setdefault(prefix, []).append(index)
+    return (all_cues, tuple(always), {k: tuple(v) for k, v in by_word_start.items()},
+            {k: tuple(v) for k, v in by_substring.items()})
 
 
 @dataclass(frozen=True, slots=True)
