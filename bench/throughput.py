@@ -108,7 +108,6 @@ def pipeline_rate(mentions: list, *, batch: int, db_url: str, profile: str = "",
     from monitor.cases import pipeline
     from monitor.cases.pipeline import ReplyPolicy
     from monitor.rules import load_rules
-    from monitor.runtime.daemon import policy_for
     from monitor.store import create_schema, make_engine
     from monitor.triage import warm_up
 
