@@ -127,7 +127,8 @@ def render_table(result: Any, *, current: str, proposed: str, console: Console) 
 
     console.print(escape(msg.BACKTEST_TITLE.format(
         proposed=proposed, current=current, count=f"{result.mentions:,}",
-        since=f"{result.since:%Y-%m-%d %H:%M}", until=f"{result.until:%Y-%m-%d %H:%M}")), highlight=False)
+        since=f"{result.since:%Y-%m-%d %H:%M}", until=f"{result.until:%Y-%m-%d %H:%M}")), highlight=False,
+        soft_wrap=True)  # one line however long the paths: the terminal wraps it, rich does not cut it
     totals = Table(box=None, show_edge=False)
     totals.add_column("")
     totals.add_column(msg.BACKTEST_COL_CURRENT, justify="right")
