@@ -7,9 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from monitor.rules import MentionFacts, evaluate, load_rules
-from monitor.triage import triage
+from monitor.triage import CATEGORIES_FROM, triage
 
 ROOT = Path(__file__).resolve().parent.parent
 SIX = ("en", "da", "hr", "ro", "id", "zh")
@@ -73,3 +74,28 @@ def test_a_plain_question_gets_the_question_category():
     assert "question" in triage("Do you have a physical store in Copenhagen?", languages=SIX).categories
     assert "question" in triage("请问你们的床品可以寄到上海吗", languages=SIX).categories
     assert "question" not in triage("Lovely lamps, thank you!", languages=SIX).categories
+
+
+def _complaint_minimums(condition: object) -> list[float]:
+    """Every `complaint: {min: X}` inside a rule's `when`, in order."""
+    if isinstance(condition, dict):
+        found = [float(condition["complaint"]["min"])] if "complaint" in condition else []
+        return found + [m for key, value in condition.items() if key != "complaint" for m in _complaint_minimums(value)]
+    if isinstance(condition, list):
+        return [m for item in condition for m in _complaint_minimums(item)]
+    return []
+
+
+def test_the_default_thresholds_are_the_ones_chosen_on_the_calibration_split():
+    # scripts/train_complaint.py picks them on the calibration split and keeps them in the model file;
+    # a retrained model with other thresholds must come with a rules.yaml (and docs) to match.
+    chosen = json.loads((ROOT / "monitor" / "data" / "models" / "complaint.json").read_text(encoding="utf-8"))
+    chosen = chosen["thresholds"]
+    rules = {rule["name"]: rule for rule in YAML(typ="safe").load((ROOT / "rules.yaml").read_text(encoding="utf-8"))["rules"]}
+    alert = rules["possible-complaint"]["when"]
+    assert _complaint_minimums(alert) == [chosen["alert"]]
+    assert any("sentiment" in c for c in alert["any"]) == chosen["alert_with_sentiment"]
+    assert _complaint_minimums(rules["urgent-complaint"]["when"]) == [chosen["auto"], round(chosen["auto"] - 0.1, 2)]
+    assert rules["urgent-complaint"]["acknowledge"]["mode"] == "auto"
+    assert rules["possible-complaint"]["acknowledge"]["mode"] == "approve"
+    assert CATEGORIES_FROM == chosen["alert"]  # the alert names the categories of what it alerts on

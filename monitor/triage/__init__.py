@@ -17,9 +17,11 @@ from monitor.triage.sentiment import sentiment as document_sentiment
 
 __all__ = ["triage", "triage_many", "warm_up", "SUPPORTED_LANGUAGES"]
 
-# Categories are named from this complaint probability on: the default rules alert a
-# person from 0.4 (recall-first), and the alert should say what the post is about.
-CATEGORIES_FROM = 0.4
+# Categories are named from this complaint probability on, or for a negative post: the default
+# rules alert a person on either (recall-first; the threshold scripts/train_complaint.py chose
+# on the calibration split), and the alert should say what the post is about.
+CATEGORIES_FROM = 0.41
+NEGATIVE_AT = -0.05  # the default alert rule's `sentiment: {max: -0.05}`
 
 
 def triage(text: str, *, lang_hint: str = "", languages: Sequence[str] | None = None) -> Score:
@@ -39,28 +41,31 @@ def triage_with(
     cue_lang = lang if lang in SUPPORTED_LANGUAGES else "en"
     folded = folded_body(text, cleaned=cleaned)
     hits = cue_hits(text, lang=cue_lang, folded=folded)
-    probability, model_logit = model.probability(
-        text=text, cue_total=hits.total, sentiment=sentiment, folded=folded
+    question = is_question(cleaned, lang=cue_lang)
+    probability, inputs = model.probability(
+        text=text, cue_total=hits.total, sentiment=sentiment, folded=folded, question=question
     )
-    signals = [lang_signal, *sentiment_signals, *hits.signals, *model.explain(
-        model_logit=model_logit, cue_total=hits.total, sentiment=sentiment, folded=folded
-    )]
+    signals = [lang_signal, *sentiment_signals, *hits.signals, *model.explain(inputs=inputs, folded=folded)]
     signals.append(f"complaint {round(probability, 4):.2f}")
     return Score(
         lang=lang,
         sentiment=sentiment,
         complaint=round(probability, 4),
-        categories=_categories(hits.categories, probability=probability, cleaned=cleaned, lang=cue_lang),
+        categories=_categories(
+            hits.categories,
+            alerted=probability >= CATEGORIES_FROM or (sentiment is not None and sentiment <= NEGATIVE_AT),
+            question=question,
+        ),
         signals=tuple(signals),
     )
 
 
-def _categories(cues: tuple[str, ...], *, probability: float, cleaned: str, lang: str) -> tuple[str, ...]:
-    """The complaint's categories from CATEGORIES_FROM on; otherwise `question` for a post that
-    asks something (a pre-sales question is not a complaint, but it is for the team)."""
-    if probability >= CATEGORIES_FROM and cues:
+def _categories(cues: tuple[str, ...], *, alerted: bool, question: bool) -> tuple[str, ...]:
+    """The complaint's categories for a post the default rules alert on; otherwise `question` for
+    a post that asks something (a pre-sales question is not a complaint, but it is for the team)."""
+    if alerted and cues:
         return cues
-    return ("question",) if is_question(cleaned, lang=lang) else ()
+    return ("question",) if question else ()
 
 
 def triage_many(

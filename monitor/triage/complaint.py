@@ -56,7 +56,7 @@ def _word_grams(word: str) -> tuple[str, ...]:
 
 
 def feature_counts(text: str, *, folded: str | None = None) -> Counter[str]:
-    """Counted features: character 2-4-grams inside space-padded words, and word bigrams.
+    """Counted features: character 2-4-grams inside space-padded words, words, and word bigrams.
 
     The model sees counts / sqrt(total count); keeping repeats (rather than a set) lets
     inference add up cached per-word sums instead of building a set for every post.
@@ -65,8 +65,14 @@ def feature_counts(text: str, *, folded: str | None = None) -> Counter[str]:
     counts: Counter[str] = Counter()
     for word in words:
         counts.update(_word_grams(word))
+    counts.update(f"w:{word}" for word in words)
     counts.update(f"w:{a} {b}" for a, b in zip(words, words[1:], strict=False))
     return counts
+
+
+def words_of(folded: str) -> list[str]:
+    """The words `feature_counts` and `LinearModel.logit` read (tokenise once, score with both models)."""
+    return _WORD.findall(folded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +92,21 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None) -> CueHits:
     # \b-patterns, anywhere otherwise): `search` from the first such place finds the same
     # match as a search from the start, since every match begins at one of them.
     all_cues, always, by_word_start, by_substring = _cue_index(lang)
+    starting = _starting_cues(lang)
     first: dict[int, int] = {}  # cue -> earliest place it can match
     for word in _WORD.finditer(folded):
         token = word.group()
-        for prefix in (token[:1], token[:2], token[:3]):
-            hit = by_word_start.get(prefix)
-            if hit:
-                position = word.start()
-                for index in hit:
-                    if index not in first:
-                        first[index] = position
+        hit = starting.get(token)
+        if hit is None:
+            hit = tuple(i for prefix in (token[:1], token[:2], token[:3]) for i in by_word_start.get(prefix, ()))
+            if len(starting) > 100_000:  # bound memory on endless novel words
+                starting.clear()
+            starting[token] = hit
+        if hit:
+            position = word.start()
+            for index in hit:
+                if index not in first:
+                    first[index] = position
     for prefix, indices in by_substring.items():
         position = folded.find(prefix)
         if position >= 0:
@@ -117,6 +128,12 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None) -> CueHits:
             signals.append(f"grievance: '{phrase}'")
     ordered = tuple(c for c in CATEGORIES if c in found)
     return CueHits(total=min(total, _CUE_CAP), categories=ordered, signals=tuple(dict.fromkeys(signals)))
+
+
+@cache
+def _starting_cues(lang: str) -> dict[str, tuple[int, ...]]:
+    """word -> the cues a word-start prefix of it can start (filled as words are met: they repeat)."""
+    return {}
 
 
 @cache
@@ -145,47 +162,60 @@ class LinearModel:
 
     intercept: float
     weights: dict[str, float]
+    # word -> (its n-gram and word weights summed, how many features): words repeat across posts
     _word_cache: dict[str, tuple[float, int]] = field(default_factory=dict, compare=False, repr=False)
+    # first word -> second word -> weight: a bigram is looked up without building its feature name
+    _pairs: dict[str, dict[str, float]] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name, weight in self.weights.items():
+            if name.startswith("w:") and " " in name:
+                first, _, second = name[2:].partition(" ")
+                self._pairs.setdefault(first, {})[second] = weight
 
     def _word(self, word: str) -> tuple[float, int]:
         cached = self._word_cache.get(word)
         if cached is None:
             grams = _word_grams(word)
-            cached = (sum(self.weights.get(g, 0.0) for g in grams), len(grams))
+            weights = self.weights
+            cached = (sum(weights.get(g, 0.0) for g in grams) + weights.get(f"w:{word}", 0.0), len(grams) + 1)
             if len(self._word_cache) > 200_000:  # bound memory on endless novel words
                 self._word_cache.clear()
             self._word_cache[word] = cached
         return cached
 
-    def logit(self, folded: str) -> float:
-        words = _WORD.findall(folded)
-        total, count = 0.0, 0
+    def logit(self, folded: str, *, words: list[str] | None = None) -> float:
+        words = _WORD.findall(folded) if words is None else words
+        if not words:
+            return self.intercept
+        cache, total, count = self._word_cache, 0.0, len(words) - 1  # one feature per bigram
         for word in words:
-            partial, n = self._word(word)
-            total += partial
-            count += n
-        weights = self.weights
-        for first, second in zip(words, words[1:], strict=False):
-            total += weights.get(f"w:{first} {second}", 0.0)
-            count += 1
-        return self.intercept + total / math.sqrt(count) if count else self.intercept
+            cached = cache.get(word) or self._word(word)
+            total += cached[0]
+            count += cached[1]
+        pairs = self._pairs
+        previous = words[0]
+        for word in words[1:]:
+            following = pairs.get(previous)
+            if following is not None:
+                total += following.get(word, 0.0)
+            previous = word
+        return self.intercept + total / math.sqrt(count)
 
     def to_json(self) -> dict[str, Any]:
         return {"intercept": self.intercept, "weights": self.weights}
 
-
     def contributions(self, folded: str) -> dict[str, float]:
-        """Each word's share of `logit` (the sum of its n-gram weights), and each word pair's.
+        """Each word's share of `logit` (the sum of its n-gram and word weights), and each word pair's.
 
         Grouped by word rather than by n-gram so `explain` reuses the per-word sums that
         `logit` already cached, and a reader sees words, not fragments like 'ed'."""
         words = _WORD.findall(folded)
-        parts = [(w, *self._word(w)) for w in words]
-        pairs = [(f"{a} {b}", self.weights.get(f"w:{a} {b}", 0.0)) for a, b in zip(words, words[1:], strict=False)]
-        count = sum(n for _, _, n in parts) + len(pairs)
-        if not count:
+        if not words:
             return {}
-        scale = 1.0 / math.sqrt(count)
+        parts = [(w, *self._word(w)) for w in words]
+        pairs = [(f"{a} {b}", self._pairs.get(a, {}).get(b, 0.0)) for a, b in zip(words, words[1:], strict=False)]
+        scale = 1.0 / math.sqrt(sum(n for _, _, n in parts) + len(pairs))
         out: dict[str, float] = {}
         for word, partial, _ in parts:
             out[word] = out.get(word, 0.0) + partial * scale
@@ -218,46 +248,70 @@ class NegativeModel:
         return self.weight * (1.0 - 2.0 * p)
 
 
+# The stacker's inputs, in order (`stack_inputs`), and how `explain` names each term.
+STACK_TERMS: dict[str, str] = {
+    "model": "n-gram model",
+    "cues": "cues",
+    "negative": "negative sentiment",
+    "positive": "positive sentiment",
+    "wording": "negative wording",
+    "question": "question",
+}
+
+
+def stack_inputs(
+    *, model_logit: float, cue_total: float, sentiment: float | None, wording: float = 0.0, question: bool = False
+) -> list[float]:
+    """The stacker's inputs, in the order of STACK_TERMS (scripts/train_complaint.py fits them so).
+
+    `wording` is the negative model's own n-gram logit: how negative the words read, learnt
+    from labelled posts in every language (VADER alone scores English)."""
+    s = sentiment or 0.0
+    return [model_logit, cue_total, max(0.0, -s), max(0.0, s), wording, 1.0 if question else 0.0]
+
+
 @dataclass(frozen=True, slots=True)
 class ComplaintModel:
     ngrams: LinearModel | None
     stack: dict[str, float]
     negative: NegativeModel | None = None
 
-    def probability(
-        self, *, text: str, cue_total: float, sentiment: float | None, folded: str | None = None
-    ) -> tuple[float, float]:
-        """(complaint probability, the n-gram model's own logit)."""
-        if self.ngrams is None:
-            model_logit = 0.0
-        else:
-            model_logit = self.ngrams.logit(folded_body(text) if folded is None else folded)
-        s = self.stack
-        z = (
-            s["bias"]
-            + s["model"] * model_logit
-            + s["cues"] * cue_total
-            + s["negative"] * max(0.0, -(sentiment or 0.0))
-            + s["positive"] * max(0.0, sentiment or 0.0)
+    def inputs(
+        self, *, folded: str, cue_total: float, sentiment: float | None, question: bool = False
+    ) -> list[float]:
+        """`stack_inputs` for one post, the words read once for both n-gram models."""
+        words = _WORD.findall(folded)
+        model_logit = 0.0 if self.ngrams is None else self.ngrams.logit(folded, words=words)
+        wording = 0.0
+        if self.negative is not None and self.stack.get("wording"):
+            wording = self.negative.ngrams.logit(folded, words=words)
+        return stack_inputs(
+            model_logit=model_logit, cue_total=cue_total, sentiment=sentiment, wording=wording, question=question
         )
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), model_logit
 
+    def probability(
+        self,
+        *,
+        text: str,
+        cue_total: float,
+        sentiment: float | None,
+        folded: str | None = None,
+        question: bool = False,
+    ) -> tuple[float, list[float]]:
+        """(complaint probability, the stacker's inputs: `stack_inputs`)."""
+        folded = folded_body(text) if folded is None else folded
+        inputs = self.inputs(folded=folded, cue_total=cue_total, sentiment=sentiment, question=question)
+        s = self.stack
+        z = s["bias"] + sum(s.get(name, 0.0) * value for name, value in zip(STACK_TERMS, inputs, strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), inputs
 
-    def explain(
-        self, *, model_logit: float, cue_total: float, sentiment: float | None, folded: str, top: int = 5
-    ) -> list[str]:
+    def explain(self, *, inputs: list[float], folded: str, top: int = 5) -> list[str]:
         """What drove the complaint score: the stacker's terms, then the n-gram features that weigh most."""
         s = self.stack
-        negative, positive = max(0.0, -(sentiment or 0.0)), max(0.0, sentiment or 0.0)
-        terms = {
-            "n-gram model": s["model"] * model_logit,
-            "cues": s["cues"] * cue_total,
-            "negative sentiment": s["negative"] * negative,
-            "positive sentiment": s["positive"] * positive,
-        }
+        terms = {label: s.get(name, 0.0) * value for (name, label), value in zip(STACK_TERMS.items(), inputs, strict=True)}
         shown = ", ".join(f"{name} {value:+.2f}" for name, value in terms.items() if abs(value) >= 0.005)
         out = [f"complaint logit {s['bias']:+.2f} (bias){', ' + shown if shown else ''}"]
-        if self.ngrams is not None and abs(model_logit) >= 0.25:
+        if self.ngrams is not None and abs(inputs[0]) >= 0.25:
             parts = self.ngrams.contributions(folded)
             strongest = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[:top]
             out.append("n-gram features: " + ", ".join(f"'{name}' {value:+.2f}" for name, value in strongest))
@@ -276,8 +330,3 @@ def load_model(path: Path = MODEL_PATH) -> ComplaintModel:
         ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()}, negative=negative
     )
 
-
-def stack_inputs(*, model_logit: float, cue_total: float, sentiment: float | None) -> list[float]:
-    """The stacker's inputs, in the order scripts/train_complaint.py fits them."""
-    s = sentiment or 0.0
-    return [model_logit, cue_total, max(0.0, -s), max(0.0, s)]
