@@ -12,6 +12,7 @@ stacker is fitted on a calibration split, so its output is a calibrated probabil
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
@@ -205,24 +206,30 @@ class LinearModel:
     def to_json(self) -> dict[str, Any]:
         return {"intercept": self.intercept, "weights": self.weights}
 
-    def contributions(self, folded: str) -> dict[str, float]:
+    def contributions(self, folded: str, *, words: list[str] | None = None) -> dict[str, float]:
         """Each word's share of `logit` (the sum of its n-gram and word weights), and each word pair's.
 
         Grouped by word rather than by n-gram so `explain` reuses the per-word sums that
         `logit` already cached, and a reader sees words, not fragments like 'ed'."""
-        words = _WORD.findall(folded)
+        words = _WORD.findall(folded) if words is None else words
         if not words:
             return {}
-        parts = [(w, *self._word(w)) for w in words]
-        pairs = [(f"{a} {b}", self._pairs.get(a, {}).get(b, 0.0)) for a, b in zip(words, words[1:], strict=False)]
-        scale = 1.0 / math.sqrt(sum(n for _, _, n in parts) + len(pairs))
-        out: dict[str, float] = {}
-        for word, partial, _ in parts:
-            out[word] = out.get(word, 0.0) + partial * scale
-        for pair, weight in pairs:
+        cache, out, count = self._word_cache, {}, len(words) - 1
+        for word in words:
+            partial, n = cache.get(word) or self._word(word)
+            out[word] = out.get(word, 0.0) + partial
+            count += n
+        pairs = self._pairs
+        for first, second in zip(words, words[1:], strict=False):
+            weight = pairs.get(first, _NO_PAIRS).get(second)
             if weight:
-                out[pair] = out.get(pair, 0.0) + weight * scale
-        return out
+                name = f"{first} {second}"
+                out[name] = out.get(name, 0.0) + weight
+        scale = 1.0 / math.sqrt(count)
+        return {name: value * scale for name, value in out.items()}
+
+
+_NO_PAIRS: dict[str, float] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +320,7 @@ class ComplaintModel:
         out = [f"complaint logit {s['bias']:+.2f} (bias){', ' + shown if shown else ''}"]
         if self.ngrams is not None and abs(inputs[0]) >= 0.25:
             parts = self.ngrams.contributions(folded)
-            strongest = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[:top]
+            strongest = heapq.nsmallest(top, parts.items(), key=lambda kv: -abs(kv[1]))
             out.append("n-gram features: " + ", ".join(f"'{name}' {value:+.2f}" for name, value in strongest))
         return out
 
