@@ -23,7 +23,7 @@ POSTS = [  # (author, text): triage puts the first and last in urgent-complaint,
     ("bo", "@nordlysshop still no answer about my delivery, disappointed"),
     ("carl", "@nordlysshop the delivery was late again, not happy"),
     ("dora", "@nordlysshop love the new lamp"),
-    ("emil", "@nordlysshop this is the worst shop ever, never again"),
+    ("emil", "@nordlysshop worst shop ever, my order never arrived and nobody answers. never again"),
 ]
 
 

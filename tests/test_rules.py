@@ -230,7 +230,7 @@ def test_chinese_template_counts_double_on_x() -> None:
 def test_default_rules_behave_as_documented() -> None:
     ruleset = load_rules(REPO / "rules.yaml")
     angry_da = MentionFacts(platform="x", kind="mention", text="@nordlysshop lampen kom i stykker!",
-                            lang="da", sentiment=None, complaint=0.8, categories=("damaged",),
+                            lang="da", sentiment=None, complaint=0.85, categories=("damaged",),
                             mentions_brand=True)
     decision = evaluate(ruleset, angry_da)
     assert decision.rule_name == "urgent-complaint"
