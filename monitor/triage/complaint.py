@@ -5,7 +5,7 @@ learnt from public labelled corpora (scripts/train_complaint.py, data/DATA.md); 
 stacker is fitted on a calibration split, so its output is a calibrated probability:
 - cue patterns per language (monitor/data/lexicons/<lang>/complaint_cues.tsv), which
   also name the categories;
-- a linear model over character n-grams (monitor/data/models/complaint.json), which
+- a linear model over character n-grams, words and word pairs (monitor/data/models/complaint.json), which
   catches wording the cues miss;
 - document sentiment.
 """
