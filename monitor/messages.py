@@ -309,6 +309,12 @@ CLI_SANDBOX_NO_SEED = ("No sample stream to play (examples/mentions.jsonl is not
 CLI_REPLAY_MISSING = "{path}: no such file to replay."
 CLI_STOPPING = "Stopping: finishing the current step (Ctrl-C again to force)."
 CLI_SANDBOX_STARTED = "Sandbox serving the X, Graph and Slack APIs at {url} (what was posted: {url}/_sandbox/slack/messages)"
+CLI_SANDBOX_PAGE = ("Slack as your team sees it, with buttons, the Reply form and /mentions that work: "
+                    "open {url}/slack in a browser")
+CLI_SANDBOX_PAGE_FAILED = "The page's Slack app did not start ({reason}): the page shows the record, clicks go nowhere."
+CLI_CLOCK_SPEED = ("The daemon's clock runs {speed:g} times faster than yours: a 30 min response-time target "
+                   "passes in {minutes} on the wall clock.")
+CLI_CLOCK_SPEED_BAD = "--clock-speed {speed:g}: give a number above 0 (60 makes one minute last one second)."
 # --- end core messages ---
 
 # --- doctor messages ---

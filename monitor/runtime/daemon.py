@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 MAX_PAGES_PER_POLL = 20  # drain a backlog page by page, but let other jobs run in between
 OUTAGE_NOTICE_AFTER = timedelta(minutes=10)
 # A replica that dies loses its sources after this long; tests shorten it.
+SWEEP_EVERY_S = 15.0  # the SLA sweep, in the daemon's clock
 LEASE_TTL = timedelta(seconds=30)  # the default; Settings.lease_ttl (MENTION_MONITOR_LEASE_TTL) sets it
 
 
@@ -307,14 +308,21 @@ class Daemon:
         scheduler = BackgroundScheduler(
             timezone="UTC", executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+        # Intervals are in the daemon's clock; a fast clock (run --clock-speed) polls and sweeps as
+        # often in its own time, so more often on the wall clock (never more than once a second).
+        speed = float(getattr(self.clock, "speed", 1.0))
+
+        def wall(seconds: float) -> float:
+            return max(1.0, seconds / speed)
+
         for name, binding in self.sources.items():
-            seconds = binding.every.total_seconds()
+            seconds = wall(binding.every.total_seconds())
             scheduler.add_job(self._guard(self.poll, name), "interval", seconds=seconds, id=f"poll:{name}",
-                              jitter=min(5.0, seconds * 0.1), next_run_time=self.clock.now())
+                              jitter=min(5.0, seconds * 0.1), next_run_time=datetime.now(UTC))
         scheduler.add_job(self._guard(self._deliver_job), "interval", seconds=1, id="outbox")
-        scheduler.add_job(self._guard(self.sweep), "interval", seconds=15, id="sla")
+        scheduler.add_job(self._guard(self.sweep), "interval", seconds=wall(SWEEP_EVERY_S), id="sla")
         scheduler.add_job(self._guard(self.reload_rules), "interval", seconds=2, id="rules")
-        scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=max(1.0, self.lease_ttl.total_seconds() / 3),
+        scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=wall(self.lease_ttl.total_seconds() / 3),
                           id="heartbeat")
         self._announce(self.clock.now(), ttl=self.lease_ttl)  # before the first poll, so it takes only its share
         scheduler.start()
