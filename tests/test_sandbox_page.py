@@ -1,0 +1,111 @@
+"""The sandbox's Slack page in a real headless browser (Debian's chromium + chromium-driver, driven by Selenium).
+
+The page sends what Slack would (signed block_actions, view_submission, slash commands) to the real
+Bolt app on its loopback Request URL; the daemon runs its scheduler in-process against the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor import messages as m
+from monitor.runtime.wiring import build_daemon, build_sources, start_sandbox_slack_app
+from monitor.settings import Settings
+from tests.test_slack_flow import tweet
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"  # given explicitly: Selenium Manager must never download a driver
+WAIT_S = 8.0
+
+
+def _browser_or_skip() -> None:
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
+    if not missing:
+        return
+    reason = (f"{' and '.join(missing)} not installed: apt-get install chromium chromium-driver "
+              "(.ci/run does) to test the sandbox's page in a browser")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs the browser test: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    _browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-extensions", "--no-first-run", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def demo(sandbox, simple_rules, simple_rules_file, clock, tmp_path: Path):
+    """What `run --sandbox` starts: the daemon (scheduler running) and the Bolt app the page talks to."""
+    sandbox.configure(slack_burst=1000, x_limits={"mentions": (100_000, 900)})
+    settings = Settings(_env_file=None)
+    sources = {k: v for k, v in build_sources(settings=settings, ruleset=simple_rules, sandbox_url=sandbox.url,
+                                              clock=clock).items() if k in ("x-mentions", "x-own")}
+    daemon = build_daemon(settings=settings, ruleset=simple_rules, rules_path=str(simple_rules_file),
+                          db_url=f"sqlite:///{tmp_path / 'mm.db'}", sandbox_url=sandbox.url, clock=clock,
+                          sources=sources, worker="test")
+    tweet(sandbox, clock, 1, "@nordlysshop where is my parcel? it is late")  # an alert, no automatic reply
+    daemon.poll("x-mentions")
+    daemon.drain()
+    app = start_sandbox_slack_app(daemon, sandbox_url=sandbox.url)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        app.stop()
+        daemon.engine.dispose()
+
+
+def test_a_person_claims_replies_and_asks_for_stats_on_the_sandbox_page(sandbox, demo, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_S)
+    browser.get(sandbox.page_url)
+    alert = wait.until(seen.presence_of_element_located(
+        (By.XPATH, "//div[@class='message'][contains(., 'where is my parcel? it is late')]")))
+    assert browser.find_element(By.ID, "user").get_attribute("value") == "U0APPROVER1"
+
+    alert.find_element(By.CSS_SELECTOR, "button[data-action-id='mm_claim']").click()
+    claimed = m.THREAD_CLAIMED.format(user="@U0APPROVER1")
+    wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".thread"), claimed))
+    wait.until(seen.text_to_be_present_in_element((By.ID, "messages"), "Claimed by @U0APPROVER1"))
+
+    browser.find_element(By.CSS_SELECTOR, "button[data-action-id='mm_reply']").click()
+    box = wait.until(seen.visibility_of_element_located((By.CSS_SELECTOR, "#modal textarea")))
+    assert "where is my parcel? it is late" in browser.find_element(By.ID, "modal").text
+    browser.find_element(By.ID, "modal-submit").click()  # empty: the app refuses it beside the input
+    wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, "#modal [data-error-for]"),
+                                                  m.SLACK_REPLY_EMPTY))
+    box.send_keys("So sorry, Anna! The carrier has it; it reaches you tomorrow.")
+    browser.find_element(By.ID, "modal-submit").click()
+    wait.until(seen.invisibility_of_element_located((By.ID, "modal-backdrop")))
+    wait.until(seen.text_to_be_present_in_element((By.ID, "x-posts"), "it reaches you tomorrow."))
+    posted = sandbox.x_posts()
+    assert [(p["kind"], p["in_reply_to"]) for p in posted] == [("reply", "1900000000000000001")]
+    assert posted[0]["text"] == "So sorry, Anna! The carrier has it; it reaches you tomorrow."
+
+    command = browser.find_element(By.ID, "command")
+    command.send_keys("/mentions stats\n")
+    answer = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".message.ephemeral")))
+    assert "Today so far" in answer.text and "Only visible to you" in answer.text
