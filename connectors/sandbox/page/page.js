@@ -117,10 +117,13 @@ function renderMessages(state) {
   const inChannel = state.messages.filter((m) => m.channel === view.channel);
   const top = inChannel.filter((m) => !m.thread_ts || m.thread_ts === m.ts);
   const replies = (ts) => inChannel.filter((m) => m.thread_ts === ts && m.ts !== ts);
-  $("messages").innerHTML = top.length ? top.map((m) => {
+  const list = $("messages");
+  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 40;  // follow new messages, as Slack does
+  list.innerHTML = top.length ? top.map((m) => {
     const thread = replies(m.ts);
     return message(m) + (thread.length ? `<div class="thread" data-thread="${esc(m.ts)}">${thread.map(message).join("")}</div>` : "");
   }).join("") : `<p class="hint">Nothing in #${esc(view.channel)} yet.</p>`;
+  if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
 function renderSidebar(state) {
