@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session, select
 
 from monitor import messages as m
+from monitor.model import Case
 from monitor.runtime.wiring import build_daemon, build_sources, start_sandbox_slack_app
 from monitor.settings import Settings
 from tests.test_slack_flow import tweet
@@ -109,3 +111,75 @@ def test_a_person_claims_replies_and_asks_for_stats_on_the_sandbox_page(sandbox,
     command.send_keys("/mentions stats\n")
     answer = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".message.ephemeral")))
     assert "Today so far" in answer.text and "Only visible to you" in answer.text
+
+
+# --------------------------------------------------------------------------- without a browser
+
+
+def test_the_sandbox_signs_as_slack_does_and_the_app_refuses_another_secret(sandbox, demo_unstarted):
+    from slack_sdk.signature import SignatureVerifier
+
+    from connectors.sandbox.slack_client import signature
+
+    body, stamp = "payload=%7B%22type%22%3A%22block_actions%22%7D", "1700000000"
+    assert signature(secret="s3cret", timestamp=stamp, body=body) == \
+        SignatureVerifier("s3cret").generate_signature(timestamp=stamp, body=body)
+
+    alert = next(msg for msg in sandbox.slack_messages() if msg["op"] == "post" and not msg["thread_ts"])
+    link = sandbox.slack_client.link
+    sandbox.connect_slack_app(url=link.url, signing_secret="not-the-apps-secret", users=link.users)
+    refused = sandbox.slack_client.press(user="U0APPROVER1", channel=alert["channel"], ts=alert["ts"],
+                                         action_id="mm_claim", block_id=f"mm_actions:{_case_id(alert)}")
+    assert refused == {"status": 401}
+    with Session(demo_unstarted.engine) as s:
+        assert s.exec(select(Case)).one().assignee in (None, "")  # refused before any listener ran
+    sandbox.connect_slack_app(url=link.url, signing_secret=link.signing_secret, users=link.users)
+    answered = sandbox.slack_client.command(user="U0AGENT1", channel=alert["channel"], text="/mentions stats")
+    assert answered == {"status": 200}
+    shown = [msg for msg in sandbox.slack_messages() if msg["op"] == "ephemeral"]
+    assert [msg["recipient"] for msg in shown] == ["U0AGENT1"] and "Today so far" in shown[0]["text"]
+
+
+def test_views_open_takes_a_trigger_once_like_slack(sandbox):
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    client = WebClient(token="xoxb-sandbox", base_url=f"{sandbox.url}/api/")
+    modal = {"type": "modal", "title": {"type": "plain_text", "text": "Reply"},
+             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}]}
+    with pytest.raises(SlackApiError) as made_up:
+        client.views_open(trigger_id="123.456.abc", view=modal)
+    assert made_up.value.response["error"] == "invalid_trigger_id"
+    trigger = sandbox.slack.issue_trigger(user="U0APPROVER1", channel="cs-alerts")
+    opened = client.views_open(trigger_id=trigger, view=modal)
+    assert opened["view"]["title"]["text"] == "Reply"
+    with pytest.raises(SlackApiError) as again:
+        client.views_open(trigger_id=trigger, view=modal)
+    assert again.value.response["error"] == "exchanged_trigger_id"
+    state = sandbox.slack_client.state(user="U0APPROVER1")
+    assert state["modal"]["id"] == opened["view"]["id"]
+    assert sandbox.slack_client.state(user="U0AGENT1")["modal"] is None  # a modal is its opener's only
+
+
+def _case_id(alert: dict) -> str:
+    return next(b["block_id"] for b in alert["blocks"] if b["type"] == "actions").partition(":")[2]
+
+
+@pytest.fixture
+def demo_unstarted(sandbox, simple_rules, simple_rules_file, clock, tmp_path: Path):
+    """The daemon with its Slack app on the sandbox, one alert posted, scheduler not started."""
+    settings = Settings(_env_file=None)
+    sources = {k: v for k, v in build_sources(settings=settings, ruleset=simple_rules, sandbox_url=sandbox.url,
+                                              clock=clock).items() if k == "x-mentions"}
+    daemon = build_daemon(settings=settings, ruleset=simple_rules, rules_path=str(simple_rules_file),
+                          db_url=f"sqlite:///{tmp_path / 'mm.db'}", sandbox_url=sandbox.url, clock=clock,
+                          sources=sources, worker="test")
+    tweet(sandbox, clock, 1, "@nordlysshop where is my parcel? it is late")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    app = start_sandbox_slack_app(daemon, sandbox_url=sandbox.url)
+    try:
+        yield daemon
+    finally:
+        app.stop()
+        daemon.engine.dispose()

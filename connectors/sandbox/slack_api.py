@@ -19,8 +19,9 @@ from connectors.sandbox.wire import Answer, Clock, Request
 # The workspace's channels (ids are the names, so recorded messages read easily); any channel
 # posted to exists too.
 SANDBOX_CHANNELS = ("cs-alerts", "cs-escalations", "cs-ops", "cs-vip", "cs-weekly", "cs-digest")
-# Slack: a trigger_id opens one modal and only within three seconds of the interaction
-# (docs.slack.dev/surfaces/modals: "expired_trigger_id", "exchanged_trigger_id").
+# Slack: a trigger_id opens one modal, and only within three seconds of the interaction; views.open
+# answers invalid_trigger_id, exchanged_trigger_id (used before) or expired_trigger_id
+# (docs.slack.dev/reference/methods/views.open).
 TRIGGER_LIFETIME_S = 3.0
 
 
