@@ -22,7 +22,7 @@ from tests.test_slack_flow import tweet
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"  # given explicitly: Selenium Manager must never download a driver
-WAIT_S = 8.0
+WAIT_S = 10.0  # per step; each takes about a second (the page reads the sandbox once a second)
 
 
 def _browser_or_skip() -> None:
@@ -111,6 +111,10 @@ def test_a_person_claims_replies_and_asks_for_stats_on_the_sandbox_page(sandbox,
     command.send_keys("/mentions stats\n")
     answer = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".message.ephemeral")))
     assert "Today so far" in answer.text and "Only visible to you" in answer.text
+
+    browser.find_element(By.CSS_SELECTOR, "#channels button[data-channel='__home']").click()  # app_home_opened
+    home = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".message.home")))
+    assert "where is my parcel? it is late" in home.text and m.SLACK_HOME_KPIS in home.text
 
 
 # --------------------------------------------------------------------------- without a browser

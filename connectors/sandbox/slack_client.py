@@ -8,7 +8,8 @@ URL (docs.slack.dev, "Verifying requests from Slack" and "Handling user interact
   and `X-Slack-Signature: v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`;
 - buttons and menus as `payload=<block_actions JSON>`, a submitted modal as `payload=<view_submission
   JSON>`, both form-encoded; a slash command as its form fields (command, text, user_id, channel_id,
-  trigger_id, response_url, ...);
+  trigger_id, response_url, ...); opening the app's Home tab as an Events API `app_home_opened`
+  event (a JSON body);
 - the app's answer handled as Slack does: a command's ack body is shown to the person who typed it
   (or to the channel with response_type "in_channel"); a modal's ack closes it, or shows
   `response_action: errors` beside its inputs, or `update`s it.
@@ -90,7 +91,7 @@ class SlackClient:
         except ValueError:
             return Answer(status=400, body={"error": "the page's API takes a JSON body"})
         actions = {"ui/press": self.press, "ui/submit": self.submit, "ui/close": self.close,
-                   "ui/command": self.command}
+                   "ui/command": self.command, "ui/home": self.open_home}
         action = actions.get(route)
         if action is None or not isinstance(args, dict):
             return Answer(status=404, body={"error": f"no page route {request.method} {request.path}"})
@@ -110,10 +111,11 @@ class SlackClient:
             modal = next((dict(m["view"], errors=m["errors"]) for m in self.slack.modals.values()
                           if m["user"] == user), None)
             channels = sorted(set(SANDBOX_CHANNELS) | {m["channel"] for m in messages})
+            home = next((dict(v) for v in reversed(self.slack.views) if v.get("user_id") == user), None)
         shown.sort(key=lambda m: float(m["ts"]))
         with self._lock:
             link = self.link
-        return {"channels": channels, "messages": shown, "modal": modal, "users": link.users,
+        return {"channels": channels, "messages": shown, "modal": modal, "home": home, "users": link.users,
                 "app_connected": bool(link.url), **(self.extra() if self.extra else {})}
 
     # ------------------------------------------------------------------ what a person does
@@ -201,6 +203,18 @@ class SlackClient:
             self._show(channel=channel, user=user, answer={"text": answer})
         return {"status": status}
 
+    def open_home(self, *, user: str) -> dict[str, Any]:
+        """The app's Home tab opened: an Events API `app_home_opened` event (JSON, signed); the app
+        answers it by publishing the tab with views.publish."""
+        now = time.time()
+        event = {"token": VERIFICATION_TOKEN, "team_id": TEAM["id"], "api_app_id": APP_ID, "type": "event_callback",
+                 "event_id": f"Ev{int(now * 1000)}", "event_time": int(now), "authorizations": [
+                     {"team_id": TEAM["id"], "user_id": "U0SANDBOX1", "is_bot": True, "is_enterprise_install": False}],
+                 "event": {"type": "app_home_opened", "user": user, "channel": f"D{user}", "tab": "home",
+                           "event_ts": f"{now:.6f}"}}
+        status, _ = self._send(json.dumps(event), content_type="application/json")
+        return {"status": status}
+
     # ------------------------------------------------------------------ plumbing
 
     def _user(self, user: str) -> dict[str, str]:
@@ -227,7 +241,7 @@ class SlackClient:
             else:
                 self.slack._record("ephemeral", channel, {**args, "user": user})
 
-    def _send(self, body: str) -> tuple[int, Any]:
+    def _send(self, body: str, *, content_type: str = "application/x-www-form-urlencoded") -> tuple[int, Any]:
         """POST `body` to the app as Slack would; the app's HTTP status and its (JSON or text) answer."""
         with self._lock:
             link = self.link
@@ -235,7 +249,7 @@ class SlackClient:
             raise ValueError("no app is connected to the sandbox (run --sandbox starts one)")
         stamp = str(int(time.time()))  # the wall clock, as Slack's: the app checks it against its own
         request = urllib.request.Request(link.url, data=body.encode(), method="POST", headers={
-            "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": stamp,
+            "Content-Type": content_type, "X-Slack-Request-Timestamp": stamp,
             "X-Slack-Signature": signature(secret=link.signing_secret, timestamp=stamp, body=body),
             "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"})
         try:

@@ -113,7 +113,16 @@ function message(m) {
          `<div class="body">${body}</div></div>`;
 }
 
+const HOME = "__home";  // the app's Home tab, shown where a channel's messages would be
+
+function renderHome(state) {
+  const home = state.home;
+  $("messages").innerHTML = home ? `<div class="message home">${blocks(home.blocks || [], { ts: "", channel: "" })}</div>`
+    : `<p class="hint">Opening the app's Home tab…</p>`;
+}
+
 function renderMessages(state) {
+  if (view.channel === HOME) return renderHome(state);
   const inChannel = state.messages.filter((m) => m.channel === view.channel);
   const top = inChannel.filter((m) => !m.thread_ts || m.thread_ts === m.ts);
   const replies = (ts) => inChannel.filter((m) => m.thread_ts === ts && m.ts !== ts);
@@ -139,8 +148,10 @@ function renderSidebar(state) {
     const count = state.messages.filter((m) => m.channel === c && !m.ephemeral && (!m.thread_ts || m.thread_ts === m.ts)).length;
     return `<button type="button" data-channel="${esc(c)}" class="${c === view.channel ? "current" : ""}"># ${esc(c)}` +
            `<span class="count">${count || ""}</span></button>`;
-  }).join("");
-  $("channel-title").textContent = `#${view.channel}`;
+  }).join("") + `<button type="button" data-channel="${HOME}" class="${view.channel === HOME ? "current" : ""}">` +
+    `⌂ mention-monitor (Home)</button>`;
+  $("composer").hidden = view.channel === HOME;  // the Home tab has no message box
+  $("channel-title").textContent = view.channel === HOME ? "mention-monitor · Home" : `#${view.channel}`;
   $("app-status").textContent = state.app_connected ? "The app is connected: buttons and /mentions reach it."
     : "No app is connected: clicks go nowhere (run mention-monitor run --sandbox).";
   $("clock").textContent = state.now ? `sandbox time ${new Date(state.now * 1000).toLocaleString()}` : "";
@@ -181,7 +192,7 @@ async function refresh() {
     const answer = await fetch(`/slack/ui/state?user=${encodeURIComponent(view.user)}`, { cache: "no-store" });
     const state = await answer.json();
     renderSidebar(state);
-    const shown = JSON.stringify([view.channel, view.user, state.messages]);
+    const shown = JSON.stringify([view.channel, view.user, view.channel === HOME ? state.home : state.messages]);
     if (shown !== view.last && !document.activeElement?.classList.contains("bk-select")) {
       view.last = shown;
       renderMessages(state);
@@ -218,7 +229,8 @@ document.addEventListener("click", async (event) => {
   if (channel) {
     view.channel = channel.dataset.channel;
     view.last = "";
-    refresh();
+    if (view.channel === HOME) await send("home", {});  // as Slack does each time the tab is opened
+    else refresh();
   }
 });
 
