@@ -27,6 +27,7 @@ function control(inner) {
     return esc(Number.isFinite(epoch) ? new Date(epoch * 1000).toLocaleString() : label || "");
   }
   if (target.startsWith("!")) return `<span class="mention">@${esc(label || target.slice(1))}</span>`;
+  if (!/^(https?:|mailto:)/i.test(target)) return esc(label || target);  // never a javascript: link
   return `<a href="${esc(target)}" target="_blank" rel="noopener noreferrer">${esc(label || target)}</a>`;
 }
 
@@ -58,7 +59,7 @@ function element(el, where) {
                `data-ts="${esc(where.ts)}" data-channel="${esc(where.channel)}"`;
   if (el.type === "button") {
     const style = el.style ? ` ${esc(el.style)}` : "";
-    if (el.url) return `<a class="bk-button${style}" href="${esc(el.url)}" target="_blank" rel="noopener">${textObject(el.text)}</a>`;
+    if (el.url && /^https?:/i.test(el.url)) return `<a class="bk-button${style}" href="${esc(el.url)}" target="_blank" rel="noopener">${textObject(el.text)}</a>`;
     return `<button type="button" class="bk-button${style}" ${data} data-value="${esc(el.value ?? "")}">${textObject(el.text)}</button>`;
   }
   if (el.type === "static_select" || el.type === "overflow") {
