@@ -176,11 +176,19 @@ def start_sandbox_slack_app(daemon: Daemon, *, sandbox_url: str) -> Any:
     signing_secret = secrets.token_hex(16)  # this run's, shared by the sandbox and the app only
     app = _slack_app(daemon, token="xoxb-" + SANDBOX_TOKEN, signing_secret=signing_secret, base_url=sandbox_url)
     server = serve_request_url(app)
-    people = [u for u in daemon.ruleset.slack.approvers if u.startswith("U")] + [SANDBOX_AGENT]
-    link = json.dumps({"url": server.request_url, "signing_secret": signing_secret, "users": people}).encode()
+    approvers = daemon.ruleset.slack.approvers
+    groups = {g: [f"U0{g.removeprefix('S0')[:7]}1"] for g in approvers if g.startswith("S")}  # one member each
+    people = [u for u in approvers if not u.startswith("S")] + [m for ms in groups.values() for m in ms] + [SANDBOX_AGENT]
+
+    def control(path: str, body: Any) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{sandbox_url}{path}", data=json.dumps(body).encode(),
+                                                      method="POST", headers={"Content-Type": "application/json"}),
+                               timeout=10)
+
     try:
-        urllib.request.urlopen(urllib.request.Request(f"{sandbox_url}/_sandbox/slack/app", data=link, method="POST",
-                                                      headers={"Content-Type": "application/json"}), timeout=10)
+        if groups:
+            control("/_sandbox/slack/usergroups", groups)
+        control("/_sandbox/slack/app", {"url": server.request_url, "signing_secret": signing_secret, "users": people})
     except OSError:
         server.stop()
         raise
