@@ -78,43 +78,49 @@ def demo(sandbox, simple_rules, simple_rules_file, clock, tmp_path: Path):
 
 
 def test_a_person_claims_replies_and_asks_for_stats_on_the_sandbox_page(sandbox, demo, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, WAIT_S)
+    # The page redraws the channel whenever the record changes (a countdown edit, a thread note), so
+    # elements are looked up afresh each time and a redraw between finding and using one is retried.
+    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+
+    def text(css: str) -> str:
+        return " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, css))
+
+    def shows(css: str, *words: str) -> None:
+        wait.until(lambda _: all(w in text(css) for w in words), f"{css} never showed {words}")
+
+    def click(css: str) -> None:
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True, f"could not click {css}")
+
     browser.get(sandbox.page_url)
-    alert = wait.until(seen.presence_of_element_located(
-        (By.XPATH, "//div[@class='message'][contains(., 'where is my parcel? it is late')]")))
+    shows("#messages .message", "where is my parcel? it is late")
     assert browser.find_element(By.ID, "user").get_attribute("value") == "U0APPROVER1"
 
-    alert.find_element(By.CSS_SELECTOR, "button[data-action-id='mm_claim']").click()
-    claimed = m.THREAD_CLAIMED.format(user="@U0APPROVER1")
-    wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".thread"), claimed))
-    wait.until(seen.text_to_be_present_in_element((By.ID, "messages"), "Claimed by @U0APPROVER1"))
+    click("#messages button[data-action-id='mm_claim']")
+    shows(".thread", m.THREAD_CLAIMED.format(user="@U0APPROVER1"))
+    shows("#messages", "Claimed by @U0APPROVER1")
 
-    browser.find_element(By.CSS_SELECTOR, "button[data-action-id='mm_reply']").click()
-    box = wait.until(seen.visibility_of_element_located((By.CSS_SELECTOR, "#modal textarea")))
-    assert "where is my parcel? it is late" in browser.find_element(By.ID, "modal").text
-    browser.find_element(By.ID, "modal-submit").click()  # empty: the app refuses it beside the input
-    wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, "#modal [data-error-for]"),
-                                                  m.SLACK_REPLY_EMPTY))
-    box.send_keys("So sorry, Anna! The carrier has it; it reaches you tomorrow.")
-    browser.find_element(By.ID, "modal-submit").click()
-    wait.until(seen.invisibility_of_element_located((By.ID, "modal-backdrop")))
-    wait.until(seen.text_to_be_present_in_element((By.ID, "x-posts"), "it reaches you tomorrow."))
+    click("#messages button[data-action-id='mm_reply']")
+    shows("#modal", "where is my parcel? it is late")
+    click("#modal-submit")  # empty: the app refuses it beside the input
+    shows("#modal [data-error-for]", m.SLACK_REPLY_EMPTY)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#modal textarea").send_keys(
+        "So sorry, Anna! The carrier has it; it reaches you tomorrow.") or True)
+    click("#modal-submit")
+    wait.until(lambda d: not d.find_element(By.ID, "modal-backdrop").is_displayed(), "the modal stayed open")
+    shows("#x-posts", "it reaches you tomorrow.")
     posted = sandbox.x_posts()
     assert [(p["kind"], p["in_reply_to"]) for p in posted] == [("reply", "1900000000000000001")]
     assert posted[0]["text"] == "So sorry, Anna! The carrier has it; it reaches you tomorrow."
 
-    command = browser.find_element(By.ID, "command")
-    command.send_keys("/mentions stats\n")
-    answer = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".message.ephemeral")))
-    assert "Today so far" in answer.text and "Only visible to you" in answer.text
+    browser.find_element(By.ID, "command").send_keys("/mentions stats\n")
+    shows(".message.ephemeral", "Today so far", "Only visible to you")
 
-    browser.find_element(By.CSS_SELECTOR, "#channels button[data-channel='__home']").click()  # app_home_opened
-    home = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".message.home")))
-    assert "where is my parcel? it is late" in home.text and m.SLACK_HOME_KPIS in home.text
+    click("#channels button[data-channel='__home']")  # the app's Home tab: an app_home_opened event
+    shows(".message.home", "where is my parcel? it is late", m.SLACK_HOME_KPIS)
 
 
 # --------------------------------------------------------------------------- without a browser

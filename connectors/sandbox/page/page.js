@@ -4,7 +4,8 @@
 "use strict";
 
 const POLL_MS = 1000;
-const view = { channel: "cs-alerts", user: localStorage.getItem("mm-user") || "", last: "", modalKey: "" };
+const view = { channel: "cs-alerts", user: localStorage.getItem("mm-user") || "", last: "", modalKey: "",
+               pressing: false };
 const $ = (id) => document.getElementById(id);
 
 function esc(text) {
@@ -194,7 +195,8 @@ async function refresh() {
     const state = await answer.json();
     renderSidebar(state);
     const shown = JSON.stringify([view.channel, view.user, view.channel === HOME ? state.home : state.messages]);
-    if (shown !== view.last && !document.activeElement?.classList.contains("bk-select")) {
+    // no redraw under a pressed mouse button or an open menu: the click or the choice would be lost
+    if (shown !== view.last && !view.pressing && !document.activeElement?.classList.contains("bk-select")) {
       view.last = shown;
       renderMessages(state);
     }
@@ -243,6 +245,9 @@ document.addEventListener("change", async (event) => {
   await send("press", { channel: select.dataset.channel, ts: select.dataset.ts, action_id: select.dataset.actionId,
                         block_id: select.dataset.blockId, selected: chosen });
 });
+
+$("messages").addEventListener("pointerdown", () => { view.pressing = true; });
+document.addEventListener("pointerup", () => { setTimeout(() => { view.pressing = false; }, 0); });
 
 $("user").addEventListener("change", (event) => {
   view.user = event.target.value;
