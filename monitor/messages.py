@@ -302,6 +302,15 @@ CLI_DB_NOT_WRITABLE = (
     "(SQLite also writes -wal and -shm files beside it), free disk space, or point DATABASE_URL (--db) at "
     "a writable database."
 )
+CLI_DB_NO_SCHEMA = "{url}: no schema yet (head is {head}): run `mention-monitor db upgrade`"
+CLI_DB_CURRENT = "{url}: at {revision} (head, up to date)"
+CLI_DB_BEHIND = "{url}: at {revision}, this release's head is {head}: run `mention-monitor db upgrade`"
+CLI_DB_UPGRADED = "{url}: upgraded to {revision}"
+CLI_DB_TOO_NEW = (
+    "the database {url} is at schema revision {revision}, which this release does not know (its newest is "
+    "{head}): a newer release of mention-monitor upgraded it. Run that release, or restore the backup taken "
+    "before the upgrade."
+)
 CLI_RULES_OK = "{path}: OK ({rules} rules, {sources} sources, {templates} templates)"
 CLI_NO_RULES_FILE = "{path}: no such file. Copy the default and edit it: cp {default} {path}"
 CLI_SANDBOX_NO_SEED = ("No sample stream to play (examples/mentions.jsonl is not installed): the sandbox stays "

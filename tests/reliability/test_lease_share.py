@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import SQLModel
-
 from monitor.runtime.daemon import LEASE_TTL
 from monitor.runtime.wiring import build_daemon, build_sources
 from monitor.settings import Settings
 from monitor.store import make_engine
-from tests.conftest import postgres_url_or_skip
+from tests.conftest import drop_schema, postgres_url_or_skip
 from tests.reliability.helpers import query
 
 SOURCES = ("x-mentions", "x-search", "x-own", "fb-comments", "fb-messages")
@@ -39,7 +37,7 @@ def test_a_second_replica_gets_its_share_and_the_survivor_takes_all_back(sandbox
                                                                          clock):
     url = postgres_url_or_skip()
     engine = make_engine(url)
-    SQLModel.metadata.drop_all(engine)
+    drop_schema(engine)
     engine.dispose()
     a = replica(sandbox, url, simple_rules, simple_rules_file, clock, "replica-a")
     a.heartbeat()
