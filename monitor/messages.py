@@ -281,6 +281,11 @@ OPS_GAP = ":warning: {source}: more mentions arrived than X keeps (the latest 80
 
 LOG_POLL = "poll %s: fetched %d, stored %d, duplicates %d, cases %d, attached %d, alerts %d"
 LOG_RATE_LIMITED = "poll %s: rate limited until %s; other sources go on"
+LOG_DATABASE_UNAVAILABLE = (
+    "database unavailable: %s. Nothing fetched is lost: each poll is stored in one transaction with its "
+    "cursor, so the same mentions are fetched again; retrying at every poll until it takes writes again"
+)
+LOG_DATABASE_BACK = "database available again after %s: storing and delivering as usual"
 LOG_TRANSIENT = "poll %s: %s; retrying in %.0fs (failure %d)"
 LOG_AUTH_FAILED = "poll %s: authentication failed, source paused: %s"
 LOG_BAD_PAYLOAD = "poll %s: unreadable answer, nothing stored, cursor kept: %s"

@@ -44,6 +44,7 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _sqlite_stale_connection)
         # SQLite's driver opens transactions lazily; BEGIN IMMEDIATE takes the write
         # lock up front so two threads never deadlock upgrading a read lock.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -71,6 +72,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+# SQLite errors after which a pooled connection stays broken though the cause has gone: a connection
+# that opened the file read-only stays read-only after the file (or its mount) is writable again, and
+# one that met an I/O error may have lost its file handle.  Treated as a disconnect, so SQLAlchemy
+# drops the pool and the next transaction opens a fresh connection (a full disk or a lock needs no
+# such thing: SQLite rolls back and the same connection writes once there is room or the lock is free).
+_STALE_SQLITE_ERRORS = ("attempt to write a readonly database", "disk i/o error", "unable to open database file")
+
+
+def _sqlite_stale_connection(context: sa.engine.ExceptionContext) -> None:
+    text = str(context.original_exception).lower()
+    if any(phrase in text for phrase in _STALE_SQLITE_ERRORS):
+        context.is_disconnect = True
 
 
 def is_postgres(engine: Engine) -> bool:
