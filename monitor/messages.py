@@ -286,6 +286,11 @@ LOG_DATABASE_UNAVAILABLE = (
     "cursor, so the same mentions are fetched again; retrying at every poll until it takes writes again"
 )
 LOG_DATABASE_BACK = "database available again after %s: storing and delivering as usual"
+LOG_SOCKET_MODE_DOWN = ("Slack Socket Mode (buttons, /mentions, App Home) not connected: %s; alerts still go out, "
+                        "trying again in %.0fs (failure %d)")
+LOG_SOCKET_MODE_UP = "Slack Socket Mode connected"
+LOG_SOCKET_MODE_UP_AFTER = "Slack Socket Mode connected after %d failed attempts"
+HEALTH_SOCKET_MODE_DOWN = "not connected: {reason} (failure {failures}, next attempt {next})"
 LOG_TRANSIENT = "poll %s: %s; retrying in %.0fs (failure %d)"
 LOG_AUTH_FAILED = "poll %s: authentication failed, source paused: %s"
 LOG_BAD_PAYLOAD = "poll %s: unreadable answer, nothing stored, cursor kept: %s"

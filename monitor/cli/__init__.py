@@ -320,7 +320,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             and not sandbox_url and not args.once:
         from monitor.runtime.wiring import start_slack_app
 
-        socket_mode = start_slack_app(daemon, settings=settings)
+        socket_mode = start_slack_app(daemon, settings=settings, base_url=settings.slack_api_url or None)
     facebook_webhook = None
     if not args.once:
         from monitor.runtime.wiring import start_facebook_webhook
