@@ -274,6 +274,10 @@ OPS_ALERT_PLAIN = (":warning: Slack refused the alert of case {case_id} ({reason
                    "message without buttons. Use /mentions to claim or resolve it.")
 OPS_ALERT_LOST = (":rotating_light: Slack refused the alert of case {case_id} ({reason}), even as a plain message; "
                   "the case is not in Slack, but /mentions lists it.")
+OPS_LINE_LOST = (":warning: {what} could not be posted to Slack after {attempts} attempts ({reason}); "
+                 "nothing will retry it.")
+OPS_LINE_LOST_CASE = "A thread line or update of case {case_id}"
+OPS_LINE_LOST_CHANNEL = "A message to {channel}"
 OPS_RULES_REFUSED = ":no_entry: rules.yaml edit refused, the previous rules stay in force:\n```{errors}```"
 RULES_MORE_ERRORS = "\n…and {count} more errors: run `mention-monitor check-rules` to see them all."
 OPS_RULES_RELOADED = "rules.yaml reloaded: {rules} rules, {sources} sources."
