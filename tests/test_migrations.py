@@ -36,7 +36,7 @@ def test_a_fresh_database_migrated_to_the_head_has_exactly_the_models_tables(db_
 
 def test_a_version_2_database_made_by_create_all_is_stamped_and_keeps_its_rows(db_url):
     engine = make_engine(db_url)
-    SQLModel.metadata.create_all(engine)  # what releases before Alembic did
+    migrations.baseline_metadata().create_all(engine)  # what releases before Alembic did (create_all at version 2)
     with transaction(engine) as s:
         s.exec(sa.text("insert into setting (key, value) values ('schema_version', '2')"))
         s.add(Mention(platform="x", kind="mention", external_id="41", text="my order never came"))
@@ -51,7 +51,7 @@ def test_a_version_2_database_made_by_create_all_is_stamped_and_keeps_its_rows(d
 
 def test_a_version_1_database_gains_the_backfill_column_in_place(db_url):
     engine = make_engine(db_url)
-    SQLModel.metadata.create_all(engine)
+    migrations.baseline_metadata().create_all(engine)
     with engine.begin() as conn:  # what release 1 left behind: no case.backfilled_at, marker 1
         conn.exec_driver_sql('ALTER TABLE "case" DROP COLUMN backfilled_at')
         conn.exec_driver_sql("INSERT INTO setting (key, value) VALUES ('schema_version', '1')")

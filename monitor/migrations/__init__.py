@@ -6,6 +6,7 @@ Each schema change is one revision file in versions/; docs/deploy.md says how to
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
 HERE = Path(__file__).resolve().parent
@@ -45,6 +47,12 @@ def known(revision: str) -> bool:
         return _scripts().get_revision(revision) is not None
     except Exception:  # alembic raises its own error for an id it does not know
         return False
+
+
+def baseline_metadata() -> MetaData:
+    """The tables as the baseline revision writes them: what a release before migrations created."""
+    module = importlib.import_module("monitor.migrations.versions.0002_baseline")
+    return module.baseline()
 
 
 def current(connection: Connection) -> str | None:
