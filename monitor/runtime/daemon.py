@@ -21,7 +21,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from connectors.base import (
@@ -123,7 +123,7 @@ class Daemon:
         try:
             outcome = self._poll(name)
             self._database_ok()
-        except DBAPIError as exc:
+        except OperationalError as exc:
             # Nothing of this page was stored and the cursor did not move (one transaction): the next
             # poll fetches the same mentions again, so a database outage loses none.
             self._database_failed(exc)
@@ -392,7 +392,7 @@ class Daemon:
         def job() -> None:
             try:
                 fn(*args)
-            except DBAPIError as exc:  # the database is away: one line per outage, the job runs again next tick
+            except OperationalError as exc:  # the database is away: one line per outage, the job runs again next tick
                 self._database_failed(exc)
             except Exception:  # a job must never kill the scheduler; it runs again next tick
                 log.exception("job %s%s failed", getattr(fn, "__name__", fn), args)
@@ -401,7 +401,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ health
 
-    def _database_failed(self, exc: DBAPIError) -> None:
+    def _database_failed(self, exc: OperationalError) -> None:
         with self._database_lock:
             first = self._database_down_since is None
             if first:
