@@ -291,5 +291,8 @@ def connect_socket_mode(app: App, *, app_token: str, base_url: str | None = None
     except (SlackClientError, OSError) as exc:  # URLError is an OSError: DNS, refused, timeout
         handler.close()
         raise Transient(f"Slack unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if not handler.client.is_connected():  # slack-sdk logs a failed WebSocket and returns: not connected
+        handler.close()
+        raise Transient("Slack gave a Socket Mode URL, but its WebSocket did not connect")
     return handler
 

@@ -95,3 +95,26 @@ def test_run_with_slack_unreachable_starts_and_stays_up(tmp_path):
                 proc.kill()
                 proc.wait()
     assert "Slack Socket Mode (buttons, /mentions, App Home) not connected: Slack unreachable" in log_path.read_text()
+
+
+def test_a_refused_app_token_and_a_websocket_that_never_opens_are_not_reported_connected(
+        tmp_path, sandbox, simple_rules, simple_rules_file, clock, monkeypatch):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-not-a-real-token")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xoxb-a-bot-token-in-the-wrong-place")
+    daemon = build_daemon(settings=Settings(_env_file=None), ruleset=simple_rules, rules_path=str(simple_rules_file),
+                          db_url=f"sqlite:///{tmp_path / 'mm.db'}", clock=clock, sources={}, sandbox_url=sandbox.url)
+    daemon.metrics = Metrics()
+    refused = start_slack_app(daemon, settings=Settings(_env_file=None), base_url=sandbox.url, start=False)
+    assert refused.attempt() is False
+    assert (refused.next_attempt_at - clock.now()).total_seconds() == 60  # AUTH_PROBES: a person must act
+    assert daemon.metrics.components()["slack_socket_mode"]["detail"].startswith(
+        "not connected: Slack refused SLACK_APP_TOKEN (not_allowed_token_type) (failure 1")
+    # the sandbox's apps.connections.open answers with a wss:// URL on a host that does not resolve
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-sandbox")
+    no_socket = start_slack_app(daemon, settings=Settings(_env_file=None), base_url=sandbox.url, start=False)
+    assert no_socket.attempt() is False
+    assert no_socket.handle is None
+    assert daemon.metrics.components()["slack_socket_mode"] == {"ok": False, "detail": (
+        "not connected: Slack gave a Socket Mode URL, but its WebSocket did not connect (failure 1, next attempt "
+        f"{no_socket.next_attempt_at.isoformat()})")}
+    daemon.engine.dispose()
