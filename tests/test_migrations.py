@@ -3,9 +3,6 @@ newer release upgraded; `mention-monitor db current | upgrade`."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -13,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
 from monitor import migrations
+from monitor.cli import main
 from monitor.model import Case, Mention
 from monitor.store import SchemaTooNew, create_schema, make_engine, schema_revision, transaction
 
@@ -77,27 +75,26 @@ def test_a_database_a_newer_release_upgraded_is_refused_untouched(tmp_path):
     engine.dispose()
 
 
-def cli(*args: str, db: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", "db", *args, "--db", db], capture_output=True,
-                          text=True, timeout=120)
+def cli(capsys, *args: str, db: str) -> tuple[int, str, str]:
+    """`mention-monitor db ...` through the command line's own entry point: (exit code, stdout, stderr)."""
+    code = main(["db", *args, "--db", db])
+    out, err = capsys.readouterr()
+    return code, out.strip(), err.strip()
 
 
-def test_db_current_and_db_upgrade_say_where_the_database_is(tmp_path):
+def test_db_current_and_db_upgrade_say_where_the_database_is(tmp_path, capsys):
     db = f"sqlite:///{tmp_path / 'mm.db'}"
-    before = cli("current", db=db)
-    assert (before.returncode, before.stdout.strip()) == (1, f"{db}: no schema yet (head is "
-                                                             f"{migrations.head()}): run `mention-monitor db upgrade`")
-    done = cli("upgrade", db=db)
-    assert (done.returncode, done.stdout.strip()) == (0, f"{db}: upgraded to {migrations.head()}")
-    after = cli("current", db=db)
-    assert (after.returncode, after.stdout.strip()) == (0, f"{db}: at {migrations.head()} (head, up to date)")
+    assert cli(capsys, "current", db=db) == (1, f"{db}: no schema yet (head is {migrations.head()}): run "
+                                                "`mention-monitor db upgrade`", "")
+    assert cli(capsys, "upgrade", db=db) == (0, f"{db}: upgraded to {migrations.head()}", "")
+    assert cli(capsys, "current", db=db) == (0, f"{db}: at {migrations.head()} (head, up to date)", "")
     engine = make_engine(db)
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
     engine.dispose()
-    newer = cli("upgrade", db=db)
-    assert newer.returncode == 1
-    assert newer.stderr.strip() == (
+    code, _, err = cli(capsys, "upgrade", db=db)
+    assert code == 1
+    assert err == (
         f"the database {db} is at schema revision 0099, which this release does not know (its newest is "
         f"{migrations.head()}): a newer release of mention-monitor upgraded it. Run that release, or restore "
         "the backup taken before the upgrade.")
