@@ -51,6 +51,7 @@ class RefusalReason(enum.StrEnum):
     POLICY = "policy"  # any other rule of the platform's
     MESSAGING_WINDOW = "messaging_window"  # Messenger: a Page answers only within 24 h of the last message
     PRIVATE_REPLY_LIMIT = "private_reply_limit"  # Facebook: one private reply per comment, within 7 days
+    ALREADY_REPLIED = "already_replied"  # Facebook: this comment has its one private reply already
     TOO_LONG = "too_long"
 
 

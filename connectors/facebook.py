@@ -161,7 +161,9 @@ class FacebookSource:
             return Transient(msg.FACEBOOK_TRANSIENT.format(what=what, detail=detail))
         if action and code == 10 and subcode == 2018278:
             return Refused(msg.FACEBOOK_MESSENGER_WINDOW.format(detail=detail), reason=RefusalReason.MESSAGING_WINDOW)
-        if action and code in (10900, 10901, 10903, 10904):
+        if action and code == 10900:  # "Activity already replied to": a private reply to it went out
+            return Refused(msg.FACEBOOK_PRIVATE_REPLY.format(detail=detail), reason=RefusalReason.ALREADY_REPLIED)
+        if action and code in (10901, 10903, 10904):
             return Refused(msg.FACEBOOK_PRIVATE_REPLY.format(detail=detail), reason=RefusalReason.PRIVATE_REPLY_LIMIT)
         if action:
             return Refused(msg.FACEBOOK_REFUSED.format(what=what, detail=detail))

@@ -274,6 +274,10 @@ OPS_ALERT_PLAIN = (":warning: Slack refused the alert of case {case_id} ({reason
                    "message without buttons. Use /mentions to claim or resolve it.")
 OPS_ALERT_LOST = (":rotating_light: Slack refused the alert of case {case_id} ({reason}), even as a plain message; "
                   "the case is not in Slack, but /mentions lists it.")
+OPS_LINE_LOST = (":warning: {what} could not be posted to Slack after {attempts} attempts ({reason}); "
+                 "nothing will retry it.")
+OPS_LINE_LOST_CASE = "A thread line or update of case {case_id}"
+OPS_LINE_LOST_CHANNEL = "A message to {channel}"
 OPS_RULES_REFUSED = ":no_entry: rules.yaml edit refused, the previous rules stay in force:\n```{errors}```"
 RULES_MORE_ERRORS = "\n…and {count} more errors: run `mention-monitor check-rules` to see them all."
 OPS_RULES_RELOADED = "rules.yaml reloaded: {rules} rules, {sources} sources."
@@ -281,6 +285,16 @@ OPS_GAP = ":warning: {source}: more mentions arrived than X keeps (the latest 80
 
 LOG_POLL = "poll %s: fetched %d, stored %d, duplicates %d, cases %d, attached %d, alerts %d"
 LOG_RATE_LIMITED = "poll %s: rate limited until %s; other sources go on"
+LOG_DATABASE_UNAVAILABLE = (
+    "database unavailable: %s. Nothing fetched is lost: each poll is stored in one transaction with its "
+    "cursor, so the same mentions are fetched again; retrying at every poll until it takes writes again"
+)
+LOG_DATABASE_BACK = "database available again after %s: storing and delivering as usual"
+LOG_SOCKET_MODE_DOWN = ("Slack Socket Mode (buttons, /mentions, App Home) not connected: %s; alerts still go out, "
+                        "trying again in %.0fs (failure %d)")
+LOG_SOCKET_MODE_UP = "Slack Socket Mode connected"
+LOG_SOCKET_MODE_UP_AFTER = "Slack Socket Mode connected after %d failed attempts"
+HEALTH_SOCKET_MODE_DOWN = "not connected: {reason} (failure {failures}, next attempt {next})"
 LOG_TRANSIENT = "poll %s: %s; retrying in %.0fs (failure %d)"
 LOG_AUTH_FAILED = "poll %s: authentication failed, source paused: %s"
 LOG_BAD_PAYLOAD = "poll %s: unreadable answer, nothing stored, cursor kept: %s"
@@ -301,6 +315,15 @@ CLI_DB_NOT_WRITABLE = (
     "on it, so it does not start on a database it cannot write to: make the file and its folder writable "
     "(SQLite also writes -wal and -shm files beside it), free disk space, or point DATABASE_URL (--db) at "
     "a writable database."
+)
+CLI_DB_NO_SCHEMA = "{url}: no schema yet (head is {head}): run `mention-monitor db upgrade`"
+CLI_DB_CURRENT = "{url}: at {revision} (head, up to date)"
+CLI_DB_BEHIND = "{url}: at {revision}, this release's head is {head}: run `mention-monitor db upgrade`"
+CLI_DB_UPGRADED = "{url}: upgraded to {revision}"
+CLI_DB_TOO_NEW = (
+    "the database {url} is at schema revision {revision}, which this release does not know (its newest is "
+    "{head}): a newer release of mention-monitor upgraded it. Run that release, or restore the backup taken "
+    "before the upgrade."
 )
 CLI_RULES_OK = "{path}: OK ({rules} rules, {sources} sources, {templates} templates)"
 CLI_NO_RULES_FILE = "{path}: no such file. Copy the default and edit it: cp {default} {path}"
@@ -329,13 +352,14 @@ DOCTOR_RULES_MISSING = "{path} does not exist"
 DOCTOR_RULES_MISSING_FIX = "copy rules.yaml from the project, or pass --rules / set MENTION_MONITOR_RULES"
 DOCTOR_RULES_BAD = "{path} has errors:\n{errors}"
 DOCTOR_RULES_BAD_FIX = "correct each line:column above (`mention-monitor check-rules` checks the file alone)"
-DOCTOR_DB_OK = "{url}: connected, schema version {version}"
+DOCTOR_DB_OK = "{url}: connected, schema revision {version}"
 DOCTOR_DB_FAIL = "cannot connect to {url} ({reason})"
 DOCTOR_DB_FAIL_FIX = "check DATABASE_URL (host, port, user, password) and that the database server is running"
 DOCTOR_DB_NO_SCHEMA = ("{url}: connected; the tables do not exist yet, as expected on a fresh install: "
                        "`mention-monitor run` creates them when it starts")
-DOCTOR_DB_VERSION = "{url}: schema version {found}, this release uses {wanted}"
-DOCTOR_DB_VERSION_FIX = "run the release that matches the database, or upgrade it as the README's Upgrading section says"
+DOCTOR_DB_VERSION = "{url}: schema revision {found}, this release uses {wanted}"
+DOCTOR_DB_VERSION_FIX = ("run `mention-monitor db upgrade` (or start the daemon, which upgrades), or the release "
+                         "that matches the database if it is newer")
 DOCTOR_SLACK_OK = "the bot token works: {user} in {team}"
 DOCTOR_SLACK_MISSING = "SLACK_BOT_TOKEN is not set: alerts would only be printed on the console"
 DOCTOR_SLACK_MISSING_FIX = "set SLACK_BOT_TOKEN to the app's Bot User OAuth Token (xoxb-...)"

@@ -146,26 +146,6 @@ def test_backfilled_history_counts_in_reports_but_never_breaches_or_escalates(sa
     assert kpis["cases"]["opened"] == 1 and kpis["cases"]["breaches"] == 0
 
 
-def test_an_existing_version_1_database_gains_the_backfill_column_in_place(db_url):
-    import sqlalchemy as sa
-
-    from monitor.store import create_schema, make_engine, transaction
-
-    engine = make_engine(db_url)
-    create_schema(engine)
-    with engine.begin() as conn:  # what release 1 left behind: no case.backfilled_at, version 1
-        conn.exec_driver_sql('ALTER TABLE "case" DROP COLUMN backfilled_at')
-        conn.exec_driver_sql("UPDATE setting SET value = '1' WHERE key = 'schema_version'")
-    create_schema(engine)
-    assert "backfilled_at" in {c["name"] for c in sa.inspect(engine).get_columns("case")}
-    with transaction(engine) as s:
-        s.add(Case(platform="x", conversation_id="1", backfilled_at=None))
-    with Session(engine) as s:
-        assert s.exec(select(Case)).one().backfilled_at is None
-        assert s.exec(sa.text("select value from setting where key = 'schema_version'")).scalar() == "2"
-    engine.dispose()
-
-
 def test_a_messenger_customer_gets_a_message_answer_and_the_alert_offers_no_public_acknowledgement(
         sandbox, db_url, simple_rules, simple_rules_file, clock):
     daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("fb-messages",))

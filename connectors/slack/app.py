@@ -123,8 +123,10 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
     (tests use it to see every effect once dispatch returns); Socket Mode keeps the default."""
     clock = clock or Clock()
     client = WebClient(token=token, base_url=api_base_url(base_url), retry_handlers=[ShortRateLimitRetryHandler()])
+    # No auth.test while building: with Slack unreachable at start the daemon must still come up
+    # (Bolt checks the token on the first event instead; Socket Mode's connect says what is wrong).
     app = App(client=client, signing_secret=signing_secret, process_before_response=process_before_response,
-              name="mention-monitor")
+              name="mention-monitor", token_verification_enabled=False)
     allowed = Approvers(approvers, client=client)
 
     def tell(client: WebClient, click: _Click, text: str) -> None:
@@ -265,11 +267,32 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
     return app
 
 
-def run_socket_mode(app: App, *, app_token: str) -> SocketModeHandler:
-    """Connect over Socket Mode (SLACK_APP_TOKEN, xapp-...): no public URL needed.
+SOCKET_MODE_AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked",
+                                     "not_allowed_token_type"})
 
-    Returns the started handler; call .close() to stop."""
-    handler = SocketModeHandler(app, app_token=app_token)
-    handler.connect()
+
+def connect_socket_mode(app: App, *, app_token: str, base_url: str | None = None) -> SocketModeHandler:
+    """One attempt to connect over Socket Mode (SLACK_APP_TOKEN, xapp-...): no public URL needed.
+
+    Returns the connected handler (call .close() to stop); once connected, slack-sdk reconnects by
+    itself.  Raises AuthFailed when Slack refuses the app token, Transient when Slack cannot be
+    reached; the core decides when to try again (monitor/runtime/socket_mode.py)."""
+    from connectors.base import AuthFailed, Transient
+
+    handler = SocketModeHandler(app, app_token=app_token, web_client=WebClient(base_url=api_base_url(base_url)))
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        handler.close()
+        error = str(exc.response.get("error", "")) if exc.response is not None else ""
+        if error in SOCKET_MODE_AUTH_ERRORS:
+            raise AuthFailed(f"Slack refused SLACK_APP_TOKEN ({error})") from None
+        raise Transient(f"Slack answered apps.connections.open with {error or 'an error'}") from None
+    except (SlackClientError, OSError) as exc:  # URLError is an OSError: DNS, refused, timeout
+        handler.close()
+        raise Transient(f"Slack unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if not handler.client.is_connected():  # slack-sdk logs a failed WebSocket and returns: not connected
+        handler.close()
+        raise Transient("Slack gave a Socket Mode URL, but its WebSocket did not connect")
     return handler
 

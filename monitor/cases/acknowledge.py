@@ -255,7 +255,8 @@ class ReplyDeliverer:
             return "retried"
         # The outcome of the last attempt is unknown after a crash or a timeout; a rate limit or a
         # rejected token answered before anything was posted, so no look-up is needed then.
-        if item.recovering or (row.attempts > 1 and not row.result.get("not_posted")):
+        unsure = item.recovering or (row.attempts > 1 and not row.result.get("not_posted"))
+        if unsure:
             try:
                 found = source.find_reply(target=target, text=payload["text"])
             except (RateLimited, Transient) as exc:
@@ -297,6 +298,12 @@ class ReplyDeliverer:
             return "retried"
         except (Refused, ConnectorError) as exc:
             code = exc.reason if isinstance(exc, Refused) else None
+            if private and unsure and code == RefusalReason.ALREADY_REPLIED:
+                # Our previous attempt landed and only its answer was lost (a private reply cannot be
+                # looked up): the platform's "already replied" is that message, so it was sent.
+                log.info("outbox %s #%d: the earlier attempt was delivered (%s)", row.kind, row.id, exc)
+                self._done(row, now=now, result=ReplyResult(external_id=""), dry_run=False, private=private)
+                return "sent"
             self._give_up(row, now=now, reason=str(exc), private=private, code=code)
             return "failed"
         if result.quota.remaining == 0 and result.quota.reset_at is not None:

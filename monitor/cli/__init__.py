@@ -35,7 +35,7 @@ def shipped(relative: str) -> Path | None:
 
 EXAMPLES = shipped("examples/mentions.jsonl")
 # Modules that add their own subcommands through register(subparsers), when present.
-PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor", "monitor.cli.backtest")
+PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor", "monitor.cli.backtest", "monitor.cli.db")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,7 +307,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             sandbox.play(load_seed(seed), speed=args.speed)
         else:
             print(msg.CLI_SANDBOX_NO_SEED, file=sys.stderr)
-    from monitor.store import DatabaseUnusable
+    from monitor import migrations
+    from monitor.store import DatabaseUnusable, SchemaTooNew
 
     try:
         daemon = build_daemon(settings=settings, ruleset=ruleset, rules_path=rules_path, db_url=args.db,
@@ -316,6 +317,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except DatabaseUnusable as exc:
         url = sa_url(args.db or settings.database_url)
         print(msg.CLI_DB_NOT_WRITABLE.format(url=url, reason=exc), file=sys.stderr)
+        return 1
+    except SchemaTooNew as exc:
+        url = sa_url(args.db or settings.database_url)
+        print(msg.CLI_DB_TOO_NEW.format(url=url, revision=exc, head=migrations.head()), file=sys.stderr)
         return 1
     metrics_server = None
     if settings.metrics_port and not args.once:
@@ -330,7 +335,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             and not sandbox_url and not args.once:
         from monitor.runtime.wiring import start_slack_app
 
-        socket_mode = start_slack_app(daemon, settings=settings)
+        socket_mode = start_slack_app(daemon, settings=settings, base_url=settings.slack_api_url or None)
     elif sandbox_url and not args.once:
         from monitor.runtime.wiring import start_sandbox_slack_app
 

@@ -21,6 +21,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from connectors.base import (
@@ -72,7 +73,7 @@ class SourceBinding:
 @dataclass(slots=True)
 class PollOutcome:
     source: str
-    status: str  # ok | skipped | rate_limited | transient | auth_failed | bad_payload
+    status: str  # ok | skipped | rate_limited | transient | auth_failed | bad_payload | database_unavailable
     results: list[IngestResult] = field(default_factory=list)
 
 
@@ -110,6 +111,8 @@ class Daemon:
         self._unprobed = set(self.sources)  # sources not polled since this process started
         self._stop = threading.Event()
         self._wake_lock = threading.Lock()
+        self._database_down_since: datetime | None = None  # the first failure of the current outage
+        self._database_lock = threading.Lock()
         self.scheduler: BackgroundScheduler | None = None
         self.metrics: Any = None  # monitor.runtime.metrics.Metrics when a metrics port is configured
         if not is_postgres(engine):
@@ -118,7 +121,14 @@ class Daemon:
     # ------------------------------------------------------------------ one step each
 
     def poll(self, name: str) -> PollOutcome:
-        outcome = self._poll(name)
+        try:
+            outcome = self._poll(name)
+            self._database_ok()
+        except OperationalError as exc:
+            # Nothing of this page was stored and the cursor did not move (one transaction): the next
+            # poll fetches the same mentions again, so a database outage loses none.
+            self._database_failed(exc)
+            outcome = PollOutcome(name, "database_unavailable")
         if self.metrics is not None:
             binding = self.sources[name]
             for result in outcome.results:
@@ -390,12 +400,38 @@ class Daemon:
         def job() -> None:
             try:
                 fn(*args)
+            except OperationalError as exc:  # the database is away: one line per outage, the job runs again next tick
+                self._database_failed(exc)
             except Exception:  # a job must never kill the scheduler; it runs again next tick
                 log.exception("job %s%s failed", getattr(fn, "__name__", fn), args)
 
         return job
 
     # ------------------------------------------------------------------ health
+
+    def _database_failed(self, exc: OperationalError) -> None:
+        with self._database_lock:
+            first = self._database_down_since is None
+            if first:
+                self._database_down_since = self.clock.now()
+        if first:
+            reason = str(exc.orig or exc).splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
+            log.error(msg.LOG_DATABASE_UNAVAILABLE, reason)
+        if self.metrics is not None:
+            self.metrics.set_database_ok(False)
+
+    def _database_ok(self) -> None:
+        with self._database_lock:
+            since, self._database_down_since = self._database_down_since, None
+        if since is not None:
+            log.warning(msg.LOG_DATABASE_BACK, humanize(self.clock.now() - since))
+        if self.metrics is not None:
+            self.metrics.set_database_ok(True)
+
+    @property
+    def database_down_since(self) -> datetime | None:
+        """When the database stopped taking writes, while it does not (None: it does)."""
+        return self._database_down_since
 
     def _health(self, name: str) -> SourceHealth:
         with transaction(self.engine) as s:

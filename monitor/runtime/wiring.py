@@ -90,7 +90,8 @@ def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = Fa
         return ConsoleNotifier(stream=sys.stdout)
     from connectors.slack.notifier import SlackNotifier
 
-    slack = SlackNotifier(token="xoxb-" + token if sandbox_url else token, base_url=sandbox_url or None, clock=clock)
+    slack = SlackNotifier(token="xoxb-" + token if sandbox_url else token,
+                          base_url=sandbox_url or settings.slack_api_url or None, clock=clock)
     slack.messages_per_second = settings.slack_rate if settings.slack_rate > 0 else None
     slack.burst = max(1, settings.slack_burst)
     if not echo:
@@ -152,13 +153,22 @@ def _slack_app(daemon: Daemon, *, token: str, signing_secret: str, base_url: str
                      approvers=daemon.ruleset.slack.approvers, clock=daemon.clock)
 
 
-def start_slack_app(daemon: Daemon, *, settings: Settings, base_url: str | None = None) -> Any:
-    """Buttons, /mentions and App Home over Socket Mode (needs SLACK_APP_TOKEN; no public URL)."""
-    from connectors.slack.app import run_socket_mode
+def start_slack_app(daemon: Daemon, *, settings: Settings, base_url: str | None = None, start: bool = True) -> Any:
+    """Buttons, /mentions and App Home over Socket Mode (needs SLACK_APP_TOKEN; no public URL).
+
+    Connects in the background and keeps trying while Slack cannot be reached (the supervisor's
+    .close() stops it); `start=False` leaves the attempts to the caller (tests)."""
+    from connectors.slack.app import connect_socket_mode
+    from monitor.runtime.socket_mode import SocketModeSupervisor
 
     app = _slack_app(daemon, token=settings.slack_bot_token.get_secret_value(),
                      signing_secret=settings.slack_signing_secret.get_secret_value(), base_url=base_url)
-    return run_socket_mode(app, app_token=settings.slack_app_token.get_secret_value())
+    app_token = settings.slack_app_token.get_secret_value()
+    metrics = daemon.metrics
+    supervisor = SocketModeSupervisor(
+        connect=lambda: connect_socket_mode(app, app_token=app_token, base_url=base_url), clock=daemon.clock,
+        report=metrics.set_component if metrics is not None else None)
+    return supervisor.start() if start else supervisor
 
 
 SANDBOX_AGENT = "U0AGENT1"  # a team member who is not an approver, so the page can show a refusal too
