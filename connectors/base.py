@@ -88,6 +88,9 @@ class ReplyResult:
     external_id: str  # id of the post/message we created
     url: str = ""
     dm_link: str = ""
+    # who a private message went to, in the platform's private id (Facebook: the Messenger PSID
+    # that a private reply to a comment returns; X: the same user id)
+    recipient_id: str = ""
     # what the create endpoint has left (X's x-rate-limit-* headers): about the call, not the post
     quota: Quota = field(default=Quota(), compare=False)
 

@@ -24,9 +24,10 @@ from monitor.model import Cursor, Lease, Setting
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///mention-monitor.db"
-SCHEMA_VERSION = "2"
-# 1 -> 2: case.backfilled_at (nullable).  Added columns are nullable, so upgrading is adding them.
-UPGRADABLE_FROM = frozenset({"1"})
+SCHEMA_VERSION = "3"
+# 1 -> 2: case.backfilled_at; 2 -> 3: case.private_author_id.  Added columns are nullable, so
+# upgrading is adding them.
+UPGRADABLE_FROM = frozenset({"1", "2"})
 
 
 def normalise_url(url: str) -> str:

@@ -136,7 +136,11 @@ def test_dm_only_to_someone_who_wrote_first(sandbox: Sandbox) -> None:
     tweet_id = _tweet(sandbox, "@nordlysshop hello")
     with pytest.raises(Refused, match="wrote to @nordlysshop first"):
         source.send_private(target=_target(tweet_id), text="Hi in private")
-    result = source.send_private(target=_target("dm-1", kind="message", author_id="4242"), text="Hi in private")
+    dm = _target("dm-1", kind="dm", author_id="4242")
+    with pytest.raises(Refused, match="cannot send messages to this user"):  # they never wrote to us in DM
+        source.send_private(target=dm, text="Hi in private")
+    [event_id] = sandbox.add_x_dms([{"text": "my order is late", "sender": {"id": "4242", "username": "per"}}])
+    result = source.send_private(target=_target(event_id, kind="dm", author_id="4242"), text="Hi in private")
     [posted] = sandbox.x_posts()
     assert (posted["kind"], posted["recipient"], posted["text"]) == ("dm", "4242", "Hi in private")
     assert result.dm_link == DM_LINK and result.external_id == posted["id"]

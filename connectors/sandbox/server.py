@@ -98,6 +98,14 @@ class Sandbox:
     def add_fb_messages(self, items: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
         return self.graph.add_messages(items if isinstance(items, list) else [items])
 
+    def fb_psid(self, person_id: str) -> str:
+        """The Messenger id (PSID) Graph gives the person who commented as `person_id`."""
+        return self.graph.psid(person_id)
+
+    def add_x_dms(self, items: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
+        """Direct messages customers send to the brand: {"text", "sender": {id, username, ...}}."""
+        return self.x.add_dms(items if isinstance(items, list) else [items])
+
     def slack_messages(self) -> list[dict[str, Any]]:
         with self.slack._lock:
             return [dict(m) for m in self.slack.log]
@@ -262,6 +270,8 @@ class Sandbox:
         try:
             if route == ("POST", "/_sandbox/x/tweets"):
                 return Answer(status=201, body={"ids": self.add_tweets(items)})
+            if route == ("POST", "/_sandbox/x/dms"):
+                return Answer(status=201, body={"ids": self.add_x_dms(items)})
             if route == ("POST", "/_sandbox/facebook/comments"):
                 return Answer(status=201, body={"ids": self.add_fb_comments(items)})
             if route == ("POST", "/_sandbox/facebook/messages"):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connectors.platforms import PLATFORMS
+from connectors.platforms import PLATFORMS, is_private
 from monitor import messages as m
 from monitor.views import AlertView, OpenCaseLine, SilenceLine
 
@@ -273,7 +273,7 @@ def action_elements(view: AlertView) -> list[dict[str, Any]]:
         elements.append({"type": "button", "action_id": ACTION_CLAIM, "text": _plain(m.SLACK_BUTTON_CLAIM),
                          "value": value})
     grouped = view.grouped_count > 0
-    private = view.kind == "message"  # a Messenger chat has no public side to acknowledge on
+    private = is_private(view.kind)  # a Messenger chat has no public side to acknowledge on
     if not grouped and not private and view.ack_text and view.ack_mode != "off" and not view.ack_posted:
         elements.append({"type": "button", "action_id": ACTION_ACK, "text": _plain(m.SLACK_BUTTON_ACK),
                          "value": value, "style": "primary", "confirm": ack_confirm(view)})
@@ -324,7 +324,7 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
     context = [author_line(view)]
     url = safe_url(view.url)
     if url:
-        label = m.SLACK_OPEN_CONVERSATION if view.kind == "message" else m.SLACK_OPEN_POST
+        label = m.SLACK_OPEN_CONVERSATION if is_private(view.kind) else m.SLACK_OPEN_POST
         context.append(f"<{url}|{label}>")
     if view.mention_count > 1:
         context.append(m.SLACK_MENTION_COUNT.format(count=view.mention_count))

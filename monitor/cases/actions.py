@@ -211,6 +211,10 @@ class CaseActions:
             "Median first response": median,
             "Within target": attainment,
             "Public acknowledgements": str(acks),
+            # only customers who really wrote in private after a hand-off count (a DM we sent does not)
+            msg.SLACK_STATS_MOVED_TO_DM: msg.SLACK_STATS_MOVED_TO_DM_VALUE.format(
+                moved=sum(1 for c in cases if c.moved_to_dm),
+                handed_off=sum(1 for c in cases if c.acknowledged_at is not None)),
             msg.SLACK_STATS_MUTED: str(muted),
         }
 

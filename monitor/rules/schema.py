@@ -241,6 +241,9 @@ class Acknowledgement(_Model):
     dry_run: StrictBool = False
     dm_link: StrictBool = True
     allow_urls: StrictBool = False
+    # A private message (X DM, Messenger) from a customer whose case was handed off continues that case
+    # while it is open, and for this long after it was resolved.
+    private_followup: Duration = timedelta(days=7)
 
 
 class Digest(_Model):
