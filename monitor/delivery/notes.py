@@ -186,6 +186,7 @@ class ReplyQueued(Note):
     kind = NoteKind.REPLY_QUEUED
     user: str
     text: str
+    private: bool = False  # an answer in the customer's DM / Messenger conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,7 +455,8 @@ RENDERERS: dict[NoteKind, Renderer] = {
     NoteKind.ESCALATION: _escalation,
     NoteKind.SNOOZE_OVER: lambda n, c: msg.THREAD_SNOOZE_OVER,
     **dict.fromkeys(_TEAM_ACTIONS, _team_action),
-    NoteKind.REPLY_QUEUED: lambda n, c: msg.THREAD_REPLY_QUEUED.format(user=slack_ref(n.user), text=c.escape(n.text)),
+    NoteKind.REPLY_QUEUED: lambda n, c: (msg.THREAD_REPLY_DM_QUEUED if n.private else msg.THREAD_REPLY_QUEUED).format(
+        user=slack_ref(n.user), text=c.escape(n.text)),
     NoteKind.ACK_POSTED: _ack_posted,
     NoteKind.PRIVATE_POSTED: lambda n, c: msg.THREAD_PRIVATE_POSTED.format(kind=n.platform, text=c.escape(n.text)),
     NoteKind.WOULD_POST: lambda n, c: msg.THREAD_WOULD_POST.format(lang=n.lang, text=c.escape(n.text)),
