@@ -221,6 +221,20 @@ class SlackApi:
         self.views.append(record)
         return Answer(body={"ok": True, "view": record})
 
+    def _m_views_open(self, args: dict[str, Any]) -> Answer:
+        """A modal opened from a click: kept, with the trigger it answered, for a test to read and submit."""
+        view = args.get("view") or {}
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                view = None
+        if not args.get("trigger_id") or not isinstance(view, dict):
+            return Answer(body={"ok": False, "error": "invalid_arguments"})
+        record = {"id": f"V{len(self.views) + 1:08d}", "trigger_id": str(args["trigger_id"]), **view}
+        self.views.append(record)
+        return Answer(body={"ok": True, "view": record})
+
     def _m_usergroups_users_list(self, args: dict[str, Any]) -> Answer:
         group = str(args.get("usergroup", ""))
         if group not in self.usergroups:

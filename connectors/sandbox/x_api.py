@@ -368,7 +368,7 @@ class XApi:
         if rest:
             meta["next_token"] = _token(int(page[-1]["id"]))
         body["meta"] = meta
-        return Answer(body=body)
+        return Answer(body=body, served=[e["id"] for e in page])
 
     def _me(self, request: Request) -> Answer:
         if not request.headers.get("authorization", "").startswith("OAuth "):

@@ -162,7 +162,8 @@ class CaseActions:
         return private_window(platform=getattr(policy, "platform", None), platform_name=case.platform,
                               last_private=last.created_at if last is not None else None,
                               handed_off=case.acknowledged_at is not None,
-                              author=case.author_handle or case.author_id, brand=self.rules().brand.name,
+                              author=f"@{case.author_handle}" if case.platform == "x" and case.author_handle
+                              else case.author_handle or case.author_id, brand=self.rules().brand.name,
                               now=self.clock.now())
 
     @staticmethod
