@@ -176,6 +176,8 @@ class CaseActions:
     def _public(self, *, case_id: int, user: str, authorised: bool, text: str | None, kind: str) -> ActionOutcome:
         now = self.clock.now()
         ruleset = self.rules()
+        # read before the write transaction (SQLite has one writer); the platform checks again on delivery
+        window = self.private_window(case_id=case_id) if kind == "reply_dm_queued" else None
         with transaction(self.engine) as s:
             case = s.get(Case, case_id, with_for_update=self.engine.dialect.name == "postgresql")
             if case is None:
@@ -186,8 +188,7 @@ class CaseActions:
             mention = s.get(Mention, case.first_mention_id) if case.first_mention_id else None
             if mention is None:
                 return ActionOutcome(ok=False, changed=False, message="the case has no mention to answer")
-            if kind == "reply_dm_queued":
-                window = self.private_window(case_id=case_id)
+            if window is not None:
                 if not window.open:
                     return ActionOutcome(ok=False, changed=False, message=window.reason or msg.DM_NOT_OFFERED)
                 mention = self._last_private(s, case) or mention  # the DM answers their latest private message

@@ -119,7 +119,7 @@ SlackId = Annotated[StrictStr, BeforeValidator(_slack_id)]
 Language = Annotated[StrictStr, BeforeValidator(_language)]
 Clock = Annotated[StrictStr, BeforeValidator(_clock)]
 Platform = Literal["x", "facebook", "replay"]
-Kind = Literal["mention", "search", "comment", "message", "own"]
+Kind = Literal["mention", "search", "comment", "message", "own", "dm"]
 Severity = Literal["low", "normal", "high", "critical"]
 Category = Literal[
     "delivery", "wrong_item", "damaged", "refund", "billing", "account",
