@@ -156,7 +156,7 @@ def render_tables(report: Report, *, console: Console) -> None:
 
 
 def handoff_line(report: Report) -> str:
-    """"1 of 2 hand-offs (50%)" -- only customers who really wrote in private count."""
+    """Like "1 of 2 hand-offs (50%)": only customers who really wrote in private count."""
     return f"{report.moved_to_dm} of {report.handed_off} hand-offs ({_pct(report.handoff_success_percent)})"
 
 
