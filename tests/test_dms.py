@@ -18,7 +18,6 @@ from sqlmodel import Session, select
 from connectors.slack.app import build_app
 from monitor.cases.actions import CaseActions
 from monitor.model import Case, Mention, Outbox, OutboxKind
-
 from monitor.report.kpis import build_report
 from monitor.report.render import summary_text, to_dict
 from monitor.rules import parse_rules

@@ -13,8 +13,8 @@ import base64
 import json
 import re
 import secrets
-import zlib
 import threading
+import zlib
 from typing import Any
 from urllib.parse import urlencode
 

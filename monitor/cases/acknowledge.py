@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from connectors.platforms import is_private
 from connectors.base import (
     AuthFailed,
     ConnectorError,
@@ -30,6 +29,7 @@ from connectors.base import (
     ReplyTarget,
     Transient,
 )
+from connectors.platforms import is_private
 from monitor import messages as msg
 from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
