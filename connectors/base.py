@@ -108,6 +108,9 @@ class ReplyTarget:
     parent_id: str = ""
     created_at: datetime | None = None
     mentions_brand: bool = False
+    # a person wrote this answer (Slack's Reply… form): Messenger lets it go out with the HUMAN_AGENT
+    # tag after the 24-hour window; the bot's templates never may
+    human_agent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,7 +219,8 @@ class CaseActions:
                     s, kind=kind_sent, dedup_key=f"{prefix}:{case_id}:{digest}",
                     case_id=case_id, mention_id=mention.id, platform=mention.platform,
                     target=mention.external_id, now=now, author_id=mention.author_id,
-                    payload={"target": acknowledge.target_payload(mention), "text": body, "lang": mention.lang,
+                    payload={"target": {**acknowledge.target_payload(mention), "human_agent": True},  # typed by a person
+                             "text": body, "lang": mention.lang,
                              "dry_run": dry, "actor": user, "author_id": mention.author_id})
                 if not queued:  # a double submit: the first one's event, note and reply stand
                     return ActionOutcome(ok=True, changed=False, message="this reply is already queued")
