@@ -7,7 +7,8 @@ the drain, which becomes `since` once the last page is stored.  Every page is st
 cursor, so no tweet is read twice, across restarts too.
 
 Direct messages (`kind: dm`) come from GET /2/dm_events (user context, scope dm.read), which has
-no since_id: pages run newest first and a drain stops at the first event id already stored.
+no since_id: pages run newest first and a drain stops at the first event id already stored.  A new
+source (empty cursor) reads the newest page only; `backfill` reads further back (its `start`).
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ class XSource:
         reached = len(fresh) < len(events)  # an event already stored (or before the backfill start): done
         top = state["top"] if state["token"] else (events[0].external_id if events else state["since"])
         next_token = (body.get("meta") or {}).get("next_token")
+        if not (state["since"] or state["token"] or state["start"]):
+            next_token = None  # a new source reads the newest page only: a month of old DMs would raise old alerts
         if next_token and not reached:
             new_state = {"since": state["since"], "start": state["start"], "token": next_token, "top": top}
         else:

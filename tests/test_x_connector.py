@@ -220,9 +220,12 @@ def test_search_cursor_older_than_seven_days_restarts_at_the_window_and_warns(
 def test_direct_messages_drain_to_the_stored_id_and_our_own_dms_are_the_brands(sandbox: Sandbox) -> None:
     source = _source(sandbox, page_size=2)
     customer = {"id": "4242", "username": "kari", "name": "Kari N"}
+    sandbox.add_x_dms([{"text": f"old {n}", "sender": customer} for n in range(3)])
+    start = source.fetch(kind="dm", cursor="")  # a new source: the newest page, not a month of history
+    assert ([m.text for m in start.mentions], start.more) == (["old 2", "old 1"], False)
     first = sandbox.add_x_dms([{"text": f"message {n}", "sender": customer} for n in range(3)])
     pages = []
-    cursor = ""
+    cursor = start.cursor
     for _ in range(4):
         result = source.fetch(kind="dm", cursor=cursor)
         cursor = result.cursor
