@@ -231,6 +231,9 @@ class SlackApi:
                 view = None
         if not args.get("trigger_id") or not isinstance(view, dict):
             return Answer(body={"ok": False, "error": "invalid_arguments"})
+        found = block_kit.problems(view.get("blocks") or [])
+        if found:
+            return Answer(body={"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": found}})
         record = {"id": f"V{len(self.views) + 1:08d}", "trigger_id": str(args["trigger_id"]), **view}
         self.views.append(record)
         return Answer(body={"ok": True, "view": record})
