@@ -89,6 +89,9 @@ class ReplyResult:
     external_id: str  # id of the post/message we created
     url: str = ""
     dm_link: str = ""
+    # who a private message went to, in the platform's private id (Facebook: the Messenger PSID
+    # that a private reply to a comment returns; X: the same user id)
+    recipient_id: str = ""
     # what the create endpoint has left (X's x-rate-limit-* headers): about the call, not the post
     quota: Quota = field(default=Quota(), compare=False)
 
@@ -106,6 +109,9 @@ class ReplyTarget:
     parent_id: str = ""
     created_at: datetime | None = None
     mentions_brand: bool = False
+    # a person wrote this answer (Slack's Reply… form): Messenger lets it go out with the HUMAN_AGENT
+    # tag after the 24-hour window; the bot's templates never may
+    human_agent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

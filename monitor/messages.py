@@ -65,7 +65,27 @@ SLACK_REPLY_MODAL_SUBMIT = "Post reply"
 SLACK_REPLY_MODAL_CLOSE = "Cancel"
 SLACK_REPLY_MODAL_INTRO = "Replying to {author} on {platform}:\n>{text}"
 SLACK_REPLY_MODAL_LABEL = "Your reply (posted publicly, as the brand)"
+SLACK_REPLY_MODAL_TITLE_CHOICE = "Reply"
+SLACK_REPLY_MODAL_LABEL_CHOICE = "Your reply (as the brand; choose below: public, or in DM)"
 SLACK_REPLY_EMPTY = "Write something before posting."
+SLACK_REPLY_WHERE_LABEL = "Where"
+SLACK_REPLY_WHERE_PUBLIC = "Public reply"
+SLACK_REPLY_WHERE_DM = "🔒 Reply in DM (only the customer sees it)"
+SLACK_REPLY_DM_CLOSED = "🔒 Reply in DM is not possible: {reason}"
+SLACK_REPLY_DM_NOTE = "🔒 {reason}"
+# monitor/cases/actions.py: may a person answer a public case in private (the platform's window)?
+DM_X_NOT_YET = ("{author} has not written to {brand} in DM yet; X lets the brand send a DM only to someone "
+                "who wrote first. Reply publicly with the DM link instead.")
+DM_MESSENGER_NOT_YET = ("{author} has not answered the private reply in Messenger yet; a Page may send only one "
+                        "private reply per comment, and may write again once they answer.")
+DM_MESSENGER_NO_HANDOFF = ("{author} has no Messenger conversation with the Page yet; acknowledge the comment "
+                           "(its private reply opens one).")
+DM_MESSENGER_HUMAN_AGENT = ("Messenger's 24-hour window has closed; a person's answer still goes out with the "
+                            "human-agent tag until {closes:%a %d %b %H:%M} UTC.")
+DM_MESSENGER_CLOSED = ("Messenger's window for this conversation closed on {closed:%a %d %b %H:%M} UTC (7 days "
+                       "after the customer's last message, with the human-agent tag); nothing can be sent until "
+                       "they write again.")
+DM_NOT_OFFERED = "this case is already a private conversation; use the normal reply"
 
 SLACK_REFUSED_PUBLIC = (
     "Sorry, only the approvers set up for mention-monitor may post publicly for the brand. "
@@ -216,6 +236,9 @@ EXPLAIN_NOT_TRIED_DROPPED = "not tried: rule '{rule}' dropped the mention"
 THREAD_FOLLOWUP = "Follow-up from {author}: {quote}"
 THREAD_FOLLOWUP_ATTENTION = "Follow-up from {author}, still waiting for an answer: {quote}"
 THREAD_REOPENED = "Case reopened: {author} wrote again after it was resolved: {quote}"
+THREAD_PRIVATE_FOLLOWUP = "🔒 private message from {author} (for the team only, never quote it in public): {quote}"
+THREAD_PRIVATE_REOPENED = ("Case reopened: 🔒 private message from {author} after it was resolved "
+                           "(for the team only, never quote it in public): {quote}")
 THREAD_SNOOZE_OVER = "Snooze is over; this case needs attention again."
 THREAD_GROUP_MEMBER = "#{case_id} {platform} {author}: {quote}"
 THREAD_WARNING = "{who} {left} left to answer this one ({percent}% of the response-time target used)."
@@ -247,6 +270,7 @@ THREAD_ACKNOWLEDGED = "{user} acknowledged this case."
 THREAD_SNOOZED = "{user} snoozed this case until {until}."
 THREAD_RESOLVED = "{user} resolved this case."
 THREAD_REPLY_QUEUED = "{user} is replying publicly: “{text}”"
+THREAD_REPLY_DM_QUEUED = "🔒 {user} is replying in private (DM): “{text}”"
 THREAD_MESSENGER_WINDOW = (
     "Messenger's 24-hour window for this conversation has closed, so the bot cannot answer it. "
     "Reply from the Page inbox with a message tag, or wait for the customer to write again."
@@ -503,4 +527,6 @@ SLACK_MUTES_HEADER = "*{count} silence(s) in force*"
 SLACK_MUTE_LINE = "#{id} · {what} · until {until} · by {who}{comment}"
 SLACK_MUTE_LINE_RULES = "{what} · until {until} · rules.yaml{comment}"
 SLACK_HOME_MUTES = "Muted"
+SLACK_STATS_MOVED_TO_DM = "Moved to DM"
+SLACK_STATS_MOVED_TO_DM_VALUE = "{moved} of {handed_off} hand-offs"
 SLACK_STATS_MUTED = "Muted (stored, no alert)"

@@ -101,6 +101,14 @@ class Sandbox:
     def add_fb_messages(self, items: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
         return self.graph.add_messages(items if isinstance(items, list) else [items])
 
+    def fb_psid(self, person_id: str) -> str:
+        """The Messenger id (PSID) Graph gives the person who commented as `person_id`."""
+        return self.graph.psid(person_id)
+
+    def add_x_dms(self, items: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
+        """Direct messages customers send to the brand: {"text", "sender": {id, username, ...}}."""
+        return self.x.add_dms(items if isinstance(items, list) else [items])
+
     def slack_messages(self) -> list[dict[str, Any]]:
         with self.slack._lock:
             return [dict(m) for m in self.slack.log]
@@ -115,8 +123,14 @@ class Sandbox:
         self.slack_client.connect(url=url, signing_secret=signing_secret, users=users)
 
     def slack_views(self) -> list[dict[str, Any]]:
+        """What views.publish put on App Home tabs."""
         with self.slack._lock:
             return [dict(v) for v in self.slack.views]
+
+    def slack_modals(self) -> list[dict[str, Any]]:
+        """The modals views.open opened and nobody closed yet, oldest first."""
+        with self.slack._lock:
+            return [dict(m["view"]) for m in self.slack.modals.values()]
 
     def set_slack_usergroups(self, groups: dict[str, list[str]]) -> None:
         """Members of Slack user groups, {"S0..": ["U1", ...]}, for usergroups.users.list."""
@@ -276,6 +290,8 @@ class Sandbox:
         try:
             if route == ("POST", "/_sandbox/x/tweets"):
                 return Answer(status=201, body={"ids": self.add_tweets(items)})
+            if route == ("POST", "/_sandbox/x/dms"):
+                return Answer(status=201, body={"ids": self.add_x_dms(items)})
             if route == ("POST", "/_sandbox/facebook/comments"):
                 return Answer(status=201, body={"ids": self.add_fb_comments(items)})
             if route == ("POST", "/_sandbox/facebook/messages"):

@@ -136,6 +136,8 @@ class SlackApi:
                    "metadata": args.get("metadata") or None, "op": op, "user": "U0SANDBOX1"}
         if args.get("user"):
             message["recipient"] = str(args["user"])
+        if args.get("reply_broadcast") in (True, "true", "1", 1):
+            message["reply_broadcast"] = True  # the thread reply is also shown in the channel
         if op == "post":
             self.messages[(channel, message["ts"])] = message
         self.log.append(dict(message))

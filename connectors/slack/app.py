@@ -42,7 +42,8 @@ class CaseActions(Protocol):
 
     def claim(self, *, case_id: int, user: str) -> Outcome: ...
     def acknowledge(self, *, case_id: int, user: str, authorised: bool, text: str | None = None) -> Outcome: ...
-    def reply(self, *, case_id: int, user: str, authorised: bool, text: str) -> Outcome: ...
+    def reply(self, *, case_id: int, user: str, authorised: bool, text: str, private: bool = False) -> Outcome: ...
+    def private_window(self, *, case_id: int) -> Any: ...
     def snooze(self, *, case_id: int, user: str, minutes: int) -> Outcome: ...
     def resolve(self, *, case_id: int, user: str) -> Outcome: ...
     def open_cases(self) -> Sequence[Any]: ...
@@ -201,9 +202,11 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
             return
         line = next((c for c in actions.open_cases() if c.case_id == click.case_id), None)
         origin = f"{click.channel}:{(body.get('message') or {}).get('ts', '')}"
+        window = actions.private_window(case_id=click.case_id)
         modal = sb.reply_modal(case_id=click.case_id, origin=origin,
                                author=getattr(line, "author_handle", ""), platform=getattr(line, "platform", ""),
-                               text=getattr(line, "text", ""))
+                               text=getattr(line, "text", ""), dm_offered=bool(getattr(window, "offered", False)),
+                               dm_open=bool(getattr(window, "open", False)), dm_reason=str(getattr(window, "reason", "")))
         try:
             client.views_open(trigger_id=body["trigger_id"], view=modal)
         except (SlackApiError, SlackClientError, OSError) as exc:
@@ -216,6 +219,8 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
         case_part, _, origin = str(view.get("private_metadata", "")).partition("|")
         values = (view.get("state") or {}).get("values") or {}
         text = str(((values.get(sb.REPLY_INPUT_BLOCK) or {}).get(sb.REPLY_INPUT_ACTION) or {}).get("value") or "")
+        where = ((values.get(sb.REPLY_WHERE_BLOCK) or {}).get(sb.REPLY_WHERE_ACTION) or {}).get("selected_option") or {}
+        private = where.get("value") == sb.REPLY_WHERE_DM
         if not text.strip():
             ack(response_action="errors", errors={sb.REPLY_INPUT_BLOCK: m.SLACK_REPLY_EMPTY})
             return
@@ -230,7 +235,8 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
         ack()
         click = _Click(case_id=case_id, user=user, channel=origin.partition(":")[0], value=str(case_id))
         try:
-            report(client, click, actions.reply(case_id=case_id, user=user, authorised=True, text=text))
+            report(client, click, actions.reply(case_id=case_id, user=user, authorised=True, text=text,
+                                                private=private))
         except Exception:
             log.exception("reply on case %s failed", case_id)
             tell(client, click, m.SLACK_ACTION_FAILED.format(message="internal error, see the daemon log"))
