@@ -28,6 +28,7 @@ from monitor.triage.lexicon import (
     fold_keeping_danish,
     lexicon,
     split_sentences,
+    zh_traditional,
 )
 
 SCORED_LANGUAGES = frozenset({"en", "da", "hr", "ro", "id", "zh"})
@@ -43,6 +44,7 @@ _CLAUSE_BREAK = ","
 _ID_REDUPLICATION = re.compile(r"^([a-z]+)2$")  # "nyampe2" = "nyampe-nyampe"
 _EMOJI_TO_VADER = 3.0  # our emoji valence (-1..1) on VADER's word scale (-4..4)
 _ZH_PUNCTUATION = frozenset("，,;；:：、")
+_BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
 
 
 @cache
@@ -70,8 +72,17 @@ def _tokens(sentence: str, lang: str) -> list[str]:
     return tokens
 
 
+def _contrast_factors(tokens: list[str], contrasts: frozenset[str]) -> tuple[int, float, float]:
+    """(index of the last "but" word or -1, factor before it, factor after it): VADER's 0.5 / 1.5."""
+    for index in range(len(tokens) - 1, -1, -1):
+        if tokens[index] in contrasts:
+            return index, _BEFORE_BUT, _AFTER_BUT
+    return -1, 1.0, 1.0
+
+
 def _score_words(tokens: list[str], lex: Lexicon) -> float:
     raw = 0.0
+    but, before_but, after_but = _contrast_factors(tokens, lex.contrasts)
     i = 0
     while i < len(tokens):
         value, width = 0.0, 1
@@ -84,13 +95,18 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
             value = lex.words.get(tokens[i], 0.0)
         if value:
             before = tokens[max(0, i - _NEGATION_WINDOW) : i]
-            if _CLAUSE_BREAK in before:  # "nije stiglo ništa, koji cirkus": "ništa" does not negate "cirkus"
-                before = before[len(before) - before[::-1].index(_CLAUSE_BREAK) :]
+            for index in range(len(before) - 1, -1, -1):
+                # "nije stiglo ništa, koji cirkus": "ništa" does not negate "cirkus"; nor across "but".
+                if before[index] == _CLAUSE_BREAK or before[index] in lex.contrasts:
+                    before = before[index + 1 :]
+                    break
             if any(t in lex.negators for t in before):
                 value *= _NEGATION_SCALAR
             neighbours = tokens[i - 1 : i] + tokens[i + width : i + width + 1]
             if any(t in lex.intensifiers for t in neighbours):
                 value *= _INTENSIFIER_SCALAR
+            if but >= 0:
+                value *= before_but if i < but else after_but
             raw += value
         i += width
     return raw
@@ -227,22 +243,26 @@ def zh_words(text: str) -> list[str]:
 
 
 def _zh_value(word: str, lex: Lexicon) -> tuple[float, bool, bool]:
-    """(value, negated, intensified) of one jieba word, reading 不好 / 太差 as negator or intensifier + word."""
+    """(value, negated, intensified) of one jieba word, reading a word jieba keeps whole such as 不好,
+    太差 or 不太好 as negators and intensifiers + a lexicon word."""
     value = lex.words.get(word, 0.0)
     if value or len(word) < 2:
         return value, False, False
-    head, rest = word[0], word[1:]
-    inner = lex.words.get(rest, 0.0)
-    if inner and head in lex.negators:
-        return inner, True, False
-    if inner and head in lex.intensifiers:
-        return inner, False, True
+    for cut in range(1, len(word)):
+        head = word[:cut]
+        is_negator, is_intensifier = head in lex.negators, head in lex.intensifiers
+        if not (is_negator or is_intensifier):
+            continue
+        inner, negated, intensified = _zh_value(word[cut:], lex)
+        if inner:
+            return inner, negated or is_negator, intensified or is_intensifier
     return 0.0, False, False
 
 
 def _score_zh(sentence: str) -> float:
     lex = lexicon("zh")
-    words = zh_words(fold(sentence))
+    words = zh_words(fold(sentence).translate(zh_traditional()))
+    but, before_but, after_but = _contrast_factors(words, lex.contrasts)
     raw = 0.0
     for i, word in enumerate(words):
         value, negated, intensified = _zh_value(word, lex)
@@ -250,7 +270,7 @@ def _score_zh(sentence: str) -> float:
             continue
         before: list[str] = []
         for previous in reversed(words[max(0, i - _NEGATION_WINDOW) : i]):
-            if previous in _ZH_PUNCTUATION:
+            if previous in _ZH_PUNCTUATION or previous in lex.contrasts:
                 break
             before.append(previous)
         # 好/太/超 right before a word intensify it ("好累" is "so tired", not "good").
@@ -260,6 +280,8 @@ def _score_zh(sentence: str) -> float:
             value *= _NEGATION_SCALAR
         if intensified or any(w in lex.intensifiers for w in before[:1]):
             value *= _INTENSIFIER_SCALAR
+        if but >= 0:
+            value *= before_but if i < but else after_but
         raw += value
     return raw
 
