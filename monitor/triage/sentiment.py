@@ -83,6 +83,7 @@ def _contrast_factors(tokens: list[str], contrasts: frozenset[str]) -> tuple[int
 def _score_words(tokens: list[str], lex: Lexicon) -> float:
     raw = 0.0
     but, before_but, after_but = _contrast_factors(tokens, lex.contrasts)
+    scored_end = 0  # a negator reaches only the next sentiment word: "kurang enak dan kemahalan"
     i = 0
     while i < len(tokens):
         value, width = 0.0, 1
@@ -94,7 +95,7 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
         else:
             value = lex.words.get(tokens[i], 0.0)
         if value:
-            before = tokens[max(0, i - _NEGATION_WINDOW) : i]
+            before = tokens[max(scored_end, i - _NEGATION_WINDOW) : i]
             for index in range(len(before) - 1, -1, -1):
                 # "nije stiglo ništa, koji cirkus": "ništa" does not negate "cirkus"; nor across "but".
                 if before[index] == _CLAUSE_BREAK or before[index] in lex.contrasts:
@@ -108,6 +109,7 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
             if but >= 0:
                 value *= before_but if i < but else after_but
             raw += value
+            scored_end = i + width
         i += width
     return raw
 
@@ -264,12 +266,13 @@ def _score_zh(sentence: str) -> float:
     words = zh_words(fold(sentence).translate(zh_traditional()))
     but, before_but, after_but = _contrast_factors(words, lex.contrasts)
     raw = 0.0
+    scored_end = 0  # a negator reaches only the next sentiment word
     for i, word in enumerate(words):
         value, negated, intensified = _zh_value(word, lex)
         if not value:
             continue
         before: list[str] = []
-        for previous in reversed(words[max(0, i - _NEGATION_WINDOW) : i]):
+        for previous in reversed(words[max(scored_end, i - _NEGATION_WINDOW) : i]):
             if previous in _ZH_PUNCTUATION or previous in lex.contrasts:
                 break
             before.append(previous)
@@ -283,6 +286,7 @@ def _score_zh(sentence: str) -> float:
         if but >= 0:
             value *= before_but if i < but else after_but
         raw += value
+        scored_end = i + 1
     return raw
 
 
