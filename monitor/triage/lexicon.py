@@ -97,6 +97,7 @@ class Lexicon:
     intensifiers: frozenset[str]
     contrasts: frozenset[str]  # "but" words: what comes before one counts half, what follows 1.5 times
     max_phrase: int
+    phrase_starts: frozenset[str]  # first words of the phrases: other words skip the phrase look-up
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,7 @@ def lexicon(lang: str) -> Lexicon:
         intensifiers=word_set("intensifiers.txt"),
         contrasts=word_set("contrast.txt"),
         max_phrase=max((len(p) for p in phrases), default=1),
+        phrase_starts=frozenset(p[0] for p in phrases),
     )
 
 

@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from array import array
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -74,6 +74,8 @@ def _tokens(sentence: str, lang: str) -> list[str]:
 
 def _contrast_factors(tokens: list[str], contrasts: frozenset[str]) -> tuple[int, float, float]:
     """(index of the last "but" word or -1, factor before it, factor after it): VADER's 0.5 / 1.5."""
+    if contrasts.isdisjoint(tokens):
+        return -1, 1.0, 1.0
     for index in range(len(tokens) - 1, -1, -1):
         if tokens[index] in contrasts:
             return index, _BEFORE_BUT, _AFTER_BUT
@@ -87,21 +89,25 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
     i = 0
     while i < len(tokens):
         value, width = 0.0, 1
-        for n in range(min(lex.max_phrase, len(tokens) - i), 1, -1):
-            phrase = tuple(tokens[i : i + n])
-            if phrase in lex.phrases:
-                value, width = lex.phrases[phrase], n
-                break
+        if tokens[i] in lex.phrase_starts:
+            for n in range(min(lex.max_phrase, len(tokens) - i), 1, -1):
+                phrase = tuple(tokens[i : i + n])
+                if phrase in lex.phrases:
+                    value, width = lex.phrases[phrase], n
+                    break
+            else:
+                value = lex.words.get(tokens[i], 0.0)
         else:
             value = lex.words.get(tokens[i], 0.0)
         if value:
             before = tokens[max(scored_end, i - _NEGATION_WINDOW) : i]
-            for index in range(len(before) - 1, -1, -1):
-                # "nije stiglo ništa, koji cirkus": "ništa" does not negate "cirkus"; nor across "but".
-                if before[index] == _CLAUSE_BREAK or before[index] in lex.contrasts:
-                    before = before[index + 1 :]
-                    break
-            if any(t in lex.negators for t in before):
+            if _CLAUSE_BREAK in before or (but >= 0 and not lex.contrasts.isdisjoint(before)):
+                for index in range(len(before) - 1, -1, -1):
+                    # "nije stiglo ništa, koji cirkus": "ništa" does not negate "cirkus"; nor across "but".
+                    if before[index] == _CLAUSE_BREAK or before[index] in lex.contrasts:
+                        before = before[index + 1 :]
+                        break
+            if not lex.negators.isdisjoint(before):
                 value *= _NEGATION_SCALAR
             neighbours = tokens[i - 1 : i] + tokens[i + width : i + width + 1]
             if any(t in lex.intensifiers for t in neighbours):
@@ -244,11 +250,22 @@ def zh_words(text: str) -> list[str]:
     return [w for w in _jieba().lcut(text, HMM=False) if w.strip()]
 
 
+@lru_cache(maxsize=1 << 14)  # words repeat across posts
+def _zh_word(word: str) -> tuple[float, bool, bool]:
+    return _zh_value(word, lexicon("zh"))
+
+
+@cache
+def _zh_modifier_starts() -> frozenset[str]:
+    lex = lexicon("zh")
+    return frozenset(w[0] for w in lex.negators | lex.intensifiers)
+
+
 def _zh_value(word: str, lex: Lexicon) -> tuple[float, bool, bool]:
     """(value, negated, intensified) of one jieba word, reading a word jieba keeps whole such as 不好,
     太差 or 不太好 as negators and intensifiers + a lexicon word."""
     value = lex.words.get(word, 0.0)
-    if value or len(word) < 2:
+    if value or len(word) < 2 or word[0] not in _zh_modifier_starts():
         return value, False, False
     for cut in range(1, len(word)):
         head = word[:cut]
@@ -268,7 +285,7 @@ def _score_zh(sentence: str) -> float:
     raw = 0.0
     scored_end = 0  # a negator reaches only the next sentiment word
     for i, word in enumerate(words):
-        value, negated, intensified = _zh_value(word, lex)
+        value, negated, intensified = _zh_word(word)
         if not value:
             continue
         before: list[str] = []
@@ -277,7 +294,7 @@ def _score_zh(sentence: str) -> float:
                 break
             before.append(previous)
         # 好/太/超 right before a word intensify it ("好累" is "so tired", not "good").
-        if word in lex.intensifiers and i + 1 < len(words) and _zh_value(words[i + 1], lex)[0]:
+        if word in lex.intensifiers and i + 1 < len(words) and _zh_word(words[i + 1])[0]:
             continue
         if negated or any(w in lex.negators for w in before):
             value *= _NEGATION_SCALAR
