@@ -3,8 +3,10 @@
 English is VADER on the whole cleaned text (URLs and @handles removed), as VADER was
 built and validated; emoji from our table (VADER gives 😡 zero) are added to VADER's
 summed valence. The other languages score sentence by sentence with our lexicons
-(Danish on top of afinn's list, matched with æ/ø/å intact; Chinese on jieba's words,
-so negators are words: 非常 and 特别 are not read as 非 and 别).
+(Danish on top of afinn's list, matched with æ/ø/å intact; Chinese on jieba's words after
+folding traditional characters, so negators are words: 非常 and 特别 are not read as 非 and 别).
+A negator reaches the next sentiment word within three words; around a "but" word the
+words before count half and those after 1.5 times, as in VADER.
 """
 
 from __future__ import annotations
@@ -88,17 +90,13 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
     scored_end = 0  # a negator reaches only the next sentiment word: "kurang enak dan kemahalan"
     i = 0
     while i < len(tokens):
-        value, width = 0.0, 1
-        if tokens[i] in lex.phrase_starts:
+        value, width = lex.words.get(tokens[i], 0.0), 1
+        if tokens[i] in lex.phrase_starts:  # the longest phrase starting here wins over its first word
             for n in range(min(lex.max_phrase, len(tokens) - i), 1, -1):
                 phrase = tuple(tokens[i : i + n])
                 if phrase in lex.phrases:
                     value, width = lex.phrases[phrase], n
                     break
-            else:
-                value = lex.words.get(tokens[i], 0.0)
-        else:
-            value = lex.words.get(tokens[i], 0.0)
         if value:
             before = tokens[max(scored_end, i - _NEGATION_WINDOW) : i]
             if _CLAUSE_BREAK in before or (but >= 0 and not lex.contrasts.isdisjoint(before)):
