@@ -20,13 +20,22 @@ NEGATIVE = [
     ("zh", "不太好用"),
     ("zh", "質量太差，再也不買了"),  # traditional characters
     ("zh", "东西还行，但是物流太慢了"),  # what follows "but" weighs more
+    ("zh", "衣服色差很大，和图片完全不一样"),
+    ("zh", "外卖送到都凉了，而且还洒了"),
+    ("zh", "下单三天了还不发货"),
+    ("zh", "拍照模糊，跟宣传的差远了"),
+    ("zh", "早餐种类少，味道一般"),
     ("id", "pesanan belum sampai, admin slow respon"),
     ("id", "makanannya enak, tapi pelayanannya lama banget"),
     ("id", "barang rusak, kecewa berat"),
-    ("id", "kurang enak dan kemahalan"),
+    ("id", "kurang enak dan kemahalan"),  # "kurang" negates "enak" only
+    ("id", "cs nya gak bisa diandelin, chat dari kemarin ga dibales"),
+    ("id", "udah bayar tapi pesanan dibatalin sepihak"),
     ("ro", "Comanda nu a ajuns nici acum, bătaie de joc"),
     ("ro", "Calitate slabă, nu mai cumpăr"),
     ("ro", "frumos, dar calitate slaba"),  # without diacritics, and "dar" (but)
+    ("ro", "Aplicația se blochează mereu"),
+    ("ro", "Am sunat de cinci ori și nimeni nu m-a ajutat"),
     ("da", "Pakken er ikke modtaget, aldrig igen"),
     ("da", "Alt for dyrt og langsomt"),
     ("da", "Maden var god, men betjeningen var elendig"),
@@ -42,6 +51,9 @@ POSITIVE = [
     ("zh", "物流有点慢，但是东西很好"),
     ("zh", "不会让我失望"),
     ("zh", "服務很好"),  # traditional characters
+    ("zh", "客服很负责，问题马上解决了"),
+    ("zh", "宝贝收到了，跟描述一样"),
+    ("zh", "不差"),
     ("id", "enak banget, recommended"),
     ("id", "pengiriman cepat, barang sesuai deskripsi"),
     ("id", "tidak mengecewakan"),
