@@ -237,11 +237,15 @@ class _CaseBuilder:
         self.by_conversation: dict[tuple[str, str], list[Case]] = {}
         self.group_counts: dict[str, tuple[int, Case | None]] = {}
         self.case_ids: list[int] = []  # reserved, not yet used (reversed: pop() gives the next)
+        self.handed_off: dict[tuple[str, str], list[Case]] = {}  # (platform, author) -> acknowledged, not in DM
+        self.parents: dict[tuple[str, str], tuple[int, int | None]] = {}  # (platform, external id) -> (id, case)
+        self.posted: dict[int, set[str]] = {}  # case id -> platform ids of the replies our outbox posted
         self.rows_left = 0
 
     def run(self, rows: Sequence[Mention], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
         outbox.begin_batch(self.s)
         self._load_cases(rows)
+        self._load_page_context(rows)
         acknowledge.prefetch_recent_acks(self.s, authors=[(r.platform, r.author_id) for r in rows],
                                          since=self.now - self.rules.acknowledgement.cooldown)
         mention_updates: list[dict[str, Any]] = []
@@ -291,6 +295,47 @@ class _CaseBuilder:
                 found.update((case.id, case) for case in self.s.exec(query).all())
         for case_id in sorted(found):  # id order, as _brand_answered walks a conversation's cases
             self._remember(found[case_id])
+
+    def _load_page_context(self, rows: Sequence[Mention]) -> None:
+        """What the page's private messages and brand replies look up, in a few queries for the whole page
+        instead of one or two per row (each also flushing the page's pending cases).  Nothing the loop
+        writes changes these answers: acknowledgements are stamped by deliveries, the page's mentions get
+        their case ids after the loop, and a reply of ours is `sent` only once delivered."""
+        messages: dict[str, set[str]] = {}
+        parents: dict[str, set[str]] = {}
+        brand_conversations: set[tuple[str, str]] = set()
+        for row in rows:
+            if row.from_brand:
+                brand_conversations.add((row.platform, row.conversation_id))
+                if row.parent_id:
+                    parents.setdefault(row.platform, set()).add(row.parent_id)
+            elif row.kind == "message" and row.created_at is not None:
+                messages.setdefault(row.platform, set()).add(row.author_id)
+        for platform, author_ids in messages.items():
+            ordered = sorted(author_ids)
+            for start in range(0, len(ordered), 400):
+                query = select(Case).where(
+                    Case.platform == platform, Case.author_id.in_(ordered[start:start + 400]),
+                    Case.acknowledged_at.is_not(None), Case.moved_to_dm.is_(False))
+                for case in self.s.exec(query).all():
+                    self.handed_off.setdefault((case.platform, case.author_id), []).append(case)
+        for cases in self.handed_off.values():
+            cases.sort(key=lambda c: c.id or 0)
+        for platform, external_ids in parents.items():
+            ordered = sorted(external_ids)
+            for start in range(0, len(ordered), 400):
+                for mention_id, case_id, external_id in self.s.exec(
+                        select(Mention.id, Mention.case_id, Mention.external_id).where(
+                            Mention.platform == platform, Mention.external_id.in_(ordered[start:start + 400]))).all():
+                    self.parents[(platform, external_id)] = (mention_id, case_id)
+        case_ids = sorted({c.id for key in brand_conversations for c in self.by_conversation.get(key, [])
+                           if c.id is not None})
+        for start in range(0, len(case_ids), 400):
+            for case_id, result in self.s.exec(select(Outbox.case_id, Outbox.result).where(
+                    Outbox.case_id.in_(case_ids[start:start + 400]), Outbox.kind.in_(list(PUBLIC_KINDS)),
+                    Outbox.state == OutboxState.SENT)).all():
+                if result and result.get("external_id") and case_id is not None:
+                    self.posted.setdefault(case_id, set()).add(str(result.get("external_id")))
 
     def _remember(self, case: Case) -> None:
         self.cases[(case.platform, case.conversation_id, case.author_id)] = case
@@ -470,8 +515,7 @@ class _CaseBuilder:
     def _answered_by(self, row: Mention, cases: Sequence[Case]) -> list[Case]:
         """The case whose mention the brand's reply answers (its parent), not every case of the post or
         thread; a reply to the post itself answers a case only when the post has just one waiting."""
-        parent = self.s.exec(select(Mention.id, Mention.case_id).where(
-            Mention.platform == row.platform, Mention.external_id == row.parent_id)).first() if row.parent_id else None
+        parent = self.parents.get((row.platform, row.parent_id)) if row.parent_id else None
         if parent is not None and (parent[1] is not None or any(c.first_mention_id == parent[0] for c in cases)):
             return [c for c in cases if c.id == parent[1] or c.first_mention_id == parent[0]]
         if row.parent_id and row.parent_id != row.conversation_id:
@@ -480,28 +524,24 @@ class _CaseBuilder:
         return waiting if len(waiting) == 1 else []
 
     def _posted_by_us(self, case_ids: Sequence[int]) -> set[str]:
-        """Platform ids of the replies our outbox posted for these cases."""
-        if not case_ids:
-            return set()
-        results = self.s.exec(select(Outbox.result).where(
-            Outbox.case_id.in_(case_ids), Outbox.kind.in_(list(PUBLIC_KINDS)),
-            Outbox.state == OutboxState.SENT)).all()
-        return {str(r.get("external_id")) for r in results if r and r.get("external_id")}
+        """Platform ids of the replies our outbox posted for these cases (read for the page up front)."""
+        return {external_id for case_id in case_ids for external_id in self.posted.get(case_id, ())}
 
     def _customer_wrote_privately(self, row: Mention) -> None:
         """A private message after a hand-off: the customer really moved to DM."""
         if row.created_at is None:
             return
-        handed_off = self.s.exec(select(Case).where(
-            Case.platform == row.platform, Case.author_id == row.author_id, Case.conversation_id != row.conversation_id,
-            Case.acknowledged_at.is_not(None), Case.acknowledged_at <= row.created_at,
-            Case.moved_to_dm.is_(False))).all()
-        for case in handed_off:
+        when = row.created_at
+        for case in self.handed_off.get((row.platform, row.author_id), ()):
+            if case.moved_to_dm or case.conversation_id == row.conversation_id or case.acknowledged_at is None \
+                    or case.acknowledged_at > when:
+                continue
             case.moved_to_dm = True
-            case.customer_dm_at = row.created_at
+            case.customer_dm_at = when
             self.s.add(case)
             assert case.id is not None
-            self.s.add(Event(case_id=case.id, at=self.now, kind="customer_dm", detail={"mention_id": row.id}))
+            self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="customer_dm",
+                                  detail={"mention_id": row.id}))
 
     # ------------------------------------------------------------------ acknowledgement
 
