@@ -219,7 +219,11 @@ def _insert_mentions(
 
 
 class _CaseBuilder:
-    """Opens, attaches and reopens cases for one batch, writing their outbox rows."""
+    """Opens, attaches and reopens cases for one batch, writing their outbox rows.
+
+    Every case it changes is in the session already (read by its queries, or added by `_open`), so
+    a change is written by the next flush without another `session.add` (each one walks the case's
+    cascade again)."""
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
@@ -452,7 +456,6 @@ class _CaseBuilder:
         if case.state == CaseState.SNOOZED and attention:
             case.state = CaseState.OPEN
             case.snoozed_until = None
-        self.s.add(case)
         self.result.attached += 1
         assert case.id is not None
         self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="followup", detail={"mention_id": row.id}))
@@ -481,7 +484,6 @@ class _CaseBuilder:
         case.first_response_at = None
         case.mention_count += 1
         case.last_mention_at = row.created_at
-        self.s.add(case)
         self.result.reopened += 1
         assert case.id is not None
         self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="reopened", detail={"mention_id": row.id}))
@@ -503,7 +505,6 @@ class _CaseBuilder:
             case.first_response_at = when
             if case.first_public_response_at is None:
                 case.first_public_response_at = when
-            self.s.add(case)
             assert case.id is not None
             self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="responded_on_platform",
                                   detail={"mention_id": row.id}))
@@ -538,7 +539,6 @@ class _CaseBuilder:
                 continue
             case.moved_to_dm = True
             case.customer_dm_at = when
-            self.s.add(case)
             assert case.id is not None
             self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="customer_dm",
                                   detail={"mention_id": row.id}))
