@@ -26,7 +26,6 @@ from monitor.model import (
     PUBLIC_KINDS,
     Case,
     CaseState,
-    Event,
     Mention,
     NewMention,
     Outbox,
@@ -397,9 +396,9 @@ class _CaseBuilder:
         self.s.add(case)
         self._remember(case)
         self.result.cases_opened += 1
-        self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="opened",
-                              detail={"rule": case.rule, "mention_id": row.id, "due": case.sla_due_at.isoformat()
-                                      if case.sla_due_at else None}))
+        outbox.add_event(self.s, case_id=case.id, at=self.now, kind="opened",
+                         detail={"rule": case.rule, "mention_id": row.id, "due": case.sla_due_at.isoformat()
+                                 if case.sla_due_at else None})
         self._queue_alert(case, row)
         self._queue_acknowledgement(case, row, decision)
         return case
@@ -458,7 +457,7 @@ class _CaseBuilder:
             case.snoozed_until = None
         self.result.attached += 1
         assert case.id is not None
-        self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="followup", detail={"mention_id": row.id}))
+        outbox.add_event(self.s, case_id=case.id, at=self.now, kind="followup", detail={"mention_id": row.id})
         outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"followup:{row.id}", case_id=case.id,
                    mention_id=row.id, target=case.channel,
                    payload=notes.Followup(mention_id=row.id, broadcast=attention).payload(), now=self.now)
@@ -486,7 +485,7 @@ class _CaseBuilder:
         case.last_mention_at = row.created_at
         self.result.reopened += 1
         assert case.id is not None
-        self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="reopened", detail={"mention_id": row.id}))
+        outbox.add_event(self.s, case_id=case.id, at=self.now, kind="reopened", detail={"mention_id": row.id})
         outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"followup:{row.id}", case_id=case.id,
                    mention_id=row.id, target=case.channel,
                    payload=notes.Reopened(mention_id=row.id).payload(), now=self.now)
@@ -506,8 +505,8 @@ class _CaseBuilder:
             if case.first_public_response_at is None:
                 case.first_public_response_at = when
             assert case.id is not None
-            self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="responded_on_platform",
-                                  detail={"mention_id": row.id}))
+            outbox.add_event(self.s, case_id=case.id, at=self.now, kind="responded_on_platform",
+                             detail={"mention_id": row.id})
             outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"brand-answer:{row.id}:{case.id}",
                        case_id=case.id, mention_id=row.id, target=case.channel,
                        payload=notes.RespondedOnPlatform(mention_id=row.id).payload(), now=self.now)
@@ -540,8 +539,8 @@ class _CaseBuilder:
             case.moved_to_dm = True
             case.customer_dm_at = when
             assert case.id is not None
-            self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="customer_dm",
-                                  detail={"mention_id": row.id}))
+            outbox.add_event(self.s, case_id=case.id, at=self.now, kind="customer_dm",
+                             detail={"mention_id": row.id})
 
     # ------------------------------------------------------------------ acknowledgement
 
