@@ -4,8 +4,8 @@
 
 Detectors, each in a fresh child process (so its RSS is its own): `ours` (monitor.triage.lang.detect,
 no platform hint, the six languages), `py3langid` (restricted to the six), and, where the child's
-Python has them installed, `langid` (langid.py, restricted to the six), `pycld2`, `langdetect` (seeded), `lingua` and `lingua-low` (both built
-for the six languages only, models preloaded).  Only detectors whose model ships inside their
+Python has them installed, `langid` (langid.py, restricted to the six), `pycld2`, `langdetect`
+(seeded), `lingua` and `lingua-low` (both built for the six languages only, models preloaded).  Only detectors whose model ships inside their
 wheel are considered: nothing may be downloaded at run time.
 
 Texts: the devset's posts (data/devset/mentions.tsv and holdout.tsv, gold = the row's language)
