@@ -4,8 +4,8 @@
 
 Detectors, each in a fresh child process (so its RSS is its own): `ours` (monitor.triage.lang.detect,
 no platform hint, the six languages), `py3langid` (restricted to the six), and, where the child's
-Python has them installed, `pycld2`, `langdetect` (seeded), `lingua` and `lingua-low` (both built
-for the six languages only, models preloaded).  Only detectors whose model ships inside their
+Python has them installed, `langid` (langid.py, restricted to the six), `pycld2`, `langdetect`
+(seeded), `lingua` and `lingua-low` (both built for the six languages only, models preloaded).  Only detectors whose model ships inside their
 wheel are considered: nothing may be downloaded at run time.
 
 Texts: the devset's posts (data/devset/mentions.tsv and holdout.tsv, gold = the row's language)
@@ -31,7 +31,7 @@ from common import ROOT, emit, machine
 
 SIX = ("en", "da", "hr", "ro", "id", "zh")
 XED_FILES = {"en": "en", "da": "da", "hr": "hr", "ro": "ro", "id": "id", "zh": "cn"}
-DETECTORS = ("ours", "py3langid", "pycld2", "langdetect", "lingua", "lingua-low")
+DETECTORS = ("ours", "py3langid", "langid", "pycld2", "langdetect", "lingua", "lingua-low")
 
 _CHILD = r"""
 import json, sys, time
@@ -51,6 +51,11 @@ if name == "ours":
 elif name == "py3langid":
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
     ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    ident.set_languages(six)
+    guess = lambda t: ident.classify(t)[0]
+elif name == "langid":
+    from langid.langid import LanguageIdentifier, model
+    ident = LanguageIdentifier.from_modelstring(model, norm_probs=True)
     ident.set_languages(six)
     guess = lambda t: ident.classify(t)[0]
 elif name == "pycld2":

@@ -190,7 +190,7 @@ def queue(
                    case_id=case.id, mention_id=mention.id, platform=mention.platform, target=mention.external_id,
                    payload={**base, "text": private_text}, now=now, author_id=mention.author_id)
     if queued:
-        session.add(Event(case_id=case.id, at=now, kind="ack_queued", actor=actor, detail={"lang": lang}))
+        outbox.add_event(session, case_id=case.id, at=now, kind="ack_queued", actor=actor, detail={"lang": lang})
     return queued
 
 

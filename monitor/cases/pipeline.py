@@ -26,7 +26,6 @@ from monitor.model import (
     PUBLIC_KINDS,
     Case,
     CaseState,
-    Event,
     Mention,
     NewMention,
     Outbox,
@@ -219,7 +218,11 @@ def _insert_mentions(
 
 
 class _CaseBuilder:
-    """Opens, attaches and reopens cases for one batch, writing their outbox rows."""
+    """Opens, attaches and reopens cases for one batch, writing their outbox rows.
+
+    Every case it changes is in the session already (read by its queries, or added by `_open`), so
+    a change is written by the next flush without another `session.add` (each one walks the case's
+    cascade again)."""
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
@@ -237,11 +240,14 @@ class _CaseBuilder:
         self.by_conversation: dict[tuple[str, str], list[Case]] = {}
         self.group_counts: dict[str, tuple[int, Case | None]] = {}
         self.case_ids: list[int] = []  # reserved, not yet used (reversed: pop() gives the next)
+        self.parents: dict[tuple[str, str], tuple[int, int | None]] = {}  # (platform, external id) -> (id, case)
+        self.posted: dict[int, set[str]] = {}  # case id -> platform ids of the replies our outbox posted
         self.rows_left = 0
 
     def run(self, rows: Sequence[Mention], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
         outbox.begin_batch(self.s)
         self._load_cases(rows)
+        self._load_page_context(rows)
         acknowledge.prefetch_recent_acks(self.s, authors=[(r.platform, r.author_id) for r in rows],
                                          since=self.now - self.rules.acknowledgement.cooldown)
         mention_updates: list[dict[str, Any]] = []
@@ -291,6 +297,34 @@ class _CaseBuilder:
                 found.update((case.id, case) for case in self.s.exec(query).all())
         for case_id in sorted(found):  # id order, as _brand_answered walks a conversation's cases
             self._remember(found[case_id])
+
+    def _load_page_context(self, rows: Sequence[Mention]) -> None:
+        """What the page's brand replies look up (their parents, our posted replies), in a few queries for the
+        whole page instead of one or two per row (each also flushing the page's pending cases).  Nothing the loop
+        writes changes these answers: acknowledgements are stamped by deliveries, the page's mentions get
+        their case ids after the loop, and a reply of ours is `sent` only once delivered."""
+        parents: dict[str, set[str]] = {}
+        brand_conversations: set[tuple[str, str]] = set()
+        for row in rows:
+            if row.from_brand:
+                brand_conversations.add((row.platform, row.conversation_id))
+                if row.parent_id:
+                    parents.setdefault(row.platform, set()).add(row.parent_id)
+        for platform, external_ids in parents.items():
+            ordered = sorted(external_ids)
+            for start in range(0, len(ordered), 400):
+                for mention_id, case_id, external_id in self.s.exec(
+                        select(Mention.id, Mention.case_id, Mention.external_id).where(
+                            Mention.platform == platform, Mention.external_id.in_(ordered[start:start + 400]))).all():
+                    self.parents[(platform, external_id)] = (mention_id, case_id)
+        case_ids = sorted({c.id for key in brand_conversations for c in self.by_conversation.get(key, [])
+                           if c.id is not None})
+        for start in range(0, len(case_ids), 400):
+            for case_id, result in self.s.exec(select(Outbox.case_id, Outbox.result).where(
+                    Outbox.case_id.in_(case_ids[start:start + 400]), Outbox.kind.in_(list(PUBLIC_KINDS)),
+                    Outbox.state == OutboxState.SENT)).all():
+                if result and result.get("external_id") and case_id is not None:
+                    self.posted.setdefault(case_id, set()).add(str(result.get("external_id")))
 
     def _remember(self, case: Case) -> None:
         self.cases[(case.platform, case.conversation_id, case.author_id)] = case
@@ -353,9 +387,9 @@ class _CaseBuilder:
         self.s.add(case)
         self._remember(case)
         self.result.cases_opened += 1
-        self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="opened",
-                              detail={"rule": case.rule, "mention_id": row.id, "due": case.sla_due_at.isoformat()
-                                      if case.sla_due_at else None}))
+        outbox.add_event(self.s, case_id=case.id, at=self.now, kind="opened",
+                         detail={"rule": case.rule, "mention_id": row.id, "due": case.sla_due_at.isoformat()
+                                 if case.sla_due_at else None})
         self._queue_alert(case, row)
         self._queue_acknowledgement(case, row, decision)
         return case
@@ -412,10 +446,9 @@ class _CaseBuilder:
         if case.state == CaseState.SNOOZED and attention:
             case.state = CaseState.OPEN
             case.snoozed_until = None
-        self.s.add(case)
         self.result.attached += 1
         assert case.id is not None
-        self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="followup", detail={"mention_id": row.id}))
+        outbox.add_event(self.s, case_id=case.id, at=self.now, kind="followup", detail={"mention_id": row.id})
         # a private message stays in the thread: reply_broadcast would show its text in the channel
         private = is_private(row.kind) and row.conversation_id != case.conversation_id
         outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"followup:{row.id}", case_id=case.id,
@@ -444,10 +477,9 @@ class _CaseBuilder:
         case.first_response_at = None
         case.mention_count += 1
         case.last_mention_at = row.created_at
-        self.s.add(case)
         self.result.reopened += 1
         assert case.id is not None
-        self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="reopened", detail={"mention_id": row.id}))
+        outbox.add_event(self.s, case_id=case.id, at=self.now, kind="reopened", detail={"mention_id": row.id})
         private = is_private(row.kind) and row.conversation_id != case.conversation_id
         outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"followup:{row.id}", case_id=case.id,
                    mention_id=row.id, target=case.channel,
@@ -468,10 +500,9 @@ class _CaseBuilder:
             case.first_response_at = when
             if case.first_public_response_at is None:
                 case.first_public_response_at = when
-            self.s.add(case)
             assert case.id is not None
-            self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="responded_on_platform",
-                                  detail={"mention_id": row.id}))
+            outbox.add_event(self.s, case_id=case.id, at=self.now, kind="responded_on_platform",
+                             detail={"mention_id": row.id})
             outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"brand-answer:{row.id}:{case.id}",
                        case_id=case.id, mention_id=row.id, target=case.channel,
                        payload=notes.RespondedOnPlatform(mention_id=row.id).payload(), now=self.now)
@@ -480,8 +511,7 @@ class _CaseBuilder:
     def _answered_by(self, row: Mention, cases: Sequence[Case]) -> list[Case]:
         """The case whose mention the brand's reply answers (its parent), not every case of the post or
         thread; a reply to the post itself answers a case only when the post has just one waiting."""
-        parent = self.s.exec(select(Mention.id, Mention.case_id).where(
-            Mention.platform == row.platform, Mention.external_id == row.parent_id)).first() if row.parent_id else None
+        parent = self.parents.get((row.platform, row.parent_id)) if row.parent_id else None
         if parent is not None and (parent[1] is not None or any(c.first_mention_id == parent[0] for c in cases)):
             return [c for c in cases if c.id == parent[1] or c.first_mention_id == parent[0]]
         if row.parent_id and row.parent_id != row.conversation_id:
@@ -490,13 +520,8 @@ class _CaseBuilder:
         return waiting if len(waiting) == 1 else []
 
     def _posted_by_us(self, case_ids: Sequence[int]) -> set[str]:
-        """Platform ids of the replies our outbox posted for these cases."""
-        if not case_ids:
-            return set()
-        results = self.s.exec(select(Outbox.result).where(
-            Outbox.case_id.in_(case_ids), Outbox.kind.in_(list(PUBLIC_KINDS)),
-            Outbox.state == OutboxState.SENT)).all()
-        return {str(r.get("external_id")) for r in results if r and r.get("external_id")}
+        """Platform ids of the replies our outbox posted for these cases (read for the page up front)."""
+        return {external_id for case_id in case_ids for external_id in self.posted.get(case_id, ())}
 
     def _handed_off_case(self, row: Mention) -> Case | None:
         """The customer's public case that was handed off (acknowledged, or answered in private) before this
@@ -519,9 +544,8 @@ class _CaseBuilder:
             return
         case.moved_to_dm = True
         case.customer_dm_at = row.created_at
-        self.s.add(case)
         assert case.id is not None
-        self.s.add(Event(case_id=case.id, at=self.now, kind="customer_dm", detail={"mention_id": row.id}))
+        outbox.add_event(self.s, case_id=case.id, at=self.now, kind="customer_dm", detail={"mention_id": row.id})
 
     # ------------------------------------------------------------------ acknowledgement
 
