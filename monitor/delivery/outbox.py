@@ -26,7 +26,7 @@ from monitor.delivery.notes import compose
 from monitor.model import PUBLIC_KINDS, Case, Mention, Outbox, OutboxKind, OutboxState
 from monitor.retry import DELIVERIES
 from monitor.store import is_postgres, transaction
-from monitor.views import build_view
+from monitor.views import OpenCaseLine, ThreadLine, build_view
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 
 
 ACK_PREFIX = "ack:"  # dedup keys of acknowledgements (monitor.cases.acknowledge.ack_key)
+PRIORITY_PREFIX = "spike:"  # dedup keys of rows delivered before everything else (monitor.cases.sla._spike)
 _BATCH = "mm_outbox_batch"  # Session.info key of the open Batch
 
 
@@ -162,8 +163,10 @@ def claim(engine: Engine, *, worker: str, now: datetime, limit: int = 50, ttl: t
         )
         # Alerts first: a new case's alert must not wait behind the replies and thread notes of
         # the same poll (bench/latency.py); the notes need the alert's ts anyway.
-        alerts_first = sa.case((Outbox.kind == OutboxKind.ALERT.value, 0), else_=1)
-        query = select(Outbox).where(due).order_by(alerts_first, Outbox.id).limit(limit)
+        # A spike alert jumps the queue: it says what a storm is about, ahead of the storm's own lines.
+        priority = sa.case((Outbox.dedup_key.startswith(PRIORITY_PREFIX), 0),
+                           (Outbox.kind == OutboxKind.ALERT.value, 1), else_=2)
+        query = select(Outbox).where(due).order_by(priority, Outbox.id).limit(limit)
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
         rows = s.exec(query).all()
@@ -254,6 +257,13 @@ class ChannelPacer:
         if asked and answered and asked != answered:
             self._alias[asked] = answered
 
+    def hold(self, channel: str, *, until: datetime, now: datetime) -> None:
+        """Slack answered 429 for `channel`: no message there before `until` (its Retry-After).  The
+        rest of the pass waits in the outbox instead of asking again, one refused request each."""
+        key = self._alias.get(channel, channel)
+        wait = max(0.0, (until - now).total_seconds())
+        self._buckets[key] = (1 - wait * self.per_second, now)  # the bucket reaches one token at `until`
+
     def take(self, channel: str, now: datetime) -> timedelta:
         """Zero if a message may go now (and count it), else how long to wait."""
         key = self._alias.get(channel, channel)
@@ -288,19 +298,151 @@ class Deliverer:
     def run_once(self, *, now: datetime, limit: int = 50,
                  should_stop: Callable[[], bool] = lambda: False) -> DeliveryStats:
         """Deliver one claimed batch.  When `should_stop` turns true (SIGTERM), the rows not yet tried
-        are handed back at once, so that a stop never waits behind a batch of rate-limited posts."""
+        are handed back at once, so that a stop never waits behind a batch of rate-limited posts.
+        Thread notes of one thread in the batch go out together, several to a message."""
         stats = DeliveryStats()
         items = claim(self.engine, worker=self.worker, now=now, limit=limit, ttl=self.claim_ttl)
-        for done, item in enumerate(items):
+        done: set[int] = set()
+        for index, item in enumerate(items):
+            if item.row.id in done:
+                continue
             if should_stop():
-                release(self.engine, items[done:], worker=self.worker, now=now)
+                release(self.engine, [i for i in items[index:] if i.row.id not in done], worker=self.worker, now=now)
                 break
-            outcome = self._deliver(item, now=now)
-            setattr(stats, outcome, getattr(stats, outcome) + 1)
-            if outcome == "sent" and item.row.kind == OutboxKind.ALERT:
-                stats.alerts_posted += 1
-            stats.by_kind[item.row.kind] = stats.by_kind.get(item.row.kind, 0) + 1
+            together = self._same_thread(item, items[index:], done=done)
+            outcomes = self._deliver_thread(together, now=now) if together else [(item, self._deliver(item, now=now))]
+            for delivered, outcome in outcomes:
+                done.add(delivered.row.id or 0)
+                setattr(stats, outcome, getattr(stats, outcome) + 1)
+                if outcome == "sent" and delivered.row.kind == OutboxKind.ALERT:
+                    stats.alerts_posted += 1
+                stats.by_kind[delivered.row.kind] = stats.by_kind.get(delivered.row.kind, 0) + 1
         return stats
+
+    # ------------------------------------------------------------------ thread notes, coalesced
+
+    def _coalescing(self, item: Claimed) -> bool:
+        row = item.row
+        return (row.kind == OutboxKind.THREAD and not item.recovering and not row.payload.get("broadcast")
+                and getattr(self.notifier, "render_thread", None) is not None)
+
+    def _same_thread(self, first: Claimed, rest: list[Claimed], *, done: set[int]) -> list[Claimed]:
+        """`first` and the other thread notes of this batch bound for its thread, when there is a
+        thread to post in and more than one note for it (otherwise [] and the row goes alone)."""
+        if not self._coalescing(first):
+            return []
+        candidates = [i for i in rest if i.row.id not in done and self._coalescing(i)]
+        threads = self._threads([i.row.case_id for i in candidates])
+        mine = threads.get(first.row.case_id or 0)
+        if mine is None:
+            return []
+        together = [i for i in candidates if threads.get(i.row.case_id or 0) == mine]
+        members = any(i.row.payload.get("note") == "group_member" for i in together)
+        return together if len(together) > 1 or members else []
+
+    def _threads(self, case_ids: list[int | None]) -> dict[int, tuple[str, str]]:
+        """case id -> (channel, ts) of the thread its notes go to: its alert's, or its group's message's."""
+        wanted = sorted({c for c in case_ids if c})
+        found: dict[int, tuple[str, str]] = {}
+        with transaction(self.engine) as s:
+            cases = {c.id: c for c in s.exec(select(Case).where(Case.id.in_(wanted))).all()} if wanted else {}
+            leaders_wanted = sorted({c.grouped_into for c in cases.values()
+                                     if not c.slack_ts and c.grouped_into and c.grouped_into != c.id})
+            leaders = {c.id: c for c in s.exec(select(Case).where(Case.id.in_(leaders_wanted))).all()} \
+                if leaders_wanted else {}
+        for case_id, case in cases.items():
+            thread = case if case.slack_ts else leaders.get(case.grouped_into or 0)
+            if thread is not None and thread.slack_ts and case_id is not None:
+                found[case_id] = (thread.slack_channel, thread.slack_ts)
+        return found
+
+    def _deliver_thread(self, items: list[Claimed], *, now: datetime) -> list[tuple[Claimed, str]]:
+        """Post the notes of one thread, `lines_per_message` to a message; each row is finished with
+        the message that carried it."""
+        per_message = max(1, int(getattr(self.notifier, "lines_per_message", 1)))
+        outcomes: list[tuple[Claimed, str]] = []
+        for start in range(0, len(items), per_message):
+            chunk = items[start:start + per_message]
+            outcomes += self._post_lines(chunk, now=now)
+            if outcomes and outcomes[-1][1] == "retried":  # paced or refused for now: the rest waits too
+                rest = items[start + per_message:]
+                if rest:
+                    release(self.engine, rest, worker=self.worker, now=now,
+                            retry_at=self._next_attempt(outcomes[-1][0]))
+                    outcomes += [(i, "retried") for i in rest]
+                break
+        return outcomes
+
+    def _next_attempt(self, item: Claimed) -> datetime | None:
+        with transaction(self.engine) as s:
+            row = s.get(Outbox, item.row.id)
+            return row.next_attempt_at if row is not None else None
+
+    def _post_lines(self, chunk: list[Claimed], *, now: datetime) -> list[tuple[Claimed, str]]:
+        outcomes: list[tuple[Claimed, str]] = []
+        lines: list[tuple[Claimed, ThreadLine]] = []
+        channel = ts = ""
+        for item in chunk:
+            try:
+                line, channel, ts = self._thread_line(item.row, now=now)
+            except ConnectorError as exc:  # a note we cannot word fails alone
+                self._fail(item.row, now=now, exc=exc)
+                outcomes.append((item, "failed"))
+                continue
+            lines.append((item, line))
+        if not lines:
+            return outcomes
+        rows = [item for item, _ in lines]
+        text, blocks = self.notifier.render_thread([line for _, line in lines])  # type: ignore[attr-defined]
+        metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_ids": ",".join(str(i.row.id) for i in rows)}}
+        try:
+            self._pace(channel, now=now)
+            posted = self.notifier.post(channel=channel, text=text, blocks=blocks, thread_ts=ts, metadata=metadata)
+        except _Paced as wait:
+            release(self.engine, rows, worker=self.worker, now=now, retry_at=now + wait.delay)
+            return outcomes + [(i, "retried") for i in rows]
+        except RateLimited as exc:
+            if self.pacer is not None:
+                self.pacer.hold(channel, until=exc.until, now=now)
+            for item in rows:
+                self._retry(item.row, now=now, at=exc.until, error=str(exc))
+            return outcomes + [(i, "retried") for i in rows]
+        except Refused:
+            # Slack refused the blocks: each note goes alone, as text, the way it always could
+            return outcomes + [(i, self._deliver(i, now=now)) for i in rows]
+        except (Transient, AuthFailed, BadPayload) as exc:
+            for item in rows:
+                self._retry(item.row, now=now, at=now + backoff(item.row.attempts), error=str(exc))
+            return outcomes + [(i, "retried") for i in rows]
+        if self.pacer is not None:
+            self.pacer.learn(channel, posted.channel)
+        for item in rows:
+            finish(self.engine, item.row, worker=self.worker, now=now, state=OutboxState.SENT,
+                   result={"channel": posted.channel, "ts": posted.ts})
+        return outcomes + [(i, "sent") for i in rows]
+
+    def _thread_line(self, row: Outbox, *, now: datetime) -> tuple[ThreadLine, str, str]:
+        """The worded note of a thread row (with its case's buttons for a group member), and its thread."""
+        with transaction(self.engine) as s:
+            case = s.get(Case, row.case_id) if row.case_id else None
+            if case is None:
+                raise Refused(f"case {row.case_id} does not exist")
+            thread = case if case.slack_ts else s.get(Case, case.grouped_into) if case.grouped_into else None
+            if thread is None or not thread.slack_ts:
+                raise Refused(f"case {case.id} has no thread")
+            text = compose(s, row.payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
+                           time_ref=getattr(self.notifier, "time_ref", None),
+                           case=case if case.grouped_into else None)
+            member = None
+            member_id = row.payload.get("member_case_id") if row.payload.get("note") == "group_member" else None
+            if member_id:
+                member_case = s.get(Case, member_id)
+                mention = s.get(Mention, member_case.first_mention_id) if member_case and \
+                    member_case.first_mention_id else None
+                if member_case is not None and mention is not None:
+                    member = build_view(case=member_case, mention=mention, now=now, timezone=self.timezone(),
+                                        ack_posted=_ack_posted(s, member_case.id))
+            return ThreadLine(text=text, member=member), thread.slack_channel, thread.slack_ts
 
     def _deliver(self, item: Claimed, *, now: datetime) -> str:
         row = item.row
@@ -324,6 +466,8 @@ class Deliverer:
                    retry_at=now + wait.delay, error=str(wait))
             return "retried"
         except RateLimited as exc:
+            if self.pacer is not None and row.kind not in PUBLIC_KINDS:
+                self.pacer.hold(self._channel_of(row), until=exc.until, now=now)
             self._retry(row, now=now, at=exc.until, error=str(exc))
             return "retried"
         except (Transient, AuthFailed) as exc:
@@ -338,6 +482,14 @@ class Deliverer:
         except ConnectorError as exc:
             self._fail(row, now=now, exc=exc)
             return "failed"
+
+    def _channel_of(self, row: Outbox) -> str:
+        """The channel a Slack row posts in (a thread note: its thread's channel)."""
+        if row.kind == OutboxKind.THREAD:
+            thread = self._threads([row.case_id]).get(row.case_id or 0)
+            if thread is not None:
+                return thread[0]
+        return row.target
 
     def _fail(self, row: Outbox, *, now: datetime, exc: ConnectorError) -> None:
         log.error("outbox %s #%d failed for good: %s", row.kind, row.id, exc)
@@ -381,17 +533,17 @@ class Deliverer:
 
     def _view(self, case: Case, mention: Mention, *, now: datetime):  # type: ignore[no-untyped-def]
         with transaction(self.engine) as s:
-            ack_posted = s.exec(
-                select(sa.func.count()).select_from(Outbox).where(
-                    Outbox.case_id == case.id, Outbox.kind == OutboxKind.REPLY_PUBLIC,
-                    Outbox.state == OutboxState.SENT)
-            ).one() > 0
+            ack_posted = _ack_posted(s, case.id)
             grouped = 0
+            members: tuple[OpenCaseLine, ...] = ()
             if case.grouped_into == case.id:
-                grouped = s.exec(select(sa.func.count()).select_from(Case).where(Case.grouped_into == case.id)).one()
+                grouped = int(s.exec(select(sa.func.count()).select_from(Case).where(
+                    Case.grouped_into == case.id)).one())
+                if grouped > 1:
+                    members = _newest_members(s, leader_id=case.id or 0)
         view = build_view(case=case, mention=mention, now=now, timezone=self.timezone(), ack_posted=ack_posted)
-        if grouped:
-            view = replace(view, grouped_count=int(grouped))
+        if grouped > 1:  # a group of one reads as the case's own alert, buttons and all
+            view = replace(view, grouped_count=grouped, members=members)
         return view
 
     def _alert(self, item: Claimed, *, now: datetime) -> None:
@@ -450,8 +602,10 @@ class Deliverer:
 
     def _message(self, row: Outbox, *, now: datetime) -> None:
         thread_ts = ""
+        named: Case | None = None  # the note's case, named in a thread its group shares
         if row.kind == OutboxKind.THREAD:
             case, _ = self._load(row.case_id)
+            named = case if case.grouped_into else None
             if not case.slack_ts and case.grouped_into and case.grouped_into != case.id:
                 # A case grouped into a storm message never gets an alert of its own: its notes
                 # go to the group message's thread.  Waiting for its own alert retried them every
@@ -472,7 +626,7 @@ class Deliverer:
             payload = {**payload, "permalink": self._permalink(payload.get("case_id"))}
         with transaction(self.engine) as s:
             text = compose(s, payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
-                           time_ref=getattr(self.notifier, "time_ref", None))
+                           time_ref=getattr(self.notifier, "time_ref", None), case=named)
         posted = None
         metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_id": str(row.id)}}
         if row.kind == OutboxKind.CHANNEL and row.attempts > 1:
@@ -501,6 +655,22 @@ class Deliverer:
         except ConnectorError as exc:
             log.warning("no link to the alert of case %s: %s", case_id, exc)
             return ""
+
+
+GROUP_NEWEST = 10  # the members a grouped message lists (all of them have a line in its thread)
+
+
+def _ack_posted(s: Session, case_id: int | None) -> bool:
+    return s.exec(select(sa.func.count()).select_from(Outbox).where(
+        Outbox.case_id == case_id, Outbox.kind == OutboxKind.REPLY_PUBLIC, Outbox.state == OutboxState.SENT)).one() > 0
+
+
+def _newest_members(s: Session, *, leader_id: int) -> tuple[OpenCaseLine, ...]:
+    rows = s.exec(select(Case, Mention).join(Mention, Mention.id == Case.first_mention_id)
+                  .where(Case.grouped_into == leader_id).order_by(Case.id.desc()).limit(GROUP_NEWEST)).all()
+    return tuple(OpenCaseLine(case_id=c.id or 0, platform=c.platform, author_handle=c.author_handle, text=m.text,
+                              rule=c.rule, severity=c.severity, sla_due_at=c.sla_due_at, assignee=c.assignee,
+                              state=c.state, sla_seconds=c.sla_seconds) for c, m in rows)
 
 
 class _Paced(Exception):
