@@ -279,6 +279,8 @@ SPIKE_TOPICS = " Mostly about: {topics}."
 SPIKE_TOPIC = "{category} ({count})"
 SPIKE_EXAMPLE = "\n>{author}: {quote}"
 
+CLI_ONCE_LEFT = "{count} Slack messages are still queued in the outbox; a running daemon delivers them at Slack's pace."
+
 NOTE_UNKNOWN_KIND = "a thread note of kind {kind!r} that this version cannot word; it was not posted"
 NOTE_BAD_PAYLOAD = "a thread note of kind {kind!r} lacks what it needs ({detail}); it was not posted"
 
