@@ -164,8 +164,11 @@ def claim(engine: Engine, *, worker: str, now: datetime, limit: int = 50, ttl: t
         # Alerts first: a new case's alert must not wait behind the replies and thread notes of
         # the same poll (bench/latency.py); the notes need the alert's ts anyway.
         # A spike alert jumps the queue: it says what a storm is about, ahead of the storm's own lines.
+        # Then alerts, then thread lines: in a storm, every case visible in Slack before the
+        # public replies of the same poll, each a platform call of its own.
         priority = sa.case((Outbox.dedup_key.startswith(PRIORITY_PREFIX), 0),
-                           (Outbox.kind == OutboxKind.ALERT.value, 1), else_=2)
+                           (Outbox.kind == OutboxKind.ALERT.value, 1),
+                           (Outbox.kind == OutboxKind.THREAD.value, 2), else_=3)
         query = select(Outbox).where(due).order_by(priority, Outbox.id).limit(limit)
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
