@@ -209,6 +209,16 @@ def finish(
     return done
 
 
+def finish_sent(engine: Engine, rows: list[Outbox], *, worker: str, now: datetime, result: dict[str, Any]) -> None:
+    """`finish` for rows one Slack message carried: one transaction, not one commit per row."""
+    table = Outbox.__table__
+    with transaction(engine) as s:
+        s.execute(sa.update(table).where(
+            table.c.id.in_([r.id for r in rows]), table.c.state == OutboxState.SENDING.value,
+            table.c.claimed_by == worker).values(state=OutboxState.SENT.value, error="", claimed_by="", result=result,
+                                                 sent_at=now))
+
+
 def release(engine: Engine, items: list[Claimed], *, worker: str, now: datetime,
             retry_at: datetime | None = None) -> None:
     """Give back claimed rows that were not tried.  A fresh claim becomes pending again, its attempt
@@ -383,27 +393,33 @@ class Deliverer:
 
     def _post_lines(self, chunk: list[Claimed], *, now: datetime) -> list[tuple[Claimed, str]]:
         outcomes: list[tuple[Claimed, str]] = []
+        thread = self._threads([chunk[0].row.case_id]).get(chunk[0].row.case_id or 0)
+        if thread is None:  # the alert was deleted meanwhile: each row takes the single path
+            return [(i, self._deliver(i, now=now)) for i in chunk]
+        channel, ts = thread
+        try:
+            self._pace(channel, now=now)  # before any wording: a paced chunk costs nothing
+        except _Paced as wait:
+            release(self.engine, chunk, worker=self.worker, now=now, retry_at=now + wait.delay)
+            return [(i, "retried") for i in chunk]
         lines: list[tuple[Claimed, ThreadLine]] = []
-        channel = ts = ""
-        for item in chunk:
-            try:
-                line, channel, ts = self._thread_line(item.row, now=now)
-            except ConnectorError as exc:  # a note we cannot word fails alone
-                self._fail(item.row, now=now, exc=exc)
-                outcomes.append((item, "failed"))
-                continue
-            lines.append((item, line))
+        failed: list[tuple[Claimed, ConnectorError]] = []
+        with transaction(self.engine) as s:  # one read transaction for the whole message
+            for item in chunk:
+                try:
+                    lines.append((item, self._thread_line(s, item.row, now=now)))
+                except ConnectorError as exc:  # a note we cannot word fails alone
+                    failed.append((item, exc))
+        for item, exc in failed:
+            self._fail(item.row, now=now, exc=exc)
+            outcomes.append((item, "failed"))
         if not lines:
             return outcomes
         rows = [item for item, _ in lines]
         text, blocks = self.notifier.render_thread([line for _, line in lines])  # type: ignore[attr-defined]
         metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_ids": ",".join(str(i.row.id) for i in rows)}}
         try:
-            self._pace(channel, now=now)
             posted = self.notifier.post(channel=channel, text=text, blocks=blocks, thread_ts=ts, metadata=metadata)
-        except _Paced as wait:
-            release(self.engine, rows, worker=self.worker, now=now, retry_at=now + wait.delay)
-            return outcomes + [(i, "retried") for i in rows]
         except RateLimited as exc:
             if self.pacer is not None:
                 self.pacer.hold(channel, until=exc.until, now=now)
@@ -419,33 +435,27 @@ class Deliverer:
             return outcomes + [(i, "retried") for i in rows]
         if self.pacer is not None:
             self.pacer.learn(channel, posted.channel)
-        for item in rows:
-            finish(self.engine, item.row, worker=self.worker, now=now, state=OutboxState.SENT,
-                   result={"channel": posted.channel, "ts": posted.ts})
+        finish_sent(self.engine, [i.row for i in rows], worker=self.worker, now=now,
+                    result={"channel": posted.channel, "ts": posted.ts})
         return outcomes + [(i, "sent") for i in rows]
 
-    def _thread_line(self, row: Outbox, *, now: datetime) -> tuple[ThreadLine, str, str]:
-        """The worded note of a thread row (with its case's buttons for a group member), and its thread."""
-        with transaction(self.engine) as s:
-            case = s.get(Case, row.case_id) if row.case_id else None
-            if case is None:
-                raise Refused(f"case {row.case_id} does not exist")
-            thread = case if case.slack_ts else s.get(Case, case.grouped_into) if case.grouped_into else None
-            if thread is None or not thread.slack_ts:
-                raise Refused(f"case {case.id} has no thread")
-            text = compose(s, row.payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
-                           time_ref=getattr(self.notifier, "time_ref", None),
-                           case=case if case.grouped_into else None)
-            member = None
-            member_id = row.payload.get("member_case_id") if row.payload.get("note") == "group_member" else None
-            if member_id:
-                member_case = s.get(Case, member_id)
-                mention = s.get(Mention, member_case.first_mention_id) if member_case and \
-                    member_case.first_mention_id else None
-                if member_case is not None and mention is not None:
-                    member = build_view(case=member_case, mention=mention, now=now, timezone=self.timezone(),
-                                        ack_posted=_ack_posted(s, member_case.id))
-            return ThreadLine(text=text, member=member), thread.slack_channel, thread.slack_ts
+    def _thread_line(self, s: Session, row: Outbox, *, now: datetime) -> ThreadLine:
+        """The worded note of a thread row, with its case's buttons for a group member."""
+        case = s.get(Case, row.case_id) if row.case_id else None
+        if case is None:
+            raise Refused(f"case {row.case_id} does not exist")
+        text = compose(s, row.payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
+                       time_ref=getattr(self.notifier, "time_ref", None), case=case if case.grouped_into else None)
+        member = None
+        member_id = row.payload.get("member_case_id") if row.payload.get("note") == "group_member" else None
+        if member_id:
+            member_case = s.get(Case, member_id)
+            mention = s.get(Mention, member_case.first_mention_id) if member_case and \
+                member_case.first_mention_id else None
+            if member_case is not None and mention is not None:
+                member = build_view(case=member_case, mention=mention, now=now, timezone=self.timezone(),
+                                    ack_posted=_ack_posted(s, member_case.id))
+        return ThreadLine(text=text, member=member)
 
     def _deliver(self, item: Claimed, *, now: datetime) -> str:
         row = item.row
