@@ -169,6 +169,9 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
             select(Outbox).where(Outbox.kind == "thread")).all() if o.payload.get("note") == "group_member"}
         stored = len(s.exec(select(Mention.id)).all())
     daemon.engine.dispose()
+    slack_log = sandbox.slack_messages()
+    posts_made = sum(1 for m in slack_log if m["op"] == "post")
+    channels_used = sorted({m["channel"] for m in slack_log if m["op"] == "post"})
     sandbox.stop()
     fetch_to_slack: list[float] = []
     created_to_slack: list[float] = []
@@ -187,6 +190,7 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
     if storm:
         visible = sorted(v / 1000 for v in fetch_to_slack)
         return {"storm": n, "visible": len(visible), "cases": len(cases), "stored": stored,
+                "slack_posts": posts_made, "slack_channels": channels_used,
                 "fetch_to_visible_s": {"p50": round(percentile(visible, 50), 1),
                                        "max": round(max(visible), 1) if visible else None},
                 "refused_429": int(alert_received.get("refused", 0)), "grouped": len(members),

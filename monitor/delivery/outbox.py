@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 # Longer than any client timeout: a live claim is never stolen.  Tests of replica failover shorten it.
 CLAIM_TTL = timedelta(seconds=60)  # the default; Settings.claim_ttl (MENTION_MONITOR_CLAIM_TTL) sets it
-MALFORMED_ATTEMPTS = 5  # a Slack answer we cannot read is retried this often before the row fails
+MALFORMED_ATTEMPTS = 5
+REPLIES_PER_PASS = 10  # platform replies one delivery pass makes before it hands the rest back  # a Slack answer we cannot read is retried this often before the row fails
 ALERT_METADATA = "mm_alert"
 
 
@@ -41,6 +42,7 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 
 
 ACK_PREFIX = "ack:"  # dedup keys of acknowledgements (monitor.cases.acknowledge.ack_key)
+MEMBER_PREFIX = "member:"  # a grouped case's line in its group's thread (monitor.cases.pipeline)
 PRIORITY_PREFIX = "spike:"  # dedup keys of rows delivered before everything else (monitor.cases.sla._spike)
 _BATCH = "mm_outbox_batch"  # Session.info key of the open Batch
 
@@ -164,11 +166,13 @@ def claim(engine: Engine, *, worker: str, now: datetime, limit: int = 50, ttl: t
         # Alerts first: a new case's alert must not wait behind the replies and thread notes of
         # the same poll (bench/latency.py); the notes need the alert's ts anyway.
         # A spike alert jumps the queue: it says what a storm is about, ahead of the storm's own lines.
-        # Then alerts, then thread lines: in a storm, every case visible in Slack before the
-        # public replies of the same poll, each a platform call of its own.
+        # Then what makes a case visible (its alert, its line in a group's thread), then the other
+        # thread notes, then the rest: a channel takes about one message a second, and in a storm
+        # every case must reach Slack before the notes about cases already there.
         priority = sa.case((Outbox.dedup_key.startswith(PRIORITY_PREFIX), 0),
                            (Outbox.kind == OutboxKind.ALERT.value, 1),
-                           (Outbox.kind == OutboxKind.THREAD.value, 2), else_=3)
+                           (Outbox.dedup_key.startswith(MEMBER_PREFIX), 2),
+                           (Outbox.kind == OutboxKind.THREAD.value, 3), else_=4)
         query = select(Outbox).where(due).order_by(priority, Outbox.id).limit(limit)
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
@@ -316,10 +320,15 @@ class Deliverer:
         stats = DeliveryStats()
         items = claim(self.engine, worker=self.worker, now=now, limit=limit, ttl=self.claim_ttl)
         done: set[int] = set()
+        replies = 0
         for index, item in enumerate(items):
             if item.row.id in done:
                 continue
-            if should_stop():
+            if item.row.kind in PUBLIC_KINDS:
+                replies += 1
+            if should_stop() or replies > REPLIES_PER_PASS:
+                # the rest goes back: a pass of a hundred platform replies would keep the Slack rows paced
+                # a second ago waiting for all of them (a storm's cases, invisible for many seconds)
                 release(self.engine, [i for i in items[index:] if i.row.id not in done], worker=self.worker, now=now)
                 break
             together = self._same_thread(item, items[index:], done=done)
