@@ -321,6 +321,8 @@ class Deliverer:
         items = claim(self.engine, worker=self.worker, now=now, limit=limit, ttl=self.claim_ttl)
         done: set[int] = set()
         replies = 0
+        paced: dict[str, datetime] = {}  # channel -> when its budget allows the next message
+        waiting: dict[datetime, list[Claimed]] = {}  # rows not tried because their channel was paced
         for index, item in enumerate(items):
             if item.row.id in done:
                 continue
@@ -331,15 +333,35 @@ class Deliverer:
                 # a second ago waiting for all of them (a storm's cases, invisible for many seconds)
                 release(self.engine, [i for i in items[index:] if i.row.id not in done], worker=self.worker, now=now)
                 break
+            held = paced.get(item.row.target) if item.row.kind in (OutboxKind.ALERT, OutboxKind.CHANNEL) else None
+            if held is not None:  # its channel's budget is spent for this pass: given back with the others
+                waiting.setdefault(held, []).append(item)
+                done.add(item.row.id or 0)
+                stats.retried += 1
+                continue
             together = self._same_thread(item, items[index:], done=done)
             outcomes = self._deliver_thread(together, now=now) if together else [(item, self._deliver(item, now=now))]
+            if item.row.kind in (OutboxKind.ALERT, OutboxKind.CHANNEL) and outcomes[-1][1] == "retried":
+                retry_at = self._paced_until(item)
+                if retry_at is not None:
+                    paced[item.row.target] = retry_at
             for delivered, outcome in outcomes:
                 done.add(delivered.row.id or 0)
                 setattr(stats, outcome, getattr(stats, outcome) + 1)
                 if outcome == "sent" and delivered.row.kind == OutboxKind.ALERT:
                     stats.alerts_posted += 1
                 stats.by_kind[delivered.row.kind] = stats.by_kind.get(delivered.row.kind, 0) + 1
+        for retry_at, held_back in waiting.items():  # one statement, not one transaction per row
+            release(self.engine, held_back, worker=self.worker, now=now, retry_at=retry_at)
         return stats
+
+    def _paced_until(self, item: Claimed) -> datetime | None:
+        """When a row handed back untried (paced, or Slack's Retry-After) may go, if it was not tried."""
+        with transaction(self.engine) as s:
+            row = s.get(Outbox, item.row.id)
+            if row is None or row.state != OutboxState.PENDING or row.next_attempt_at is None:
+                return None
+            return row.next_attempt_at
 
     # ------------------------------------------------------------------ thread notes, coalesced
 
