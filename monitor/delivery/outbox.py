@@ -311,6 +311,7 @@ class Deliverer:
         self.replies = replies  # monitor.cases.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
         per_second = notifier.messages_per_second  # a declared capability; None: no limit (the console)
         self.pacer = ChannelPacer(per_second=per_second, burst=notifier.burst) if per_second else None
+        self._group_threads: set[tuple[str, str]] = set()  # (channel, ts) of grouped messages seen
 
     def run_once(self, *, now: datetime, limit: int = 50,
                  should_stop: Callable[[], bool] = lambda: False) -> DeliveryStats:
@@ -378,8 +379,8 @@ class Deliverer:
         candidates = [i for i in rest if i.row.id not in done and self._coalescing(i)]
         threads = self._threads([i.row.case_id for i in candidates])
         mine = threads.get(first.row.case_id or 0)
-        if mine is None:
-            return []
+        if mine is None or mine not in self._group_threads:
+            return []  # a single alert's few notes go one by one, as they always did
         together = [i for i in candidates if threads.get(i.row.case_id or 0) == mine]
         members = any(i.row.payload.get("note") == "group_member" for i in together)
         return together if len(together) > 1 or members else []
@@ -398,6 +399,8 @@ class Deliverer:
             thread = case if case.slack_ts else leaders.get(case.grouped_into or 0)
             if thread is not None and thread.slack_ts and case_id is not None:
                 found[case_id] = (thread.slack_channel, thread.slack_ts)
+                if thread.grouped_into == thread.id:  # a grouped message's thread, shared by its cases
+                    self._group_threads.add(found[case_id])
         return found
 
     def _deliver_thread(self, items: list[Claimed], *, now: datetime) -> list[tuple[Claimed, str]]:
