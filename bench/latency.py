@@ -2,6 +2,12 @@
 
     python bench/latency.py --n 300 --poll-interval 1                     # a loop: poll, then deliver
     python bench/latency.py --n 300 --poll-interval 1 --mode scheduler    # the daemon's own APScheduler jobs
+    python bench/latency.py --storm 300                                   # a burst at Slack's real pace
+
+--storm N injects N urgent mentions at once and keeps Slack's real per-channel pace (the sandbox's
+1 chat.postMessage a second, bursts of 20, and the outbox's own pacing): it reports the seconds from
+the poll that fetched each case until it is visible in Slack (its alert, or its line in the thread
+of a grouped message), p50 and max, and how many requests Slack refused with 429.
 
 An in-process daemon (real tweepy / facebook-sdk / slack-sdk against the loopback sandbox, SQLite
 file, default rules.yaml with every source polled each --poll-interval seconds) while mentions
@@ -55,14 +61,18 @@ def _record_alerts(sandbox: Any, received: dict[str, float]) -> None:
         if answer.status == 200 and isinstance(metadata, dict) and metadata.get("event_type") == "mm_alert":
             received.setdefault(str(metadata["event_payload"]["case_id"]), now)
         elif answer.status == 200 and isinstance(metadata, dict) and metadata.get("event_type") == "mm_outbox":
-            received.setdefault("o" + str(metadata["event_payload"]["outbox_id"]), now)
+            payload = metadata["event_payload"]
+            for outbox_id in str(payload.get("outbox_ids") or payload.get("outbox_id") or "").split(","):
+                received.setdefault("o" + outbox_id, now)  # several thread notes may share one message
+        elif answer.status == 429:
+            received["refused"] = received.get("refused", 0) + 1
         return answer
 
     slack._m_chat_postMessage = post
 
 
 def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, settle_s: float,
-        slack_pacing: bool = False) -> dict[str, Any]:
+        slack_pacing: bool = False, storm: bool = False) -> dict[str, Any]:
     from sqlmodel import Session, select
 
     from connectors.sandbox import Sandbox
@@ -76,9 +86,10 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
     warm_up()
     sandbox = Sandbox().start()
     # Latency, not quota, is measured here: the platforms' rate limits are lifted (economy.py keeps them).
+    slack_pacing = slack_pacing or storm  # a storm is measured at Slack's real pace
     sandbox.configure(x_limits={"mentions": (1_000_000, 900), "search": (1_000_000, 900),
                                 "create_tweet": (1_000_000, 86_400), "dm": (1_000_000, 900)},
-                      slack_burst=1_000_000, graph_calls_per_hour=1_000_000)
+                      slack_burst=None if slack_pacing else 1_000_000, graph_calls_per_hour=1_000_000)
     tmp = Path(tempfile.mkdtemp(prefix="mm-latency-"))
     rules_path = fast_rules(tmp / "rules.yaml", every_s=poll_interval)
     ruleset = load_rules(rules_path)
@@ -98,7 +109,7 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
         # the figure is the pipeline's latency.  --slack-pacing shows what a storm costs under the limit.
         daemon.deliverer.pacer = None
     stream = Stream(seed=seed, start=datetime.now(UTC))
-    planned = stream.steady(n, rate_per_s=rate)
+    planned = stream.steady(n, rate_per_s=1_000_000.0 if storm else rate)
     created_at: dict[str, float] = {}
     stop = threading.Event()
 
@@ -116,6 +127,13 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
     else:
         daemon.start()
     began = time.time()
+    if storm:  # one burst, in the sandbox before the first poll
+        now = time.time()
+        records = [dict(item.record, created_at=datetime.fromtimestamp(now, UTC).isoformat()) for item in planned]
+        for record in records:
+            created_at[f"{record['platform']}:{record['external_id']}"] = now
+        inject(sandbox, records)
+        planned = []
     for item in planned:
         delay = began + item.at_s - time.time()
         if delay > 0:
@@ -133,6 +151,8 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
             stored = len(s.exec(select(Mention.id)).all())
             pending = len(s.exec(select(Outbox.id).where(Outbox.state == OutboxState.PENDING,
                                                          Outbox.kind == "alert")).all())
+        if storm:
+            pending = _slack_pending(daemon.engine)
         if stored >= n - 1 and pending == 0:
             time.sleep(2 * poll_interval)
             break
@@ -149,6 +169,9 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
             select(Outbox).where(Outbox.kind == "thread")).all() if o.payload.get("note") == "group_member"}
         stored = len(s.exec(select(Mention.id)).all())
     daemon.engine.dispose()
+    slack_log = sandbox.slack_messages()
+    posts_made = sum(1 for m in slack_log if m["op"] == "post")
+    channels_used = sorted({m["channel"] for m in slack_log if m["op"] == "post"})
     sandbox.stop()
     fetch_to_slack: list[float] = []
     created_to_slack: list[float] = []
@@ -164,9 +187,28 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
     def stats(values: list[float]) -> dict[str, float]:
         return {f"p{p}": round(percentile(values, p), 1) for p in (50, 95, 99)}
 
+    if storm:
+        visible = sorted(v / 1000 for v in fetch_to_slack)
+        return {"storm": n, "visible": len(visible), "cases": len(cases), "stored": stored,
+                "slack_posts": posts_made, "slack_channels": channels_used,
+                "fetch_to_visible_s": {"p50": round(percentile(visible, 50), 1),
+                                       "max": round(max(visible), 1) if visible else None},
+                "refused_429": int(alert_received.get("refused", 0)), "grouped": len(members),
+                "poll_interval_s": poll_interval, "mode": mode}
+
     return {"fetch_to_slack_ms": stats(fetch_to_slack), "created_to_slack_ms": stats(created_to_slack),
             "alerts": len(fetch_to_slack), "grouped": len(members), "cases": len(cases), "stored": stored, "n": n,
             "poll_interval_s": poll_interval, "rate_per_s": rate, "mode": mode, "slack_pacing": slack_pacing}
+
+
+def _slack_pending(engine: Any) -> int:
+    from sqlmodel import Session, select
+
+    from monitor.model import Outbox, OutboxState
+
+    with Session(engine) as s:
+        return len(s.exec(select(Outbox.id).where(Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING]),
+                                                  Outbox.kind.in_(["alert", "thread"]))).all())
 
 
 def main() -> None:
@@ -180,7 +222,19 @@ def main() -> None:
     parser.add_argument("--slack-pacing", action="store_true",
                         help="keep the outbox's per-channel Slack pacing (1 message/s, bursts of 10)")
     parser.add_argument("--settle", type=float, default=30.0, help="max seconds to wait after the last injection")
+    parser.add_argument("--storm", type=int, default=0, metavar="N",
+                        help="inject N mentions at once and measure them at Slack's real pace")
     args = parser.parse_args()
+    if args.storm:
+        result = run(n=args.storm, poll_interval=args.poll_interval, rate=args.rate, mode=args.mode, seed=args.seed,
+                     settle_s=max(args.settle, 240.0), storm=True)
+        v = result["fetch_to_visible_s"]
+        print(f"storm of {result['storm']}: {result['visible']} of {result['cases']} cases visible in Slack "
+              f"({result['grouped']} in grouped threads)")
+        print(f"fetch -> visible p50 {v['p50']} s  max {v['max']} s  (target: every case within 30 s)  "
+              f"429s {result['refused_429']}")
+        emit({**result, "machine": machine()})
+        return
     result = run(n=args.n, poll_interval=args.poll_interval, rate=args.rate, mode=args.mode, seed=args.seed,
                  slack_pacing=args.slack_pacing,
                  settle_s=args.settle)

@@ -39,7 +39,8 @@ def render_alert_text(view: AlertView) -> str:
         else "@" + view.author_handle
     verified = m.SLACK_VERIFIED_MARK if view.author_verified else ""
     if view.grouped_count > 0:
-        head = f"{badge.emoji} " + m.SLACK_GROUP_HEADLINE.format(count=view.grouped_count, rule=view.rule)
+        head = f"{badge.emoji} " + m.plural(m.SLACK_GROUP_HEADLINE, view.grouped_count, rule=view.rule,
+                                            mark=m.SLACK_SEVERITY_MARKS.get(view.severity, "")).strip()
     else:
         head = m.SLACK_HEADLINE.format(mark=m.SLACK_SEVERITY_MARKS.get(view.severity, ""),
                                        severity=view.severity.upper(), platform=view.platform,

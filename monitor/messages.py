@@ -7,8 +7,22 @@ from __future__ import annotations
 # Placeholders are filled with str.format; values are escaped by the renderer BEFORE formatting.
 
 SLACK_ALERT_FALLBACK = "{mark} {severity} {platform} mention from {author}: {text}"
-SLACK_GROUP_FALLBACK = "{badge} {count} similar mentions ({rule}): {text}"
-SLACK_GROUP_HEADLINE = "*{count} similar mentions* for rule `{rule}` — handled in one thread, not {count} pings"
+
+
+def plural(forms: tuple[str, str], count: int, **values: object) -> str:
+    """The catalogue's (one, other) forms of a sentence, picked for `count` and filled in.  English
+    is the catalogue's only language and has these two forms; a language with more would add its own."""
+    return (forms[0] if count == 1 else forms[1]).format(count=f"{count:,}", **values)
+
+
+SLACK_GROUP_FALLBACK = ("{badge} {count} similar mention ({rule}): {text}", "{badge} {count} similar mentions ({rule}): {text}")
+SLACK_GROUP_HEADLINE = ("{mark} *{count} similar mention* for rule `{rule}` · one line per case in the thread",
+                        "{mark} *{count} similar mentions* for rule `{rule}` · one line per case in the thread, "
+                        "each with its own buttons")
+SLACK_GROUP_NEWEST = ("*Newest:*\n{lines}", "*Newest {shown}:*\n{lines}")
+SLACK_GROUP_LINE = "{mark} #{case_id} {author} ({severity}{state}): {text}"
+SLACK_GROUP_MORE = ("…and {count} more case in the thread", "…and {count} more cases in the thread")
+SLACK_GROUP_MEMBERS_FALLBACK = ("{count} case of a storm: {cases}", "{count} cases of a storm: {cases}")
 SLACK_PLAIN_ALERT = "{text}\n(case {case_id}: Slack refused the full alert; the buttons are missing)"
 SLACK_HEADLINE = "{mark} *{severity}* · {platform} {kind} from {author}"
 # Severity has its own mark; the coloured dot is only ever time left (alert, /mentions, App Home alike).
@@ -96,7 +110,7 @@ SLACK_NOTHING_CHANGED = "Nothing to change: {message}"
 SLACK_UNKNOWN_CASE = "This alert no longer matches a case mention-monitor knows."
 
 SLACK_CMD_NO_CASES = "No open cases. Quiet for now. :sunny:"
-SLACK_CMD_HEADER = "*{count} open case(s), most urgent first*"
+SLACK_CMD_HEADER = ("*{count} open case, most urgent first*", "*{count} open cases, most urgent first*")
 SLACK_CMD_LINE = "{badge} #{case_id} · {platform} {author} · `{rule}` · {deadline}{who}\n>{text}"
 SLACK_CMD_LINE_WHO = " · {user}"
 SLACK_CMD_MORE = "…and {count} more. Open the App Home tab for the full list."
@@ -240,7 +254,13 @@ THREAD_PRIVATE_FOLLOWUP = "🔒 private message from {author} (for the team only
 THREAD_PRIVATE_REOPENED = ("Case reopened: 🔒 private message from {author} after it was resolved "
                            "(for the team only, never quote it in public): {quote}")
 THREAD_SNOOZE_OVER = "Snooze is over; this case needs attention again."
-THREAD_GROUP_MEMBER = "#{case_id} {platform} {author}: {quote}"
+THREAD_GROUP_MEMBER = "{mark} *#{case_id}* {platform} {author} ({severity}): {quote}"
+# A note in a group's thread names its case: several customers share that thread.
+THREAD_CASE_PREFIX = "Case #{case_id} ({author}): {text}"
+THREAD_CLAIMED_CASE = "{user} claimed case #{case_id} ({author})."
+THREAD_ACKNOWLEDGED_CASE = "{user} acknowledged case #{case_id} ({author})."
+THREAD_SNOOZED_CASE = "{user} snoozed case #{case_id} ({author}) until {until}."
+THREAD_RESOLVED_CASE = "{user} resolved case #{case_id} ({author})."
 THREAD_WARNING = "{who} {left} left to answer this one ({percent}% of the response-time target used)."
 THREAD_BREACH = "{who} the response-time target was missed: due {due}, nobody has answered yet."
 ESCALATION_POST = "{who} escalation step {step}: case #{case_id} ({rule}) from {author} on {platform} is {late} overdue. {link}"
@@ -279,6 +299,11 @@ SPIKE_ALERT = (
     ":chart_with_upwards_trend: Mention spike: {count} mentions in the last {window} "
     "(usually {mean:.1f} ± {sigma:.1f}). Something may be going on."
 )
+SPIKE_TOPICS = " Mostly about: {topics}."
+SPIKE_TOPIC = "{category} ({count})"
+SPIKE_EXAMPLE = "\n>{author}: {quote}"
+
+CLI_ONCE_LEFT = "{count} Slack messages are still queued in the outbox; a running daemon delivers them at Slack's pace."
 
 NOTE_UNKNOWN_KIND = "a thread note of kind {kind!r} that this version cannot word; it was not posted"
 NOTE_BAD_PAYLOAD = "a thread note of kind {kind!r} lacks what it needs ({detail}); it was not posted"
@@ -523,7 +548,7 @@ SLACK_MUTE_TOO_LONG = "A mute from Slack lasts at most {limit}; for longer, add 
 SLACK_UNMUTED = "Lifted mute #{id} ({what})."
 SLACK_UNMUTE_UNKNOWN = "No active mute #{id}. `/mentions mutes` lists them."
 SLACK_MUTES_NONE = "Nothing is muted."
-SLACK_MUTES_HEADER = "*{count} silence(s) in force*"
+SLACK_MUTES_HEADER = ("*{count} silence in force*", "*{count} silences in force*")
 SLACK_MUTE_LINE = "#{id} · {what} · until {until} · by {who}{comment}"
 SLACK_MUTE_LINE_RULES = "{what} · until {until} · rules.yaml{comment}"
 SLACK_HOME_MUTES = "Muted"

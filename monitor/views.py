@@ -45,6 +45,7 @@ class AlertView:
     mention_count: int = 1
     breached: bool = False
     grouped_count: int = 0  # >0: this is a grouped message standing for that many cases
+    members: tuple[OpenCaseLine, ...] = ()  # a grouped message's newest cases, newest first
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -105,6 +106,15 @@ class OpenCaseLine:
     slack_channel: str = ""
     slack_ts: str = ""
     sla_seconds: int = 0  # the whole target: lists colour the time left on the same scale as the alert
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadLine:
+    """One note in a thread, already worded and escaped; `member` when it stands for a case of a
+    grouped message, whose buttons then come with the line."""
+
+    text: str
+    member: AlertView | None = None
 
 
 @dataclass(frozen=True, slots=True)

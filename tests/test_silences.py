@@ -191,7 +191,7 @@ def test_mentions_mute_command_lists_and_lifts_and_app_home_shows_them(slack, en
     assert json.loads(command(app, "mute").body)["text"] == m.SLACK_MUTE_HELP
 
     listed = json.loads(command(app, "mutes").body)
-    assert listed["text"] == "*2 silence(s) in force*"
+    assert listed["text"] == "*2 silences in force*"
     assert listed["blocks"][1]["text"]["text"] == (
         "#1 · keyword 'free lamp' · until 12:00 · by <@U0CLAIMER> · launch day noise\n"
         "keyword 'airdropz' · until Thu 26 Nov 10:00 · rules.yaml · crypto wave")
@@ -212,7 +212,7 @@ def test_mentions_mute_command_lists_and_lifts_and_app_home_shows_them(slack, en
     lifted = json.loads(command(app, "unmute 1").body)
     assert lifted["text"] == "Lifted mute #1 (keyword 'free lamp')."
     assert json.loads(command(app, "unmute 1").body)["text"] == "No active mute #1. `/mentions mutes` lists them."
-    assert json.loads(command(app, "mutes").body)["text"] == "*1 silence(s) in force*"
+    assert json.loads(command(app, "mutes").body)["text"] == "*1 silence in force*"
     with Session(engine) as s:
         [mute] = s.exec(select(Mute)).all()
         assert (mute.lifted_by, mute.lifted_at) == ("U0CLAIMER", clock.now())

@@ -223,7 +223,7 @@ def test_badly_signed_click_changes_nothing(app: App, engine: Engine) -> None:
 def test_mentions_command_lists_open_cases_and_stats(app: App) -> None:
     listed = json.loads(command(app, "").body)
     assert listed["response_type"] == "ephemeral"
-    assert listed["text"] == "*1 open case(s), most urgent first*"
+    assert listed["text"] == "*1 open case, most urgent first*"
     line = listed["blocks"][1]["text"]["text"]
     # the same colour as the alert's (27 of 30 min left: green), one scale everywhere
     assert line == ("🟢 #1 · x @angry_anna · `urgent` · respond by 14:32, 27 min left\n"

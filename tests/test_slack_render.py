@@ -155,14 +155,46 @@ def test_dry_run_says_what_would_be_posted() -> None:
     assert ack["confirm"]["title"]["text"] == "Dry run: would post"
 
 
-def test_grouped_message_counts_the_cases_and_offers_no_public_buttons() -> None:
-    text, blocks = sb.render_alert(view(grouped_count=14, notes=("in the last 2 min",)))
+def test_grouped_message_counts_the_cases_and_leaves_the_buttons_to_each_case_in_its_thread() -> None:
+    members = tuple(OpenCaseLine(case_id=50 - n, platform="x", author_handle=f"user{n}", text=f"broken lamp {n}",
+                                 rule="urgent-negative", severity="critical" if n == 3 else "high",
+                                 sla_due_at=NOW, assignee="U0AGENT" if n == 1 else "", state="open")
+                    for n in range(12))
+    text, blocks = sb.render_alert(view(grouped_count=14, notes=("in the last 2 min",), members=members))
     head = block(blocks, "mm_head")["text"]["text"]
-    assert head.startswith("*14 similar mentions* for rule `urgent-negative`")
-    assert text.startswith("🟡 14 similar mentions (urgent-negative): Your app ate my money")
-    assert "in the last 2 min" in block(blocks, "mm_state")["elements"][0]["text"]
-    ids = [e["action_id"] for e in block(blocks, "mm_actions")["elements"]]
-    assert ids == ["mm_claim", "mm_snooze", "mm_resolve", "mm_mute"]
+    assert head.startswith("🚨 *14 similar mentions* for rule `urgent-negative`")  # the most severe member's mark
+    assert text.startswith("🟡 14 similar mentions (urgent-negative): broken lamp 0")
+    newest = block(blocks, "mm_members")["text"]["text"].split("\n")
+    assert newest[:3] == ["*Newest 10:*", "❗ #50 @user0 (high): broken lamp 0",
+                          "❗ #49 @user1 (high · Claimed by <@U0AGENT>): broken lamp 1"]
+    assert newest[4] == "🚨 #47 @user3 (critical): broken lamp 3" and len(newest) == 11
+    state = block(blocks, "mm_state")["elements"][0]["text"]
+    assert "…and 4 more cases in the thread" in state and "in the last 2 min" in state
+    assert [e["action_id"] for e in block(blocks, "mm_actions")["elements"]] == ["mm_mute"]
+    assert len(blocks) <= 50 and all(len(b.get("text", {}).get("text", "")) <= 3000 for b in blocks)
+
+
+def test_plurals_come_from_the_catalogue() -> None:
+    from monitor import messages as m
+
+    assert m.plural(m.SLACK_GROUP_MORE, 1) == "…and 1 more case in the thread"
+    assert m.plural(m.SLACK_GROUP_MORE, 2) == "…and 2 more cases in the thread"
+    assert m.plural(m.SLACK_CMD_HEADER, 1) == "*1 open case, most urgent first*"
+    assert m.plural(m.SLACK_CMD_HEADER, 1200) == "*1,200 open cases, most urgent first*"
+
+
+def test_thread_lines_of_a_storm_fit_block_kit_and_carry_each_case_s_buttons() -> None:
+    from connectors.sandbox import block_kit
+    from monitor.views import ThreadLine
+
+    lines = [ThreadLine(text=f"❗ *#{n}* x @user{n} (high): " + "broken " * 400, member=view(case_id=n))
+             for n in range(sb.THREAD_LINES_PER_MESSAGE)]
+    text, blocks = sb.render_thread(lines)
+    assert block_kit.problems(blocks) == []
+    assert text.startswith("24 cases of a storm: #0, #1, #2")
+    actions = [b for b in blocks if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions[7]["elements"]] == ["mm_claim", "mm_ack", "mm_reply", "mm_resolve"]
+    assert {e["value"] for e in actions[7]["elements"]} == {"7"}
 
 
 def test_link_cannot_break_out_of_its_brackets() -> None:
@@ -201,7 +233,7 @@ def test_case_list_is_sorted_by_time_left_and_escaped() -> None:
         Line(3, "x", "cy", "no target", "watch", "low", None, "", "open"),
     ]
     header, blocks = sb.render_case_list(lines, now=NOW, tz="UTC")
-    assert header == "*3 open case(s), most urgent first*"
+    assert header == "*3 open cases, most urgent first*"
     texts = [b["text"]["text"] for b in blocks[1:]]
     assert [t.split(" · ")[0] for t in texts] == ["🔴 #2", "🟢 #1", "⚪ #3"]
     assert texts[0] == ("🔴 #2 · x @bob · `urgent` · overdue by 5 min (was due 13:00) · <@U0AAA>\n"

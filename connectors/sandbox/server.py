@@ -167,8 +167,11 @@ class Sandbox:
     def configure(self, *, x_limits: dict[str, tuple[int, int]] | None = None, slack_burst: int | None = None,
                   slack_refill_per_s: float | None = None, graph_calls_per_hour: int | None = None,
                   fb_late_comments: float | None = None, fb_late_by_s: float | None = None,
-                  fb_late_wakes_post: bool | None = None, fb_same_second_messages: bool | None = None) -> None:
-        """Change rate limits (tests turn them up or down) and Graph's switchable behaviour:
+                  fb_late_wakes_post: bool | None = None, fb_same_second_messages: bool | None = None,
+                  slack_clock_driven: bool | None = None) -> None:
+        """Change rate limits (tests turn them up or down) and Graph's switchable behaviour.
+        `slack_clock_driven`: Slack's per-channel bucket refills only as the sandbox clock moves
+        (a test's SettableClock), never in real time, so a storm test is the same on any machine.
         `fb_late_comments` (share 0..1 of comments visible `fb_late_by_s` after their created_time;
         `fb_late_wakes_post` whether that moves the post's updated_time) and
         `fb_same_second_messages` (a message lands in the second its conversation was last read)."""
@@ -178,6 +181,8 @@ class Sandbox:
             self.slack.burst = slack_burst
         if slack_refill_per_s is not None:
             self.slack.refill_per_s = slack_refill_per_s
+        if slack_clock_driven is not None:
+            self.slack.clock_driven = bool(slack_clock_driven)
         if graph_calls_per_hour is not None:
             self.graph.calls_per_hour = graph_calls_per_hour
         with self.graph._lock:

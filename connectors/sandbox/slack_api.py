@@ -61,6 +61,7 @@ class SlackApi:
         self.base_url = base_url
         self.burst = 20  # token bucket per channel: burst, then `refill_per_s` messages a second
         self.refill_per_s = 1.0
+        self.clock_driven = False  # True: buckets refill with the sandbox clock only (Sandbox.configure)
         self._bearer = ""  # the Authorization header of the request being handled
         self._lock = threading.RLock()
         self.reset()
@@ -105,7 +106,7 @@ class SlackApi:
 
     def _take_token(self, channel: str) -> float:
         """0 when a message may go now, else the seconds to wait (Retry-After)."""
-        now = self.clock.elapsed()
+        now = self.clock.now() if self.clock_driven else self.clock.elapsed()
         tokens, stamp = self.buckets.get(channel, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - stamp) * self.refill_per_s)
         if tokens < 1:

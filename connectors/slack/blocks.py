@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.platforms import PLATFORMS, is_private
 from monitor import messages as m
-from monitor.views import AlertView, OpenCaseLine, SilenceLine
+from monitor.views import AlertView, OpenCaseLine, SilenceLine, ThreadLine
 
 # Slack's published limits (Block Kit reference).
 SECTION_TEXT_MAX = 3000
@@ -310,15 +310,13 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
     rule = escape_text(view.rule)
     author = _handle(view.author_handle, view.platform)
 
+    mark = m.SLACK_SEVERITY_MARKS.get(view.severity, "")
     if view.grouped_count > 0:
-        headline = m.SLACK_GROUP_HEADLINE.format(count=view.grouped_count, rule=rule)
-        fallback_head = m.SLACK_GROUP_FALLBACK.format(badge=badge, count=view.grouped_count, rule=rule, text="")
-    else:
-        mark = m.SLACK_SEVERITY_MARKS.get(view.severity, "")
-        headline = m.SLACK_HEADLINE.format(mark=mark, severity=severity, platform=platform,
-                                           kind=escape_text(view.kind), author=author).strip()
-        fallback_head = m.SLACK_ALERT_FALLBACK.format(mark=mark, severity=severity, platform=platform,
-                                                      author=author, text="").lstrip()
+        return render_group(view, badge=badge, deadline=deadline, rule=rule)
+    headline = m.SLACK_HEADLINE.format(mark=mark, severity=severity, platform=platform,
+                                       kind=escape_text(view.kind), author=author).strip()
+    fallback_head = m.SLACK_ALERT_FALLBACK.format(mark=mark, severity=severity, platform=platform,
+                                                  author=author, text="").lstrip()
     fallback = fallback_head + escape_fit(view.text, limit=max(40, FALLBACK_TEXT_MAX - len(fallback_head)),
                                           suffix="…")
 
@@ -355,6 +353,95 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
     if elements:
         blocks.append({"type": "actions", "block_id": f"mm_actions:{view.case_id}", "elements": elements})
     return fallback, blocks
+
+
+GROUP_NEWEST = 10  # members a grouped message lists; all of them have their line in its thread
+GROUP_LINE_TEXT = 160
+SEVERITY_ORDER = ("low", "normal", "high", "critical")
+
+
+def _rank(severity: str) -> int:
+    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else 1
+
+
+def group_line_text(line: CaseLine) -> str:
+    state = ""
+    if line.state == "resolved":
+        state = " · " + m.SLACK_STATE_RESOLVED
+    elif line.assignee:
+        state = " · " + m.SLACK_STATE_CLAIMED.format(user=user_ref(line.assignee))
+    return m.SLACK_GROUP_LINE.format(
+        mark=m.SLACK_SEVERITY_MARKS.get(line.severity, ""), case_id=line.case_id,
+        author=_handle(line.author_handle, line.platform), severity=escape_text(line.severity), state=state,
+        text=escape_fit(" ".join(line.text.split()), limit=GROUP_LINE_TEXT, suffix="…"))
+
+
+def render_group(view: AlertView, *, badge: str, deadline: str, rule: str) -> tuple[str, list[dict[str, Any]]]:
+    """A grouped message: the count, the most severe mark, the newest members with their severity.
+    Its thread holds one line per case with that case's buttons, so the message itself offers only Mute."""
+    count = view.grouped_count
+    worst = max((line.severity for line in view.members), key=_rank, default=view.severity)
+    worst = view.severity if _rank(view.severity) > _rank(worst) else worst
+    headline = m.plural(m.SLACK_GROUP_HEADLINE, count, mark=m.SLACK_SEVERITY_MARKS.get(worst, ""), rule=rule).strip()
+    newest = view.members[:GROUP_NEWEST]
+    lines = "\n".join(group_line_text(line) for line in newest)
+    fallback_text = newest[0].text if newest else view.text
+    fallback_head = m.plural(m.SLACK_GROUP_FALLBACK, count, badge=badge, rule=rule, text="")
+    fallback = fallback_head + escape_fit(" ".join(fallback_text.split()),
+                                          limit=max(40, FALLBACK_TEXT_MAX - len(fallback_head)), suffix="…")
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "block_id": "mm_head", "text": _mrkdwn(
+            f"{headline}\n*{m.SLACK_DEADLINE_BADGED.format(badge=badge, deadline=deadline)}*")},
+    ]
+    if newest:
+        body = m.plural(m.SLACK_GROUP_NEWEST, len(newest), shown=len(newest), lines=lines)
+        blocks.append({"type": "section", "block_id": "mm_members",
+                       "text": _mrkdwn(plain_fit(body, limit=SECTION_TEXT_MAX))})
+    status = [m.plural(m.SLACK_GROUP_MORE, count - len(newest))] if count > len(newest) else []
+    status += [escape_fit(note, limit=300, suffix="…") for note in view.notes]
+    if status:
+        blocks.append({"type": "context", "block_id": "mm_state",
+                       "elements": [_mrkdwn(plain_fit(" · ".join(status), limit=CONTEXT_TEXT_MAX))]})
+    if view.state != "resolved":
+        blocks.append({"type": "actions", "block_id": f"mm_actions:{view.case_id}", "elements": [_mute(view)]})
+    return fallback, blocks
+
+
+def _mute(view: AlertView) -> dict[str, Any]:
+    return {
+        "type": "static_select", "action_id": ACTION_MUTE, "placeholder": _plain(m.SLACK_BUTTON_MUTE),
+        "options": [{"text": _plain(label), "value": f"{view.case_id}:{choice}"}
+                    for choice, label in m.SLACK_MUTE_OPTIONS],
+    }
+
+
+def member_elements(view: AlertView) -> list[dict[str, Any]]:
+    """A grouped case's buttons in its group's thread: claim, acknowledge, reply, resolve, as on a single alert."""
+    wanted = (ACTION_CLAIM, ACTION_ACK, ACTION_REPLY, ACTION_RESOLVE)
+    return [e for e in action_elements(replace(view, grouped_count=0)) if e["action_id"] in wanted]
+
+
+THREAD_LINES_PER_MESSAGE = (MESSAGE_BLOCKS_MAX - 2) // 2  # a line and its buttons are two blocks
+
+
+def render_thread(lines: Sequence[ThreadLine]) -> tuple[str, list[dict[str, Any]]]:
+    """Several thread notes as ONE message: a section per note, a member's buttons under its line.
+    At most THREAD_LINES_PER_MESSAGE lines (the caller splits), within Block Kit's limits."""
+    blocks: list[dict[str, Any]] = []
+    for line in lines[:THREAD_LINES_PER_MESSAGE]:
+        block_id = f"mm_line:{line.member.case_id}" if line.member else f"mm_note:{len(blocks)}"
+        blocks.append({"type": "section", "block_id": block_id,
+                       "text": _mrkdwn(plain_fit(line.text, limit=SECTION_TEXT_MAX))})
+        elements = member_elements(line.member) if line.member is not None else []
+        if elements and line.member is not None:
+            blocks.append({"type": "actions", "block_id": f"mm_actions:{line.member.case_id}", "elements": elements})
+    members = [line.member.case_id for line in lines if line.member is not None]
+    if members:
+        cases = ", ".join(f"#{case_id}" for case_id in members)
+        text = m.plural(m.SLACK_GROUP_MEMBERS_FALLBACK, len(members), cases=cases)
+    else:
+        text = "\n".join(line.text for line in lines)
+    return plain_fit(text, limit=FALLBACK_TEXT_MAX * 10), blocks
 
 
 def alert_metadata(*, case_id: int) -> dict[str, Any]:
@@ -431,7 +518,7 @@ def render_case_list(lines: Sequence[CaseLine], *, now: datetime, tz: str,
     if not lines:
         return m.SLACK_CMD_NO_CASES, [{"type": "section", "text": _mrkdwn(m.SLACK_CMD_NO_CASES)}]
     ordered = sort_by_time_left(lines)
-    header = m.SLACK_CMD_HEADER.format(count=len(ordered))
+    header = m.plural(m.SLACK_CMD_HEADER, len(ordered))
     blocks: list[dict[str, Any]] = [{"type": "section", "text": _mrkdwn(header)}]
     blocks += [{"type": "section", "text": _mrkdwn(case_line_text(line, now=now, tz=tz))}
                for line in ordered[:max_cases]]
@@ -462,7 +549,7 @@ def render_mutes(lines: Sequence[SilenceLine], *, now: datetime, tz: str,
     """`/mentions mutes`: the silences in force, soonest to end first."""
     if not lines:
         return m.SLACK_MUTES_NONE, [{"type": "section", "text": _mrkdwn(m.SLACK_MUTES_NONE)}]
-    header = m.SLACK_MUTES_HEADER.format(count=len(lines))
+    header = m.plural(m.SLACK_MUTES_HEADER, len(lines))
     body = "\n".join(silence_line_text(line, now=now, tz=tz) for line in lines[:max_lines])
     return header, [{"type": "section", "text": _mrkdwn(header)},
                     {"type": "section", "text": _mrkdwn(plain_fit(body, limit=SECTION_TEXT_MAX))}]

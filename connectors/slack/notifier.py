@@ -27,7 +27,7 @@ from connectors.base import AuthFailed, BadPayload, PostedMessage, RateLimited, 
 from connectors.slack import blocks as slack_blocks
 from monitor import messages as msg
 from monitor.clock import Clock
-from monitor.views import AlertView
+from monitor.views import AlertView, ThreadLine
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class SlackNotifier:
     # allowed.  The outbox paces each channel to this (monitor.delivery.outbox.ChannelPacer).
     messages_per_second: float | None = 1.0
     burst: int = 10
+    lines_per_message: int = slack_blocks.THREAD_LINES_PER_MESSAGE  # thread notes coalesced into one post
 
     def __init__(self, *, token: str, base_url: str | None = None, timeout: float = 10.0,
                  max_rate_limit_retries: int = 2, clock: Clock | None = None) -> None:
@@ -103,6 +104,10 @@ class SlackNotifier:
 
     def render_alert(self, view: AlertView) -> tuple[str, list[dict[str, Any]]]:
         return slack_blocks.render_alert(view)
+
+    def render_thread(self, lines: Sequence[ThreadLine]) -> tuple[str, list[dict[str, Any]]]:
+        """Several thread notes as one message (at most `lines_per_message`), members with their buttons."""
+        return slack_blocks.render_thread(lines)
 
     def escape(self, text: str) -> str:
         """Customer text safe inside our mrkdwn: cannot ping, link or break markup."""

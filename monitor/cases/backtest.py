@@ -20,7 +20,7 @@ from typing import Any
 
 from connectors.platforms import SOCIAL, is_private
 from monitor.cases.acknowledge import auto_refusal, render
-from monitor.cases.pipeline import ReplyPolicy, group_key
+from monitor.cases.pipeline import ReplyPolicy, group_key, must_stand_alone
 from monitor.rules import Ruleset, evaluate, format_duration
 from monitor.rules.silences import muting
 from monitor.rules.stored import StoredMention, facts_of
@@ -166,18 +166,19 @@ class _Replay:
         rule = decision.rule_name
         return Outcome(
             alert=(rule, self.rules.channel(alert.channel)),
-            grouped=self._grouped(group_key(decision, row), at),
+            grouped=self._grouped(group_key(decision, row), at,
+                                  alone=must_stand_alone(self.rules.grouping, decision, row)),
             sla=(rule, int(alert.sla.total_seconds()), alert.business_hours),
             auto_reply=self._auto_reply(row, decision, at, dry_run=alert.dry_run),
         )
 
-    def _grouped(self, key: str, at: datetime) -> bool:
+    def _grouped(self, key: str, at: datetime, *, alone: bool = False) -> bool:
         """monitor/cases/pipeline.py `_queue_alert`: beyond max_alerts in the window, one grouped message."""
-        window, budget = self.rules.grouping.window, self.rules.grouping.max_alerts
+        window = self.rules.grouping.window
         times = self.individual[key]
         while times and times[0] < at - window:
             times.popleft()
-        if len(times) < budget - 1 or budget <= 1:
+        if alone or not self.rules.grouping.beyond_budget(len(times)):
             times.append(at)
             return False
         leader = self.leader_at.get(key)

@@ -34,6 +34,8 @@ from monitor.model import (
     Score,
 )
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
+from monitor.rules.schema import Grouping
+from monitor.rules.silences import VIP_ALIAS
 from monitor.store import reserve_ids, set_cursor, transaction
 from monitor.triage import triage_many
 
@@ -390,46 +392,53 @@ class _CaseBuilder:
         outbox.add_event(self.s, case_id=case.id, at=self.now, kind="opened",
                          detail={"rule": case.rule, "mention_id": row.id, "due": case.sla_due_at.isoformat()
                                  if case.sla_due_at else None})
-        self._queue_alert(case, row)
+        self._queue_alert(case, row, decision)
         self._queue_acknowledgement(case, row, decision)
         return case
 
-    def _queue_alert(self, case: Case, row: Mention) -> None:
-        """Storm control: beyond the group's budget in the window, cases share one grouped message."""
-        window = self.rules.grouping.window
-        budget = self.rules.grouping.max_alerts
-        individual, leader = self._group_state(case.group_key, window)
+    def _queue_alert(self, case: Case, row: Mention, decision: Decision) -> None:
+        """Storm control: beyond the group's budget in the window, cases share one grouped message.
+        What must be seen alone (grouping.never) always gets its own alert."""
+        grouping = self.rules.grouping
         assert case.id is not None
-        if individual < budget - 1 or budget <= 1:
+        individual, leader = self._group_state(case.group_key, grouping.window, opening=case.id)
+        if not grouping.beyond_budget(individual) or must_stand_alone(grouping, decision, row):
             outbox.add(self.s, kind=OutboxKind.ALERT, dedup_key=f"alert:{case.id}", case_id=case.id,
                        mention_id=row.id, target=case.channel, payload={"case_id": case.id}, now=self.now)
             self.group_counts[case.group_key] = (individual + 1, leader)
             self.result.alerts += 1
             return
+        self.result.grouped += 1
         if leader is None:
+            # The group's message.  Alone it reads as the case's own alert (no "group of one"); the
+            # second member turns it into the grouped message, and both get their line in its thread.
             case.grouped_into = case.id
             outbox.add(self.s, kind=OutboxKind.ALERT, dedup_key=f"alert:{case.id}", case_id=case.id,
                        mention_id=row.id, target=case.channel, payload={"case_id": case.id, "group": True},
                        now=self.now)
             self.group_counts[case.group_key] = (individual, case)
             self.result.alerts += 1
-        else:
-            case.grouped_into = leader.id
-            outbox.request_update(self.s, case_id=leader.id or 0, channel=leader.channel, now=self.now)
+            self.s.add(case)
+            return
+        case.grouped_into = leader.id
         self.s.add(case)
-        self.result.grouped += 1
-        outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"member:{case.id}", case_id=case.grouped_into,
-                   mention_id=row.id, target=case.channel,
-                   payload=notes.GroupMember(member_case_id=case.id, mention_id=row.id).payload(),
-                   now=self.now)
+        outbox.request_update(self.s, case_id=leader.id or 0, channel=leader.channel, now=self.now)
+        for member_id, mention_id in ((leader.id, leader.first_mention_id), (case.id, row.id)):
+            outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"member:{member_id}", case_id=leader.id,
+                       mention_id=mention_id, target=case.channel,
+                       payload=notes.GroupMember(member_case_id=member_id or 0, mention_id=mention_id or 0).payload(),
+                       now=self.now)
 
-    def _group_state(self, group_key: str, window: timedelta) -> tuple[int, Case | None]:
+    def _group_state(self, group_key: str, window: timedelta, *, opening: int) -> tuple[int, Case | None]:
+        """(individual alerts of the key in the window, its open group) BEFORE the case being opened:
+        the query's autoflush has already stored that case, and counting it let one alert too few through."""
         if group_key in self.group_counts:
             return self.group_counts[group_key]
         since = self.now - window
         individual = self.s.exec(
             select(sa.func.count()).select_from(Case).where(
-                Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into.is_(None))
+                Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into.is_(None),
+                Case.id != opening)
         ).one()
         leader = self.s.exec(
             select(Case).where(Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into == Case.id)
@@ -608,6 +617,16 @@ def _safe_raw(value: Any) -> Any:
     if isinstance(value, list):
         return [_safe_raw(v) for v in value]
     return value
+
+
+def must_stand_alone(grouping: Grouping, decision: Decision, row: Any) -> bool:
+    """grouping.never: critical severity, an alert to the `vip` alias, a verified author (also the backtest's)."""
+    alert = decision.alert
+    never = set(grouping.never)
+    return alert is not None and (
+        ("critical" in never and alert.severity == "critical")
+        or ("vip" in never and alert.channel == VIP_ALIAS)
+        or ("verified" in never and bool(getattr(row, "author_verified", False))))
 
 
 def group_key(decision: Decision, row: Any) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from monitor.delivery import notes, outbox
-from monitor.model import Case, CaseState, Event, Mention, OutboxKind
+from monitor.model import Case, CaseState, Event, Mention, Outbox, OutboxKind
 from monitor.rules.business_hours import BusinessHours, add_business_time
 from monitor.rules.schema import Ruleset
 from monitor.store import transaction
@@ -130,9 +131,9 @@ def _oncall(ruleset: Ruleset) -> list[str]:
 
 def _note(s, case: Case, note: notes.Note, *, now: datetime) -> None:  # type: ignore[no-untyped-def]
     assert case.id is not None
-    target_case = case.grouped_into or case.id
+    # the case's own id: the outbox finds the thread (its group's, for a grouped case) and names the case there
     outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"{note.kind}:{case.id}:{case.opened_at.isoformat() if case.opened_at else ''}",
-               case_id=target_case, target=case.channel, now=now, payload=note.payload())
+               case_id=case.id, target=case.channel, now=now, payload=note.payload())
 
 
 def _spike(s, *, ruleset: Ruleset, now: datetime) -> None:  # type: ignore[no-untyped-def]
@@ -162,8 +163,39 @@ def _spike(s, *, ruleset: Ruleset, now: datetime) -> None:  # type: ignore[no-un
     if current <= mean + spike.k * sigma:
         return
     window_id = int(now.timestamp() // window.total_seconds())
+    if s.exec(select(Outbox.id).where(Outbox.dedup_key == f"spike:{window_id}")).first() is not None:
+        return  # raised already: this window's topics and examples are not read again every sweep
+    topics, examples = _spike_contents(s, since=now - window)
     outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=f"spike:{window_id}", target=ruleset.channel(spike.channel),
-               now=now, payload=notes.Spike(count=current, window=_fmt(window), mean=mean, sigma=sigma).payload())
+               now=now, payload=notes.Spike(count=current, window=_fmt(window), mean=mean, sigma=sigma,
+                                            topics=topics, example_ids=examples).payload())
+
+
+SPIKE_TOPICS = 3
+SPIKE_EXAMPLES = 2
+
+
+def _spike_contents(s, *, since: datetime) -> tuple[list[list[Any]], list[int]]:  # type: ignore[no-untyped-def]
+    """What a spike is about: its top complaint categories with their counts, and two of its most
+    complaining posts, from different authors."""
+    rows = s.exec(select(Mention.id, Mention.author_id, Mention.categories, Mention.complaint).where(
+        Mention.created_at >= since, Mention.from_brand.is_(False))).all()
+    counts: dict[str, int] = {}
+    for _, _, categories, _ in rows:
+        for category in categories or []:
+            counts[category] = counts.get(category, 0) + 1
+    topics = [[category, count] for category, count in
+              sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:SPIKE_TOPICS]]
+    examples: list[int] = []
+    authors: set[str] = set()
+    for mention_id, author, _, _ in sorted(rows, key=lambda r: (-(r[3] or 0.0), r[0])):
+        if author in authors:
+            continue
+        authors.add(author)
+        examples.append(mention_id)
+        if len(examples) == SPIKE_EXAMPLES:
+            break
+    return topics, examples
 
 
 def _fmt(delta: timedelta) -> str:

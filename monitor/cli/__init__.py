@@ -352,6 +352,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.once:
             daemon.run_once()
+            left = daemon.catch_up_summary()
+            if left:
+                print(left, file=sys.stderr)
             return 0
         stopping = {"count": 0}
 

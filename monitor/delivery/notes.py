@@ -282,6 +282,8 @@ class Spike(Note):
     window: str
     mean: float
     sigma: float
+    topics: list[list[Any]] = field(default_factory=list)  # [[category, count], ...], most first
+    example_ids: list[int] = field(default_factory=list)  # mention ids of posts that show what it is about
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +333,9 @@ class _Context:
     now: datetime
     timezone: str
     time_ref: TimeRef | None = None
+    # the note's case and its author, named in a thread several cases share (0: not named)
+    case_id: int = 0
+    case_author: str = ""
 
     def at(self, when: datetime | None) -> str:
         """A time as each reader should see it: the notifier's own form (Slack: in their time zone)."""
@@ -371,8 +376,11 @@ def _reopened(n: Reopened, c: _Context) -> str:
 def _group_member(n: GroupMember, c: _Context) -> str:
     mention = c.mention(n.mention_id)
     author, quote = c.quote(mention)
+    case = c.case(n.member_case_id)
+    severity = case.severity if case else ""
     return msg.THREAD_GROUP_MEMBER.format(case_id=n.member_case_id, author=author, quote=quote,
-                                          platform=mention.platform if mention else "")
+                                          platform=mention.platform if mention else "", severity=severity,
+                                          mark=msg.SLACK_SEVERITY_MARKS.get(severity, "")).strip()
 
 
 def _responded(n: RespondedOnPlatform, c: _Context) -> str:
@@ -405,10 +413,15 @@ def _escalation(n: Escalation, c: _Context) -> str:
 
 _TEAM_TEMPLATES = {NoteKind.CLAIMED: msg.THREAD_CLAIMED, NoteKind.ACKNOWLEDGED: msg.THREAD_ACKNOWLEDGED,
                    NoteKind.SNOOZED: msg.THREAD_SNOOZED, NoteKind.RESOLVED: msg.THREAD_RESOLVED}
+_TEAM_TEMPLATES_NAMED = {NoteKind.CLAIMED: msg.THREAD_CLAIMED_CASE, NoteKind.ACKNOWLEDGED: msg.THREAD_ACKNOWLEDGED_CASE,
+                         NoteKind.SNOOZED: msg.THREAD_SNOOZED_CASE, NoteKind.RESOLVED: msg.THREAD_RESOLVED_CASE}
 
 
 def _team_action(n: TeamAction, c: _Context) -> str:
     until = c.at(datetime.fromisoformat(n.until)) if n.until else ""
+    if c.case_id:
+        return _TEAM_TEMPLATES_NAMED[n.action].format(user=slack_ref(n.user), until=until, case_id=c.case_id,
+                                                      author=c.case_author)
     return _TEAM_TEMPLATES[n.action].format(user=slack_ref(n.user), until=until)
 
 
@@ -440,6 +453,25 @@ def _rules_refused(n: RulesRefused, c: _Context) -> str:
     return msg.OPS_RULES_REFUSED.format(errors=errors) + more
 
 
+SPIKE_EXAMPLE_LIMIT = 200
+
+
+def _spike(n: Spike, c: _Context) -> str:
+    text = msg.SPIKE_ALERT.format(count=n.count, window=n.window, mean=n.mean, sigma=n.sigma)
+    if n.topics:
+        text += msg.SPIKE_TOPICS.format(topics=", ".join(
+            msg.SPIKE_TOPIC.format(category=c.escape(str(category)), count=count) for category, count in n.topics))
+    for mention_id in n.example_ids:
+        mention = c.mention(mention_id)
+        if mention is None:
+            continue
+        author, _ = c.quote(mention)
+        flat = " ".join(mention.text.split())
+        quote = c.escape(flat if len(flat) <= SPIKE_EXAMPLE_LIMIT else flat[:SPIKE_EXAMPLE_LIMIT] + "…")
+        text += msg.SPIKE_EXAMPLE.format(author=author, quote=quote)
+    return text
+
+
 def _who(who: list[str]) -> str:
     return " ".join(slack_ref(w) for w in who)
 
@@ -469,17 +501,35 @@ RENDERERS: dict[NoteKind, Renderer] = {
     NoteKind.ACK_EXPIRED: _ack_expired,
     NoteKind.RULES_REFUSED: _rules_refused,
     NoteKind.MESSENGER_WINDOW: lambda n, c: msg.THREAD_MESSENGER_WINDOW,
-    NoteKind.SPIKE: lambda n, c: msg.SPIKE_ALERT.format(count=n.count, window=n.window, mean=n.mean, sigma=n.sigma),
+    NoteKind.SPIKE: _spike,
     NoteKind.TEXT: lambda n, c: n.text,
 }
 
 
+_NAMES_ITS_CASE = frozenset({NoteKind.GROUP_MEMBER, *_TEAM_ACTIONS})
+
+
+def case_author(case: Case, *, escape: Callable[[str], str]) -> str:
+    """The customer of a case as a note in a shared thread names them: "@anna" on X."""
+    handle = case.author_handle or ""
+    if case.platform == "x" and handle and not handle.startswith("@"):
+        handle = "@" + handle
+    return escape(handle)
+
+
 def compose(
     session: Session, payload: dict[str, Any], *, escape: Callable[[str], str], now: datetime, timezone: str,
-    time_ref: TimeRef | None = None,
+    time_ref: TimeRef | None = None, case: Case | None = None,
 ) -> str:
-    """The words of the note an outbox payload holds (raises Refused for a payload it cannot word)."""
+    """The words of the note an outbox payload holds (raises Refused for a payload it cannot word).
+    `case`: the note's case when its thread is a grouped message's, shared by several cases; then
+    every note says which case it is about."""
     note = parse(payload)
     kind = note.action if isinstance(note, TeamAction) else note.kind
     context = _Context(session=session, escape=escape, now=now, timezone=timezone, time_ref=time_ref)
-    return RENDERERS[kind](note, context)
+    if case is not None and case.id is not None:
+        context.case_id, context.case_author = case.id, case_author(case, escape=escape)
+    text = RENDERERS[kind](note, context)
+    if context.case_id and kind not in _NAMES_ITS_CASE:
+        text = msg.THREAD_CASE_PREFIX.format(case_id=context.case_id, author=context.case_author, text=text)
+    return text

@@ -26,13 +26,14 @@ from monitor.delivery.notes import compose
 from monitor.model import PUBLIC_KINDS, Case, Event, Mention, Outbox, OutboxKind, OutboxState
 from monitor.retry import DELIVERIES
 from monitor.store import is_postgres, transaction
-from monitor.views import build_view
+from monitor.views import OpenCaseLine, ThreadLine, build_view
 
 log = logging.getLogger(__name__)
 
 # Longer than any client timeout: a live claim is never stolen.  Tests of replica failover shorten it.
 CLAIM_TTL = timedelta(seconds=60)  # the default; Settings.claim_ttl (MENTION_MONITOR_CLAIM_TTL) sets it
-MALFORMED_ATTEMPTS = 5  # a Slack answer we cannot read is retried this often before the row fails
+MALFORMED_ATTEMPTS = 5
+REPLIES_PER_PASS = 10  # platform replies one delivery pass makes before it hands the rest back  # a Slack answer we cannot read is retried this often before the row fails
 ALERT_METADATA = "mm_alert"
 
 
@@ -41,6 +42,8 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 
 
 ACK_PREFIX = "ack:"  # dedup keys of acknowledgements (monitor.cases.acknowledge.ack_key)
+MEMBER_PREFIX = "member:"  # a grouped case's line in its group's thread (monitor.cases.pipeline)
+PRIORITY_PREFIX = "spike:"  # dedup keys of rows delivered before everything else (monitor.cases.sla._spike)
 _BATCH = "mm_outbox_batch"  # Session.info key of the open Batch
 
 
@@ -178,8 +181,15 @@ def claim(engine: Engine, *, worker: str, now: datetime, limit: int = 50, ttl: t
         )
         # Alerts first: a new case's alert must not wait behind the replies and thread notes of
         # the same poll (bench/latency.py); the notes need the alert's ts anyway.
-        alerts_first = sa.case((Outbox.kind == OutboxKind.ALERT.value, 0), else_=1)
-        query = select(Outbox).where(due).order_by(alerts_first, Outbox.id).limit(limit)
+        # A spike alert jumps the queue: it says what a storm is about, ahead of the storm's own lines.
+        # Then what makes a case visible (its alert, its line in a group's thread), then the other
+        # thread notes, then the rest: a channel takes about one message a second, and in a storm
+        # every case must reach Slack before the notes about cases already there.
+        priority = sa.case((Outbox.dedup_key.startswith(PRIORITY_PREFIX), 0),
+                           (Outbox.kind == OutboxKind.ALERT.value, 1),
+                           (Outbox.dedup_key.startswith(MEMBER_PREFIX), 2),
+                           (Outbox.kind == OutboxKind.THREAD.value, 3), else_=4)
+        query = select(Outbox).where(due).order_by(priority, Outbox.id).limit(limit)
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
         rows = s.exec(query).all()
@@ -217,6 +227,16 @@ def finish(
         if done and also is not None:
             also(s)
     return done
+
+
+def finish_sent(engine: Engine, rows: list[Outbox], *, worker: str, now: datetime, result: dict[str, Any]) -> None:
+    """`finish` for rows one Slack message carried: one transaction, not one commit per row."""
+    table = Outbox.__table__
+    with transaction(engine) as s:
+        s.execute(sa.update(table).where(
+            table.c.id.in_([r.id for r in rows]), table.c.state == OutboxState.SENDING.value,
+            table.c.claimed_by == worker).values(state=OutboxState.SENT.value, error="", claimed_by="", result=result,
+                                                 sent_at=now))
 
 
 def release(engine: Engine, items: list[Claimed], *, worker: str, now: datetime,
@@ -270,6 +290,13 @@ class ChannelPacer:
         if asked and answered and asked != answered:
             self._alias[asked] = answered
 
+    def hold(self, channel: str, *, until: datetime, now: datetime) -> None:
+        """Slack answered 429 for `channel`: no message there before `until` (its Retry-After).  The
+        rest of the pass waits in the outbox instead of asking again, one refused request each."""
+        key = self._alias.get(channel, channel)
+        wait = max(0.0, (until - now).total_seconds())
+        self._buckets[key] = (1 - wait * self.per_second, now)  # the bucket reaches one token at `until`
+
     def take(self, channel: str, now: datetime) -> timedelta:
         """Zero if a message may go now (and count it), else how long to wait."""
         key = self._alias.get(channel, channel)
@@ -300,23 +327,185 @@ class Deliverer:
         self.replies = replies  # monitor.cases.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
         per_second = notifier.messages_per_second  # a declared capability; None: no limit (the console)
         self.pacer = ChannelPacer(per_second=per_second, burst=notifier.burst) if per_second else None
+        self._group_threads: set[tuple[str, str]] = set()  # (channel, ts) of grouped messages seen
 
     def run_once(self, *, now: datetime, limit: int = 50,
                  should_stop: Callable[[], bool] = lambda: False) -> DeliveryStats:
         """Deliver one claimed batch.  When `should_stop` turns true (SIGTERM), the rows not yet tried
-        are handed back at once, so that a stop never waits behind a batch of rate-limited posts."""
+        are handed back at once, so that a stop never waits behind a batch of rate-limited posts.
+        Thread notes of one thread in the batch go out together, several to a message."""
         stats = DeliveryStats()
         items = claim(self.engine, worker=self.worker, now=now, limit=limit, ttl=self.claim_ttl)
-        for done, item in enumerate(items):
-            if should_stop():
-                release(self.engine, items[done:], worker=self.worker, now=now)
+        done: set[int] = set()
+        replies = 0
+        paced: dict[str, datetime] = {}  # channel -> when its budget allows the next message
+        waiting: dict[datetime, list[Claimed]] = {}  # rows not tried because their channel was paced
+        for index, item in enumerate(items):
+            if item.row.id in done:
+                continue
+            if item.row.kind in PUBLIC_KINDS:
+                replies += 1
+            if should_stop() or replies > REPLIES_PER_PASS:
+                # the rest goes back: a pass of a hundred platform replies would keep the Slack rows paced
+                # a second ago waiting for all of them (a storm's cases, invisible for many seconds)
+                release(self.engine, [i for i in items[index:] if i.row.id not in done], worker=self.worker, now=now)
                 break
-            outcome = self._deliver(item, now=now)
-            setattr(stats, outcome, getattr(stats, outcome) + 1)
-            if outcome == "sent" and item.row.kind == OutboxKind.ALERT:
-                stats.alerts_posted += 1
-            stats.by_kind[item.row.kind] = stats.by_kind.get(item.row.kind, 0) + 1
+            held = paced.get(item.row.target) if item.row.kind in (OutboxKind.ALERT, OutboxKind.CHANNEL) else None
+            if held is not None:  # its channel's budget is spent for this pass: given back with the others
+                waiting.setdefault(held, []).append(item)
+                done.add(item.row.id or 0)
+                stats.retried += 1
+                continue
+            together = self._same_thread(item, items[index:], done=done)
+            outcomes = self._deliver_thread(together, now=now) if together else [(item, self._deliver(item, now=now))]
+            if item.row.kind in (OutboxKind.ALERT, OutboxKind.CHANNEL) and outcomes[-1][1] == "retried":
+                retry_at = self._paced_until(item)
+                if retry_at is not None:
+                    paced[item.row.target] = retry_at
+            for delivered, outcome in outcomes:
+                done.add(delivered.row.id or 0)
+                setattr(stats, outcome, getattr(stats, outcome) + 1)
+                if outcome == "sent" and delivered.row.kind == OutboxKind.ALERT:
+                    stats.alerts_posted += 1
+                stats.by_kind[delivered.row.kind] = stats.by_kind.get(delivered.row.kind, 0) + 1
+        for retry_at, held_back in waiting.items():  # one statement, not one transaction per row
+            release(self.engine, held_back, worker=self.worker, now=now, retry_at=retry_at)
         return stats
+
+    def _paced_until(self, item: Claimed) -> datetime | None:
+        """When a row handed back untried (paced, or Slack's Retry-After) may go, if it was not tried."""
+        with transaction(self.engine) as s:
+            row = s.get(Outbox, item.row.id)
+            if row is None or row.state != OutboxState.PENDING or row.next_attempt_at is None:
+                return None
+            return row.next_attempt_at
+
+    # ------------------------------------------------------------------ thread notes, coalesced
+
+    def _coalescing(self, item: Claimed) -> bool:
+        row = item.row
+        return (row.kind == OutboxKind.THREAD and not item.recovering and not row.payload.get("broadcast")
+                and getattr(self.notifier, "render_thread", None) is not None)
+
+    def _same_thread(self, first: Claimed, rest: list[Claimed], *, done: set[int]) -> list[Claimed]:
+        """`first` and the other thread notes of this batch bound for its thread, when there is a
+        thread to post in and more than one note for it (otherwise [] and the row goes alone)."""
+        if not self._coalescing(first):
+            return []
+        candidates = [i for i in rest if i.row.id not in done and self._coalescing(i)]
+        threads = self._threads([i.row.case_id for i in candidates])
+        mine = threads.get(first.row.case_id or 0)
+        if mine is None or mine not in self._group_threads:
+            return []  # a single alert's few notes go one by one, as they always did
+        together = [i for i in candidates if threads.get(i.row.case_id or 0) == mine]
+        members = any(i.row.payload.get("note") == "group_member" for i in together)
+        return together if len(together) > 1 or members else []
+
+    def _threads(self, case_ids: list[int | None]) -> dict[int, tuple[str, str]]:
+        """case id -> (channel, ts) of the thread its notes go to: its alert's, or its group's message's."""
+        wanted = sorted({c for c in case_ids if c})
+        found: dict[int, tuple[str, str]] = {}
+        with transaction(self.engine) as s:
+            cases = {c.id: c for c in s.exec(select(Case).where(Case.id.in_(wanted))).all()} if wanted else {}
+            leaders_wanted = sorted({c.grouped_into for c in cases.values()
+                                     if not c.slack_ts and c.grouped_into and c.grouped_into != c.id})
+            leaders = {c.id: c for c in s.exec(select(Case).where(Case.id.in_(leaders_wanted))).all()} \
+                if leaders_wanted else {}
+        for case_id, case in cases.items():
+            thread = case if case.slack_ts else leaders.get(case.grouped_into or 0)
+            if thread is not None and thread.slack_ts and case_id is not None:
+                found[case_id] = (thread.slack_channel, thread.slack_ts)
+                if thread.grouped_into == thread.id:  # a grouped message's thread, shared by its cases
+                    self._group_threads.add(found[case_id])
+        return found
+
+    def _deliver_thread(self, items: list[Claimed], *, now: datetime) -> list[tuple[Claimed, str]]:
+        """Post the notes of one thread, `lines_per_message` to a message; each row is finished with
+        the message that carried it."""
+        per_message = max(1, int(getattr(self.notifier, "lines_per_message", 1)))
+        outcomes: list[tuple[Claimed, str]] = []
+        for start in range(0, len(items), per_message):
+            chunk = items[start:start + per_message]
+            outcomes += self._post_lines(chunk, now=now)
+            if outcomes and outcomes[-1][1] == "retried":  # paced or refused for now: the rest waits too
+                rest = items[start + per_message:]
+                if rest:
+                    release(self.engine, rest, worker=self.worker, now=now,
+                            retry_at=self._next_attempt(outcomes[-1][0]))
+                    outcomes += [(i, "retried") for i in rest]
+                break
+        return outcomes
+
+    def _next_attempt(self, item: Claimed) -> datetime | None:
+        with transaction(self.engine) as s:
+            row = s.get(Outbox, item.row.id)
+            return row.next_attempt_at if row is not None else None
+
+    def _post_lines(self, chunk: list[Claimed], *, now: datetime) -> list[tuple[Claimed, str]]:
+        outcomes: list[tuple[Claimed, str]] = []
+        thread = self._threads([chunk[0].row.case_id]).get(chunk[0].row.case_id or 0)
+        if thread is None:  # the alert was deleted meanwhile: each row takes the single path
+            return [(i, self._deliver(i, now=now)) for i in chunk]
+        channel, ts = thread
+        try:
+            self._pace(channel, now=now)  # before any wording: a paced chunk costs nothing
+        except _Paced as wait:
+            release(self.engine, chunk, worker=self.worker, now=now, retry_at=now + wait.delay)
+            return [(i, "retried") for i in chunk]
+        lines: list[tuple[Claimed, ThreadLine]] = []
+        failed: list[tuple[Claimed, ConnectorError]] = []
+        with transaction(self.engine) as s:  # one read transaction for the whole message
+            for item in chunk:
+                try:
+                    lines.append((item, self._thread_line(s, item.row, now=now)))
+                except ConnectorError as exc:  # a note we cannot word fails alone
+                    failed.append((item, exc))
+        for item, exc in failed:
+            self._fail(item.row, now=now, exc=exc)
+            outcomes.append((item, "failed"))
+        if not lines:
+            return outcomes
+        rows = [item for item, _ in lines]
+        text, blocks = self.notifier.render_thread([line for _, line in lines])  # type: ignore[attr-defined]
+        metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_ids": ",".join(str(i.row.id) for i in rows)}}
+        try:
+            posted = self.notifier.post(channel=channel, text=text, blocks=blocks, thread_ts=ts, metadata=metadata)
+        except RateLimited as exc:
+            if self.pacer is not None:
+                self.pacer.hold(channel, until=exc.until, now=now)
+            for item in rows:
+                self._retry(item.row, now=now, at=exc.until, error=str(exc))
+            return outcomes + [(i, "retried") for i in rows]
+        except Refused:
+            # Slack refused the blocks: each note goes alone, as text, the way it always could
+            return outcomes + [(i, self._deliver(i, now=now)) for i in rows]
+        except (Transient, AuthFailed, BadPayload) as exc:
+            for item in rows:
+                self._retry(item.row, now=now, at=now + backoff(item.row.attempts), error=str(exc))
+            return outcomes + [(i, "retried") for i in rows]
+        if self.pacer is not None:
+            self.pacer.learn(channel, posted.channel)
+        finish_sent(self.engine, [i.row for i in rows], worker=self.worker, now=now,
+                    result={"channel": posted.channel, "ts": posted.ts})
+        return outcomes + [(i, "sent") for i in rows]
+
+    def _thread_line(self, s: Session, row: Outbox, *, now: datetime) -> ThreadLine:
+        """The worded note of a thread row, with its case's buttons for a group member."""
+        case = s.get(Case, row.case_id) if row.case_id else None
+        if case is None:
+            raise Refused(f"case {row.case_id} does not exist")
+        text = compose(s, row.payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
+                       time_ref=getattr(self.notifier, "time_ref", None), case=case if case.grouped_into else None)
+        member = None
+        member_id = row.payload.get("member_case_id") if row.payload.get("note") == "group_member" else None
+        if member_id:
+            member_case = s.get(Case, member_id)
+            mention = s.get(Mention, member_case.first_mention_id) if member_case and \
+                member_case.first_mention_id else None
+            if member_case is not None and mention is not None:
+                member = build_view(case=member_case, mention=mention, now=now, timezone=self.timezone(),
+                                    ack_posted=_ack_posted(s, member_case.id))
+        return ThreadLine(text=text, member=member)
 
     def _deliver(self, item: Claimed, *, now: datetime) -> str:
         row = item.row
@@ -340,6 +529,8 @@ class Deliverer:
                    retry_at=now + wait.delay, error=str(wait))
             return "retried"
         except RateLimited as exc:
+            if self.pacer is not None and row.kind not in PUBLIC_KINDS:
+                self.pacer.hold(self._channel_of(row), until=exc.until, now=now)
             self._retry(row, now=now, at=exc.until, error=str(exc))
             return "retried"
         except (Transient, AuthFailed) as exc:
@@ -354,6 +545,14 @@ class Deliverer:
         except ConnectorError as exc:
             self._fail(row, now=now, exc=exc)
             return "failed"
+
+    def _channel_of(self, row: Outbox) -> str:
+        """The channel a Slack row posts in (a thread note: its thread's channel)."""
+        if row.kind == OutboxKind.THREAD:
+            thread = self._threads([row.case_id]).get(row.case_id or 0)
+            if thread is not None:
+                return thread[0]
+        return row.target
 
     def _fail(self, row: Outbox, *, now: datetime, exc: ConnectorError) -> None:
         log.error("outbox %s #%d failed for good: %s", row.kind, row.id, exc)
@@ -416,17 +615,17 @@ class Deliverer:
 
     def _view(self, case: Case, mention: Mention, *, now: datetime):  # type: ignore[no-untyped-def]
         with transaction(self.engine) as s:
-            ack_posted = s.exec(
-                select(sa.func.count()).select_from(Outbox).where(
-                    Outbox.case_id == case.id, Outbox.kind == OutboxKind.REPLY_PUBLIC,
-                    Outbox.state == OutboxState.SENT)
-            ).one() > 0
+            ack_posted = _ack_posted(s, case.id)
             grouped = 0
+            members: tuple[OpenCaseLine, ...] = ()
             if case.grouped_into == case.id:
-                grouped = s.exec(select(sa.func.count()).select_from(Case).where(Case.grouped_into == case.id)).one()
+                grouped = int(s.exec(select(sa.func.count()).select_from(Case).where(
+                    Case.grouped_into == case.id)).one())
+                if grouped > 1:
+                    members = _newest_members(s, leader_id=case.id or 0)
         view = build_view(case=case, mention=mention, now=now, timezone=self.timezone(), ack_posted=ack_posted)
-        if grouped:
-            view = replace(view, grouped_count=int(grouped))
+        if grouped > 1:  # a group of one reads as the case's own alert, buttons and all
+            view = replace(view, grouped_count=grouped, members=members)
         return view
 
     def _alert(self, item: Claimed, *, now: datetime) -> None:
@@ -485,8 +684,10 @@ class Deliverer:
 
     def _message(self, row: Outbox, *, now: datetime) -> None:
         thread_ts = ""
+        named: Case | None = None  # the note's case, named in a thread its group shares
         if row.kind == OutboxKind.THREAD:
             case, _ = self._load(row.case_id)
+            named = case if case.grouped_into else None
             if not case.slack_ts and case.grouped_into and case.grouped_into != case.id:
                 # A case grouped into a storm message never gets an alert of its own: its notes
                 # go to the group message's thread.  Waiting for its own alert retried them every
@@ -507,7 +708,7 @@ class Deliverer:
             payload = {**payload, "permalink": self._permalink(payload.get("case_id"))}
         with transaction(self.engine) as s:
             text = compose(s, payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
-                           time_ref=getattr(self.notifier, "time_ref", None))
+                           time_ref=getattr(self.notifier, "time_ref", None), case=named)
         posted = None
         metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_id": str(row.id)}}
         if row.kind == OutboxKind.CHANNEL and row.attempts > 1:
@@ -536,6 +737,22 @@ class Deliverer:
         except ConnectorError as exc:
             log.warning("no link to the alert of case %s: %s", case_id, exc)
             return ""
+
+
+GROUP_NEWEST = 10  # the members a grouped message lists (all of them have a line in its thread)
+
+
+def _ack_posted(s: Session, case_id: int | None) -> bool:
+    return s.exec(select(sa.func.count()).select_from(Outbox).where(
+        Outbox.case_id == case_id, Outbox.kind == OutboxKind.REPLY_PUBLIC, Outbox.state == OutboxState.SENT)).one() > 0
+
+
+def _newest_members(s: Session, *, leader_id: int) -> tuple[OpenCaseLine, ...]:
+    rows = s.exec(select(Case, Mention).join(Mention, Mention.id == Case.first_mention_id)
+                  .where(Case.grouped_into == leader_id).order_by(Case.id.desc()).limit(GROUP_NEWEST)).all()
+    return tuple(OpenCaseLine(case_id=c.id or 0, platform=c.platform, author_handle=c.author_handle, text=m.text,
+                              rule=c.rule, severity=c.severity, sla_due_at=c.sla_due_at, assignee=c.assignee,
+                              state=c.state, sla_seconds=c.sla_seconds) for c, m in rows)
 
 
 class _Paced(Exception):

@@ -217,9 +217,20 @@ class Escalation(_Model):
         return value
 
 
+NEVER_GROUPED = ("critical", "vip", "verified")  # what `grouping.never` may name
+
+
 class Grouping(_Model):
     window: PositiveDuration = timedelta(minutes=2)
     max_alerts: StrictInt = Field(default=3, ge=1)
+    # alerts always posted on their own: severity critical, an alert to the `vip` channel alias,
+    # an author the platform verified ([] groups everything beyond max_alerts)
+    never: tuple[Literal["critical", "vip", "verified"], ...] = NEVER_GROUPED
+
+    def beyond_budget(self, individual: int) -> bool:
+        """Storm control's count: the first `max_alerts` alerts of a key in the window go out one by
+        one, the rest share a grouped message (the pipeline and the backtest both ask this)."""
+        return individual >= self.max_alerts
 
 
 class Spike(_Model):

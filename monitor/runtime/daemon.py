@@ -291,6 +291,12 @@ class Daemon:
             if stats.sent + stats.failed + stats.unknown == 0:
                 return  # only retries left: they are due later
 
+    def catch_up_summary(self) -> str:
+        """After `run --once`: how many Slack messages wait in the outbox ("" when none).  A catch-up
+        delivers what Slack's pace allows and leaves the rest queued; it never sleeps it off."""
+        left = outbox.backlog(self.engine)
+        return msg.CLI_ONCE_LEFT.format(count=f"{left:,}") if left else ""
+
     def run_once(self) -> list[PollOutcome]:
         outcomes = []
         for name in self.sources:
