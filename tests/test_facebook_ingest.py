@@ -89,6 +89,27 @@ def test_a_late_comment_that_does_not_wake_its_post_is_stored_by_the_hourly_swee
     assert sandbox.stats()["requests"]["GET /:id/comments"] == reads  # a quiet Page costs the feed read only
 
 
+def test_the_sweep_reaches_a_post_behind_five_hundred_busier_ones(sandbox: Sandbox, daemon: Daemon,
+                                                                   clock: SettableClock) -> None:
+    """A busy Page: 510 posts active in the last day.  A comment held for review on the quietest
+    of them is stored by the sweep (it read only the 500 most recently active before)."""
+    now = clock.now().timestamp()
+    posts = [sandbox.graph.add_post(post_id=f"{PAGE_ID}_1221000000{n:05d}", created_time=now - 72_000 + n * 140)
+             for n in range(510)]
+    sandbox.add_fb_comments([{"message": f"question {n}", "post_id": post_id, "created_time": now - 72_000 + n * 140,
+                              "from": {"id": f"7200{n:04d}", "name": f"Liv {n}"}} for n, post_id in enumerate(posts)])
+    daemon.poll("fb-comments")
+    clock.advance(60)
+    sandbox.configure(fb_late_comments=1.0, fb_late_by_s=3 * 3600, fb_late_wakes_post=False)
+    [held] = sandbox.add_fb_comments([{"message": "held for review on the quietest post", "post_id": posts[0],
+                                       "from": {"id": "72009999", "name": "Ola"}}])
+    sandbox.configure(fb_late_comments=0.0)
+    clock.advance(RECONCILE_EVERY_S)
+    for _ in range(5):  # the sweep reads ten posts a fetch, twenty fetches a poll
+        daemon.poll("fb-comments")
+    assert "held for review on the quietest post" in _stored(daemon, "comment")
+
+
 def test_a_message_in_the_same_second_as_the_last_read_is_stored(sandbox: Sandbox, daemon: Daemon,
                                                                  clock: SettableClock) -> None:
     """A burst larger than one fetch; meanwhile a message lands in a conversation already read, in
