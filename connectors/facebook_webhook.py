@@ -27,7 +27,7 @@ from monitor.model import Author, NewMention
 
 log = logging.getLogger(__name__)
 
-ANSWER_WITHIN_S = 5.0  # Meta asks for a 200 within 20 s (Messenger); we answer well inside it
+ANSWER_WITHIN_S = 5.0  # Meta's webhook docs ask for "200 OK" and give no number; retries follow (36 h)
 MAX_BODY = 1_000_000  # Meta batches up to 1000 updates; larger bodies are refused before reading
 
 Deliver = Callable[[str, list[NewMention]], None]  # (kind, mentions) -> stored
