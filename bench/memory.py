@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -190,12 +191,21 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
             proc.kill()
         sandbox.stop()
         log.close()
+    expected = Counter(f"{r['platform']}_{r['kind']}" for r in records)
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            got = Counter({f"{p}_{k}": c for p, k, c in conn.execute(
+                "select platform, kind, count(*) from mention where from_brand = 0 group by 1, 2")})
+    except sqlite3.Error:
+        got = Counter()
+    lost_by_kind = {k: expected[k] - got[k] for k in sorted(expected) if expected[k] != got[k]}
     return {"rss_idle_mb": round(idle["VmRSS"] / 1024, 1), "rss_peak_mb": round(idle["VmHWM"] / 1024, 1),
             "rss_anon_mb": round(idle.get("RssAnon", 0) / 1024, 1), "rss_file_mb": round(idle.get("RssFile", 0) / 1024, 1),
             "rss_start_mb": round(started["VmRSS"] / 1024, 1), "first_poll_s": round(first_poll_s, 2), "n": n, "stored": stored,
             "outbox_due": pending, "ingest_s": round(ingest_s, 1), "idle_s": idle_s,
             "poll_interval_s": poll_interval, "late_comments": late_comments, "same_second_messages": same_second,
-            "stored_by_polls": stored_by_polls, "sweep": sweep, "sweep_s": round(sweep_s, 1), "lost": n - stored}
+            "stored_by_polls": stored_by_polls, "sweep": sweep, "sweep_s": round(sweep_s, 1), "lost": n - stored,
+            "lost_by_kind": lost_by_kind}
 
 
 def main() -> None:
@@ -221,7 +231,7 @@ def main() -> None:
     if sweep:
         print(f"{result['stored_by_polls']} of {result['n']} stored by polling, {result['stored']} after the "
               f"reconciliation sweep ({result['sweep_s']} s after the daemon's clock moved an hour on); "
-              f"lost {result['lost']}")
+              f"lost {result['lost']} {result['lost_by_kind']}")
     print(f"{result['stored']} of {result['n']} mentions stored in {result['ingest_s']} s; "
           f"idle RSS {result['rss_idle_mb']} MB (peak {result['rss_peak_mb']} MB, target < 100 MB): "
           f"{result['rss_anon_mb']} MB heap and stacks, {result['rss_file_mb']} MB mapped files; "
