@@ -164,6 +164,9 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
             settle(quiet_for=max(4.0, 3 * poll_interval), need_outbox_quiet=False, above=max(stored, 0))
         settle(quiet_for=3, need_outbox_quiet=True, above=-1)
         ingest_s = time.time() - began
+        if ingest_s >= timeout_s:
+            print(f"ingest did not settle within --timeout {timeout_s:.0f} s: the counts below are not final",
+                  file=sys.stderr)
         stored_by_polls = stored
         # idle RSS is read before the sweep, so it stays comparable with runs without one: an hour
         # later every unanswered alert escalates, and that backlog is not what this measures
@@ -186,6 +189,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
                 time.sleep(0.5)
             sweep_s = time.time() - jumped
             settle(quiet_for=3, need_outbox_quiet=False, above=-1)
+        stored = _count(db, "select count(*) from mention where from_brand = 0")  # now, whatever settle saw
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
