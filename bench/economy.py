@@ -4,7 +4,7 @@ per alert, and an estimated X pay-per-use cost.
     python bench/economy.py                       # 5,000 bursty mentions over 24 simulated hours
     python bench/economy.py --mentions 500 --hours 2
 
-The daemon (default rules.yaml: X mentions every 60 s, X search every 2 min, Facebook every 60 s)
+The daemon (default rules.yaml: X mentions every 60 s, X search, own posts and DMs every 2 min, Facebook every 60 s)
 runs against the sandbox with its default, X Basic-like rate limits.  Time is simulated: the
 daemon's SettableClock and the sandbox clock are moved together in --step second steps; at each
 step the due polls run (as the scheduler would), then the outbox is delivered, then the SLA sweep.

@@ -51,6 +51,7 @@ class RefusalReason(enum.StrEnum):
     POLICY = "policy"  # any other rule of the platform's
     MESSAGING_WINDOW = "messaging_window"  # Messenger: a Page answers only within 24 h of the last message
     PRIVATE_REPLY_LIMIT = "private_reply_limit"  # Facebook: one private reply per comment, within 7 days
+    ALREADY_REPLIED = "already_replied"  # Facebook: this comment has its one private reply already
     TOO_LONG = "too_long"
 
 
@@ -88,6 +89,9 @@ class ReplyResult:
     external_id: str  # id of the post/message we created
     url: str = ""
     dm_link: str = ""
+    # who a private message went to, in the platform's private id (Facebook: the Messenger PSID
+    # that a private reply to a comment returns; X: the same user id)
+    recipient_id: str = ""
     # what the create endpoint has left (X's x-rate-limit-* headers): about the call, not the post
     quota: Quota = field(default=Quota(), compare=False)
 
@@ -105,6 +109,9 @@ class ReplyTarget:
     parent_id: str = ""
     created_at: datetime | None = None
     mentions_brand: bool = False
+    # a person wrote this answer (Slack's Reply… form): Messenger lets it go out with the HUMAN_AGENT
+    # tag after the 24-hour window; the bot's templates never may
+    human_agent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,7 +161,9 @@ class FacebookSource:
             return Transient(msg.FACEBOOK_TRANSIENT.format(what=what, detail=detail))
         if action and code == 10 and subcode == 2018278:
             return Refused(msg.FACEBOOK_MESSENGER_WINDOW.format(detail=detail), reason=RefusalReason.MESSAGING_WINDOW)
-        if action and code in (10900, 10901, 10903, 10904):
+        if action and code == 10900:  # "Activity already replied to": a private reply to it went out
+            return Refused(msg.FACEBOOK_PRIVATE_REPLY.format(detail=detail), reason=RefusalReason.ALREADY_REPLIED)
+        if action and code in (10901, 10903, 10904):
             return Refused(msg.FACEBOOK_PRIVATE_REPLY.format(detail=detail), reason=RefusalReason.PRIVATE_REPLY_LIMIT)
         if action:
             return Refused(msg.FACEBOOK_REFUSED.format(what=what, detail=detail))
@@ -340,15 +342,24 @@ class FacebookSource:
         return ReplyResult(external_id=str(result["id"]), url=f"https://www.facebook.com/{result['id']}")
 
     def send_private(self, *, target: ReplyTarget, text: str) -> ReplyResult:
+        """A private reply to a comment (Graph answers with the person's Messenger PSID), or a Messenger
+        message: inside the 24-hour window as a response; after it, a person's answer (`target.human_agent`)
+        goes with the HUMAN_AGENT tag, which Messenger allows up to 7 days after the customer's last
+        message (`target.created_at`)."""
+        post_args = {"message": json.dumps({"text": text}), "messaging_type": "RESPONSE"}
         if target.kind == "comment":
             recipient, what = {"comment_id": target.external_id}, "a private reply"
         else:
             recipient, what = {"id": target.author_id}, "a Messenger message"
-        result = self._request(what, f"{self.page_id}/messages", action=True, post_args={
-            "recipient": json.dumps(recipient), "message": json.dumps({"text": text}), "messaging_type": "RESPONSE"})
+            window = FACEBOOK.messaging_window
+            if target.human_agent and window is not None and target.created_at is not None \
+                    and self.clock.now() - target.created_at > window:
+                post_args.update(messaging_type="MESSAGE_TAG", tag="HUMAN_AGENT")
+        result = self._request(what, f"{self.page_id}/messages", action=True,
+                               post_args={"recipient": json.dumps(recipient), **post_args})
         if "message_id" not in result:
             raise BadPayload(msg.FACEBOOK_BAD_PAYLOAD.format(what=what, detail="no message_id in the answer"))
-        return ReplyResult(external_id=str(result["message_id"]))
+        return ReplyResult(external_id=str(result["message_id"]), recipient_id=str(result.get("recipient_id", "")))
 
     def conversation_of(self, person_id: str) -> str:
         """The Messenger conversation with a person (webhook events name only the person); cached."""

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from connectors.wsgi import WsgiServer
 from monitor import messages as msg
 from monitor.model import Author, NewMention
 
@@ -147,31 +147,8 @@ class FacebookWebhook:
         self._work.put(None)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log: the handshake's query string carries the verify token."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        return
-
-
-class WebhookServer:
-    """werkzeug's threaded server around the app, on its own thread."""
+class WebhookServer(WsgiServer):
+    """The webhook endpoint's server (connectors/wsgi.py)."""
 
     def __init__(self, app: FacebookWebhook, *, host: str, port: int, certfile: str = "", keyfile: str = "") -> None:
-        self.app = app
-        ssl_context = (certfile, keyfile) if certfile and keyfile else None
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context,
-                                                    request_handler=_QuietHandler)
-        self.port = self._server.server_port
-        self.url = f"{'https' if ssl_context else 'http'}://{host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="facebook-webhook-server",
-                                        daemon=True)
-
-    def start(self) -> WebhookServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self.app.close()
+        super().__init__(app, host=host, port=port, certfile=certfile, keyfile=keyfile, name="facebook-webhook-server")

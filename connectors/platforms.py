@@ -61,6 +61,10 @@ class Platform:
     history: History = History()
     connector: str = ""  # "package.module:Class" of the Source that serves it
     private_reply_window: timedelta | None = None  # a private reply is allowed only this soon after the post
+    # Private conversations (DM, Messenger): a Page may answer only this soon after the customer's
+    # last message, or up to `human_agent_window` when a person answers with the human-agent tag.
+    messaging_window: timedelta | None = None
+    human_agent_window: timedelta | None = None
 
     def max_reply_length(self, kind: str) -> int:
         """The longest reply to a `kind` post (the strictest limit when the kind is not known)."""
@@ -79,11 +83,12 @@ class Platform:
 
 X = Platform(
     name="x", label="X",
-    kinds=("mention", "search", "own"),
+    kinds=("mention", "search", "own", "dm"),  # dm: GET /2/dm_events, the brand account's direct messages
     auto_reply_kinds=frozenset({"mention"}),
     private_reply_kinds=frozenset(),  # a DM only to someone who wrote to us first
     requires_brand_mention=True,  # X's automation rules: answer only posts that @mention the account
-    reply_limits=MappingProxyType({"mention": 280, "search": 280, "own": 280}),
+    # a DM allows 10,000 characters; templates are still checked against the public 280
+    reply_limits=MappingProxyType({"mention": 280, "search": 280, "own": 280, "dm": 10000}),
     length=x_weighted_length,
     template_widths=MappingProxyType({"author": 16, "eta": 20, "agent": 30, "dm_link": 23}),
     secret_names=("X_BEARER_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"),
@@ -105,6 +110,8 @@ FACEBOOK = Platform(
     history=History(),
     connector="connectors.facebook:FacebookSource",
     private_reply_window=timedelta(days=7),
+    messaging_window=timedelta(hours=24),  # Meta's standard messaging window
+    human_agent_window=timedelta(days=7),  # the HUMAN_AGENT message tag: a person's answer, up to 7 days
 )
 
 # Our own JSONL played back like a platform: it fetches every kind and answers nothing.
@@ -115,9 +122,17 @@ REPLAY = Platform(
     connector="connectors.replay:ReplaySource",
 )
 
+# Kinds that are private conversations with one customer, on any platform.
+PRIVATE_KINDS: frozenset[str] = frozenset({"dm", "message"})
+
 PLATFORMS: Mapping[str, Platform] = MappingProxyType({p.name: p for p in (X, FACEBOOK, REPLAY)})
 # The platforms people talk to us on (replay is a way of reading, not a place).
 SOCIAL: Mapping[str, Platform] = MappingProxyType({p.name: p for p in (X, FACEBOOK)})
+
+
+def is_private(kind: str) -> bool:
+    """A private conversation (X DM, Messenger): its text is never shown in a public-facing place."""
+    return kind in PRIVATE_KINDS
 
 
 def platform(name: str) -> Platform:

@@ -1,10 +1,14 @@
-"""X (Twitter) source on tweepy.Client: mentions timeline, recent search, replies, DMs, DM hand-off link.
+"""X (Twitter) source on tweepy.Client: mentions timeline, recent search, direct messages, replies, DM hand-off link.
 
 One API request per call; errors become the types of connectors/base.py.  The fetch cursor is a
 small JSON document: `since` is the newest tweet id already stored; while a backlog is drained
 page by page (newest first, as X returns them) it also holds the page token and the newest id of
 the drain, which becomes `since` once the last page is stored.  Every page is stored with its
 cursor, so no tweet is read twice, across restarts too.
+
+Direct messages (`kind: dm`) come from GET /2/dm_events (user context, scope dm.read), which has
+no since_id: pages run newest first and a drain stops at the first event id already stored.  A new
+source (empty cursor) reads the newest page only; `backfill` reads further back (its `start`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from connectors.base import (
     Transient,
 )
 from connectors.http import mount_platform, redact, register_secrets
-from connectors.platforms import Platform, X
+from connectors.platforms import Platform, X, is_private
 from monitor import messages as msg
 from monitor.clock import Clock
 from monitor.model import Author, NewMention
@@ -44,6 +48,8 @@ SEARCH_REACH = X.history.search_reach or timedelta(0)  # recent search refuses a
 PAGE_SIZE = 100
 TWEET_FIELDS = ["created_at", "conversation_id", "lang", "referenced_tweets", "in_reply_to_user_id", "author_id"]
 USER_FIELDS = ["public_metrics", "verified", "username", "name"]
+DM_EVENT_FIELDS = ["id", "event_type", "text", "sender_id", "created_at", "dm_conversation_id"]
+DM_REFUSED_MARKERS = ("cannot send messages to this user", "not permitted to send")
 REPLY_RULE_MARKERS = ("reply to this conversation is not allowed", "not been mentioned or otherwise engaged")
 
 
@@ -96,6 +102,8 @@ class XSource:
         if kind not in self.kinds:
             raise ValueError(f"XSource fetches {sorted(self.kinds)}, not {kind!r}")
         state = _load_cursor(cursor)
+        if kind == "dm":
+            return self._fetch_dms(state)
         params: dict[str, Any] = {"max_results": self.page_size, "expansions": ["author_id"],
                                   "tweet_fields": TWEET_FIELDS, "user_fields": USER_FIELDS}
         window_gap = False
@@ -152,6 +160,58 @@ class XSource:
         return FetchResult(mentions=mentions, cursor=json.dumps(compact, separators=(",", ":")),
                            quota=_quota(response), reads=1, gap_possible=gap, more=bool(next_token))
 
+    def _fetch_dms(self, state: dict[str, Any]) -> FetchResult:
+        """One page of the account's direct messages, newest first; the drain ends at `since`."""
+        if not self._user_auth:
+            raise AuthFailed(msg.X_NO_USER_AUTH)
+        what = "direct messages"
+        params: dict[str, Any] = {"max_results": min(max(self.page_size, 1), 100), "event_types": "MessageCreate",
+                                  "dm_event_fields": DM_EVENT_FIELDS, "expansions": ["sender_id"],
+                                  "user_fields": USER_FIELDS, "user_auth": True}
+        if state["token"]:
+            params["pagination_token"] = state["token"]
+        response = self._call(what, lambda: self._client.get_direct_message_events(**params))
+        body = _json(response, what)
+        since = int(state["since"] or 0)
+        start = _parse_time(state["start"]) if state["start"] else None
+        events = self._dm_events(body, what=what)
+        fresh = [m for m in events if int(m.external_id) > since and (start is None or m.created_at >= start)]
+        reached = len(fresh) < len(events)  # an event already stored (or before the backfill start): done
+        top = state["top"] if state["token"] else (events[0].external_id if events else state["since"])
+        next_token = (body.get("meta") or {}).get("next_token")
+        if not (state["since"] or state["token"] or state["start"]):
+            next_token = None  # a new source reads the newest page only: a month of old DMs would raise old alerts
+        if next_token and not reached:
+            new_state = {"since": state["since"], "start": state["start"], "token": next_token, "top": top}
+        else:
+            new_state = {"since": top}
+        compact = {k: v for k, v in new_state.items() if v not in (None, 0)}
+        return FetchResult(mentions=fresh, cursor=json.dumps(compact, separators=(",", ":")),
+                           quota=_quota(response), reads=1, more=bool(next_token) and not reached)
+
+    def _dm_events(self, body: dict[str, Any], *, what: str) -> list[NewMention]:
+        try:
+            users = {u["id"]: u for u in (body.get("includes") or {}).get("users", [])}
+            out = []
+            for event in body.get("data") or []:
+                if event.get("event_type", "MessageCreate") != "MessageCreate":
+                    continue
+                sender = str(event["sender_id"])
+                user = users.get(sender, {"id": sender})
+                conversation = str(event.get("dm_conversation_id") or "-".join(sorted((sender, self.user_id), key=int)))
+                out.append(NewMention(
+                    platform="x", kind="dm", external_id=str(event["id"]), text=str(event.get("text", "")),
+                    author=Author(id=sender, handle=user.get("username", ""), name=user.get("name", ""),
+                                  followers=int((user.get("public_metrics") or {}).get("followers_count", 0)),
+                                  verified=bool(user.get("verified", False))),
+                    created_at=_parse_time(event["created_at"]), conversation_id=conversation,
+                    url=f"https://x.com/messages/{conversation}", mentions_brand=True,
+                    # our own outgoing DMs: stored, never a customer's message
+                    from_brand=sender == self.user_id, raw={"dm_event": event, "sender": user}))
+            return out
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadPayload(msg.X_BAD_PAYLOAD.format(what=what, detail=f"missing or wrong field {exc}")) from None
+
     def _mentions(self, body: dict[str, Any], *, kind: str, what: str) -> list[NewMention]:
         try:
             users = {u["id"]: u for u in (body.get("includes") or {}).get("users", [])}
@@ -182,7 +242,7 @@ class XSource:
     def reply_public(self, *, target: ReplyTarget, text: str) -> ReplyResult:
         if target.kind == "search" and not target.mentions_brand:
             raise Refused(msg.X_KEYWORD_HIT.format(handle=self.brand_handle))
-        if target.kind == "message":
+        if is_private(target.kind):
             raise Refused(msg.X_DM_NOT_INVITED.format(handle=self.brand_handle))
         if (over := X.too_long(kind=target.kind, text=text)) is not None:
             raise Refused(msg.X_TOO_LONG.format(length=over[0], limit=over[1]), reason=RefusalReason.TOO_LONG)
@@ -200,7 +260,8 @@ class XSource:
                            dm_link=self.dm_link, quota=_quota(response))
 
     def send_private(self, *, target: ReplyTarget, text: str) -> ReplyResult:
-        if target.kind != "message":
+        """POST /2/dm_conversations/with/:participant_id/messages: only to someone who wrote to us in DM."""
+        if not is_private(target.kind):
             raise Refused(msg.X_DM_NOT_INVITED.format(handle=self.brand_handle))
         if not self._user_auth:
             raise AuthFailed(msg.X_NO_USER_AUTH)
@@ -209,13 +270,31 @@ class XSource:
         data = _json(response, "a direct message").get("data") or {}
         if "dm_event_id" not in data:
             raise BadPayload(msg.X_BAD_PAYLOAD.format(what="a direct message", detail="no dm_event_id in the answer"))
-        return ReplyResult(external_id=str(data["dm_event_id"]), dm_link=self.dm_link, quota=_quota(response))
+        return ReplyResult(external_id=str(data["dm_event_id"]), dm_link=self.dm_link, quota=_quota(response),
+                           recipient_id=target.author_id)
+
+    def _find_dm(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
+        """Our DM with this text to the customer, newer than their message (reconciliation after a crash)."""
+        if not self._user_auth:
+            raise AuthFailed(msg.X_NO_USER_AUTH)
+        response = self._call("DM reconciliation", lambda: self._client.get_direct_message_events(
+            participant_id=target.author_id, dm_event_fields=DM_EVENT_FIELDS, event_types="MessageCreate",
+            max_results=100, user_auth=True))
+        for event in _json(response, "DM reconciliation").get("data") or []:
+            if str(event.get("sender_id")) == self.user_id and int(event.get("id", 0)) > int(target.external_id or 0) \
+                    and (not text or str(event.get("text", "")).strip() == text.strip()):
+                return ReplyResult(external_id=str(event["id"]), dm_link=self.dm_link, recipient_id=target.author_id)
+            if int(event.get("id", 0)) <= int(target.external_id or 0):
+                return None  # newest first: older than the customer's message, so ours is not there
+        return None
 
     def backfill_cursor(self, *, since: datetime) -> str:
         """A cursor that starts at `since`: it becomes the API's start_time."""
         return json.dumps({"start": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}, separators=(",", ":"))
 
     def find_reply(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
+        if is_private(target.kind):
+            return self._find_dm(target=target, text=text)
         conversation = target.conversation_id or target.external_id
         query = f"conversation_id:{conversation} from:{self.brand_handle}"
         token = None
@@ -261,7 +340,8 @@ class XSource:
         except tweepy.Forbidden as exc:
             detail = _detail(exc)
             lowered = detail.lower()
-            if posting and (any(m in lowered for m in REPLY_RULE_MARKERS) or "duplicate" in lowered):
+            if posting and (any(m in lowered for m in REPLY_RULE_MARKERS + DM_REFUSED_MARKERS)
+                            or "duplicate" in lowered):
                 raise Refused(msg.X_REFUSED.format(detail=detail)) from None
             raise AuthFailed(msg.X_AUTH.format(what=what, status=403, detail=detail)) from None
         except tweepy.TwitterServerError as exc:
@@ -306,6 +386,7 @@ def _quota(response: requests.Response) -> Quota:
 
 def _load_cursor(cursor: str) -> dict[str, Any]:
     # since: newest id stored; since_at: its time; token/top/top_at/read/start: a drain in progress
+    # (dm: since, and token/top/start while a drain goes on)
     state: dict[str, Any] = {"since": None, "since_at": None, "token": None, "top": None, "top_at": None,
                              "read": 0, "start": None}
     if cursor:

@@ -65,7 +65,27 @@ SLACK_REPLY_MODAL_SUBMIT = "Post reply"
 SLACK_REPLY_MODAL_CLOSE = "Cancel"
 SLACK_REPLY_MODAL_INTRO = "Replying to {author} on {platform}:\n>{text}"
 SLACK_REPLY_MODAL_LABEL = "Your reply (posted publicly, as the brand)"
+SLACK_REPLY_MODAL_TITLE_CHOICE = "Reply"
+SLACK_REPLY_MODAL_LABEL_CHOICE = "Your reply (as the brand; choose below: public, or in DM)"
 SLACK_REPLY_EMPTY = "Write something before posting."
+SLACK_REPLY_WHERE_LABEL = "Where"
+SLACK_REPLY_WHERE_PUBLIC = "Public reply"
+SLACK_REPLY_WHERE_DM = "🔒 Reply in DM (only the customer sees it)"
+SLACK_REPLY_DM_CLOSED = "🔒 Reply in DM is not possible: {reason}"
+SLACK_REPLY_DM_NOTE = "🔒 {reason}"
+# monitor/cases/actions.py: may a person answer a public case in private (the platform's window)?
+DM_X_NOT_YET = ("{author} has not written to {brand} in DM yet; X lets the brand send a DM only to someone "
+                "who wrote first. Reply publicly with the DM link instead.")
+DM_MESSENGER_NOT_YET = ("{author} has not answered the private reply in Messenger yet; a Page may send only one "
+                        "private reply per comment, and may write again once they answer.")
+DM_MESSENGER_NO_HANDOFF = ("{author} has no Messenger conversation with the Page yet; acknowledge the comment "
+                           "(its private reply opens one).")
+DM_MESSENGER_HUMAN_AGENT = ("Messenger's 24-hour window has closed; a person's answer still goes out with the "
+                            "human-agent tag until {closes:%a %d %b %H:%M} UTC.")
+DM_MESSENGER_CLOSED = ("Messenger's window for this conversation closed on {closed:%a %d %b %H:%M} UTC (7 days "
+                       "after the customer's last message, with the human-agent tag); nothing can be sent until "
+                       "they write again.")
+DM_NOT_OFFERED = "this case is already a private conversation; use the normal reply"
 
 SLACK_REFUSED_PUBLIC = (
     "Sorry, only the approvers set up for mention-monitor may post publicly for the brand. "
@@ -216,6 +236,9 @@ EXPLAIN_NOT_TRIED_DROPPED = "not tried: rule '{rule}' dropped the mention"
 THREAD_FOLLOWUP = "Follow-up from {author}: {quote}"
 THREAD_FOLLOWUP_ATTENTION = "Follow-up from {author}, still waiting for an answer: {quote}"
 THREAD_REOPENED = "Case reopened: {author} wrote again after it was resolved: {quote}"
+THREAD_PRIVATE_FOLLOWUP = "🔒 private message from {author} (for the team only, never quote it in public): {quote}"
+THREAD_PRIVATE_REOPENED = ("Case reopened: 🔒 private message from {author} after it was resolved "
+                           "(for the team only, never quote it in public): {quote}")
 THREAD_SNOOZE_OVER = "Snooze is over; this case needs attention again."
 THREAD_GROUP_MEMBER = "#{case_id} {platform} {author}: {quote}"
 THREAD_WARNING = "{who} {left} left to answer this one ({percent}% of the response-time target used)."
@@ -247,6 +270,7 @@ THREAD_ACKNOWLEDGED = "{user} acknowledged this case."
 THREAD_SNOOZED = "{user} snoozed this case until {until}."
 THREAD_RESOLVED = "{user} resolved this case."
 THREAD_REPLY_QUEUED = "{user} is replying publicly: “{text}”"
+THREAD_REPLY_DM_QUEUED = "🔒 {user} is replying in private (DM): “{text}”"
 THREAD_MESSENGER_WINDOW = (
     "Messenger's 24-hour window for this conversation has closed, so the bot cannot answer it. "
     "Reply from the Page inbox with a message tag, or wait for the customer to write again."
@@ -274,6 +298,10 @@ OPS_ALERT_PLAIN = (":warning: Slack refused the alert of case {case_id} ({reason
                    "message without buttons. Use /mentions to claim or resolve it.")
 OPS_ALERT_LOST = (":rotating_light: Slack refused the alert of case {case_id} ({reason}), even as a plain message; "
                   "the case is not in Slack, but /mentions lists it.")
+OPS_LINE_LOST = (":warning: {what} could not be posted to Slack after {attempts} attempts ({reason}); "
+                 "nothing will retry it.")
+OPS_LINE_LOST_CASE = "A thread line or update of case {case_id}"
+OPS_LINE_LOST_CHANNEL = "A message to {channel}"
 OPS_RULES_REFUSED = ":no_entry: rules.yaml edit refused, the previous rules stay in force:\n```{errors}```"
 RULES_MORE_ERRORS = "\n…and {count} more errors: run `mention-monitor check-rules` to see them all."
 OPS_RULES_RELOADED = "rules.yaml reloaded: {rules} rules, {sources} sources."
@@ -281,6 +309,16 @@ OPS_GAP = ":warning: {source}: more mentions arrived than X keeps (the latest 80
 
 LOG_POLL = "poll %s: fetched %d, stored %d, duplicates %d, cases %d, attached %d, alerts %d"
 LOG_RATE_LIMITED = "poll %s: rate limited until %s; other sources go on"
+LOG_DATABASE_UNAVAILABLE = (
+    "database unavailable: %s. Nothing fetched is lost: each poll is stored in one transaction with its "
+    "cursor, so the same mentions are fetched again; retrying at every poll until it takes writes again"
+)
+LOG_DATABASE_BACK = "database available again after %s: storing and delivering as usual"
+LOG_SOCKET_MODE_DOWN = ("Slack Socket Mode (buttons, /mentions, App Home) not connected: %s; alerts still go out, "
+                        "trying again in %.0fs (failure %d)")
+LOG_SOCKET_MODE_UP = "Slack Socket Mode connected"
+LOG_SOCKET_MODE_UP_AFTER = "Slack Socket Mode connected after %d failed attempts"
+HEALTH_SOCKET_MODE_DOWN = "not connected: {reason} (failure {failures}, next attempt {next})"
 LOG_TRANSIENT = "poll %s: %s; retrying in %.0fs (failure %d)"
 LOG_AUTH_FAILED = "poll %s: authentication failed, source paused: %s"
 LOG_BAD_PAYLOAD = "poll %s: unreadable answer, nothing stored, cursor kept: %s"
@@ -302,6 +340,15 @@ CLI_DB_NOT_WRITABLE = (
     "(SQLite also writes -wal and -shm files beside it), free disk space, or point DATABASE_URL (--db) at "
     "a writable database."
 )
+CLI_DB_NO_SCHEMA = "{url}: no schema yet (head is {head}): run `mention-monitor db upgrade`"
+CLI_DB_CURRENT = "{url}: at {revision} (head, up to date)"
+CLI_DB_BEHIND = "{url}: at {revision}, this release's head is {head}: run `mention-monitor db upgrade`"
+CLI_DB_UPGRADED = "{url}: upgraded to {revision}"
+CLI_DB_TOO_NEW = (
+    "the database {url} is at schema revision {revision}, which this release does not know (its newest is "
+    "{head}): a newer release of mention-monitor upgraded it. Run that release, or restore the backup taken "
+    "before the upgrade."
+)
 CLI_RULES_OK = "{path}: OK ({rules} rules, {sources} sources, {templates} templates)"
 CLI_NO_RULES_FILE = "{path}: no such file. Copy the default and edit it: cp {default} {path}"
 CLI_SANDBOX_NO_SEED = ("No sample stream to play (examples/mentions.jsonl is not installed): the sandbox stays "
@@ -309,6 +356,12 @@ CLI_SANDBOX_NO_SEED = ("No sample stream to play (examples/mentions.jsonl is not
 CLI_REPLAY_MISSING = "{path}: no such file to replay."
 CLI_STOPPING = "Stopping: finishing the current step (Ctrl-C again to force)."
 CLI_SANDBOX_STARTED = "Sandbox serving the X, Graph and Slack APIs at {url} (what was posted: {url}/_sandbox/slack/messages)"
+CLI_SANDBOX_PAGE = ("Slack as your team sees it, with buttons, the Reply form and /mentions that work: "
+                    "open {url}/slack in a browser")
+CLI_SANDBOX_PAGE_FAILED = "The page's Slack app did not start ({reason}): the page shows the record, clicks go nowhere."
+CLI_CLOCK_SPEED = ("The daemon's clock runs {speed:g} times faster than yours: a 30 min response-time target "
+                   "passes in {minutes} on the wall clock.")
+CLI_CLOCK_SPEED_BAD = "--clock-speed {speed:g}: give a number above 0 (60 makes one minute last one second)."
 # --- end core messages ---
 
 # --- doctor messages ---
@@ -323,13 +376,14 @@ DOCTOR_RULES_MISSING = "{path} does not exist"
 DOCTOR_RULES_MISSING_FIX = "copy rules.yaml from the project, or pass --rules / set MENTION_MONITOR_RULES"
 DOCTOR_RULES_BAD = "{path} has errors:\n{errors}"
 DOCTOR_RULES_BAD_FIX = "correct each line:column above (`mention-monitor check-rules` checks the file alone)"
-DOCTOR_DB_OK = "{url}: connected, schema version {version}"
+DOCTOR_DB_OK = "{url}: connected, schema revision {version}"
 DOCTOR_DB_FAIL = "cannot connect to {url} ({reason})"
 DOCTOR_DB_FAIL_FIX = "check DATABASE_URL (host, port, user, password) and that the database server is running"
 DOCTOR_DB_NO_SCHEMA = ("{url}: connected; the tables do not exist yet, as expected on a fresh install: "
                        "`mention-monitor run` creates them when it starts")
-DOCTOR_DB_VERSION = "{url}: schema version {found}, this release uses {wanted}"
-DOCTOR_DB_VERSION_FIX = "run the release that matches the database, or upgrade it as the README's Upgrading section says"
+DOCTOR_DB_VERSION = "{url}: schema revision {found}, this release uses {wanted}"
+DOCTOR_DB_VERSION_FIX = ("run `mention-monitor db upgrade` (or start the daemon, which upgrades), or the release "
+                         "that matches the database if it is newer")
 DOCTOR_SLACK_OK = "the bot token works: {user} in {team}"
 DOCTOR_SLACK_MISSING = "SLACK_BOT_TOKEN is not set: alerts would only be printed on the console"
 DOCTOR_SLACK_MISSING_FIX = "set SLACK_BOT_TOKEN to the app's Bot User OAuth Token (xoxb-...)"
@@ -473,4 +527,6 @@ SLACK_MUTES_HEADER = "*{count} silence(s) in force*"
 SLACK_MUTE_LINE = "#{id} · {what} · until {until} · by {who}{comment}"
 SLACK_MUTE_LINE_RULES = "{what} · until {until} · rules.yaml{comment}"
 SLACK_HOME_MUTES = "Muted"
+SLACK_STATS_MOVED_TO_DM = "Moved to DM"
+SLACK_STATS_MOVED_TO_DM_VALUE = "{moved} of {handed_off} hand-offs"
 SLACK_STATS_MUTED = "Muted (stored, no alert)"

@@ -192,8 +192,11 @@ class Case(SQLModel, table=True):
     acknowledged_at: datetime | None = _ts()
     first_response_at: datetime | None = _ts()
     first_public_response_at: datetime | None = _ts()
-    moved_to_dm: bool = False
-    customer_dm_at: datetime | None = _ts()
+    moved_to_dm: bool = False  # the customer really wrote in private after the hand-off
+    customer_dm_at: datetime | None = _ts()  # their first private message after it
+    # the customer's id in private when it is not author_id (Facebook: the Messenger PSID a private
+    # reply to their comment returned); nullable, added in place to older databases
+    private_author_id: str | None = Field(default=None, nullable=True, index=True)  # revision 0003
     ack_mode: str = "off"  # auto | approve | off, decided when the case opened
     ack_text: str = ""
     dry_run: bool = False

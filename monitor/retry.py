@@ -35,3 +35,5 @@ REPLIES = DELIVERIES
 # A source whose token was refused: probed again after 1, 2, 4 ... up to 30 min (a 401 may be
 # spurious; a fresh token resumes polling by itself). No jitter: the ops note names the time.
 AUTH_PROBES = RetryPolicy(base=timedelta(minutes=1), cap=timedelta(minutes=30), jitter=0.0, doublings=6)
+# Connecting Slack's Socket Mode (buttons, /mentions) while Slack cannot be reached: 5 s, 10 s ... 5 min.
+SOCKET_MODE = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(minutes=5), jitter=0.25, doublings=6)

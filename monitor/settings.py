@@ -43,4 +43,5 @@ class Settings(BaseSettings):
     facebook_webhook_key: str = Field(default="", validation_alias=AliasChoices("MENTION_MONITOR_FACEBOOK_WEBHOOK_KEY"))
     slack_bot_token: SecretStr = SecretStr("")
     slack_app_token: SecretStr = SecretStr("")
+    slack_api_url: str = ""  # SLACK_API_URL: the Web API's base (default https://slack.com/api/), e.g. behind a proxy
     slack_signing_secret: SecretStr = SecretStr("")

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from monitor import model  # noqa: F401  (registers the tables)
 from monitor.model import Cursor, Lease, Setting
@@ -24,9 +24,9 @@ from monitor.model import Cursor, Lease, Setting
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///mention-monitor.db"
+# The `schema_version` marker releases before Alembic wrote and checked; the baseline revision
+# (monitor/migrations/versions/0002_baseline.py) keeps it at 2.  The schema itself is the Alembic head.
 SCHEMA_VERSION = "2"
-# 1 -> 2: case.backfilled_at (nullable).  Added columns are nullable, so upgrading is adding them.
-UPGRADABLE_FROM = frozenset({"1"})
 
 
 def normalise_url(url: str) -> str:
@@ -44,6 +44,7 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _sqlite_stale_connection)
         # SQLite's driver opens transactions lazily; BEGIN IMMEDIATE takes the write
         # lock up front so two threads never deadlock upgrading a read lock.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -73,6 +74,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
+# SQLite errors after which a pooled connection stays broken though the cause has gone: a connection
+# that opened the file read-only stays read-only after the file (or its mount) is writable again, and
+# one that met an I/O error may have lost its file handle.  Treated as a disconnect, so SQLAlchemy
+# drops the pool and the next transaction opens a fresh connection (a full disk or a lock needs no
+# such thing: SQLite rolls back and the same connection writes once there is room or the lock is free).
+_STALE_SQLITE_ERRORS = ("attempt to write a readonly database", "disk i/o error", "unable to open database file")
+
+
+def _sqlite_stale_connection(context: sa.engine.ExceptionContext) -> None:
+    text = str(context.original_exception).lower()
+    if any(phrase in text for phrase in _STALE_SQLITE_ERRORS):
+        context.is_disconnect = True
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
@@ -87,49 +102,45 @@ _EXTRA_INDEXES = (
 )
 
 
-SCHEMA_LOCK_KEY = 0x6D6D_5343  # "mmSC": the PostgreSQL advisory lock replicas take to create the schema
+SCHEMA_LOCK_KEY = 0x6D6D_5343  # "mmSC": the PostgreSQL advisory lock replicas take to upgrade the schema
+
+
+class SchemaTooNew(Exception):
+    """The database is stamped with a revision this release does not have (a newer release upgraded it)."""
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables and stamp the schema version.
+    """Bring the database to this release's schema with the Alembic migrations (monitor/migrations).
 
-    On PostgreSQL this runs under an advisory lock: replicas started together on a fresh
-    database would otherwise race in CREATE TABLE (UniqueViolation on pg_type).
-    An older database is upgraded in place: the columns a newer release added (all nullable)
-    are added to the existing tables (see the README, "Upgrading")."""
+    A fresh database gets every table; one an earlier release made with create_all is brought to the
+    baseline in place, then to the head.  On PostgreSQL this runs under an advisory lock, so replicas
+    started together wait for each other instead of racing in CREATE TABLE (UniqueViolation on pg_type)."""
+    from monitor import migrations
+
     with engine.connect() as conn:
         if is_postgres(engine):
             conn.execute(sa.text("select pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            conn.commit()
         try:
-            SQLModel.metadata.create_all(conn)
-            for index in _EXTRA_INDEXES:  # create_all adds indexes only to tables it creates
-                index.create(conn, checkfirst=True)
+            found = migrations.current(conn)
             conn.commit()
-            with Session(bind=conn) as session:
-                current = session.get(Setting, "schema_version")
-                found = current.value if current is not None else None
+            if found is not None and not migrations.known(found):
+                raise SchemaTooNew(found)
+            migrations.upgrade(conn)
             conn.commit()
-            if found in UPGRADABLE_FROM:
-                _add_missing_columns(engine)
-            with Session(bind=conn) as session:
-                current = session.get(Setting, "schema_version")
-                if current is not None and current.value in UPGRADABLE_FROM:
-                    current.value = SCHEMA_VERSION
-                    session.add(current)
-                    session.commit()
-                if current is None:
-                    session.add(Setting(key="schema_version", value=SCHEMA_VERSION))
-                    session.commit()
-                elif current.value != SCHEMA_VERSION:
-                    raise RuntimeError(
-                        f"database schema version {current.value} is not the one this release uses "
-                        f"({SCHEMA_VERSION})"
-                    )
         finally:
             if is_postgres(engine):
                 conn.rollback()
                 conn.execute(sa.text("select pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
                 conn.commit()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The migration revision the database is at (None: not created, or made before migrations)."""
+    from monitor import migrations
+
+    with engine.connect() as conn:
+        return migrations.current(conn)
 
 
 class DatabaseUnusable(Exception):
@@ -144,23 +155,6 @@ def check_writable(engine: Engine) -> None:
             conn.execute(sa.text("update setting set value = value where key = 'schema_version'"))
     except sa.exc.OperationalError as exc:
         raise DatabaseUnusable(str(exc.orig).splitlines()[0] if exc.orig else str(exc)) from exc
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """ALTER TABLE ... ADD COLUMN for each nullable column the tables lack (create_all adds none)."""
-    quote = engine.dialect.identifier_preparer.quote
-    with engine.begin() as conn:
-        inspector = sa.inspect(conn)  # on the same connection: SQLite's write lock is already ours
-        for table in SQLModel.metadata.sorted_tables:
-            have = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in have:
-                    continue
-                if not column.nullable:
-                    raise RuntimeError(f"cannot add the required column {table.name}.{column.name} in place")
-                kind = column.type.compile(dialect=engine.dialect)
-                guard = "IF NOT EXISTS " if is_postgres(engine) else ""  # a replica upgrading at the same time
-                conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {guard}{quote(column.name)} {kind}")
 
 
 @contextmanager

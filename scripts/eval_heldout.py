@@ -1,6 +1,6 @@
 """Figures for docs/triage.md: triage and plain VADER on the held-out public split.
 
-    python scripts/eval_heldout.py [--mirror /work/.mirror] [--json out.json] [--low 0.3 --high 0.9]
+    python scripts/eval_heldout.py [--mirror /work/.mirror] [--json out.json] [--low 0.3 --high 0.9] [--by-source]
 
 The held-out split (20% of the rows, chosen by a hash of the text: scripts/triage_corpora.py)
 is never used for training or calibration. Each post is triaged with its language as the
@@ -19,8 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from triage_corpora import DEFAULT_MIRROR, load  # noqa: E402
+from triage_corpora import DEFAULT_MIRROR, Row, load  # noqa: E402
 
+from monitor.model import Score  # noqa: E402
 from monitor.triage import SUPPORTED_LANGUAGES, triage_many  # noqa: E402
 from monitor.triage.evaluate import format_reliability, metrics, reliability  # noqa: E402
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low", type=float, default=0.5, help="alert threshold on complaint")
     parser.add_argument("--high", type=float, default=0.9, help="auto-reply threshold on complaint")
     parser.add_argument("--no-hint", action="store_true", help="triage without the language hint")
+    parser.add_argument("--by-source", action="store_true", help="also negative P/R/F1 per source corpus")
     args = parser.parse_args(argv)
     rows, commits = load(args.mirror)
     held = [r for r in rows if r.split == "heldout"]
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{lang:<5} {task:<10} {len(idx):>6} {sum(gold):>5}  "
                 f"{m.precision:6.3f} {m.recall:6.3f} {m.f1:6.3f}  {v.precision:6.3f} {v.recall:6.3f} {v.f1:6.3f}"
             )
+    if args.by_source:
+        out["by_source"] = _by_source(held, scores)
     gold = [r.complaint for r in held]
     table = reliability(gold=gold, probabilities=[s.complaint for s in scores])
     print("\nreliability of the complaint probability (held-out):")
@@ -98,6 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 0
+
+
+def _by_source(held: list[Row], scores: list[Score]) -> dict[str, list[float]]:
+    """Negative P/R/F1 per source (SmSA's train and valid rows together: both are posts and reviews)."""
+    def source(row: Row) -> str:
+        return "smsa" if row.source.startswith("smsa") else row.source
+
+    figures: dict[str, list[float]] = {}
+    print("\nnegative by source (held-out):")
+    for name in sorted({source(r) for r in held if r.negative is not None}):
+        idx = [i for i, r in enumerate(held) if r.negative is not None and source(r) == name]
+        gold = [bool(held[i].negative) for i in idx]
+        m = metrics(gold=gold, predicted=[scores[i].negative for i in idx])
+        figures[name] = [len(idx), sum(gold), round(m.precision, 3), round(m.recall, 3), round(m.f1, 3)]
+        print(f"{name:<16} {len(idx):>6} {sum(gold):>5}  {m.precision:6.3f} {m.recall:6.3f} {m.f1:6.3f}")
+    return figures
 
 
 if __name__ == "__main__":

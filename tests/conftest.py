@@ -71,6 +71,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         admin.dispose()
 
 
+def drop_schema(engine: sa.engine.Engine) -> None:
+    """Empty a test database: the tables and the migrations' stamp (else a new start finds it "up to date")."""
+    SQLModel.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database of each kind; the same test runs on both."""
@@ -79,7 +86,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     url = postgres_url_or_skip()
     engine = make_engine(url)
-    SQLModel.metadata.drop_all(engine)
+    drop_schema(engine)
     engine.dispose()
     yield url
 

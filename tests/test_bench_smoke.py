@@ -20,6 +20,7 @@ RUNS = {
     "economy": ["bench/economy.py", "--mentions", "60", "--hours", "0.25", "--step", "15"],
     "memory": ["bench/memory.py", "--n", "100", "--idle", "1", "--timeout", "60"],
     "backtest": ["bench/backtest.py", "--n", "300", "--unique", "100"],
+    "db_faults": ["bench/db_faults.py", "--fault", "readonly", "--outage", "1"],
 }
 
 
@@ -82,3 +83,9 @@ def test_backtest_replays_every_stored_mention(outputs):
     result = last_json(outputs["backtest"])
     assert result["mentions"] == 300
     assert result["wall_s"] > 0 and result["per_s"] > 0 and result["target_s"] == 60
+
+
+def test_db_faults_times_a_recovery_and_stores_every_mention_once(outputs):
+    [result] = last_json(outputs["db_faults"])["results"]
+    assert result["fault"] == "readonly" and result["recover_s"] is not None
+    assert result["stored_once"] and result["stored"] == result["posted"] > 0

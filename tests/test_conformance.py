@@ -42,6 +42,9 @@ class Case:
     build: Callable[..., Any]
     inject: Callable[[Sandbox, int, float], dict[str, Any]]  # -> what a user should see stored
     query: str = ""
+    # no since_id (X's dm_events): the newest item already stored is read again where a drain ends,
+    # and the connector drops it itself
+    boundary_read: bool = False
 
 
 def _x_source(box: Sandbox, *, timeout: float = 2.0, page_size: int = 100) -> XSource:
@@ -75,6 +78,14 @@ def _inject_tweet(text: str) -> Callable[[Sandbox, int, float], dict[str, Any]]:
     return inject
 
 
+def _inject_dm(box: Sandbox, n: int, epoch: float) -> dict[str, Any]:
+    sender = {"id": f"56{n:04d}", "username": f"customer{n}", "name": f"Customer {n}"}
+    [event_id] = box.add_x_dms([{"text": f"order {n} never came", "sender": sender, "created_at": _x_time(epoch)}])
+    return {"id": event_id, "text": f"order {n} never came", "author_id": sender["id"], "author_name": sender["name"],
+            "url": f"https://x.com/messages/{BRAND_X_USER_ID}-{sender['id']}"
+            if int(BRAND_X_USER_ID) < int(sender["id"]) else f"https://x.com/messages/{sender['id']}-{BRAND_X_USER_ID}"}
+
+
 def _inject_comment(box: Sandbox, n: int, epoch: float) -> dict[str, Any]:
     if POST_ID not in box.graph.posts:
         box.graph.add_post(post_id=POST_ID, message="Spring collection is here")
@@ -98,6 +109,7 @@ CASES = [
          _x_source, _inject_tweet("@nordlysshop parcel {n} is lost")),
     Case("x-search", "search", "x", (X_BEARER, *X_SECRETS), "/2/tweets/search/recent", 10,
          _x_source, _inject_tweet("the nordlys parcel {n} is lost"), query='"nordlys parcel" -is:retweet'),
+    Case("x-dm", "dm", "x", (X_BEARER, *X_SECRETS), "/2/dm_events", 1, _x_source, _inject_dm, boundary_read=True),
     Case("facebook-comment", "comment", "facebook", (FB_TOKEN,), f"/{POST_ID}/comments", 1,
          _fb_source, _inject_comment),
     Case("facebook-message", "message", "facebook", (FB_TOKEN,), f"/{CONVERSATION_ID}/messages", 1,
@@ -186,7 +198,7 @@ def test_pagination_reads_each_item_exactly_once(sandbox: Sandbox, case: Case) -
     if not rereads:
         assert again == [late["id"]]
     served = sandbox.stats()["served"]
-    most = 3 if rereads else 1  # each read of a post goes back over the items behind its cursor
+    most = 3 if rereads else 2 if case.boundary_read else 1  # reads that go back over items behind the cursor
     assert all(1 <= served.get(i, 0) <= most for i in [first["id"], *injected, late["id"]]), served
 
 

@@ -47,7 +47,7 @@ def test_explain_unknown_source_names_the_close_one(capsys: pytest.CaptureFixtur
     assert stop.value.code == 1
     assert capsys.readouterr().err == (
         "explain: rules.yaml has no source 'x-serch'. Did you mean 'x-search'? "
-        "Sources: x-mentions, x-search, x-own, fb-comments, fb-messages.\n")
+        "Sources: x-mentions, x-search, x-own, x-dms, fb-comments, fb-messages.\n")
 
 
 def test_explain_id_uses_the_stored_mention_its_source_and_triage(engine, db_url, ruleset, clock,  # type: ignore[no-untyped-def]

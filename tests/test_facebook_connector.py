@@ -75,7 +75,9 @@ def test_private_reply_once_per_comment(sandbox: Sandbox) -> None:
         source.send_private(target=target, text="We sent you a message")
     [posted] = sandbox.fb_posts()
     assert (posted["kind"], posted["in_reply_to"], posted["recipient"], posted["text"], posted["id"]) == \
-        ("private_reply", target.external_id, "7011", "We sent you a message", result.external_id)
+        ("private_reply", target.external_id, sandbox.fb_psid("7011"), "We sent you a message", result.external_id)
+    # Graph answers with the person's Messenger id, not the id their comment carries
+    assert result.recipient_id == sandbox.fb_psid("7011") != "7011"
 
 
 def test_private_reply_refused_after_seven_days(sandbox: Sandbox) -> None:

@@ -31,7 +31,8 @@ def _t(value: str | None) -> datetime | None:
 
 def load_week(engine: Any, week: dict[str, Any] = WEEK) -> None:
     """Insert the fixture's rows through the ORM, linking mentions and outbox rows to their cases."""
-    times = ("opened_at", "sla_due_at", "first_response_at", "breached_at", "resolved_at")
+    times = ("opened_at", "sla_due_at", "first_response_at", "breached_at", "resolved_at", "acknowledged_at",
+             "customer_dm_at")
     with transaction(engine) as s:
         case_ids: dict[str, int] = {}
         for row in week["cases"]:

@@ -96,3 +96,27 @@ def test_a_garbled_slack_answer_does_not_lose_a_thread_line(sandbox, db_url, sim
     notes = [m["text"] for m in thread(sandbox, alert["ts"])]
     assert notes.count("<@U0CLAIMER1> claimed this case.") == 1
     assert "pending" not in sum(outbox_states(daemon).values(), [])
+
+
+def test_a_thread_line_garbled_past_its_retries_is_reported_in_ops(sandbox, db_url, simple_rules, simple_rules_file,
+                                                                   clock):
+    from monitor.cases.actions import CaseActions
+    from monitor.delivery.outbox import MALFORMED_ATTEMPTS
+
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("fb-comments",))
+    fb_comment(sandbox, clock, "The lamp arrived broken. I want a refund.")
+    run(daemon, clock)
+    [alert] = top_level(sandbox)
+    actions = CaseActions(engine=daemon.engine, rules=lambda: simple_rules, clock=clock, policies=daemon.policies)
+    assert actions.claim(case_id=1, user="U0CLAIMER1").changed
+    sandbox.add_fault(platform="slack", path="/api/chat.postMessage", body="malformed", times=MALFORMED_ATTEMPTS)
+    for _ in range(MALFORMED_ATTEMPTS + 1):
+        daemon.drain()
+        clock.advance(120)  # past each retry's back-off
+    assert "<@U0CLAIMER1> claimed this case." not in [m["text"] for m in thread(sandbox, alert["ts"])]
+    ops = [m["text"] for m in top_level(sandbox, "cs-ops")]
+    assert len(ops) == 1 and ops[0].startswith(
+        f":warning: A thread line or update of case 1 could not be posted to Slack after {MALFORMED_ATTEMPTS} "
+        "attempts ("), ops
+    assert ops[0].endswith("); nothing will retry it.")
+    assert "pending" not in sum(outbox_states(daemon).values(), [])

@@ -64,15 +64,23 @@ def test_moved_to_dm_counts_a_customer_who_wrote_in_private_after_the_hand_off(
     assert report_of(daemon, clock)["cases"]["moved_to_dm"] == 0  # a DM sent is not a customer in DM
 
     clock.advance(timedelta(minutes=5))
-    sandbox.add_fb_messages([{"message": "Order 4411, thanks", "from": {"id": "7100000000000001", "name": "Anna Berg"},
+    psid = sandbox.fb_psid("7100000000000001")  # in Messenger she has another id: the private reply's recipient_id
+    sandbox.add_fb_messages([{"message": "Order 4411, thanks", "from": {"id": psid, "name": "Anna Berg"},
                               "created_time": clock.now().strftime("%Y-%m-%dT%H:%M:%S+0000")}])
     daemon.poll("fb-messages")
     daemon.drain()
     kpis = report_of(daemon, clock)
     assert kpis["cases"]["moved_to_dm"] == 1
     with Session(daemon.engine) as s:
-        comment_case = s.exec(select(Case).order_by(Case.id)).first()
+        [comment_case] = s.exec(select(Case)).all()  # the Messenger answer continues the comment's case
         assert comment_case.customer_dm_at == clock.now()
+        assert comment_case.private_author_id == psid and comment_case.mention_count == 2
+    assert kpis["handoff"]["handed_off"] == 1 and kpis["handoff"]["median_seconds_to_first_dm"] == 300.0
+    alert = [m for m in sandbox.slack_messages() if m["op"] == "post" and not m["thread_ts"]]
+    assert len(alert) == 1, "the Messenger answer must not open a second alert"
+    [note] = [m for m in sandbox.slack_messages() if m["op"] == "post" and "Order 4411" in m["text"]]
+    assert note["thread_ts"] == alert[0]["ts"] and note["text"].startswith("🔒 private message from Anna Berg")
+    assert not note.get("reply_broadcast"), "private text stays in the thread"
 
 
 def test_the_public_x_reply_says_what_its_link_does_because_no_dm_is_sent(sandbox, db_url, simple_rules,
@@ -144,26 +152,6 @@ def test_backfilled_history_counts_in_reports_but_never_breaches_or_escalates(sa
     with Session(daemon.engine) as s:
         kpis = to_dict(build_report(s, since=clock.now() - timedelta(days=7), until=clock.now()))
     assert kpis["cases"]["opened"] == 1 and kpis["cases"]["breaches"] == 0
-
-
-def test_an_existing_version_1_database_gains_the_backfill_column_in_place(db_url):
-    import sqlalchemy as sa
-
-    from monitor.store import create_schema, make_engine, transaction
-
-    engine = make_engine(db_url)
-    create_schema(engine)
-    with engine.begin() as conn:  # what release 1 left behind: no case.backfilled_at, version 1
-        conn.exec_driver_sql('ALTER TABLE "case" DROP COLUMN backfilled_at')
-        conn.exec_driver_sql("UPDATE setting SET value = '1' WHERE key = 'schema_version'")
-    create_schema(engine)
-    assert "backfilled_at" in {c["name"] for c in sa.inspect(engine).get_columns("case")}
-    with transaction(engine) as s:
-        s.add(Case(platform="x", conversation_id="1", backfilled_at=None))
-    with Session(engine) as s:
-        assert s.exec(select(Case)).one().backfilled_at is None
-        assert s.exec(sa.text("select value from setting where key = 'schema_version'")).scalar() == "2"
-    engine.dispose()
 
 
 def test_a_messenger_customer_gets_a_message_answer_and_the_alert_offers_no_public_acknowledgement(

@@ -136,7 +136,11 @@ def test_dm_only_to_someone_who_wrote_first(sandbox: Sandbox) -> None:
     tweet_id = _tweet(sandbox, "@nordlysshop hello")
     with pytest.raises(Refused, match="wrote to @nordlysshop first"):
         source.send_private(target=_target(tweet_id), text="Hi in private")
-    result = source.send_private(target=_target("dm-1", kind="message", author_id="4242"), text="Hi in private")
+    dm = _target("dm-1", kind="dm", author_id="4242")
+    with pytest.raises(Refused, match="cannot send messages to this user"):  # they never wrote to us in DM
+        source.send_private(target=dm, text="Hi in private")
+    [event_id] = sandbox.add_x_dms([{"text": "my order is late", "sender": {"id": "4242", "username": "per"}}])
+    result = source.send_private(target=_target(event_id, kind="dm", author_id="4242"), text="Hi in private")
     [posted] = sandbox.x_posts()
     assert (posted["kind"], posted["recipient"], posted["text"]) == ("dm", "4242", "Hi in private")
     assert result.dm_link == DM_LINK and result.external_id == posted["id"]
@@ -211,3 +215,39 @@ def test_search_cursor_older_than_seven_days_restarts_at_the_window_and_warns(
     assert result.gap_possible is True
     assert "older than the 7 days recent search covers" in caplog.text
     assert json.loads(result.cursor)["since"] == new_id
+
+
+def test_direct_messages_drain_to_the_stored_id_and_our_own_dms_are_the_brands(sandbox: Sandbox) -> None:
+    source = _source(sandbox, page_size=2)
+    customer = {"id": "4242", "username": "kari", "name": "Kari N"}
+    sandbox.add_x_dms([{"text": f"old {n}", "sender": customer} for n in range(3)])
+    start = source.fetch(kind="dm", cursor="")  # a new source: the newest page, not a month of history
+    assert ([m.text for m in start.mentions], start.more) == (["old 2", "old 1"], False)
+    first = sandbox.add_x_dms([{"text": f"message {n}", "sender": customer} for n in range(3)])
+    pages = []
+    cursor = start.cursor
+    for _ in range(4):
+        result = source.fetch(kind="dm", cursor=cursor)
+        cursor = result.cursor
+        pages.append(([m.text for m in result.mentions], result.more))
+        if not result.more:
+            break
+    assert pages == [(["message 2", "message 1"], True), (["message 0"], False)]  # newest first, X's order
+    assert source.fetch(kind="dm", cursor=cursor).mentions == []  # nothing twice, across restarts too
+    reply = source.send_private(target=_target(first[-1], kind="dm", author_id="4242"), text="We are on it")
+    [ours] = source.fetch(kind="dm", cursor=cursor).mentions
+    assert (ours.external_id, ours.text, ours.from_brand, ours.author.id) == \
+        (reply.external_id, "We are on it", True, BRAND_X_USER_ID)
+    assert ours.conversation_id == f"4242-{BRAND_X_USER_ID}"  # X's one-to-one id: the smaller user id first
+    # a crash after posting: reconciliation finds the DM instead of sending it again
+    found = source.find_reply(target=_target(first[-1], kind="dm", author_id="4242"), text="We are on it")
+    assert found is not None and found.external_id == reply.external_id
+
+
+def test_direct_messages_need_user_context(sandbox: Sandbox) -> None:
+    sandbox.add_x_dms([{"text": "hello", "sender": {"id": "4242"}}])
+    with pytest.raises(AuthFailed, match="X_ACCESS_TOKEN"):
+        _source(sandbox, user_auth=False).fetch(kind="dm", cursor="")
+    # X itself refuses an app-only bearer token on dm_events
+    answer = requests.get(f"{sandbox.url}/2/dm_events", headers={"Authorization": "Bearer app-only"}, timeout=5)
+    assert answer.status_code == 403 and answer.json()["title"] == "Unsupported Authentication"

@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import threading
+import zlib
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,6 +23,8 @@ from connectors.sandbox.wire import Answer, Clock, Request, iso_graph, parse_tim
 
 PRIVATE_REPLY_WINDOW_S = 7 * 24 * 3600
 MESSAGING_WINDOW_S = 24 * 3600
+HUMAN_AGENT_WINDOW_S = 7 * 24 * 3600  # messaging_type=MESSAGE_TAG, tag=HUMAN_AGENT: a person's answer
+PSID_BASE = 24_000_000_000_000_000  # Messenger ids (PSIDs) are not the ids comments carry
 BUC_WINDOW_S = 3600
 _DEFAULT_FIELDS = {
     "feed": ("id", "message", "created_time"),
@@ -105,6 +108,11 @@ class GraphApi:
             self.calls: list[float] = []
             self._seq = 0
             self._late_due = 0.0
+
+    def psid(self, person_id: str) -> str:
+        """The Messenger id (PSID) of the person who commented as `person_id`."""
+        number = int(person_id) if person_id.isdigit() else zlib.crc32(person_id.encode())
+        return str(PSID_BASE + number % PSID_BASE)
 
     def _next(self) -> int:
         self._seq += 1
@@ -373,21 +381,25 @@ class GraphApi:
                 return graph_error("(#10903) This activity can't be replied to: it was created more than "
                                    "7 days ago", code=10903)
             comment["_private_replied"] = True
-            conv = self._conversation("", comment["from"])
+            # The person is someone else's id in Messenger (a page-scoped id, PSID): Graph answers with it.
+            psid = self.psid(str(comment["from"]["id"]))
+            conv = self._conversation("", {**comment["from"], "id": psid})
             message_id = self._add_message(conv, author=self.page, text=text)
             self.sent.append({"kind": "private_reply", "in_reply_to": comment["id"],
-                              "recipient": comment["from"]["id"], "text": text, "id": message_id,
+                              "recipient": psid, "text": text, "id": message_id,
                               "at": iso_graph(now)})
-            return Answer(body={"recipient_id": comment["from"]["id"], "message_id": message_id})
+            return Answer(body={"recipient_id": psid, "message_id": message_id})
         person_id = str(recipient.get("id", ""))
         conv = next((c for c in self.conversations.values() if c["person"]["id"] == person_id), None)
-        if conv is None or conv["_last_customer"] is None or now - conv["_last_customer"] > MESSAGING_WINDOW_S:
+        human_agent = params.get("messaging_type") == "MESSAGE_TAG" and params.get("tag") == "HUMAN_AGENT"
+        window = HUMAN_AGENT_WINDOW_S if human_agent else MESSAGING_WINDOW_S
+        if conv is None or conv["_last_customer"] is None or now - conv["_last_customer"] > window:
             return graph_error("(#10) This message is sent outside of allowed window. Learn more about the new "
                                "policy here: https://developers.facebook.com/docs/messenger-platform/policy-overview",
                                code=10, subcode=2018278)
         message_id = self._add_message(conv, author=self.page, text=text)
         self.sent.append({"kind": "messenger", "recipient": person_id, "text": text, "id": message_id,
-                          "at": iso_graph(now)})
+                          "at": iso_graph(now), **({"tag": "HUMAN_AGENT"} if human_agent else {})})
         return Answer(body={"recipient_id": person_id, "message_id": message_id})
 
 

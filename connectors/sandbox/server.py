@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from connectors.sandbox import graph_api, slack_api, x_api
 from connectors.sandbox.seed import load_seed, release
+from connectors.sandbox.slack_client import SlackClient
 from connectors.sandbox.wire import Answer, Clock, Request
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class Sandbox:
         self.x = x_api.XApi(clock=self.clock, brand_user_id=brand_x_user_id, brand_handle=brand_x_handle)
         self.graph = graph_api.GraphApi(clock=self.clock, page_id=page_id, page_name=page_name)
         self.slack = slack_api.SlackApi(clock=self.clock)
+        self.slack_client = SlackClient(slack=self.slack, extra=lambda: {
+            "x_posts": self.x_posts(), "fb_posts": self.fb_posts(), "now": self.clock.now()})
         self._lock = threading.RLock()
         self._faults: list[dict[str, Any]] = []
         self._requests: dict[str, int] = {}
@@ -98,13 +101,36 @@ class Sandbox:
     def add_fb_messages(self, items: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
         return self.graph.add_messages(items if isinstance(items, list) else [items])
 
+    def fb_psid(self, person_id: str) -> str:
+        """The Messenger id (PSID) Graph gives the person who commented as `person_id`."""
+        return self.graph.psid(person_id)
+
+    def add_x_dms(self, items: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
+        """Direct messages customers send to the brand: {"text", "sender": {id, username, ...}}."""
+        return self.x.add_dms(items if isinstance(items, list) else [items])
+
     def slack_messages(self) -> list[dict[str, Any]]:
         with self.slack._lock:
             return [dict(m) for m in self.slack.log]
 
+    @property
+    def page_url(self) -> str:
+        """The page showing the Slack record like a channel, where a person clicks (see slack_client.py)."""
+        return f"{self.url}/slack"
+
+    def connect_slack_app(self, *, url: str, signing_secret: str, users: list[str]) -> None:
+        """Deliver the page's clicks, modal submissions and /mentions to the app's Request URL, signed."""
+        self.slack_client.connect(url=url, signing_secret=signing_secret, users=users)
+
     def slack_views(self) -> list[dict[str, Any]]:
+        """What views.publish put on App Home tabs."""
         with self.slack._lock:
             return [dict(v) for v in self.slack.views]
+
+    def slack_modals(self) -> list[dict[str, Any]]:
+        """The modals views.open opened and nobody closed yet, oldest first."""
+        with self.slack._lock:
+            return [dict(m["view"]) for m in self.slack.modals.values()]
 
     def set_slack_usergroups(self, groups: dict[str, list[str]]) -> None:
         """Members of Slack user groups, {"S0..": ["U1", ...]}, for usergroups.users.list."""
@@ -206,6 +232,8 @@ class Sandbox:
         """The answer to one HTTP request and how long to wait before sending it."""
         if request.path.startswith("/_sandbox/"):
             return self._control(request), 0.0
+        if request.path == "/slack" or request.path.startswith("/slack/"):
+            return self.slack_client.handle(request), 0.0
         platform, endpoint = _classify(request, page_id=self.graph.page["id"])
         if platform is None:
             return Answer(status=404, body={"error": f"no fake API serves {request.path}"}), 0.0
@@ -262,6 +290,8 @@ class Sandbox:
         try:
             if route == ("POST", "/_sandbox/x/tweets"):
                 return Answer(status=201, body={"ids": self.add_tweets(items)})
+            if route == ("POST", "/_sandbox/x/dms"):
+                return Answer(status=201, body={"ids": self.add_x_dms(items)})
             if route == ("POST", "/_sandbox/facebook/comments"):
                 return Answer(status=201, body={"ids": self.add_fb_comments(items)})
             if route == ("POST", "/_sandbox/facebook/messages"):
@@ -270,6 +300,10 @@ class Sandbox:
                 return Answer(body=self.slack_messages())
             if route == ("GET", "/_sandbox/slack/views"):
                 return Answer(body=self.slack_views())
+            if route == ("POST", "/_sandbox/slack/app"):
+                self.connect_slack_app(url=str(payload["url"]), signing_secret=str(payload["signing_secret"]),
+                                       users=[str(u) for u in payload.get("users") or []])
+                return Answer(body={"ok": True, "page": self.page_url})
             if route == ("POST", "/_sandbox/slack/usergroups"):
                 self.set_slack_usergroups(payload)
                 return Answer(body={"ok": True})

@@ -8,7 +8,9 @@ Retry-After header when a channel is posted to faster than about one message per
 from __future__ import annotations
 
 import json
+import secrets
 import threading
+import time
 from typing import Any
 
 from connectors.sandbox import block_kit
@@ -17,6 +19,10 @@ from connectors.sandbox.wire import Answer, Clock, Request
 # The workspace's channels (ids are the names, so recorded messages read easily); any channel
 # posted to exists too.
 SANDBOX_CHANNELS = ("cs-alerts", "cs-escalations", "cs-ops", "cs-vip", "cs-weekly", "cs-digest")
+# Slack: a trigger_id opens one modal, and only within three seconds of the interaction; views.open
+# answers invalid_trigger_id, exchanged_trigger_id (used before) or expired_trigger_id
+# (docs.slack.dev/reference/methods/views.open).
+TRIGGER_LIFETIME_S = 3.0
 
 
 def fault_answer(status: int) -> Answer:
@@ -64,6 +70,8 @@ class SlackApi:
             self.log: list[dict[str, Any]] = []  # every post / update / ephemeral, in order
             self.messages: dict[tuple[str, str], dict[str, Any]] = {}
             self.views: list[dict[str, Any]] = []
+            self.triggers: dict[str, dict[str, Any]] = {}  # trigger_id -> who, where, when (monotonic)
+            self.modals: dict[str, dict[str, Any]] = {}  # view id -> the open modal (views.open), by user
             self.files: dict[str, dict[str, Any]] = {}
             self.buckets: dict[str, tuple[float, float]] = {}
             self._seq = 0
@@ -128,6 +136,8 @@ class SlackApi:
                    "metadata": args.get("metadata") or None, "op": op, "user": "U0SANDBOX1"}
         if args.get("user"):
             message["recipient"] = str(args["user"])
+        if args.get("reply_broadcast") in (True, "true", "1", 1):
+            message["reply_broadcast"] = True  # the thread reply is also shown in the channel
         if op == "post":
             self.messages[(channel, message["ts"])] = message
         self.log.append(dict(message))
@@ -217,6 +227,37 @@ class SlackApi:
             return Answer(body={"ok": False, "error": "invalid_arguments"})
         record = {"id": f"V{len(self.views) + 1:08d}", "user_id": str(args["user_id"]), **view}
         self.views.append(record)
+        return Answer(body={"ok": True, "view": record})
+
+    def issue_trigger(self, *, user: str, channel: str) -> str:
+        """The trigger_id Slack hands an app with an interaction, good for one views.open."""
+        with self._lock:
+            trigger = f"{int(time.time())}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"
+            self.triggers[trigger] = {"user": user, "channel": channel, "at": time.monotonic(), "used": False}
+            return trigger
+
+    def _m_views_open(self, args: dict[str, Any]) -> Answer:
+        view = args.get("view")
+        trigger = self.triggers.get(str(args.get("trigger_id") or ""))
+        if trigger is None:
+            return Answer(body={"ok": False, "error": "invalid_trigger_id"})
+        if trigger["used"]:
+            return Answer(body={"ok": False, "error": "exchanged_trigger_id"})
+        if time.monotonic() - trigger["at"] > TRIGGER_LIFETIME_S:  # wall time: Slack does not follow a test clock
+            return Answer(body={"ok": False, "error": "expired_trigger_id"})
+        if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
+            return Answer(body={"ok": False, "error": "invalid_arguments"})
+        refused = _invalid_blocks({"blocks": view.get("blocks") or []})
+        if refused is not None:
+            return refused
+        trigger["used"] = True
+        view_id = f"V{len(self.views) + len(self.modals) + 1:08d}M"
+        record = {**view, "id": view_id, "team_id": "T0SANDBOX1", "app_id": "A0SANDBOX1", "bot_id": "B0SANDBOX1",
+                  "root_view_id": view_id, "previous_view_id": None, "hash": secrets.token_hex(8),
+                  "state": {"values": {}}, "private_metadata": str(view.get("private_metadata") or ""),
+                  "callback_id": str(view.get("callback_id") or "")}
+        self.modals[view_id] = {"user": trigger["user"], "channel": trigger["channel"], "view": record,
+                                "errors": {}}
         return Answer(body={"ok": True, "view": record})
 
     def _m_usergroups_users_list(self, args: dict[str, Any]) -> Answer:

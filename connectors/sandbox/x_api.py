@@ -5,6 +5,13 @@ Shapes follow X's published v2 responses: `data` / `includes.users` / `meta`
 the x-rate-limit-* headers.  Default limits are X's Basic tier figures
 (docs.x.com "Rate limits"; mentions: 15 requests / 15 min per app, 10 per user,
 confirmed in tweepy discussion #2127; recent search: 60 / 15 min per app).
+
+Direct messages: GET /2/dm_events and GET /2/dm_conversations/with/:participant_id/dm_events
+(user context only; newest first; max_results 1..100, default 100; `pagination_token` /
+`meta.next_token`; fields by `dm_event.fields`, default id, event_type, text; `expansions=sender_id`
+puts the senders in `includes.users`; events of the last 30 days), and POST
+/2/dm_conversations/with/:participant_id/messages, which we allow only to someone who wrote to the
+brand in DM first (our policy, and what X lets a brand count on).
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ DEFAULT_LIMITS: dict[str, tuple[int, int]] = {
     "user_tweets": (10, WINDOW_15_MIN),
     "create_tweet": (100, 24 * 3600),
     "dm": (15, WINDOW_15_MIN),
+    # GET /2/dm_events: 15 requests / 15 min per user, the figure we model (docs.x.com's rate-limit
+    # table by tier was not in reach; a test may replace it)
+    "dm_events": (15, WINDOW_15_MIN),
     "me": (25, 24 * 3600),
 }
 MENTIONS_KEPT = 800  # the mentions timeline only reaches this far back (X docs)
@@ -32,6 +42,8 @@ REPLY_NOT_ALLOWED = (
     "otherwise engaged by the author of the post you are replying to."
 )
 _DEFAULT_TWEET_FIELDS = ("id", "text", "edit_history_tweet_ids")
+_DEFAULT_DM_FIELDS = ("id", "event_type", "text")
+DM_HISTORY_S = 30 * 24 * 3600  # dm_events serves the last 30 days
 _DEFAULT_USER_FIELDS = ("id", "name", "username")
 _TOKEN_PREFIX = "7140dibdnow9c7btw"
 
@@ -99,6 +111,8 @@ class XApi:
             self.users: dict[str, dict[str, Any]] = {self.brand["id"]: dict(self.brand)}
             self.engaged: set[str] = set()  # users who mentioned or replied to the brand
             self.posts: list[dict[str, Any]] = []
+            self.dm_events: dict[int, dict[str, Any]] = {}
+            self.open_dms: set[str] = set()  # users who accept DMs from anyone (a test sets them)
             self.windows: dict[str, tuple[float, int]] = {}
             self._next_id = 1_790_000_000_000_000_000
 
@@ -113,6 +127,41 @@ class XApi:
                 author = dict(item.get("author") or {})
                 ids.append(self._store(tweet, author))
         return ids
+
+    def add_dms(self, items: list[dict[str, Any]]) -> list[str]:
+        """Direct messages to the brand: {"text", "sender": {"id", "username", ...}, "created_at"?, "id"?}."""
+        ids = []
+        with self._lock:
+            for item in items:
+                sender = dict(item.get("sender") or {})
+                sender_id = str(sender.get("id") or f"8{len(self.dm_events):017d}")
+                known = self.users.get(sender_id, {})
+                user = {"id": sender_id, "username": sender.get("username") or known.get("username")
+                        or f"user{sender_id[-6:]}", "name": sender.get("name") or known.get("name") or "X user",
+                        "public_metrics": sender.get("public_metrics") or known.get("public_metrics")
+                        or {"followers_count": 0}, "verified": bool(sender.get("verified", False))}
+                self.users[sender_id] = {**known, **user}
+                ids.append(self._store_dm(sender_id=sender_id, recipient_id=self.brand["id"],
+                                          text=str(item.get("text", "")), created_at=item.get("created_at"),
+                                          event_id=item.get("id")))
+        return ids
+
+    def _store_dm(self, *, sender_id: str, recipient_id: str, text: str, created_at: Any = None,
+                  event_id: Any = None) -> str:
+        now = self.clock.now()
+        if event_id is not None:
+            number = int(event_id)
+            self._next_id = max(self._next_id, number + 1)
+        else:
+            number = self._next_id + 1_000_000
+            self._next_id = number + 1
+        low, high = sorted([sender_id, recipient_id], key=int)
+        epoch = parse_time(created_at, now)
+        self.dm_events[number] = {"id": str(number), "event_type": "MessageCreate", "text": text,
+                                  "sender_id": sender_id, "dm_conversation_id": f"{low}-{high}",
+                                  "created_at": iso_x(epoch), "_epoch": epoch,
+                                  "_participant": recipient_id if sender_id == self.brand["id"] else sender_id}
+        return str(number)
 
     def _store(self, tweet: dict[str, Any], author: dict[str, Any]) -> str:
         now = self.clock.now()
@@ -177,6 +226,11 @@ class XApi:
             match = re.fullmatch(r"/2/dm_conversations/with/([^/]+)/messages", path)
             if request.method == "POST" and match:
                 return self._limited("dm", lambda: self._dm(request, match.group(1)))
+            if request.method == "GET" and path == "/2/dm_events":
+                return self._limited("dm_events", lambda: self._dm_list(request, participant=None))
+            match = re.fullmatch(r"/2/dm_conversations/with/([^/]+)/dm_events", path)
+            if request.method == "GET" and match:
+                return self._limited("dm_events", lambda: self._dm_list(request, participant=match.group(1)))
         return _problem(404, "Not Found Error", f"Sorry, that page does not exist: {path}",
                         "https://api.twitter.com/2/problems/resource-not-found")
 
@@ -276,6 +330,46 @@ class XApi:
         body["meta"] = meta
         return Answer(body=body, served=[t["id"] for t in page])
 
+    def _dm_list(self, request: Request, *, participant: str | None) -> Answer:
+        if not request.headers.get("authorization", "").startswith("OAuth "):
+            return _unsupported_auth()
+        query = request.query
+        try:
+            max_results = int(query.get("max_results", 100))
+        except ValueError:
+            max_results = -1
+        if not 1 <= max_results <= 100:
+            return Answer(status=400, body={
+                "errors": [{"parameters": {"max_results": [query.get("max_results")]},
+                            "message": f"The `max_results` query parameter value [{query.get('max_results')}] "
+                                       "is not between 1 and 100"}],
+                "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+                "type": "https://api.twitter.com/2/problems/invalid-request"})
+        types = set(_csv(query.get("event_types", ""))) or {"MessageCreate", "ParticipantsJoin", "ParticipantsLeave"}
+        token = query.get("pagination_token")
+        before = _untoken(token) if token else None
+        oldest = self.clock.now() - DM_HISTORY_S
+        events = sorted((e for e in self.dm_events.values()
+                         if e["event_type"] in types and e["_epoch"] >= oldest
+                         and (participant is None or e["_participant"] == participant)
+                         and (before is None or int(e["id"]) < before)),
+                        key=lambda e: int(e["id"]), reverse=True)
+        page, rest = events[:max_results], events[max_results:]
+        if not page:
+            return Answer(body={"meta": {"result_count": 0}})
+        fields = set(_DEFAULT_DM_FIELDS) | set(_csv(query.get("dm_event.fields", "")))
+        body: dict[str, Any] = {"data": [{k: v for k, v in e.items() if k in fields} for e in page]}
+        if "sender_id" in _csv(query.get("expansions", "")):
+            user_fields = set(_DEFAULT_USER_FIELDS) | set(_csv(query.get("user.fields", "")))
+            senders = dict.fromkeys(e["sender_id"] for e in page)
+            body["includes"] = {"users": [{k: v for k, v in self.users[u].items() if k in user_fields}
+                                          for u in senders if u in self.users]}
+        meta: dict[str, Any] = {"result_count": len(page)}
+        if rest:
+            meta["next_token"] = _token(int(page[-1]["id"]))
+        body["meta"] = meta
+        return Answer(body=body, served=[e["id"] for e in page])
+
     def _me(self, request: Request) -> Answer:
         if not request.headers.get("authorization", "").startswith("OAuth "):
             return _unsupported_auth()
@@ -322,8 +416,10 @@ class XApi:
         if not request.headers.get("authorization", "").startswith("OAuth "):
             return _unsupported_auth()
         text = str(request.json().get("text", ""))
-        event_id = str(self._next_id)
-        self._next_id += 1
+        wrote_first = any(e["sender_id"] == participant_id for e in self.dm_events.values())
+        if not wrote_first and participant_id not in self.open_dms:
+            return _problem(403, "Forbidden", "You cannot send messages to this user.")
+        event_id = self._store_dm(sender_id=self.brand["id"], recipient_id=participant_id, text=text)
         low, high = sorted([participant_id, self.brand["id"]], key=int)
         self.posts.append({"kind": "dm", "recipient": participant_id, "text": text, "id": event_id,
                            "at": iso_x(self.clock.now())})

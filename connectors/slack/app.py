@@ -42,7 +42,8 @@ class CaseActions(Protocol):
 
     def claim(self, *, case_id: int, user: str) -> Outcome: ...
     def acknowledge(self, *, case_id: int, user: str, authorised: bool, text: str | None = None) -> Outcome: ...
-    def reply(self, *, case_id: int, user: str, authorised: bool, text: str) -> Outcome: ...
+    def reply(self, *, case_id: int, user: str, authorised: bool, text: str, private: bool = False) -> Outcome: ...
+    def private_window(self, *, case_id: int) -> Any: ...
     def snooze(self, *, case_id: int, user: str, minutes: int) -> Outcome: ...
     def resolve(self, *, case_id: int, user: str) -> Outcome: ...
     def open_cases(self) -> Sequence[Any]: ...
@@ -123,8 +124,10 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
     (tests use it to see every effect once dispatch returns); Socket Mode keeps the default."""
     clock = clock or Clock()
     client = WebClient(token=token, base_url=api_base_url(base_url), retry_handlers=[ShortRateLimitRetryHandler()])
+    # No auth.test while building: with Slack unreachable at start the daemon must still come up
+    # (Bolt checks the token on the first event instead; Socket Mode's connect says what is wrong).
     app = App(client=client, signing_secret=signing_secret, process_before_response=process_before_response,
-              name="mention-monitor")
+              name="mention-monitor", token_verification_enabled=False)
     allowed = Approvers(approvers, client=client)
 
     def tell(client: WebClient, click: _Click, text: str) -> None:
@@ -199,9 +202,11 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
             return
         line = next((c for c in actions.open_cases() if c.case_id == click.case_id), None)
         origin = f"{click.channel}:{(body.get('message') or {}).get('ts', '')}"
+        window = actions.private_window(case_id=click.case_id)
         modal = sb.reply_modal(case_id=click.case_id, origin=origin,
                                author=getattr(line, "author_handle", ""), platform=getattr(line, "platform", ""),
-                               text=getattr(line, "text", ""))
+                               text=getattr(line, "text", ""), dm_offered=bool(getattr(window, "offered", False)),
+                               dm_open=bool(getattr(window, "open", False)), dm_reason=str(getattr(window, "reason", "")))
         try:
             client.views_open(trigger_id=body["trigger_id"], view=modal)
         except (SlackApiError, SlackClientError, OSError) as exc:
@@ -214,6 +219,8 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
         case_part, _, origin = str(view.get("private_metadata", "")).partition("|")
         values = (view.get("state") or {}).get("values") or {}
         text = str(((values.get(sb.REPLY_INPUT_BLOCK) or {}).get(sb.REPLY_INPUT_ACTION) or {}).get("value") or "")
+        where = ((values.get(sb.REPLY_WHERE_BLOCK) or {}).get(sb.REPLY_WHERE_ACTION) or {}).get("selected_option") or {}
+        private = where.get("value") == sb.REPLY_WHERE_DM
         if not text.strip():
             ack(response_action="errors", errors={sb.REPLY_INPUT_BLOCK: m.SLACK_REPLY_EMPTY})
             return
@@ -228,7 +235,8 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
         ack()
         click = _Click(case_id=case_id, user=user, channel=origin.partition(":")[0], value=str(case_id))
         try:
-            report(client, click, actions.reply(case_id=case_id, user=user, authorised=True, text=text))
+            report(client, click, actions.reply(case_id=case_id, user=user, authorised=True, text=text,
+                                                private=private))
         except Exception:
             log.exception("reply on case %s failed", case_id)
             tell(client, click, m.SLACK_ACTION_FAILED.format(message="internal error, see the daemon log"))
@@ -265,11 +273,32 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
     return app
 
 
-def run_socket_mode(app: App, *, app_token: str) -> SocketModeHandler:
-    """Connect over Socket Mode (SLACK_APP_TOKEN, xapp-...): no public URL needed.
+SOCKET_MODE_AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked",
+                                     "not_allowed_token_type"})
 
-    Returns the started handler; call .close() to stop."""
-    handler = SocketModeHandler(app, app_token=app_token)
-    handler.connect()
+
+def connect_socket_mode(app: App, *, app_token: str, base_url: str | None = None) -> SocketModeHandler:
+    """One attempt to connect over Socket Mode (SLACK_APP_TOKEN, xapp-...): no public URL needed.
+
+    Returns the connected handler (call .close() to stop); once connected, slack-sdk reconnects by
+    itself.  Raises AuthFailed when Slack refuses the app token, Transient when Slack cannot be
+    reached; the core decides when to try again (monitor/runtime/socket_mode.py)."""
+    from connectors.base import AuthFailed, Transient
+
+    handler = SocketModeHandler(app, app_token=app_token, web_client=WebClient(base_url=api_base_url(base_url)))
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        handler.close()
+        error = str(exc.response.get("error", "")) if exc.response is not None else ""
+        if error in SOCKET_MODE_AUTH_ERRORS:
+            raise AuthFailed(f"Slack refused SLACK_APP_TOKEN ({error})") from None
+        raise Transient(f"Slack answered apps.connections.open with {error or 'an error'}") from None
+    except (SlackClientError, OSError) as exc:  # URLError is an OSError: DNS, refused, timeout
+        handler.close()
+        raise Transient(f"Slack unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if not handler.client.is_connected():  # slack-sdk logs a failed WebSocket and returns: not connected
+        handler.close()
+        raise Transient("Slack gave a Socket Mode URL, but its WebSocket did not connect")
     return handler
 

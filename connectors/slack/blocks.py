@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connectors.platforms import PLATFORMS
+from connectors.platforms import PLATFORMS, is_private
 from monitor import messages as m
 from monitor.views import AlertView, OpenCaseLine, SilenceLine
 
@@ -34,6 +34,10 @@ ACTION_MUTE = "mm_mute"
 REPLY_MODAL_CALLBACK = "mm_reply_modal"
 REPLY_INPUT_BLOCK = "mm_reply_text"
 REPLY_INPUT_ACTION = "text"
+REPLY_WHERE_BLOCK = "mm_reply_where"
+REPLY_WHERE_ACTION = "where"
+REPLY_WHERE_PUBLIC = "public"
+REPLY_WHERE_DM = "dm"
 METADATA_EVENT_TYPE = "mm_alert"
 
 WORD_JOINER = "\u2060"  # invisible; splits "@here" so Slack never reads it as a broadcast
@@ -273,7 +277,7 @@ def action_elements(view: AlertView) -> list[dict[str, Any]]:
         elements.append({"type": "button", "action_id": ACTION_CLAIM, "text": _plain(m.SLACK_BUTTON_CLAIM),
                          "value": value})
     grouped = view.grouped_count > 0
-    private = view.kind == "message"  # a Messenger chat has no public side to acknowledge on
+    private = is_private(view.kind)  # a Messenger chat has no public side to acknowledge on
     if not grouped and not private and view.ack_text and view.ack_mode != "off" and not view.ack_posted:
         elements.append({"type": "button", "action_id": ACTION_ACK, "text": _plain(m.SLACK_BUTTON_ACK),
                          "value": value, "style": "primary", "confirm": ack_confirm(view)})
@@ -324,7 +328,7 @@ def render_alert(view: AlertView) -> tuple[str, list[dict[str, Any]]]:
     context = [author_line(view)]
     url = safe_url(view.url)
     if url:
-        label = m.SLACK_OPEN_CONVERSATION if view.kind == "message" else m.SLACK_OPEN_POST
+        label = m.SLACK_OPEN_CONVERSATION if is_private(view.kind) else m.SLACK_OPEN_POST
         context.append(f"<{url}|{label}>")
     if view.mention_count > 1:
         context.append(m.SLACK_MENTION_COUNT.format(count=view.mention_count))
@@ -361,22 +365,40 @@ def alert_metadata(*, case_id: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- reply modal
 
 
-def reply_modal(*, case_id: int, author: str, platform: str, text: str, origin: str = "") -> dict[str, Any]:
-    """The Reply… modal; `origin` ("channel:ts") rides in private_metadata for the answer."""
+def reply_modal(*, case_id: int, author: str, platform: str, text: str, origin: str = "",
+                dm_offered: bool = False, dm_open: bool = False, dm_reason: str = "") -> dict[str, Any]:
+    """The Reply… modal; `origin` ("channel:ts") rides in private_metadata for the answer.  On a public case
+    it offers "reply in DM" while the platform allows it, and says plainly why not when it does not."""
     intro = m.SLACK_REPLY_MODAL_INTRO.format(
         author=escape_text(author), platform=escape_text(platform),
         text=escape_fit(text, limit=1500, suffix="…").replace("\n", "\n>"))
+    where: list[dict[str, Any]] = []
+    if dm_offered and dm_open:
+        options = [{"text": _plain(m.SLACK_REPLY_WHERE_PUBLIC, limit=75), "value": REPLY_WHERE_PUBLIC},
+                   {"text": _plain(m.SLACK_REPLY_WHERE_DM, limit=75), "value": REPLY_WHERE_DM}]
+        where.append({"type": "input", "block_id": REPLY_WHERE_BLOCK, "label": _plain(m.SLACK_REPLY_WHERE_LABEL, limit=2000),
+                      "element": {"type": "radio_buttons", "action_id": REPLY_WHERE_ACTION, "options": options,
+                                  "initial_option": options[0]}})
+        if dm_reason:
+            where.append({"type": "context", "elements": [
+                _mrkdwn(escape_text(m.SLACK_REPLY_DM_NOTE.format(reason=dm_reason)))]})
+    elif dm_offered and dm_reason:
+        where.append({"type": "context", "elements": [
+            _mrkdwn(escape_text(m.SLACK_REPLY_DM_CLOSED.format(reason=dm_reason)))]})
     return {
         "type": "modal",
         "callback_id": REPLY_MODAL_CALLBACK,
         "private_metadata": f"{case_id}|{origin}",
-        "title": _plain(m.SLACK_REPLY_MODAL_TITLE, limit=24),
+        "title": _plain(m.SLACK_REPLY_MODAL_TITLE_CHOICE if where and dm_open else m.SLACK_REPLY_MODAL_TITLE, limit=24),
         "submit": _plain(m.SLACK_REPLY_MODAL_SUBMIT, limit=24),
         "close": _plain(m.SLACK_REPLY_MODAL_CLOSE, limit=24),
         "blocks": [
             {"type": "section", "text": _mrkdwn(intro)},
-            {"type": "input", "block_id": REPLY_INPUT_BLOCK, "label": _plain(m.SLACK_REPLY_MODAL_LABEL, limit=2000),
+            {"type": "input", "block_id": REPLY_INPUT_BLOCK,
+             "label": _plain(m.SLACK_REPLY_MODAL_LABEL_CHOICE if dm_offered and dm_open else m.SLACK_REPLY_MODAL_LABEL,
+                             limit=2000),
              "element": {"type": "plain_text_input", "action_id": REPLY_INPUT_ACTION, "multiline": True}},
+            *where,
         ],
     }
 

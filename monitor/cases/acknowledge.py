@@ -29,6 +29,7 @@ from connectors.base import (
     ReplyTarget,
     Transient,
 )
+from connectors.platforms import is_private
 from monitor import messages as msg
 from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
@@ -77,7 +78,7 @@ def sends_dm(*, policy: Any, mention: Mention, private_template: str | None) -> 
 
 def template_for(ruleset: Ruleset, *, template: str, mention: Mention, dm_sent: bool) -> str | None:
     """The template whose words are true for this mention; None when there is nothing true to say."""
-    if mention.kind == "message":
+    if is_private(mention.kind):
         name = template + MESSAGE_SUFFIX
         return name if name in ruleset.templates else None
     if dm_sent and template + DM_SENT_SUFFIX in ruleset.templates:
@@ -177,7 +178,7 @@ def queue(
     assert case.id is not None
     base = {"target": target_payload(mention), "lang": lang, "dry_run": dry_run, "actor": actor, "author_id": mention.author_id}
     # A private conversation (Messenger, DM) has no public side: the acknowledgement is the private answer.
-    kind = OutboxKind.REPLY_PRIVATE if mention.kind == "message" else OutboxKind.REPLY_PUBLIC
+    kind = OutboxKind.REPLY_PRIVATE if is_private(mention.kind) else OutboxKind.REPLY_PUBLIC
     queued = outbox.add(
         session, kind=kind, dedup_key=ack_key(mention),
         case_id=case.id, mention_id=mention.id, platform=mention.platform, target=mention.external_id,
@@ -255,7 +256,8 @@ class ReplyDeliverer:
             return "retried"
         # The outcome of the last attempt is unknown after a crash or a timeout; a rate limit or a
         # rejected token answered before anything was posted, so no look-up is needed then.
-        if item.recovering or (row.attempts > 1 and not row.result.get("not_posted")):
+        unsure = item.recovering or (row.attempts > 1 and not row.result.get("not_posted"))
+        if unsure:
             try:
                 found = source.find_reply(target=target, text=payload["text"])
             except (RateLimited, Transient) as exc:
@@ -297,6 +299,12 @@ class ReplyDeliverer:
             return "retried"
         except (Refused, ConnectorError) as exc:
             code = exc.reason if isinstance(exc, Refused) else None
+            if private and unsure and code == RefusalReason.ALREADY_REPLIED:
+                # Our previous attempt landed and only its answer was lost (a private reply cannot be
+                # looked up): the platform's "already replied" is that message, so it was sent.
+                log.info("outbox %s #%d: the earlier attempt was delivered (%s)", row.kind, row.id, exc)
+                self._done(row, now=now, result=ReplyResult(external_id=""), dry_run=False, private=private)
+                return "sent"
             self._give_up(row, now=now, reason=str(exc), private=private, code=code)
             return "failed"
         if result.quota.remaining == 0 and result.quota.reset_at is not None:
@@ -314,6 +322,8 @@ class ReplyDeliverer:
                 return
             if not dry_run:
                 case.acknowledged_at = case.acknowledged_at or now
+                if private and result is not None and result.recipient_id and result.recipient_id != case.author_id:
+                    case.private_author_id = result.recipient_id  # their Messenger id: their answer continues this case
                 # The bot's own acknowledgement is not a response: the countdown runs on until a person
                 # answers, and the case moves to DM only when the customer writes in private.
                 if payload.get("actor", "") != "auto":
@@ -337,7 +347,8 @@ class ReplyDeliverer:
             outbox.request_update(s, case_id=case.id or 0, channel=case.channel, now=now)
 
         outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
-                      result={"external_id": result.external_id, "url": result.url, "dm_link": result.dm_link}
+                      result={"external_id": result.external_id, "url": result.url, "dm_link": result.dm_link,
+                              "recipient_id": result.recipient_id}
                       if result else {"dry_run": True}, also=record)
 
     def _give_up(self, row: Outbox, *, now: datetime, reason: str, private: bool,

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from connectors.platforms import PRIVATE_KINDS, is_private
 from monitor import messages as msg
 from monitor.cases import acknowledge, silences
 from monitor.clock import Clock
@@ -32,6 +33,36 @@ class ActionOutcome:
     ok: bool
     changed: bool
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateWindow:
+    """Whether the Reply… form may answer a public case in private, and why not (said plainly)."""
+
+    offered: bool  # the case is public: a private answer is a question at all
+    open: bool
+    reason: str = ""  # why not, or what the platform's rule is while open
+    human_agent: bool = False  # Messenger: past 24 h, so it goes with the HUMAN_AGENT tag
+
+
+def private_window(*, platform: Any, platform_name: str, last_private: datetime | None, handed_off: bool,
+                   author: str, brand: str, now: datetime) -> PrivateWindow:
+    """The platform's rule for a person's private answer: X, once the customer wrote to us in DM;
+    Messenger, within 24 h of their last message, or up to 7 days with the human-agent tag."""
+    if last_private is None:
+        if platform_name == "x":
+            return PrivateWindow(offered=True, open=False, reason=msg.DM_X_NOT_YET.format(author=author, brand=brand))
+        reason = msg.DM_MESSENGER_NOT_YET if handed_off else msg.DM_MESSENGER_NO_HANDOFF
+        return PrivateWindow(offered=True, open=False, reason=reason.format(author=author))
+    standard = getattr(platform, "messaging_window", None)
+    tagged = getattr(platform, "human_agent_window", None)
+    if standard is None or now - last_private <= standard:
+        return PrivateWindow(offered=True, open=True)
+    if tagged is not None and now - last_private <= tagged:
+        return PrivateWindow(offered=True, open=True, human_agent=True,
+                             reason=msg.DM_MESSENGER_HUMAN_AGENT.format(closes=last_private + tagged))
+    closed = last_private + (tagged or standard)
+    return PrivateWindow(offered=True, open=False, reason=msg.DM_MESSENGER_CLOSED.format(closed=closed))
 
 
 class CaseActions:
@@ -112,14 +143,41 @@ class CaseActions:
         """Post the case's acknowledgement (or `text`, if the approver edited it) publicly."""
         return self._public(case_id=case_id, user=user, authorised=authorised, text=text, kind="acknowledged")
 
-    def reply(self, *, case_id: int, user: str, authorised: bool, text: str) -> ActionOutcome:
+    def reply(self, *, case_id: int, user: str, authorised: bool, text: str, private: bool = False) -> ActionOutcome:
+        """A person's answer: in public, or (`private`) in the customer's DM / Messenger conversation."""
         if not text.strip():
             return ActionOutcome(ok=False, changed=False, message="the reply is empty")
-        return self._public(case_id=case_id, user=user, authorised=authorised, text=text, kind="reply_queued")
+        return self._public(case_id=case_id, user=user, authorised=authorised, text=text,
+                            kind="reply_dm_queued" if private else "reply_queued")
+
+    def private_window(self, *, case_id: int) -> PrivateWindow:
+        """May the Reply… form answer this case in private now?  (The platform's window, said plainly.)"""
+        with Session(self.engine) as s:
+            case = s.get(Case, case_id)
+            first = s.get(Mention, case.first_mention_id) if case is not None and case.first_mention_id else None
+            if case is None or first is None or is_private(first.kind):
+                return PrivateWindow(offered=False, open=False)  # a private case is answered in private anyway
+            last = self._last_private(s, case)
+        policy = self.policies.get(case.platform)
+        return private_window(platform=getattr(policy, "platform", None), platform_name=case.platform,
+                              last_private=last.created_at if last is not None else None,
+                              handed_off=case.acknowledged_at is not None,
+                              author=f"@{case.author_handle}" if case.platform == "x" and case.author_handle
+                              else case.author_handle or case.author_id, brand=self.rules().brand.name,
+                              now=self.clock.now())
+
+    @staticmethod
+    def _last_private(s: Session, case: Case) -> Mention | None:
+        """The customer's latest private message attached to the case (what a DM reply answers)."""
+        return s.exec(select(Mention).where(
+            Mention.case_id == case.id, Mention.kind.in_(sorted(PRIVATE_KINDS)), Mention.from_brand.is_(False))
+            .order_by(Mention.created_at.desc(), Mention.id.desc())).first()
 
     def _public(self, *, case_id: int, user: str, authorised: bool, text: str | None, kind: str) -> ActionOutcome:
         now = self.clock.now()
         ruleset = self.rules()
+        # read before the write transaction (SQLite has one writer); the platform checks again on delivery
+        window = self.private_window(case_id=case_id) if kind == "reply_dm_queued" else None
         with transaction(self.engine) as s:
             case = s.get(Case, case_id, with_for_update=self.engine.dialect.name == "postgresql")
             if case is None:
@@ -130,6 +188,10 @@ class CaseActions:
             mention = s.get(Mention, case.first_mention_id) if case.first_mention_id else None
             if mention is None:
                 return ActionOutcome(ok=False, changed=False, message="the case has no mention to answer")
+            if window is not None:
+                if not window.open:
+                    return ActionOutcome(ok=False, changed=False, message=window.reason or msg.DM_NOT_OFFERED)
+                mention = self._last_private(s, case) or mention  # the DM answers their latest private message
             body = (text or case.ack_text).strip()
             if not body:
                 return ActionOutcome(ok=False, changed=False, message="there is no acknowledgement text for this case")
@@ -150,13 +212,15 @@ class CaseActions:
                     return ActionOutcome(ok=True, changed=False, message="this conversation was already acknowledged")
             else:
                 digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]  # same text twice: one reply
-                # a Messenger chat is answered in the chat: it has no public side
-                kind_sent = OutboxKind.REPLY_PRIVATE if mention.kind == "message" else OutboxKind.REPLY_PUBLIC
+                # a Messenger chat or a DM is answered in the chat: it has no public side
+                kind_sent = OutboxKind.REPLY_PRIVATE if is_private(mention.kind) else OutboxKind.REPLY_PUBLIC
+                prefix = "reply-dm" if kind == "reply_dm_queued" else "reply"
                 queued = outbox.add(
-                    s, kind=kind_sent, dedup_key=f"reply:{case_id}:{digest}",
+                    s, kind=kind_sent, dedup_key=f"{prefix}:{case_id}:{digest}",
                     case_id=case_id, mention_id=mention.id, platform=mention.platform,
                     target=mention.external_id, now=now, author_id=mention.author_id,
-                    payload={"target": acknowledge.target_payload(mention), "text": body, "lang": mention.lang,
+                    payload={"target": {**acknowledge.target_payload(mention), "human_agent": True},  # typed by a person
+                             "text": body, "lang": mention.lang,
                              "dry_run": dry, "actor": user, "author_id": mention.author_id})
                 if not queued:  # a double submit: the first one's event, note and reply stand
                     return ActionOutcome(ok=True, changed=False, message="this reply is already queued")
@@ -166,8 +230,8 @@ class CaseActions:
                 case.state = CaseState.ACKNOWLEDGED
             s.add(case)
             s.add(Event(case_id=case_id, at=now, kind=kind, actor=user, detail={"text": body}))
-            note = notes.ReplyQueued(user=user, text=body) if kind == "reply_queued" \
-                else notes.team_action(kind, user=user, text=body)
+            note = notes.ReplyQueued(user=user, text=body, private=kind == "reply_dm_queued") \
+                if kind in ("reply_queued", "reply_dm_queued") else notes.team_action(kind, user=user, text=body)
             outbox.add(s, kind=OutboxKind.THREAD, dedup_key=f"{kind}:{case_id}:{now.timestamp()}", case_id=case_id,
                        target=case.channel, now=now, payload=note.payload())
             outbox.request_update(s, case_id=case_id, channel=case.channel, now=now)
@@ -211,6 +275,10 @@ class CaseActions:
             "Median first response": median,
             "Within target": attainment,
             "Public acknowledgements": str(acks),
+            # only customers who really wrote in private after a hand-off count (a DM we sent does not)
+            msg.SLACK_STATS_MOVED_TO_DM: msg.SLACK_STATS_MOVED_TO_DM_VALUE.format(
+                moved=sum(1 for c in cases if c.moved_to_dm),
+                handed_off=sum(1 for c in cases if c.acknowledged_at is not None)),
             msg.SLACK_STATS_MUTED: str(muted),
         }
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from connectors.platforms import SOCIAL
+from connectors.platforms import SOCIAL, is_private
 from monitor.cases.acknowledge import auto_refusal, render
 from monitor.cases.pipeline import ReplyPolicy, group_key
 from monitor.rules import Ruleset, evaluate, format_duration
@@ -193,7 +193,7 @@ class _Replay:
         if dry_run or self.rules.ack_dry_run(ack):
             return ""
         policy = self.policies.get(row.platform)
-        template = ack.private_template if row.kind == "message" and ack.private_template else ack.template
+        template = ack.private_template if is_private(row.kind) and ack.private_template else ack.template
         text, _ = render(self.rules, template=template, mention=row, policy=policy)  # type: ignore[arg-type]
         if auto_refusal(policy=policy, mention=row, text=text):  # type: ignore[arg-type]
             return ""

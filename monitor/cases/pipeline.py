@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
-from connectors.platforms import Platform
+from connectors.platforms import Platform, is_private
 from monitor.cases import acknowledge, silences, sla
 from monitor.delivery import notes, outbox
 from monitor.model import (
@@ -300,12 +300,17 @@ class _CaseBuilder:
         if row.from_brand:
             self._brand_answered(row)
             return None
-        if row.kind == "message":
-            self._customer_wrote_privately(row)
+        case = self.cases.get((row.platform, row.conversation_id, row.author_id))
+        private = is_private(row.kind)
+        if private and (case is None or case.state == CaseState.RESOLVED):
+            # One case per customer across public and private: a DM after the hand-off continues it.
+            handed_off = self._handed_off_case(row)
+            if handed_off is not None:
+                case = handed_off
+                self._customer_wrote_privately(case, row)
         if decision.dropped:
             self.result.dropped += 1
             return None
-        case = self.cases.get((row.platform, row.conversation_id, row.author_id))
         if (row.platform, row.external_id) in self.muted:
             # muted: never opens or reopens a case; a conversation already in front of the team keeps it, quietly
             if case is not None and case.state != CaseState.RESOLVED:
@@ -411,9 +416,12 @@ class _CaseBuilder:
         self.result.attached += 1
         assert case.id is not None
         self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="followup", detail={"mention_id": row.id}))
+        # a private message stays in the thread: reply_broadcast would show its text in the channel
+        private = is_private(row.kind) and row.conversation_id != case.conversation_id
         outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"followup:{row.id}", case_id=case.id,
                    mention_id=row.id, target=case.channel,
-                   payload=notes.Followup(mention_id=row.id, broadcast=attention).payload(), now=self.now)
+                   payload=notes.Followup(mention_id=row.id, broadcast=attention and not private,
+                                          private=private).payload(), now=self.now)
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
     def _reopen(self, case: Case, row: Mention, decision: Decision) -> None:
@@ -440,9 +448,11 @@ class _CaseBuilder:
         self.result.reopened += 1
         assert case.id is not None
         self.s.add(_construct(Event, case_id=case.id, at=self.now, kind="reopened", detail={"mention_id": row.id}))
+        private = is_private(row.kind) and row.conversation_id != case.conversation_id
         outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"followup:{row.id}", case_id=case.id,
                    mention_id=row.id, target=case.channel,
-                   payload=notes.Reopened(mention_id=row.id).payload(), now=self.now)
+                   payload=notes.Reopened(mention_id=row.id, broadcast=not private, private=private).payload(),
+                   now=self.now)
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
     def _brand_answered(self, row: Mention) -> None:
@@ -488,20 +498,30 @@ class _CaseBuilder:
             Outbox.state == OutboxState.SENT)).all()
         return {str(r.get("external_id")) for r in results if r and r.get("external_id")}
 
-    def _customer_wrote_privately(self, row: Mention) -> None:
-        """A private message after a hand-off: the customer really moved to DM."""
+    def _handed_off_case(self, row: Mention) -> Case | None:
+        """The customer's public case that was handed off (acknowledged, or answered in private) before this
+        private message, still open or resolved less than `acknowledgement.private_followup` ago.  On
+        Facebook the person has another id in Messenger: the one the private reply returned."""
         if row.created_at is None:
-            return
-        handed_off = self.s.exec(select(Case).where(
-            Case.platform == row.platform, Case.author_id == row.author_id, Case.conversation_id != row.conversation_id,
+            return None
+        since = self.now - self.rules.acknowledgement.private_followup
+        return self.s.exec(select(Case).where(
+            Case.platform == row.platform,
+            sa.or_(Case.author_id == row.author_id, Case.private_author_id == row.author_id),
+            Case.conversation_id != row.conversation_id,
             Case.acknowledged_at.is_not(None), Case.acknowledged_at <= row.created_at,
-            Case.moved_to_dm.is_(False))).all()
-        for case in handed_off:
-            case.moved_to_dm = True
-            case.customer_dm_at = row.created_at
-            self.s.add(case)
-            assert case.id is not None
-            self.s.add(Event(case_id=case.id, at=self.now, kind="customer_dm", detail={"mention_id": row.id}))
+            sa.or_(Case.state != CaseState.RESOLVED, Case.resolved_at >= since),
+        ).order_by(Case.acknowledged_at.desc(), Case.id.desc())).first()
+
+    def _customer_wrote_privately(self, case: Case, row: Mention) -> None:
+        """A private message after the hand-off: the customer really moved to DM (the KPI counts only this)."""
+        if case.moved_to_dm:
+            return
+        case.moved_to_dm = True
+        case.customer_dm_at = row.created_at
+        self.s.add(case)
+        assert case.id is not None
+        self.s.add(Event(case_id=case.id, at=self.now, kind="customer_dm", detail={"mention_id": row.id}))
 
     # ------------------------------------------------------------------ acknowledgement
 

@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def shipped(relative: str) -> Path | None:
 
 EXAMPLES = shipped("examples/mentions.jsonl")
 # Modules that add their own subcommands through register(subparsers), when present.
-PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor", "monitor.cli.backtest")
+PLUGINS = ("monitor.cli.triage", "monitor.cli.report", "monitor.cli.doctor", "monitor.cli.backtest", "monitor.cli.db")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", help="with --sandbox: JSONL stream to play (default: examples/mentions.jsonl)")
     run.add_argument("--speed", type=float, default=1.0, help="with --sandbox: play the stream this much faster")
     run.add_argument("--dry-run", action="store_true", help="compute and show everything, post nothing publicly")
+    run.add_argument("--clock-speed", type=float, default=1.0, metavar="N",
+                     help="the daemon's clock (SLA warnings, breaches, escalations) runs N times faster; "
+                          "for demos, with --sandbox")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-rules", help="check a rules file; exit 0 if valid, 1 if not")
@@ -274,6 +278,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.replay and not Path(args.replay).exists():
         print(msg.CLI_REPLAY_MISSING.format(path=args.replay), file=sys.stderr)
         return 1
+    clock = None
+    if args.clock_speed != 1.0:
+        if not args.clock_speed > 0:
+            print(msg.CLI_CLOCK_SPEED_BAD.format(speed=args.clock_speed), file=sys.stderr)
+            return 1
+        from monitor.clock import ScaledClock
+        from monitor.delivery.notes import humanize
+
+        clock = ScaledClock(args.clock_speed)
+        print(msg.CLI_CLOCK_SPEED.format(speed=args.clock_speed, minutes=humanize(
+            timedelta(seconds=clock.real_seconds(1800)))), flush=True)
     sandbox = None
     sandbox_url = args.sandbox_url or settings.sandbox_url
     if args.sandbox and not sandbox_url:
@@ -284,7 +299,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sandbox = Sandbox(port=args.sandbox_port, brand_x_user_id=brand.x_user_id or "1600000000000000001",
                           brand_x_handle=brand.handles.x or "nordlysshop",
                           page_id=brand.facebook_page_id or "104000000000001",
-                          page_name=brand.handles.facebook or brand.name).start()
+                          page_name=brand.handles.facebook or brand.name, clock=clock).start()
         sandbox_url = sandbox.url
         print(msg.CLI_SANDBOX_STARTED.format(url=sandbox_url), flush=True)
         seed = args.seed or (str(EXAMPLES) if EXAMPLES else None)
@@ -292,15 +307,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             sandbox.play(load_seed(seed), speed=args.speed)
         else:
             print(msg.CLI_SANDBOX_NO_SEED, file=sys.stderr)
-    from monitor.store import DatabaseUnusable
+    from monitor import migrations
+    from monitor.store import DatabaseUnusable, SchemaTooNew
 
     try:
         daemon = build_daemon(settings=settings, ruleset=ruleset, rules_path=rules_path, db_url=args.db,
                               sandbox_url=sandbox_url, replay=args.replay, dry_run=args.dry_run,
-                              echo=bool(sandbox) or not settings.slack_bot_token.get_secret_value())
+                              echo=bool(sandbox) or not settings.slack_bot_token.get_secret_value(), clock=clock)
     except DatabaseUnusable as exc:
         url = sa_url(args.db or settings.database_url)
         print(msg.CLI_DB_NOT_WRITABLE.format(url=url, reason=exc), file=sys.stderr)
+        return 1
+    except SchemaTooNew as exc:
+        url = sa_url(args.db or settings.database_url)
+        print(msg.CLI_DB_TOO_NEW.format(url=url, revision=exc, head=migrations.head()), file=sys.stderr)
         return 1
     metrics_server = None
     if settings.metrics_port and not args.once:
@@ -310,12 +330,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics_server = daemon.metrics.serve(port=settings.metrics_port, health=HealthCheck(
             metrics=daemon.metrics, engine=daemon.engine, intervals={n: b.every for n, b in daemon.sources.items()},
             now=daemon.clock.now, started_at=daemon.clock.now()))
-    socket_mode = None
+    socket_mode = request_url = None
     if settings.slack_app_token.get_secret_value() and settings.slack_bot_token.get_secret_value() \
             and not sandbox_url and not args.once:
         from monitor.runtime.wiring import start_slack_app
 
-        socket_mode = start_slack_app(daemon, settings=settings)
+        socket_mode = start_slack_app(daemon, settings=settings, base_url=settings.slack_api_url or None)
+    elif sandbox_url and not args.once:
+        from monitor.runtime.wiring import start_sandbox_slack_app
+
+        try:  # Socket Mode's place in the demo: the page posts to this app's Request URL
+            request_url = start_sandbox_slack_app(daemon, sandbox_url=sandbox_url)
+            print(msg.CLI_SANDBOX_PAGE.format(url=sandbox_url), flush=True)
+        except OSError as exc:
+            print(msg.CLI_SANDBOX_PAGE_FAILED.format(reason=exc), file=sys.stderr)
     facebook_webhook = None
     if not args.once:
         from monitor.runtime.wiring import start_facebook_webhook
@@ -345,6 +373,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             metrics_server.stop()
         if socket_mode is not None:
             socket_mode.close()
+        if request_url is not None:
+            request_url.stop()
         if facebook_webhook is not None:
             facebook_webhook.stop()
         if sandbox is not None:

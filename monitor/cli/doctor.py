@@ -113,7 +113,8 @@ def _safe_url(url: str) -> str:
 def _database(url: str) -> Check:
     import sqlalchemy as sa
 
-    from monitor.store import SCHEMA_VERSION, make_engine
+    from monitor import migrations
+    from monitor.store import make_engine
 
     shown = _safe_url(url)
     try:
@@ -125,16 +126,17 @@ def _database(url: str) -> Check:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table("setting"):
                 return _warn("database", msg.DOCTOR_DB_NO_SCHEMA.format(url=shown))
-            found = conn.execute(sa.text("select value from setting where key = 'schema_version'")).scalar()
+            found = migrations.current(conn)
     except sa.exc.SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200] if str(exc) else type(exc).__name__
         return _fail("database", msg.DOCTOR_DB_FAIL.format(url=shown, reason=reason.replace(url, shown)),
                      msg.DOCTOR_DB_FAIL_FIX)
     finally:
         engine.dispose()
-    if found != SCHEMA_VERSION:
-        return _fail("database", msg.DOCTOR_DB_VERSION.format(url=shown, found=found, wanted=SCHEMA_VERSION),
-                     msg.DOCTOR_DB_VERSION_FIX)
+    wanted = migrations.head()
+    if found != wanted:  # None: made before migrations; `run` or `db upgrade` stamps it
+        return _fail("database", msg.DOCTOR_DB_VERSION.format(url=shown, found=found or "none (made before migrations)",
+                                                              wanted=wanted), msg.DOCTOR_DB_VERSION_FIX)
     return _ok("database", msg.DOCTOR_DB_OK.format(url=shown, version=found))
 
 

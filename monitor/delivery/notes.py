@@ -112,6 +112,7 @@ class Followup(Note):
     kind = NoteKind.FOLLOWUP
     mention_id: int
     broadcast: bool = False  # also shown in the channel: the follow-up needs attention
+    private: bool = False  # a DM / Messenger message continuing a public case: marked, never broadcast
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class Reopened(Note):
     kind = NoteKind.REOPENED
     mention_id: int
     broadcast: bool = True
+    private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,7 @@ class ReplyQueued(Note):
     kind = NoteKind.REPLY_QUEUED
     user: str
     text: str
+    private: bool = False  # an answer in the customer's DM / Messenger conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,13 +356,16 @@ class _Context:
 
 def _followup(n: Followup, c: _Context) -> str:
     author, quote = c.quote(c.mention(n.mention_id))
+    if n.private:
+        return msg.THREAD_PRIVATE_FOLLOWUP.format(author=author, quote=quote)
     template = msg.THREAD_FOLLOWUP_ATTENTION if n.broadcast else msg.THREAD_FOLLOWUP
     return template.format(author=author, quote=quote)
 
 
 def _reopened(n: Reopened, c: _Context) -> str:
     author, quote = c.quote(c.mention(n.mention_id))
-    return msg.THREAD_REOPENED.format(author=author, quote=quote)
+    template = msg.THREAD_PRIVATE_REOPENED if n.private else msg.THREAD_REOPENED
+    return template.format(author=author, quote=quote)
 
 
 def _group_member(n: GroupMember, c: _Context) -> str:
@@ -449,7 +455,8 @@ RENDERERS: dict[NoteKind, Renderer] = {
     NoteKind.ESCALATION: _escalation,
     NoteKind.SNOOZE_OVER: lambda n, c: msg.THREAD_SNOOZE_OVER,
     **dict.fromkeys(_TEAM_ACTIONS, _team_action),
-    NoteKind.REPLY_QUEUED: lambda n, c: msg.THREAD_REPLY_QUEUED.format(user=slack_ref(n.user), text=c.escape(n.text)),
+    NoteKind.REPLY_QUEUED: lambda n, c: (msg.THREAD_REPLY_DM_QUEUED if n.private else msg.THREAD_REPLY_QUEUED).format(
+        user=slack_ref(n.user), text=c.escape(n.text)),
     NoteKind.ACK_POSTED: _ack_posted,
     NoteKind.PRIVATE_POSTED: lambda n, c: msg.THREAD_PRIVATE_POSTED.format(kind=n.platform, text=c.escape(n.text)),
     NoteKind.WOULD_POST: lambda n, c: msg.THREAD_WOULD_POST.format(lang=n.lang, text=c.escape(n.text)),

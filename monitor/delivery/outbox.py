@@ -343,9 +343,28 @@ class Deliverer:
         log.error("outbox %s #%d failed for good: %s", row.kind, row.id, exc)
         reason = str(exc)
         refused_alert = row.kind == OutboxKind.ALERT and row.case_id is not None
-        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=reason,
-               also=(lambda s: self._report_refused(s, case_id=row.case_id or 0, reason=reason, now=now,
-                                                    fallback=False)) if refused_alert else None)
+        if refused_alert:
+            def also(s: Session) -> None:
+                self._report_refused(s, case_id=row.case_id or 0, reason=reason, now=now, fallback=False)
+        elif row.kind != OutboxKind.ALERT and row.target != self.ops_channel() and \
+                not (row.case_id is not None and self._alert_failed(row.case_id)):
+            def also(s: Session) -> None:  # a thread line or update lost for good: a person should know
+                self._report_lost(s, row=row, reason=reason, now=now)
+        else:
+            also = None  # type: ignore[assignment]
+        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.FAILED, error=reason, also=also)
+
+    def _report_lost(self, s: Session, *, row: Outbox, reason: str, now: datetime) -> None:
+        """Tell #cs-ops that a Slack line could not be posted after its retries (once per row)."""
+        channel = self.ops_channel()
+        what = msg.OPS_LINE_LOST_CASE.format(case_id=row.case_id) if row.case_id else \
+            msg.OPS_LINE_LOST_CHANNEL.format(channel=row.target)
+        text = msg.OPS_LINE_LOST.format(what=what, attempts=row.attempts, reason=reason)
+        if not channel:
+            log.error("%s", text)
+            return
+        add(s, kind=OutboxKind.CHANNEL, dedup_key=f"line_lost:{row.id}", target=channel, now=now,
+            payload={"text": text})
 
     def _report_refused(self, s: Session, *, case_id: int, reason: str, now: datetime, fallback: bool) -> None:
         """Tell #cs-ops that Slack refused a case's alert (once per case)."""

@@ -6,7 +6,11 @@ charts.py do).  Which rows count where:
 - mentions: created in [since, until), the brand's own posts excluded;
 - cases: opened in [since, until) (volume, first response, SLA, repeat customers, DM share);
 - breaches and resolutions: those that happened in [since, until);
-- acknowledgements: public replies sent in [since, until), dry runs excluded.
+- acknowledgements: public replies sent in [since, until), dry runs excluded;
+- the hand-off to private messages, of the cases opened: handed off (acknowledged, or answered in
+  private), moved to DM (the customer really wrote in private afterwards: a DM we sent does not
+  count), the time from the hand-off to the customer's first private message, and resolved in DM
+  (resolved after the customer moved, with no public reply of ours after their first private message).
 
 The first response is the first reply by a person (from Slack or typed on the platform); the bot's
 automatic acknowledgement is its own figure and never meets an SLA.
@@ -29,6 +33,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from connectors.platforms import PRIVATE_KINDS
 from monitor.model import Case, Mention, Outbox, OutboxKind, OutboxState
 
 TOP_N = 5
@@ -115,6 +120,14 @@ class Report:
     acks_approved: int
     auto_acknowledged: int = 0  # cases the bot acknowledged before any person answered
     auto_ack_median_s: float | None = None
+    handed_off: int = 0  # cases acknowledged or answered in private: the talk was offered a private place
+    handoff_to_dm_median_s: float | None = None  # hand-off -> the customer's first private message
+    resolved_in_dm: int = 0
+
+    @property
+    def handoff_success_percent(self) -> float | None:
+        """Of the hand-offs, how many the customer followed into private messages."""
+        return round(100.0 * self.moved_to_dm / self.handed_off, 1) if self.handed_off else None
 
     @property
     def moved_to_dm_percent(self) -> float | None:
@@ -189,10 +202,12 @@ def build_report(
     repeat = _ranked((handles[k], n) for k, n in per_author.items() if n > 1)
 
     complaint_rows = session.exec(
-        select(Mention.text, Mention.lang, Mention.categories)
+        select(Mention.text, Mention.lang, Mention.categories, Mention.kind)
         .where(in_period, Mention.case_id.is_not(None))).all()
-    categories = Counter(cat for _, _, cats in complaint_rows for cat in set(cats or ()))
-    keywords = top_keywords(((text, lang) for text, lang, _ in complaint_rows), brand_terms=brand_terms)
+    categories = Counter(cat for _, _, cats, _ in complaint_rows for cat in set(cats or ()))
+    # the words of private messages never reach a report, the digest channel or a chart
+    keywords = top_keywords(((text, lang) for text, lang, _, kind in complaint_rows if kind not in PRIVATE_KINDS),
+                            brand_terms=brand_terms)
 
     def happened(column: sa.ColumnElement) -> int:
         return int(session.exec(select(sa.func.count()).select_from(Case)
@@ -203,6 +218,10 @@ def build_report(
         Outbox.sent_at >= since, Outbox.sent_at < until)).all()
     real = [p for p in acks if not (p or {}).get("dry_run")]
     auto = sum(1 for p in real if p.get("actor") == "auto")
+    handed_off = [c for c in cases if c.acknowledged_at is not None and c.acknowledged_at < until]
+    moved = [c for c in cases if c.moved_to_dm and (c.customer_dm_at is None or c.customer_dm_at < until)]
+    to_dm = sorted((c.customer_dm_at - c.acknowledged_at).total_seconds() for c in moved
+                   if c.acknowledged_at is not None and c.customer_dm_at is not None)
 
     return Report(
         since=since, until=until, timezone=timezone,
@@ -218,10 +237,25 @@ def build_report(
         sla_by_day=tuple(days),
         breaches=happened(Case.breached_at), resolved=happened(Case.resolved_at),
         repeat_customers=repeat, top_categories=_ranked(categories.items())[:TOP_N],
-        top_keywords=keywords, moved_to_dm=sum(1 for c in cases if c.moved_to_dm),
+        top_keywords=keywords, moved_to_dm=len(moved),
         acks_auto=auto, acks_approved=len(real) - auto,
         auto_acknowledged=len(auto_acked), auto_ack_median_s=_tenths(percentile(auto_acked, 50)),
+        handed_off=len(handed_off), handoff_to_dm_median_s=_tenths(percentile(to_dm, 50)),
+        resolved_in_dm=_resolved_in_dm(session, moved, until=until),
     )
+
+
+def _resolved_in_dm(session: Session, moved: Sequence[Case], *, until: datetime) -> int:
+    """Moved cases resolved before `until` with no public reply of ours sent after the first private message."""
+    done = [c for c in moved if c.resolved_at is not None and c.resolved_at < until]
+    if not done:
+        return 0
+    public = session.exec(select(Outbox.case_id, Outbox.sent_at).where(
+        Outbox.case_id.in_([c.id for c in done]), Outbox.kind == OutboxKind.REPLY_PUBLIC.value,
+        Outbox.state == OutboxState.SENT.value)).all()
+    later = {case_id for c in done for case_id, sent in public
+             if case_id == c.id and sent is not None and c.customer_dm_at is not None and sent > c.customer_dm_at}
+    return sum(1 for c in done if c.id not in later)
 
 
 def _verdict(case: Case, *, until: datetime) -> bool | None:

@@ -38,6 +38,10 @@ def to_dict(report: Report) -> dict[str, Any]:
         "first_response": {"answered": len(report.responses), "median_seconds": report.first_response_median_s,
                            "p90_seconds": report.first_response_p90_s},
         "auto_acknowledgement": {"cases": report.auto_acknowledged, "median_seconds": report.auto_ack_median_s},
+        "handoff": {"handed_off": report.handed_off, "moved_to_dm": report.moved_to_dm,
+                    "percent": report.handoff_success_percent,
+                    "median_seconds_to_first_dm": report.handoff_to_dm_median_s,
+                    "resolved_in_dm": report.resolved_in_dm},
         "sla": {"overall": _att(report.sla_overall), "by_rule": [_att(a) for a in report.sla_by_rule],
                 "by_assignee": [_att(a) for a in report.sla_by_assignee],
                 "by_day": [_att(a) for _, a in report.sla_by_day]},
@@ -74,6 +78,9 @@ def to_csv(report: Report) -> str:
                         ("first_response_median_s", _num(report.first_response_median_s)),
                         ("first_response_p90_s", _num(report.first_response_p90_s)),
                         ("auto_acknowledged", report.auto_acknowledged),
+                        ("handed_off", report.handed_off),
+                        ("handoff_to_dm_median_s", _num(report.handoff_to_dm_median_s)),
+                        ("resolved_in_dm", report.resolved_in_dm),
                         ("acks_automatic", report.acks_auto), ("acks_approved", report.acks_approved)):
         writer.writerow(["cases", name, value])
     for section, atts in (("sla", (report.sla_overall,)), ("sla_rule", report.sla_by_rule),
@@ -119,7 +126,9 @@ def render_tables(report: Report, *, console: Console) -> None:
                                 f"({report.sla_overall.met} of {report.sla_overall.counted})"),
         ("Breaches", str(report.breaches)),
         ("Resolved", str(report.resolved)),
-        ("Moved to DM", f"{report.moved_to_dm} ({_pct(report.moved_to_dm_percent)})"),
+        ("Moved to DM", handoff_line(report)),
+        ("Hand-off to first DM, median", _dur(report.handoff_to_dm_median_s)),
+        ("Resolved in DM", str(report.resolved_in_dm)),
         ("Acknowledgements automatic / approved", f"{report.acks_auto} / {report.acks_approved}"),
         ("Busiest hour", f"{busiest[0]} {busiest[1]:02d}:00 ({busiest[2]})" if busiest else "-"),
     ):
@@ -146,6 +155,11 @@ def render_tables(report: Report, *, console: Console) -> None:
             console.print(table)
 
 
+def handoff_line(report: Report) -> str:
+    """Like "1 of 2 hand-offs (50%)": only customers who really wrote in private count."""
+    return f"{report.moved_to_dm} of {report.handed_off} hand-offs ({_pct(report.handoff_success_percent)})"
+
+
 def summary_text(report: Report, *, title: str) -> str:
     """The digest's few lines of Slack text (mrkdwn)."""
     busiest = report.busiest_hour
@@ -156,8 +170,9 @@ def summary_text(report: Report, *, title: str) -> str:
         f"90% within {_dur(report.first_response_p90_s)}",
         f"• Within target: {_pct(report.sla_overall.percent)} ({report.sla_overall.met} of "
         f"{report.sla_overall.counted}), {report.breaches} breaches",
-        f"• Moved to DM: {report.moved_to_dm}; acknowledgements {report.acks_auto} automatic, "
-        f"{report.acks_approved} approved",
+        f"• Moved to DM: {handoff_line(report)}, first DM after a median {_dur(report.handoff_to_dm_median_s)}, "
+        f"{report.resolved_in_dm} resolved in DM",
+        f"• Acknowledgements: {report.acks_auto} automatic, {report.acks_approved} approved",
     ]
     if report.top_categories:
         lines.append("• Top complaints: " + ", ".join(f"{k.replace('_', ' ')} ({n})" for k, n in report.top_categories[:3]))

@@ -119,7 +119,7 @@ SlackId = Annotated[StrictStr, BeforeValidator(_slack_id)]
 Language = Annotated[StrictStr, BeforeValidator(_language)]
 Clock = Annotated[StrictStr, BeforeValidator(_clock)]
 Platform = Literal["x", "facebook", "replay"]
-Kind = Literal["mention", "search", "comment", "message", "own"]
+Kind = Literal["mention", "search", "comment", "message", "own", "dm"]
 Severity = Literal["low", "normal", "high", "critical"]
 Category = Literal[
     "delivery", "wrong_item", "damaged", "refund", "billing", "account",
@@ -241,6 +241,9 @@ class Acknowledgement(_Model):
     dry_run: StrictBool = False
     dm_link: StrictBool = True
     allow_urls: StrictBool = False
+    # A private message (X DM, Messenger) from a customer whose case was handed off continues that case
+    # while it is open, and for this long after it was resolved.
+    private_followup: Duration = timedelta(days=7)
 
 
 class Digest(_Model):

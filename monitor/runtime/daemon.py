@@ -21,6 +21,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from connectors.base import (
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 MAX_PAGES_PER_POLL = 20  # drain a backlog page by page, but let other jobs run in between
 OUTAGE_NOTICE_AFTER = timedelta(minutes=10)
 # A replica that dies loses its sources after this long; tests shorten it.
+SWEEP_EVERY_S = 15.0  # the SLA sweep, in the daemon's clock
 LEASE_TTL = timedelta(seconds=30)  # the default; Settings.lease_ttl (MENTION_MONITOR_LEASE_TTL) sets it
 
 
@@ -71,7 +73,7 @@ class SourceBinding:
 @dataclass(slots=True)
 class PollOutcome:
     source: str
-    status: str  # ok | skipped | rate_limited | transient | auth_failed | bad_payload
+    status: str  # ok | skipped | rate_limited | transient | auth_failed | bad_payload | database_unavailable
     results: list[IngestResult] = field(default_factory=list)
 
 
@@ -109,6 +111,8 @@ class Daemon:
         self._unprobed = set(self.sources)  # sources not polled since this process started
         self._stop = threading.Event()
         self._wake_lock = threading.Lock()
+        self._database_down_since: datetime | None = None  # the first failure of the current outage
+        self._database_lock = threading.Lock()
         self.scheduler: BackgroundScheduler | None = None
         self.metrics: Any = None  # monitor.runtime.metrics.Metrics when a metrics port is configured
         if not is_postgres(engine):
@@ -117,7 +121,14 @@ class Daemon:
     # ------------------------------------------------------------------ one step each
 
     def poll(self, name: str) -> PollOutcome:
-        outcome = self._poll(name)
+        try:
+            outcome = self._poll(name)
+            self._database_ok()
+        except OperationalError as exc:
+            # Nothing of this page was stored and the cursor did not move (one transaction): the next
+            # poll fetches the same mentions again, so a database outage loses none.
+            self._database_failed(exc)
+            outcome = PollOutcome(name, "database_unavailable")
         if self.metrics is not None:
             binding = self.sources[name]
             for result in outcome.results:
@@ -307,14 +318,21 @@ class Daemon:
         scheduler = BackgroundScheduler(
             timezone="UTC", executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+        # Intervals are in the daemon's clock; a fast clock (run --clock-speed) polls and sweeps as
+        # often in its own time, so more often on the wall clock (never more than once a second).
+        speed = float(getattr(self.clock, "speed", 1.0))
+
+        def wall(seconds: float) -> float:
+            return max(1.0, seconds / speed)
+
         for name, binding in self.sources.items():
-            seconds = binding.every.total_seconds()
+            seconds = wall(binding.every.total_seconds())
             scheduler.add_job(self._guard(self.poll, name), "interval", seconds=seconds, id=f"poll:{name}",
-                              jitter=min(5.0, seconds * 0.1), next_run_time=self.clock.now())
+                              jitter=min(5.0, seconds * 0.1), next_run_time=datetime.now(UTC))
         scheduler.add_job(self._guard(self._deliver_job), "interval", seconds=1, id="outbox")
-        scheduler.add_job(self._guard(self.sweep), "interval", seconds=15, id="sla")
+        scheduler.add_job(self._guard(self.sweep), "interval", seconds=wall(SWEEP_EVERY_S), id="sla")
         scheduler.add_job(self._guard(self.reload_rules), "interval", seconds=2, id="rules")
-        scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=max(1.0, self.lease_ttl.total_seconds() / 3),
+        scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=wall(self.lease_ttl.total_seconds() / 3),
                           id="heartbeat")
         self._announce(self.clock.now(), ttl=self.lease_ttl)  # before the first poll, so it takes only its share
         scheduler.start()
@@ -382,12 +400,38 @@ class Daemon:
         def job() -> None:
             try:
                 fn(*args)
+            except OperationalError as exc:  # the database is away: one line per outage, the job runs again next tick
+                self._database_failed(exc)
             except Exception:  # a job must never kill the scheduler; it runs again next tick
                 log.exception("job %s%s failed", getattr(fn, "__name__", fn), args)
 
         return job
 
     # ------------------------------------------------------------------ health
+
+    def _database_failed(self, exc: OperationalError) -> None:
+        with self._database_lock:
+            first = self._database_down_since is None
+            if first:
+                self._database_down_since = self.clock.now()
+        if first:
+            reason = str(exc.orig or exc).splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
+            log.error(msg.LOG_DATABASE_UNAVAILABLE, reason)
+        if self.metrics is not None:
+            self.metrics.set_database_ok(False)
+
+    def _database_ok(self) -> None:
+        with self._database_lock:
+            since, self._database_down_since = self._database_down_since, None
+        if since is not None:
+            log.warning(msg.LOG_DATABASE_BACK, humanize(self.clock.now() - since))
+        if self.metrics is not None:
+            self.metrics.set_database_ok(True)
+
+    @property
+    def database_down_since(self) -> datetime | None:
+        """When the database stopped taking writes, while it does not (None: it does)."""
+        return self._database_down_since
 
     def _health(self, name: str) -> SourceHealth:
         with transaction(self.engine) as s:

@@ -50,9 +50,13 @@ class Metrics:
                                   "When the source last polled successfully", ["source"], registry=r)
         self.scheduler_beat = Gauge("mention_monitor_scheduler_heartbeat_timestamp_seconds",
                                     "Last time a scheduler job ran", registry=r)
+        self.component_up = Gauge("mention_monitor_component_up",
+                                  "1 while a part the daemon depends on works (database_writes, slack_socket_mode)",
+                                  ["component"], registry=r)
         self._lock = threading.Lock()
         self._poll_ok: dict[str, datetime] = {}
         self._scheduler_alive: datetime | None = None
+        self._components: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ what the daemon calls
 
@@ -102,6 +106,20 @@ class Metrics:
                 Outbox.state.in_([OutboxState.PENDING.value, OutboxState.SENDING.value]))).one()
         self.set_open_cases(int(open_cases))
         self.set_backlog(int(backlog))
+
+    def set_component(self, name: str, *, ok: bool, detail: str = "") -> None:
+        """A part that can fail while the daemon runs on (the database taking writes, Slack's Socket Mode):
+        shown on /healthz, and /healthz is unhealthy while it is down."""
+        with self._lock:
+            self._components[name] = {"ok": ok, **({"detail": detail} if detail else {})}
+        self.component_up.labels(component=name).set(1 if ok else 0)
+
+    def set_database_ok(self, ok: bool) -> None:
+        self.set_component("database_writes", ok=ok)
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {name: dict(state) for name, state in self._components.items()}
 
     def poll_ok_at(self, source: str) -> datetime | None:
         with self._lock:
@@ -174,7 +192,10 @@ class HealthCheck:
             sources[name] = {"ok": ok, "last_success": last.isoformat() if last else None,
                              "max_age_s": limit.total_seconds()}
         checks["sources"] = sources
-        healthy = checks["scheduler"]["ok"] and checks["database"]["ok"] and all(s["ok"] for s in sources.values())
+        components = self.metrics.components()
+        checks.update(components)
+        healthy = checks["scheduler"]["ok"] and checks["database"]["ok"] and all(s["ok"] for s in sources.values()) \
+            and all(c["ok"] for c in components.values())
         return HealthReport(ok=bool(healthy), checks=checks)
 
 

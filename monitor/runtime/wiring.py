@@ -90,7 +90,8 @@ def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = Fa
         return ConsoleNotifier(stream=sys.stdout)
     from connectors.slack.notifier import SlackNotifier
 
-    slack = SlackNotifier(token="xoxb-" + token if sandbox_url else token, base_url=sandbox_url or None, clock=clock)
+    slack = SlackNotifier(token="xoxb-" + token if sandbox_url else token,
+                          base_url=sandbox_url or settings.slack_api_url or None, clock=clock)
     slack.messages_per_second = settings.slack_rate if settings.slack_rate > 0 else None
     slack.burst = max(1, settings.slack_burst)
     if not echo:
@@ -130,25 +131,78 @@ def build_daemon(*, settings: Settings, ruleset: Ruleset, rules_path: str, db_ur
     check_writable(engine)
     bindings = sources if sources is not None else build_sources(
         settings=settings, ruleset=ruleset, sandbox_url=sandbox_url, replay=replay, clock=clock)
+    # Leases and outbox claims guard against a dead process, which dies on the wall clock: under a
+    # fast clock (--clock-speed) they last as long in real seconds as they would otherwise.
+    speed = float(getattr(clock, "speed", 1.0))
     return Daemon(engine=engine, rules_path=rules_path, ruleset=ruleset, sources=bindings,
                   notifier=notifier or build_notifier(settings=settings, sandbox_url=sandbox_url, echo=echo,
                                                       clock=clock),
                   clock=clock, dry_run=dry_run, worker=worker or settings.replica_id,
-                  lease_ttl=timedelta(seconds=settings.lease_ttl), claim_ttl=timedelta(seconds=settings.claim_ttl))
+                  lease_ttl=timedelta(seconds=settings.lease_ttl * speed),
+                  claim_ttl=timedelta(seconds=settings.claim_ttl * speed))
 
 
 
-def start_slack_app(daemon: Daemon, *, settings: Settings, base_url: str | None = None) -> Any:
-    """Buttons, /mentions and App Home over Socket Mode (needs SLACK_APP_TOKEN; no public URL)."""
-    from connectors.slack.app import build_app, run_socket_mode
+def _slack_app(daemon: Daemon, *, token: str, signing_secret: str, base_url: str | None = None) -> Any:
+    from connectors.slack.app import build_app
     from monitor.cases.actions import CaseActions
 
     actions = CaseActions(engine=daemon.engine, rules=lambda: daemon.ruleset, clock=daemon.clock,
                           policies=daemon.policies, dry_run=daemon.dry_run)
-    app = build_app(token=settings.slack_bot_token.get_secret_value(), actions=actions,
-                    signing_secret=settings.slack_signing_secret.get_secret_value(), base_url=base_url,
-                    approvers=daemon.ruleset.slack.approvers, clock=daemon.clock)
-    return run_socket_mode(app, app_token=settings.slack_app_token.get_secret_value())
+    return build_app(token=token, actions=actions, signing_secret=signing_secret, base_url=base_url,
+                     approvers=daemon.ruleset.slack.approvers, clock=daemon.clock)
+
+
+def start_slack_app(daemon: Daemon, *, settings: Settings, base_url: str | None = None, start: bool = True) -> Any:
+    """Buttons, /mentions and App Home over Socket Mode (needs SLACK_APP_TOKEN; no public URL).
+
+    Connects in the background and keeps trying while Slack cannot be reached (the supervisor's
+    .close() stops it); `start=False` leaves the attempts to the caller (tests)."""
+    from connectors.slack.app import connect_socket_mode
+    from monitor.runtime.socket_mode import SocketModeSupervisor
+
+    app = _slack_app(daemon, token=settings.slack_bot_token.get_secret_value(),
+                     signing_secret=settings.slack_signing_secret.get_secret_value(), base_url=base_url)
+    app_token = settings.slack_app_token.get_secret_value()
+    metrics = daemon.metrics
+    supervisor = SocketModeSupervisor(
+        connect=lambda: connect_socket_mode(app, app_token=app_token, base_url=base_url), clock=daemon.clock,
+        report=metrics.set_component if metrics is not None else None)
+    return supervisor.start() if start else supervisor
+
+
+SANDBOX_AGENT = "U0AGENT1"  # a team member who is not an approver, so the page can show a refusal too
+
+
+def start_sandbox_slack_app(daemon: Daemon, *, sandbox_url: str) -> Any:
+    """The interactive side for the sandbox: the Bolt app on a loopback Request URL, which the sandbox's
+    page (sandbox_url + /slack) sends its signed clicks, Reply forms and /mentions to. stop() the result."""
+    import json
+    import secrets
+    import urllib.request
+
+    from connectors.slack.request_url import serve_request_url
+
+    signing_secret = secrets.token_hex(16)  # this run's, shared by the sandbox and the app only
+    app = _slack_app(daemon, token="xoxb-" + SANDBOX_TOKEN, signing_secret=signing_secret, base_url=sandbox_url)
+    server = serve_request_url(app)
+    approvers = daemon.ruleset.slack.approvers
+    groups = {g: [f"U0{g.removeprefix('S0')[:7]}1"] for g in approvers if g.startswith("S")}  # one member each
+    people = [u for u in approvers if not u.startswith("S")] + [m for ms in groups.values() for m in ms] + [SANDBOX_AGENT]
+
+    def control(path: str, body: Any) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{sandbox_url}{path}", data=json.dumps(body).encode(),
+                                                      method="POST", headers={"Content-Type": "application/json"}),
+                               timeout=10)
+
+    try:
+        if groups:
+            control("/_sandbox/slack/usergroups", groups)
+        control("/_sandbox/slack/app", {"url": server.request_url, "signing_secret": signing_secret, "users": people})
+    except OSError:
+        server.stop()
+        raise
+    return server
 
 
 def start_facebook_webhook(daemon: Daemon, *, settings: Settings, port: int | None = None) -> Any:

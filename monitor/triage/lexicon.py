@@ -1,8 +1,9 @@
 """Text clean-up and the lexicon data files triage reads (loaded lazily, once).
 
 Data lives in monitor/data/lexicons/<lang>/: sentiment.tsv (word<TAB>value on the
-AFINN -5..5 scale), negators.txt, intensifiers.txt, complaint_cues.tsv
-(category<TAB>weight<TAB>regex), and emoji.tsv shared by all languages.
+AFINN -5..5 scale), negators.txt, intensifiers.txt, contrast.txt ("but" words),
+complaint_cues.tsv (category<TAB>weight<TAB>regex), zh/traditional.tsv (traditional ->
+simplified characters), and emoji.tsv shared by all languages.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ class Lexicon:
     phrases: dict[tuple[str, ...], float]
     negators: frozenset[str]
     intensifiers: frozenset[str]
+    contrasts: frozenset[str]  # "but" words: what comes before one counts half, what follows 1.5 times
     max_phrase: int
+    phrase_starts: frozenset[str]  # first words of the phrases: other words skip the phrase look-up
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +193,20 @@ def lexicon(lang: str) -> Lexicon:
         phrases=phrases,
         negators=word_set("negators.txt"),
         intensifiers=word_set("intensifiers.txt"),
+        contrasts=word_set("contrast.txt"),
         max_phrase=max((len(p) for p in phrases), default=1),
+        phrase_starts=frozenset(p[0] for p in phrases),
     )
+
+
+@cache
+def zh_traditional() -> dict[int, str]:
+    """A str.translate table folding the traditional characters of zh/traditional.tsv to simplified."""
+    table = {}
+    for line in _lines(LEXICON_DIR / "zh" / "traditional.tsv"):
+        traditional, _, simplified = line.partition("\t")
+        table[ord(traditional)] = simplified
+    return table
 
 
 @cache

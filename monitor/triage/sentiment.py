@@ -3,8 +3,10 @@
 English is VADER on the whole cleaned text (URLs and @handles removed), as VADER was
 built and validated; emoji from our table (VADER gives 😡 zero) are added to VADER's
 summed valence. The other languages score sentence by sentence with our lexicons
-(Danish on top of afinn's list, matched with æ/ø/å intact; Chinese on jieba's words,
-so negators are words: 非常 and 特别 are not read as 非 and 别).
+(Danish on top of afinn's list, matched with æ/ø/å intact; Chinese on jieba's words after
+folding traditional characters, so negators are words: 非常 and 特别 are not read as 非 and 别).
+A negator reaches the next sentiment word within three words; around a "but" word the
+words before count half and those after 1.5 times, as in VADER.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import shutil
 import tempfile
 from array import array
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +30,7 @@ from monitor.triage.lexicon import (
     fold_keeping_danish,
     lexicon,
     split_sentences,
+    zh_traditional,
 )
 
 SCORED_LANGUAGES = frozenset({"en", "da", "hr", "ro", "id", "zh"})
@@ -43,6 +46,7 @@ _CLAUSE_BREAK = ","
 _ID_REDUPLICATION = re.compile(r"^([a-z]+)2$")  # "nyampe2" = "nyampe-nyampe"
 _EMOJI_TO_VADER = 3.0  # our emoji valence (-1..1) on VADER's word scale (-4..4)
 _ZH_PUNCTUATION = frozenset("，,;；:：、")
+_BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
 
 
 @cache
@@ -70,28 +74,46 @@ def _tokens(sentence: str, lang: str) -> list[str]:
     return tokens
 
 
+def _contrast_factors(tokens: list[str], contrasts: frozenset[str]) -> tuple[int, float, float]:
+    """(index of the last "but" word or -1, factor before it, factor after it): VADER's 0.5 / 1.5."""
+    if contrasts.isdisjoint(tokens):
+        return -1, 1.0, 1.0
+    for index in range(len(tokens) - 1, -1, -1):
+        if tokens[index] in contrasts:
+            return index, _BEFORE_BUT, _AFTER_BUT
+    return -1, 1.0, 1.0
+
+
 def _score_words(tokens: list[str], lex: Lexicon) -> float:
     raw = 0.0
+    but, before_but, after_but = _contrast_factors(tokens, lex.contrasts)
+    scored_end = 0  # a negator reaches only the next sentiment word: "kurang enak dan kemahalan"
     i = 0
     while i < len(tokens):
-        value, width = 0.0, 1
-        for n in range(min(lex.max_phrase, len(tokens) - i), 1, -1):
-            phrase = tuple(tokens[i : i + n])
-            if phrase in lex.phrases:
-                value, width = lex.phrases[phrase], n
-                break
-        else:
-            value = lex.words.get(tokens[i], 0.0)
+        value, width = lex.words.get(tokens[i], 0.0), 1
+        if tokens[i] in lex.phrase_starts:  # the longest phrase starting here wins over its first word
+            for n in range(min(lex.max_phrase, len(tokens) - i), 1, -1):
+                phrase = tuple(tokens[i : i + n])
+                if phrase in lex.phrases:
+                    value, width = lex.phrases[phrase], n
+                    break
         if value:
-            before = tokens[max(0, i - _NEGATION_WINDOW) : i]
-            if _CLAUSE_BREAK in before:  # "nije stiglo ništa, koji cirkus": "ništa" does not negate "cirkus"
-                before = before[len(before) - before[::-1].index(_CLAUSE_BREAK) :]
-            if any(t in lex.negators for t in before):
+            before = tokens[max(scored_end, i - _NEGATION_WINDOW) : i]
+            if _CLAUSE_BREAK in before or (but >= 0 and not lex.contrasts.isdisjoint(before)):
+                for index in range(len(before) - 1, -1, -1):
+                    # "nije stiglo ništa, koji cirkus": "ništa" does not negate "cirkus"; nor across "but".
+                    if before[index] == _CLAUSE_BREAK or before[index] in lex.contrasts:
+                        before = before[index + 1 :]
+                        break
+            if not lex.negators.isdisjoint(before):
                 value *= _NEGATION_SCALAR
             neighbours = tokens[i - 1 : i] + tokens[i + width : i + width + 1]
             if any(t in lex.intensifiers for t in neighbours):
                 value *= _INTENSIFIER_SCALAR
+            if but >= 0:
+                value *= before_but if i < but else after_but
             raw += value
+            scored_end = i + width
         i += width
     return raw
 
@@ -226,41 +248,60 @@ def zh_words(text: str) -> list[str]:
     return [w for w in _jieba().lcut(text, HMM=False) if w.strip()]
 
 
+@lru_cache(maxsize=1 << 14)  # words repeat across posts
+def _zh_word(word: str) -> tuple[float, bool, bool]:
+    return _zh_value(word, lexicon("zh"))
+
+
+@cache
+def _zh_modifier_starts() -> frozenset[str]:
+    lex = lexicon("zh")
+    return frozenset(w[0] for w in lex.negators | lex.intensifiers)
+
+
 def _zh_value(word: str, lex: Lexicon) -> tuple[float, bool, bool]:
-    """(value, negated, intensified) of one jieba word, reading 不好 / 太差 as negator or intensifier + word."""
+    """(value, negated, intensified) of one jieba word, reading a word jieba keeps whole such as 不好,
+    太差 or 不太好 as negators and intensifiers + a lexicon word."""
     value = lex.words.get(word, 0.0)
-    if value or len(word) < 2:
+    if value or len(word) < 2 or word[0] not in _zh_modifier_starts():
         return value, False, False
-    head, rest = word[0], word[1:]
-    inner = lex.words.get(rest, 0.0)
-    if inner and head in lex.negators:
-        return inner, True, False
-    if inner and head in lex.intensifiers:
-        return inner, False, True
+    for cut in range(1, len(word)):
+        head = word[:cut]
+        is_negator, is_intensifier = head in lex.negators, head in lex.intensifiers
+        if not (is_negator or is_intensifier):
+            continue
+        inner, negated, intensified = _zh_value(word[cut:], lex)
+        if inner:
+            return inner, negated or is_negator, intensified or is_intensifier
     return 0.0, False, False
 
 
 def _score_zh(sentence: str) -> float:
     lex = lexicon("zh")
-    words = zh_words(fold(sentence))
+    words = zh_words(fold(sentence).translate(zh_traditional()))
+    but, before_but, after_but = _contrast_factors(words, lex.contrasts)
     raw = 0.0
+    scored_end = 0  # a negator reaches only the next sentiment word
     for i, word in enumerate(words):
-        value, negated, intensified = _zh_value(word, lex)
+        value, negated, intensified = _zh_word(word)
         if not value:
             continue
         before: list[str] = []
-        for previous in reversed(words[max(0, i - _NEGATION_WINDOW) : i]):
-            if previous in _ZH_PUNCTUATION:
+        for previous in reversed(words[max(scored_end, i - _NEGATION_WINDOW) : i]):
+            if previous in _ZH_PUNCTUATION or previous in lex.contrasts:
                 break
             before.append(previous)
         # 好/太/超 right before a word intensify it ("好累" is "so tired", not "good").
-        if word in lex.intensifiers and i + 1 < len(words) and _zh_value(words[i + 1], lex)[0]:
+        if word in lex.intensifiers and i + 1 < len(words) and _zh_word(words[i + 1])[0]:
             continue
         if negated or any(w in lex.negators for w in before):
             value *= _NEGATION_SCALAR
         if intensified or any(w in lex.intensifiers for w in before[:1]):
             value *= _INTENSIFIER_SCALAR
+        if but >= 0:
+            value *= before_but if i < but else after_but
         raw += value
+        scored_end = i + 1
     return raw
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from monitor import migrations
 from monitor.cli.doctor import report, run_checks
 from monitor.settings import Settings
 from monitor.store import create_schema, make_engine
@@ -25,7 +26,7 @@ def test_doctor_against_the_sandbox_all_ok_then_each_problem_named(tmp_path):
         assert code == 0, out.getvalue()
         assert lines[1:] == [
             f"OK    rules: {rules}: 2 rules, 2 sources",
-            f"OK    database: {url}: connected, schema version 2",
+            f"OK    database: {url}: connected, schema revision {migrations.head()}",
             "OK    slack: the bot token works: mention-monitor in Nordlys",
             "OK    socket mode: the app-level token opens a Socket Mode connection (buttons, /mentions, App Home)",
             "OK    channels: the bot is in #cs-alerts, #cs-escalations, #cs-ops",

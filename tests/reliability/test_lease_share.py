@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import SQLModel
-
 from monitor.runtime.daemon import LEASE_TTL
 from monitor.runtime.wiring import build_daemon, build_sources
 from monitor.settings import Settings
 from monitor.store import make_engine
-from tests.conftest import postgres_url_or_skip
+from tests.conftest import drop_schema, postgres_url_or_skip
 from tests.reliability.helpers import query
 
 SOURCES = ("x-mentions", "x-search", "x-own", "fb-comments", "fb-messages")
@@ -39,7 +37,7 @@ def test_a_second_replica_gets_its_share_and_the_survivor_takes_all_back(sandbox
                                                                          clock):
     url = postgres_url_or_skip()
     engine = make_engine(url)
-    SQLModel.metadata.drop_all(engine)
+    drop_schema(engine)
     engine.dispose()
     a = replica(sandbox, url, simple_rules, simple_rules_file, clock, "replica-a")
     a.heartbeat()
@@ -58,3 +56,22 @@ def test_a_second_replica_gets_its_share_and_the_survivor_takes_all_back(sandbox
     assert set(holders(url, clock).items()) == {(s, "replica-a") for s in SOURCES}
     a.engine.dispose()
     b.engine.dispose()
+
+
+def test_three_replicas_take_at_most_two_of_the_five_sources_each(sandbox, simple_rules, simple_rules_file, clock):
+    url = postgres_url_or_skip()
+    engine = make_engine(url)
+    drop_schema(engine)
+    engine.dispose()
+    daemons = [replica(sandbox, url, simple_rules, simple_rules_file, clock, f"replica-{n}") for n in "abc"]
+    for daemon in daemons:  # they start one after the other: the first takes all, then hands over
+        daemon.heartbeat()
+        polled_by(daemon)
+    for _ in range(2):  # a heartbeat each to see the others, release the surplus and take what is free
+        for daemon in daemons:
+            daemon.heartbeat()
+    split = holders(url, clock)
+    assert set(split) == set(SOURCES)
+    assert sorted(list(split.values()).count(d.worker) for d in daemons) == [1, 2, 2], split
+    for daemon in daemons:
+        daemon.engine.dispose()

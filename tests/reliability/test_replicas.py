@@ -10,10 +10,8 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from sqlmodel import SQLModel
-
 from monitor.store import SCHEMA_VERSION, create_schema, make_engine
-from tests.conftest import postgres_url_or_skip
+from tests.conftest import drop_schema, postgres_url_or_skip
 from tests.reliability.helpers import (
     DaemonProcess,
     Feeder,
@@ -39,7 +37,7 @@ def leases(url: str) -> dict[str, tuple[str, datetime | None]]:
 def test_two_replicas_one_killed_no_duplicates_nothing_lost_takeover_within_ttl(tmp_path):
     url = postgres_url_or_skip()
     engine = make_engine(url)
-    SQLModel.metadata.drop_all(engine)
+    drop_schema(engine)
     create_schema(engine)
     engine.dispose()
     sandbox = open_sandbox()
@@ -120,7 +118,7 @@ def test_replicas_starting_together_on_a_fresh_database_all_create_the_schema(tm
     admin = make_engine(url)
     try:
         for _ in range(3):
-            SQLModel.metadata.drop_all(admin)
+            drop_schema(admin)
             engines = [make_engine(url) for _ in range(4)]
             start, errors = threading.Barrier(len(engines)), []
 
