@@ -9,13 +9,20 @@
 the poll that fetched each case until it is visible in Slack (its alert, or its line in the thread
 of a grouped message), p50 and max, and how many requests Slack refused with 429.
 
+    python bench/latency.py --n 600 --poll-interval 60 --mode scheduler --facebook-webhooks
+
+With --facebook-webhooks the daemon's Page webhook endpoint is on and the sandbox signs and POSTs each
+Facebook comment and message to it as Meta does; polling goes on as reconciliation.
+
 An in-process daemon (real tweepy / facebook-sdk / slack-sdk against the loopback sandbox, SQLite
 file, default rules.yaml with every source polled each --poll-interval seconds) while mentions
 are injected at a steady rate.  For every case's first Slack message (its alert, or its line in
 the thread of a grouped storm alert) it reports
 p50 / p95 / p99 of
   fetch_to_slack_ms:   Slack post received by the sandbox - fetch response received by the connector
+                       (or, with webhooks, the event handed to the daemon, whichever came first)
   created_to_slack_ms: Slack post received by the sandbox - mention created on the platform
+and created_to_slack_ms per platform and kind (facebook_comment: a Facebook comment to its alert).
 Target: p95 of fetch_to_slack_ms < 100 ms.  The last line printed is one JSON object.
 """
 
@@ -48,6 +55,20 @@ def _record_fetches(connector: Any, fetched_at: dict[str, float], lock: threadin
     connector.fetch = fetch
 
 
+def _record_pushes(daemon: Any, pushed_at: dict[str, float], lock: threading.Lock) -> None:
+    """Time each mention a webhook handed to the daemon (wraps this instance's ingest_pushed)."""
+    original = daemon.ingest_pushed
+
+    def ingest_pushed(name: str, mentions: list[Any]) -> Any:
+        now = time.time()
+        with lock:
+            for mention in mentions:
+                pushed_at.setdefault(f"{mention.platform}:{mention.external_id}", now)
+        return original(name, mentions)
+
+    daemon.ingest_pushed = ingest_pushed
+
+
 def _record_alerts(sandbox: Any, received: dict[str, float]) -> None:
     """Stamp each alert (chat.postMessage carrying our mm_alert metadata, key "case id") and each
     outbox message (key "o" + outbox id) when the sandbox gets it."""
@@ -72,7 +93,9 @@ def _record_alerts(sandbox: Any, received: dict[str, float]) -> None:
 
 
 def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, settle_s: float,
-        slack_pacing: bool = False, storm: bool = False) -> dict[str, Any]:
+        slack_pacing: bool = False, storm: bool = False, facebook_webhooks: bool = False) -> dict[str, Any]:
+    import secrets
+
     from sqlmodel import Session, select
 
     from connectors.sandbox import Sandbox
@@ -93,7 +116,8 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
     tmp = Path(tempfile.mkdtemp(prefix="mm-latency-"))
     rules_path = fast_rules(tmp / "rules.yaml", every_s=poll_interval)
     ruleset = load_rules(rules_path)
-    settings = Settings(_env_file=None)
+    app_secret, verify_token = secrets.token_hex(16), secrets.token_hex(8)
+    settings = Settings(_env_file=None, facebook_app_secret=app_secret, facebook_verify_token=verify_token)
     sources = build_sources(settings=settings, ruleset=ruleset, sandbox_url=sandbox.url)
     fetched_at: dict[str, float] = {}
     lock = threading.Lock()
@@ -108,6 +132,14 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
         # Slack's per-channel limit is lifted in the sandbox above, so our own pacing of it goes too:
         # the figure is the pipeline's latency.  --slack-pacing shows what a storm costs under the limit.
         daemon.deliverer.pacer = None
+    pushed_at: dict[str, float] = {}
+    webhook = None
+    if facebook_webhooks:
+        from monitor.runtime.wiring import start_facebook_webhook
+
+        _record_pushes(daemon, pushed_at, lock)
+        webhook = start_facebook_webhook(daemon, settings=settings, port=-1)  # -1: any free port
+        sandbox.configure_fb_webhooks(url=webhook.url + "/facebook/webhook", app_secret=app_secret)
     stream = Stream(seed=seed, start=datetime.now(UTC))
     planned = stream.steady(n, rate_per_s=1_000_000.0 if storm else rate)
     created_at: dict[str, float] = {}
@@ -161,8 +193,10 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
         worker.join(timeout=30)
     else:
         daemon.stop()
+    if webhook is not None:
+        webhook.stop()
     with Session(daemon.engine) as s:
-        cases = s.exec(select(Case.id, Mention.platform, Mention.external_id)
+        cases = s.exec(select(Case.id, Mention.platform, Mention.kind, Mention.external_id)
                        .join(Mention, Mention.id == Case.first_mention_id)).all()
         # a case grouped into a storm message is announced by a line in that message's thread
         members = {str(o.payload.get("member_case_id")): "o" + str(o.id) for o in s.exec(
@@ -175,14 +209,20 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
     sandbox.stop()
     fetch_to_slack: list[float] = []
     created_to_slack: list[float] = []
-    for case_id, platform_name, external_id in cases:
+    by_kind: dict[str, list[float]] = {}
+    via = {"poll": 0, "webhook": 0}
+    for case_id, platform_name, kind, external_id in cases:
         posted = alert_received.get(str(case_id)) or alert_received.get(members.get(str(case_id), ""))
         key = f"{platform_name}:{external_id}"
-        if posted is None or key not in fetched_at:
+        # the first of the poll that fetched it and the webhook that pushed it is the one that stored it
+        arrived = min(t for t in (fetched_at.get(key), pushed_at.get(key), float("inf")) if t is not None)
+        if posted is None or arrived == float("inf"):
             continue
-        fetch_to_slack.append((posted - fetched_at[key]) * 1000)
+        via["webhook" if pushed_at.get(key) == arrived else "poll"] += 1
+        fetch_to_slack.append((posted - arrived) * 1000)
         if key in created_at:
             created_to_slack.append((posted - created_at[key]) * 1000)
+            by_kind.setdefault(f"{platform_name}_{kind}", []).append((posted - created_at[key]) * 1000)
 
     def stats(values: list[float]) -> dict[str, float]:
         return {f"p{p}": round(percentile(values, p), 1) for p in (50, 95, 99)}
@@ -197,6 +237,8 @@ def run(*, n: int, poll_interval: float, rate: float, mode: str, seed: int, sett
                 "poll_interval_s": poll_interval, "mode": mode}
 
     return {"fetch_to_slack_ms": stats(fetch_to_slack), "created_to_slack_ms": stats(created_to_slack),
+            "created_to_slack_ms_by_kind": {k: {**stats(v), "alerts": len(v)} for k, v in sorted(by_kind.items())},
+            "stored_by": via, "facebook_webhooks": facebook_webhooks,
             "alerts": len(fetch_to_slack), "grouped": len(members), "cases": len(cases), "stored": stored, "n": n,
             "poll_interval_s": poll_interval, "rate_per_s": rate, "mode": mode, "slack_pacing": slack_pacing}
 
@@ -222,9 +264,14 @@ def main() -> None:
     parser.add_argument("--slack-pacing", action="store_true",
                         help="keep the outbox's per-channel Slack pacing (1 message/s, bursts of 10)")
     parser.add_argument("--settle", type=float, default=30.0, help="max seconds to wait after the last injection")
+    parser.add_argument("--facebook-webhooks", action="store_true",
+                        help="Page webhooks on: the sandbox POSTs each Facebook comment and message to the daemon")
     parser.add_argument("--storm", type=int, default=0, metavar="N",
                         help="inject N mentions at once and measure them at Slack's real pace")
     args = parser.parse_args()
+    if args.facebook_webhooks and args.mode != "scheduler":
+        parser.error("--facebook-webhooks needs --mode scheduler: a pushed mention's alert goes out through the "
+                     "daemon's own outbox job")
     if args.storm:
         result = run(n=args.storm, poll_interval=args.poll_interval, rate=args.rate, mode=args.mode, seed=args.seed,
                      settle_s=max(args.settle, 240.0), storm=True)
@@ -236,12 +283,15 @@ def main() -> None:
         emit({**result, "machine": machine()})
         return
     result = run(n=args.n, poll_interval=args.poll_interval, rate=args.rate, mode=args.mode, seed=args.seed,
-                 slack_pacing=args.slack_pacing,
+                 slack_pacing=args.slack_pacing, facebook_webhooks=args.facebook_webhooks,
                  settle_s=args.settle)
     f, c = result["fetch_to_slack_ms"], result["created_to_slack_ms"]
     print(f"{result['alerts']} alerts from {result['stored']} stored mentions ({result['mode']} mode)")
     print(f"fetch -> Slack   p50 {f['p50']} ms  p95 {f['p95']} ms  p99 {f['p99']} ms  (target p95 < 100 ms)")
     print(f"created -> Slack p50 {c['p50']} ms  p95 {c['p95']} ms  p99 {c['p99']} ms")
+    for kind, k in result["created_to_slack_ms_by_kind"].items():
+        print(f"  {kind:17} p50 {k['p50']} ms  p95 {k['p95']} ms  ({k['alerts']} alerts)")
+    print(f"stored first by: {result['stored_by']}")
     emit({**result, "machine": machine()})
 
 

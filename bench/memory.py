@@ -8,11 +8,21 @@ the sandbox's rate limits lifted so 10,000 mentions arrive in minutes), posts th
 until they are all stored and the outbox is quiet, lets the daemon idle, then reads VmRSS (and
 the peak, VmHWM) from /proc/PID/status.  Target: idle RSS < 100 MB.  The last line printed is
 one JSON object.
+
+    python bench/memory.py --n 10000 --late-comments 0.05 --same-second
+
+With late-visible comments (or --sweep) the daemon runs under libfaketime (Debian's `faketime`
+package; gcc builds .ci/monotonic_sleep.c beside it): once ingest has settled, its wall clock is
+moved RECONCILE_EVERY_S + 60 s ahead, so its own scheduled polls find the hourly reconciliation
+sweep due, exactly as an hour later in production; the bench waits for the sweep to finish.
+Idle RSS is read before the clock moves (an hour on, every unanswered alert escalates).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import os
 import signal
 import sqlite3
@@ -20,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +44,34 @@ def _count(db: Path, sql: str) -> int:
             return int(conn.execute(sql).fetchone()[0])
     except sqlite3.Error:
         return -1  # not created yet, or busy: ask again
+
+
+def _faketime(tmp: Path) -> tuple[dict[str, str], Path]:
+    """The environment that runs the daemon under libfaketime with an offset the bench can move
+    (a file re-read every second), and that file.  The monotonic clock stays real."""
+    libs = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not libs:
+        raise SystemExit("bench/memory.py: the reconciliation sweep needs libfaketime "
+                         "(apt-get install faketime), or run with --no-sweep")
+    shim = tmp / "monotonic_sleep.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(ROOT / ".ci" / "monotonic_sleep.c"),
+                    "-ldl"], check=True)
+    offset = tmp / "faketime-offset"
+    offset.write_text("+0\n")
+    return {"LD_PRELOAD": f"{shim} {libs[0]}", "FAKETIME_TIMESTAMP_FILE": str(offset),
+            "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}, offset
+
+
+def _swept_at(db: Path, source: str) -> float:
+    """When the source's cursor says its last reconciliation sweep began, 0 while one is still
+    reading (posts left pending) or none ran."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            row = conn.execute("select value from cursor where source = ?", (source,)).fetchone()
+    except sqlite3.Error:
+        return 0.0
+    state = json.loads(row[0]) if row and row[0] else {}
+    return 0.0 if state.get("pending") or state.get("sweep") else float(state.get("reconciled_at") or 0)
 
 
 def _print_smaps(pid: int, top: int = 15) -> None:
@@ -53,7 +92,9 @@ def _print_smaps(pid: int, top: int = 15) -> None:
 
 
 def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: float,
-        smaps: bool = False, late_comments: float = 0.0, same_second: bool = False) -> dict[str, Any]:
+        smaps: bool = False, late_comments: float = 0.0, same_second: bool = False,
+        sweep: bool = False) -> dict[str, Any]:
+    from connectors.facebook import RECONCILE_EVERY_S
     from connectors.sandbox import Sandbox
 
     sandbox = Sandbox().start()
@@ -69,6 +110,10 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "X_", "FACEBOOK_", "DATABASE_URL"))}
     env["MENTION_MONITOR_LOG_LEVEL"] = "WARNING"
     env["MENTION_MONITOR_SLACK_RATE"] = "0"  # Slack's limit is lifted in the sandbox above; our pacing too
+    ahead_s = 0  # how far the daemon's wall clock runs ahead of ours
+    if sweep:
+        faked, offset_file = _faketime(tmp)
+        env.update(faked)
     log = (tmp / "daemon.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--sandbox-url", sandbox.url, "--rules",
                              str(rules), "--db", f"sqlite:///{db}"], cwd=ROOT, env=env, stdout=log, stderr=log)
@@ -99,7 +144,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
                 time.sleep(0.5)
                 stored = _count(db, "select count(*) from mention where from_brand = 0")
                 pending = _count(db, "select count(*) from outbox where state in ('pending', 'sending') "
-                                     "and next_attempt_at <= datetime('now')")
+                                     f"and next_attempt_at <= datetime('now', '+{ahead_s} seconds')")
                 quiet = stored == last and stored > above and (pending == 0 or not need_outbox_quiet)
                 last = stored
                 if not quiet:
@@ -119,10 +164,32 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
             settle(quiet_for=max(4.0, 3 * poll_interval), need_outbox_quiet=False, above=max(stored, 0))
         settle(quiet_for=3, need_outbox_quiet=True, above=-1)
         ingest_s = time.time() - began
+        if ingest_s >= timeout_s:
+            print(f"ingest did not settle within --timeout {timeout_s:.0f} s: the counts below are not final",
+                  file=sys.stderr)
+        stored_by_polls = stored
+        # idle RSS is read before the sweep, so it stays comparable with runs without one: an hour
+        # later every unanswered alert escalates, and that backlog is not what this measures
         time.sleep(idle_s)
         idle = vm_status(proc.pid)
         if smaps:
             _print_smaps(proc.pid)
+        sweep_s = -1.0
+        if sweep:
+            # An hour passes for the daemon: its scheduled polls find the sweep due, as in production.
+            ahead_s = RECONCILE_EVERY_S + 60
+            offset_file.write_text(f"+{ahead_s}\n")
+            jumped = time.time()
+            while _swept_at(db, "fb-comments") < jumped + ahead_s - 5 or \
+                    _swept_at(db, "fb-messages") < jumped + ahead_s - 5:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the daemon exited with {proc.returncode}; see {tmp / 'daemon.log'}")
+                if time.time() - jumped > timeout_s:
+                    raise RuntimeError("the reconciliation sweep did not finish")
+                time.sleep(0.5)
+            sweep_s = time.time() - jumped
+            settle(quiet_for=3, need_outbox_quiet=False, above=-1)
+        stored = _count(db, "select count(*) from mention where from_brand = 0")  # now, whatever settle saw
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -131,12 +198,21 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
             proc.kill()
         sandbox.stop()
         log.close()
+    expected = Counter(f"{r['platform']}_{r['kind']}" for r in records)
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            got = Counter({f"{p}_{k}": c for p, k, c in conn.execute(
+                "select platform, kind, count(*) from mention where from_brand = 0 group by 1, 2")})
+    except sqlite3.Error:
+        got = Counter()
+    lost_by_kind = {k: expected[k] - got[k] for k in sorted(expected) if expected[k] != got[k]}
     return {"rss_idle_mb": round(idle["VmRSS"] / 1024, 1), "rss_peak_mb": round(idle["VmHWM"] / 1024, 1),
             "rss_anon_mb": round(idle.get("RssAnon", 0) / 1024, 1), "rss_file_mb": round(idle.get("RssFile", 0) / 1024, 1),
             "rss_start_mb": round(started["VmRSS"] / 1024, 1), "first_poll_s": round(first_poll_s, 2), "n": n, "stored": stored,
             "outbox_due": pending, "ingest_s": round(ingest_s, 1), "idle_s": idle_s,
             "poll_interval_s": poll_interval, "late_comments": late_comments, "same_second_messages": same_second,
-            "lost": n - stored}
+            "stored_by_polls": stored_by_polls, "sweep": sweep, "sweep_s": round(sweep_s, 1), "lost": n - stored,
+            "lost_by_kind": lost_by_kind}
 
 
 def main() -> None:
@@ -150,11 +226,19 @@ def main() -> None:
                         help="share of Facebook comments visible 10 min after their created_time (e.g. 0.05)")
     parser.add_argument("--same-second", action="store_true",
                         help="Messenger messages land in the second their conversation was last read")
+    parser.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
+                        help="after ingest, move the daemon's clock an hour on so its hourly reconciliation sweep "
+                             "runs (needs libfaketime; default: on with --late-comments or --same-second)")
     parser.add_argument("--smaps", action="store_true", help="print the daemon's largest mappings when idle")
     args = parser.parse_args()
+    sweep = args.sweep if args.sweep is not None else bool(args.late_comments or args.same_second)
     result = run(n=args.n, poll_interval=args.poll_interval, idle_s=args.idle, seed=args.seed,
                  timeout_s=args.timeout, smaps=args.smaps, late_comments=args.late_comments,
-                 same_second=args.same_second)
+                 same_second=args.same_second, sweep=sweep)
+    if sweep:
+        print(f"{result['stored_by_polls']} of {result['n']} stored by polling, {result['stored']} after the "
+              f"reconciliation sweep ({result['sweep_s']} s after the daemon's clock moved an hour on); "
+              f"lost {result['lost']} {result['lost_by_kind']}")
     print(f"{result['stored']} of {result['n']} mentions stored in {result['ingest_s']} s; "
           f"idle RSS {result['rss_idle_mb']} MB (peak {result['rss_peak_mb']} MB, target < 100 MB): "
           f"{result['rss_anon_mb']} MB heap and stacks, {result['rss_file_mb']} MB mapped files; "

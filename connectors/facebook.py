@@ -53,7 +53,7 @@ OVERLAP_S = 900  # each read of a post or conversation goes this far behind the 
 SETTLE_S = 5  # read sooner than this after its activity (whole seconds, clock skew), an item is read again
 RECONCILE_EVERY_S = 3600  # the sweep that re-reads everything active in the last day
 RECONCILE_WINDOW_S = 24 * 3600
-RECONCILE_LISTING_PAGES = 20  # the sweep's listing: up to 500 posts or conversations active in a day
+RECONCILE_LISTING_PAGES = 200  # the sweep reads the listing back a day: up to 5,000 posts or conversations
 COMMENT_FIELDS = "id,message,from,created_time,parent,permalink_url"
 MESSAGE_FIELDS = "id,message,from,created_time"
 

@@ -89,6 +89,27 @@ def test_a_late_comment_that_does_not_wake_its_post_is_stored_by_the_hourly_swee
     assert sandbox.stats()["requests"]["GET /:id/comments"] == reads  # a quiet Page costs the feed read only
 
 
+def test_the_sweep_reaches_a_post_behind_five_hundred_busier_ones(sandbox: Sandbox, daemon: Daemon,
+                                                                   clock: SettableClock) -> None:
+    """A busy Page: 510 posts active in the last day.  A comment held for review on the quietest
+    of them is stored by the sweep (it read only the 500 most recently active before)."""
+    now = clock.now().timestamp()
+    posts = [sandbox.graph.add_post(post_id=f"{PAGE_ID}_1221000000{n:05d}", created_time=now - 72_000 + n * 140)
+             for n in range(510)]
+    sandbox.add_fb_comments([{"message": f"question {n}", "post_id": post_id, "created_time": now - 72_000 + n * 140,
+                              "from": {"id": f"7200{n:04d}", "name": f"Liv {n}"}} for n, post_id in enumerate(posts)])
+    daemon.poll("fb-comments")
+    clock.advance(60)
+    sandbox.configure(fb_late_comments=1.0, fb_late_by_s=3 * 3600, fb_late_wakes_post=False)
+    [held] = sandbox.add_fb_comments([{"message": "held for review on the quietest post", "post_id": posts[0],
+                                       "from": {"id": "72009999", "name": "Ola"}}])
+    sandbox.configure(fb_late_comments=0.0)
+    clock.advance(RECONCILE_EVERY_S)
+    for _ in range(5):  # the sweep reads ten posts a fetch, twenty fetches a poll
+        daemon.poll("fb-comments")
+    assert "held for review on the quietest post" in _stored(daemon, "comment")
+
+
 def test_a_message_in_the_same_second_as_the_last_read_is_stored(sandbox: Sandbox, daemon: Daemon,
                                                                  clock: SettableClock) -> None:
     """A burst larger than one fetch; meanwhile a message lands in a conversation already read, in
@@ -121,3 +142,54 @@ def test_a_message_in_the_same_second_as_the_last_read_is_stored(sandbox: Sandbo
 def _cursor(daemon: Daemon, name: str) -> str:
     with transaction(daemon.engine) as s:
         return get_cursor(s, name)
+
+
+def test_the_daemons_own_scheduler_runs_the_sweep_once_the_clock_says_an_hour_has_passed(
+        sandbox: Sandbox, simple_rules_file: Path, clock: SettableClock, tmp_path: Path) -> None:
+    """Not a poll by hand: the daemon's APScheduler jobs poll every second (real time), the sweep is
+    due when the daemon's clock, moved by the test, says RECONCILE_EVERY_S have passed."""
+    from monitor.rules import load_rules
+
+    rules_path = tmp_path / "every-second.yaml"
+    rules_path.write_text(simple_rules_file.read_text(encoding="utf-8").replace("every: 60s", "every: 1s"),
+                          encoding="utf-8")
+    ruleset = load_rules(rules_path)
+    settings = Settings(_env_file=None)
+    sources = {k: v for k, v in build_sources(settings=settings, ruleset=ruleset, sandbox_url=sandbox.url,
+                                              clock=clock).items() if k == "fb-comments"}
+    daemon = build_daemon(settings=settings, ruleset=ruleset, rules_path=str(rules_path),
+                          db_url=f"sqlite:///{tmp_path / 'mm.db'}", sandbox_url=sandbox.url, clock=clock,
+                          sources=sources, worker="test")
+    sandbox.graph.add_post(post_id=POST_ID, message="Autumn sale")
+    _comment(sandbox, "first question", 0)
+    clock.advance(10)
+
+    def feed_reads() -> int:
+        return sandbox.stats()["requests"].get("GET /:page_id/feed", 0)
+
+    daemon.start()
+    try:
+        _wait(lambda: _stored(daemon, "comment") == ["first question"])
+        clock.advance(60)
+        sandbox.configure(fb_late_comments=1.0, fb_late_by_s=3 * 3600, fb_late_wakes_post=False)
+        _comment(sandbox, "this one was held for review for three hours", 1)
+        reads = feed_reads()
+        _wait(lambda: feed_reads() >= reads + 3)  # three scheduled polls: none of them sees it
+        assert _stored(daemon, "comment") == ["first question"]
+        clock.advance(RECONCILE_EVERY_S)
+        _wait(lambda: len(_stored(daemon, "comment")) == 2)
+        assert _stored(daemon, "comment")[-1] == "this one was held for review for three hours"
+    finally:
+        daemon.stop()
+        daemon.engine.dispose()
+
+
+def _wait(check, *, within_s: float = 20.0) -> None:
+    """Wait for the daemon's scheduler threads (real seconds between polls); the deadline only
+    bounds a failure."""
+    import time
+
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "the daemon's scheduled polls did not get there in time"
+        time.sleep(0.05)

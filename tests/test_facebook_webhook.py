@@ -122,3 +122,16 @@ def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
     assert not signature_ok(body + b" ", header, APP_SECRET)
     assert not signature_ok(body, header.replace("sha256=", "sha1="), APP_SECRET)
     assert not signature_ok(body, header, "")
+
+
+def test_hostile_signature_and_verify_token_are_refused_not_crashed(daemon: Daemon) -> None:
+    """Header values and query strings are not ASCII by promise: a non-ASCII signature or verify
+    token is a refusal (401 / 403), not a 500 with a traceback in the log."""
+    url = daemon.webhook.url + "/facebook/webhook"  # type: ignore[attr-defined]
+    body = b'{"object":"page","entry":[]}'
+    forged = requests.post(url, data=body, timeout=5, headers={
+        "Content-Type": "application/json", "X-Hub-Signature-256": "sha256=caf\u00e9".encode("latin-1")})
+    assert (forged.status_code, forged.text) == (401, "bad signature")
+    guessed = requests.get(url, params={"hub.mode": "subscribe", "hub.verify_token": "n\u00f8rdlys",
+                                        "hub.challenge": "1158201444"}, timeout=5)
+    assert guessed.status_code == 403 and "1158201444" not in guessed.text

@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 
 from connectors.sandbox import Sandbox
 from connectors.sandbox.seed import SeedError, load_seed
+from monitor.clock import SettableClock
 from tests import sandbox_fixtures
 from tests.sandbox_fixtures import BRAND_X_USER_ID, PAGE_ID
 
@@ -163,6 +164,27 @@ def test_graph_cursor_paging_follows_next_links(sandbox: Sandbox) -> None:
             break
         page = requests.get(page["paging"]["next"], params={"access_token": "t"}, timeout=5).json()
     assert seen == ids
+
+
+def test_graph_inbox_paging_lists_every_conversation_active_in_the_same_millisecond(
+        sandbox: Sandbox, clock: SettableClock) -> None:
+    """Conversations whose activity times round to the same millisecond: the inbox's order and its
+    cursors agree, so paging one at a time lists each (a bulk of messages once hid some)."""
+    sandbox.add_fb_messages([{"from": {"id": "65009", "name": "Q"}, "message": "an older conversation"}])
+    clock.advance(10)
+    now = clock.now().timestamp()
+    people = [{"id": f"6500{n}", "name": f"P{n}"} for n in range(4)]
+    # later conversations active a fraction of a millisecond earlier than older ones
+    sandbox.add_fb_messages([{"from": p, "message": "hi", "created_time": now + 0.0004 - n * 0.0001}
+                             for n, p in enumerate(people)])
+    seen: list[str] = []
+    page = _get(sandbox, f"/v21.0/{PAGE_ID}/conversations", access_token="t", limit=1, fields="id,updated_time").json()
+    while True:
+        seen += [c["id"] for c in page["data"]]
+        if "next" not in page.get("paging", {}):
+            break
+        page = requests.get(page["paging"]["next"], params={"access_token": "t"}, timeout=5).json()
+    assert sorted(seen) == sorted(sandbox.graph.conversations)
 
 
 def test_graph_headers_errors_and_conversations(sandbox: Sandbox) -> None:

@@ -265,10 +265,12 @@ class GraphApi:
             if node == self.page["id"] and edge == "feed":
                 return self._list(sorted(self.posts.values(), key=_key, reverse=True), "feed", params, request.path)
             if node == self.page["id"] and edge == "conversations":
-                convs = sorted(self.conversations.values(), key=lambda c: (c["_updated"], c["id"]), reverse=True)
-                if params.get("user_id"):
-                    convs = [c for c in convs if c["person"]["id"] == str(params["user_id"])]
-                return self._list([self._conv_view(c) for c in convs], "conversations", params, request.path)
+                convs = [c for c in self.conversations.values()
+                         if not params.get("user_id") or c["person"]["id"] == str(params["user_id"])]
+                # ordered by the very key the cursors carry (the millisecond, then the id): sorted by the
+                # exact time instead, two conversations in one millisecond could swap and paging skip one
+                views = sorted((self._conv_view(c) for c in convs), key=_key, reverse=True)
+                return self._list(views, "conversations", params, request.path)
             if edge == "comments" and (node in self.posts or node in self.comments):
                 return self._list(self._comments_of(node, params), "comments", params, request.path)
             if edge == "messages" and node in self.conversations:
