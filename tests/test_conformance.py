@@ -261,6 +261,8 @@ def test_expired_token_is_auth_failed(sandbox: Sandbox, case: Case) -> None:
 def test_secrets_absent_from_repr_logs_and_errors(sandbox: Sandbox, case: Case,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)  # urllib3 logs URLs (Graph token) and tweepy headers at DEBUG
+    for sdk in ("urllib3", "tweepy", "requests_oauthlib", "slack_sdk"):  # `run` in-process quietens them
+        caplog.set_level(logging.DEBUG, logger=sdk)
     source = case.build(sandbox)
     case.inject(sandbox, 1, sandbox.now())
     texts = [repr(source), str(vars(source).get("user_id", ""))]

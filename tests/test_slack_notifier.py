@@ -177,6 +177,7 @@ SCOPES_BY_METHOD = {
     "files_upload_v2": {"files:write"}, "usergroups_users_list": {"usergroups:read"},
     "views_open": set(), "views_publish": set(), "auth_test": set(), "chat_getPermalink": set(),
     "apps_connections_open": set(),  # called with the app-level token (connections:write), no bot scope
+    "is_connected": set(),  # the Socket Mode client's own state, no Web API call
 }
 
 
