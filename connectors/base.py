@@ -18,7 +18,7 @@ from connectors.platforms import Platform
 from monitor.model import NewMention
 
 if TYPE_CHECKING:
-    from monitor.views import AlertView
+    from monitor.views import AlertView, ThreadLine
 
 # --------------------------------------------------------------------------- errors
 
@@ -164,6 +164,7 @@ class Notifier(Protocol):
     name: ClassVar[str]
     messages_per_second: float | None  # the pace the outbox keeps per channel; None: no limit
     burst: int  # messages a channel may take at once before the pace applies
+    lines_per_message: int  # thread notes one post may carry (a grouped thread's lines); 1: one a post
 
     def post(
         self, *, channel: str, text: str, blocks: Sequence[dict[str, Any]] | None = None,
@@ -191,6 +192,18 @@ class Notifier(Protocol):
 
     def post_ephemeral(self, *, channel: str, user: str, text: str) -> None:
         """A message only `user` sees (refusals, hints)."""
+        ...
+
+    def render_thread(self, lines: Sequence[ThreadLine]) -> tuple[str, list[dict[str, Any]]]:
+        """(fallback text, blocks) for up to `lines_per_message` thread notes posted as one message."""
+        ...
+
+    def time_ref(self, when: datetime, *, fallback: str) -> str:
+        """`when` as this notifier shows times (Slack: in each reader's own time zone), else `fallback`."""
+        ...
+
+    def permalink(self, *, channel: str, ts: str) -> str:
+        """A link that opens the message, or "" where the notifier has none."""
         ...
 
     def upload_files(

@@ -11,12 +11,13 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, TextIO
 
 from connectors.base import PostedMessage
 from connectors.slack import blocks as sb
 from monitor import messages as m
-from monitor.views import AlertView
+from monitor.views import AlertView, ThreadLine
 
 _BUTTON_LABELS = {
     sb.ACTION_CLAIM: m.SLACK_BUTTON_CLAIM, sb.ACTION_ACK: m.SLACK_BUTTON_ACK, sb.ACTION_REPLY: m.SLACK_BUTTON_REPLY,
@@ -88,6 +89,7 @@ class ConsoleNotifier:
     secret_names: ClassVar[tuple[str, ...]] = ()
     messages_per_second: float | None = None  # a terminal takes any pace
     burst: int = 1
+    lines_per_message: int = 1  # a terminal prints each thread note on its own
 
     def __init__(self, *, stream: TextIO | None = None, remember: int = 1000) -> None:
         self.stream = stream if stream is not None else sys.stdout
@@ -111,6 +113,18 @@ class ConsoleNotifier:
     def render_alert(self, view: AlertView) -> tuple[str, list[dict[str, Any]]]:
         """(plain text, no blocks): the console shows the text as it is."""
         return render_alert_text(view), []
+
+    def render_thread(self, lines: Sequence[ThreadLine]) -> tuple[str, list[dict[str, Any]]]:
+        """The notes as plain lines, no blocks."""
+        return "\n".join(line.text for line in lines), []
+
+    def time_ref(self, when: datetime, *, fallback: str) -> str:
+        """A terminal shows the time as the message catalogue wrote it."""
+        return fallback
+
+    def permalink(self, *, channel: str, ts: str) -> str:
+        """A printed message has no link."""
+        return ""
 
     def escape(self, text: str) -> str:
         """A terminal needs no markup escaping, only its control characters removed."""

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 
 class Clock:
+    speed: float = 1.0  # how many of its seconds pass in a wall-clock second (ScaledClock: --clock-speed)
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 

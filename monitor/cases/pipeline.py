@@ -382,7 +382,7 @@ class _CaseBuilder:
             sla_due_at=sla.due_at(start=start, seconds=int(alert.sla.total_seconds()),
                                   business_hours=self.rules.business_hours if alert.business_hours else None),
             last_mention_at=row.created_at, mention_count=1,
-            dry_run=self.dry_run or bool(getattr(alert, "dry_run", False)),
+            dry_run=self.dry_run or alert.dry_run,
             backfilled_at=self.now if self.history else None,
         )
         case.id = self._next_case_id()  # the case id names its outbox rows; the cases are flushed together
@@ -632,7 +632,7 @@ def must_stand_alone(grouping: Grouping, decision: Decision, row: Any) -> bool:
 def group_key(decision: Decision, row: Any) -> str:
     """Storm control's key: alerts sharing it within `grouping.window` may share one message (also the backtest's)."""
     alert = decision.alert
-    group_by = getattr(alert, "group_by", "rule") if alert else "rule"
+    group_by = alert.group_by if alert else "rule"
     if group_by == "topic":
         topic = row.categories[0] if row.categories else "other"
         return f"topic:{topic}"

@@ -385,7 +385,7 @@ class Deliverer:
     def _coalescing(self, item: Claimed) -> bool:
         row = item.row
         return (row.kind == OutboxKind.THREAD and not item.recovering and not row.payload.get("broadcast")
-                and getattr(self.notifier, "render_thread", None) is not None)
+                and self.notifier.lines_per_message > 1)
 
     def _same_thread(self, first: Claimed, rest: list[Claimed], *, done: set[int]) -> list[Claimed]:
         """`first` and the other thread notes of this batch bound for its thread, when there is a
@@ -422,7 +422,7 @@ class Deliverer:
     def _deliver_thread(self, items: list[Claimed], *, now: datetime) -> list[tuple[Claimed, str]]:
         """Post the notes of one thread, `lines_per_message` to a message; each row is finished with
         the message that carried it."""
-        per_message = max(1, int(getattr(self.notifier, "lines_per_message", 1)))
+        per_message = max(1, self.notifier.lines_per_message)
         outcomes: list[tuple[Claimed, str]] = []
         for start in range(0, len(items), per_message):
             chunk = items[start:start + per_message]
@@ -466,7 +466,7 @@ class Deliverer:
         if not lines:
             return outcomes
         rows = [item for item, _ in lines]
-        text, blocks = self.notifier.render_thread([line for _, line in lines])  # type: ignore[attr-defined]
+        text, blocks = self.notifier.render_thread([line for _, line in lines])
         metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_ids": ",".join(str(i.row.id) for i in rows)}}
         try:
             posted = self.notifier.post(channel=channel, text=text, blocks=blocks, thread_ts=ts, metadata=metadata)
@@ -495,7 +495,7 @@ class Deliverer:
         if case is None:
             raise Refused(f"case {row.case_id} does not exist")
         text = compose(s, row.payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
-                       time_ref=getattr(self.notifier, "time_ref", None), case=case if case.grouped_into else None)
+                       time_ref=self.notifier.time_ref, case=case if case.grouped_into else None)
         member = None
         member_id = row.payload.get("member_case_id") if row.payload.get("note") == "group_member" else None
         if member_id:
@@ -708,7 +708,7 @@ class Deliverer:
             payload = {**payload, "permalink": self._permalink(payload.get("case_id"))}
         with transaction(self.engine) as s:
             text = compose(s, payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
-                           time_ref=getattr(self.notifier, "time_ref", None), case=named)
+                           time_ref=self.notifier.time_ref, case=named)
         posted = None
         metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_id": str(row.id)}}
         if row.kind == OutboxKind.CHANNEL and row.attempts > 1:
@@ -725,15 +725,14 @@ class Deliverer:
 
     def _permalink(self, case_id: int | None) -> str:
         """The link to a case's alert (chat.getPermalink), or "" when there is none to give."""
-        get = getattr(self.notifier, "permalink", None)
         with transaction(self.engine) as s:
             case = s.get(Case, case_id) if case_id else None
             if case is not None and not case.slack_ts and case.grouped_into:
                 case = s.get(Case, case.grouped_into)  # a grouped case's alert is its group's message
-        if get is None or case is None or not case.slack_ts:
+        if case is None or not case.slack_ts:
             return ""
         try:
-            return str(get(channel=case.slack_channel, ts=case.slack_ts))
+            return str(self.notifier.permalink(channel=case.slack_channel, ts=case.slack_ts))
         except ConnectorError as exc:
             log.warning("no link to the alert of case %s: %s", case_id, exc)
             return ""

@@ -326,7 +326,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
         # Intervals are in the daemon's clock; a fast clock (run --clock-speed) polls and sweeps as
         # often in its own time, so more often on the wall clock (never more than once a second).
-        speed = float(getattr(self.clock, "speed", 1.0))
+        speed = self.clock.speed
 
         def wall(seconds: float) -> float:
             return max(1.0, seconds / speed)

@@ -133,7 +133,7 @@ def build_daemon(*, settings: Settings, ruleset: Ruleset, rules_path: str, db_ur
         settings=settings, ruleset=ruleset, sandbox_url=sandbox_url, replay=replay, clock=clock)
     # Leases and outbox claims guard against a dead process, which dies on the wall clock: under a
     # fast clock (--clock-speed) they last as long in real seconds as they would otherwise.
-    speed = float(getattr(clock, "speed", 1.0))
+    speed = clock.speed if clock is not None else 1.0
     return Daemon(engine=engine, rules_path=rules_path, ruleset=ruleset, sources=bindings,
                   notifier=notifier or build_notifier(settings=settings, sandbox_url=sandbox_url, echo=echo,
                                                       clock=clock),
