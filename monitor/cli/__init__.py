@@ -117,6 +117,8 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # "skipped: maximum number of running instances" is how a busy job is meant to coalesce
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    # Alembic announces its plugins and its SQL dialect at every start; "Running upgrade" lines stay
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     for noisy in ("urllib3", "slack_sdk", "slack_bolt", "tweepy", "requests_oauthlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
