@@ -1,7 +1,7 @@
 """Figures for docs/triage.md: triage and plain VADER on the held-out public split.
 
     python scripts/eval_heldout.py [--mirror /work/.mirror] [--json out.json] [--low 0.3 --high 0.9]
-                                   [--alert-sentiment] [--by-source]
+                                   [--alert-sentiment] [--by-source] [--original-sources]
 
 The held-out split (20% of the rows, chosen by a hash of the text: scripts/triage_corpora.py)
 is never used for training or calibration. Each post is triaged with its language as the
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from triage_corpora import DEFAULT_MIRROR, Row, load  # noqa: E402
+from triage_corpora import DEFAULT_MIRROR, ORIGINAL_SOURCES, Row, load  # noqa: E402
 
 from monitor.model import Score  # noqa: E402
 from monitor.triage import SUPPORTED_LANGUAGES, triage_many  # noqa: E402
@@ -70,8 +70,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the alert rule also takes sentiment <= -0.05")
     parser.add_argument("--no-hint", action="store_true", help="triage without the language hint")
     parser.add_argument("--by-source", action="store_true", help="also negative P/R/F1 per source corpus")
+    parser.add_argument(
+        "--original-sources", action="store_true",
+        help="only the first three corpora (the 14,278 held-out rows earlier releases were measured on)",
+    )
     args = parser.parse_args(argv)
-    rows, commits = load(args.mirror)
+    rows, commits = load(args.mirror, sources=ORIGINAL_SOURCES if args.original_sources else None)
     held = [r for r in rows if r.split == "heldout"]
     started = time.perf_counter()
     scores = triage_many(

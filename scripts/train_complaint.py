@@ -34,9 +34,10 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from triage_corpora import DEFAULT_MIRROR, load  # noqa: E402
+from triage_corpora import DEFAULT_MIRROR, SOURCES, load  # noqa: E402
 
 from monitor.triage.complaint import (  # noqa: E402
+    LANGUAGE_TERMS,
     MODEL_PATH,
     STACK_TERMS,
     ComplaintModel,
@@ -52,19 +53,28 @@ from monitor.triage.sentiment import LEXICON_LANGUAGES, lexicon_sentiment  # noq
 NGRAM_C = 4.0  # inverse L2 strength, chosen on the calibration split (n-gram AUC: 0.25 0.797, 0.5 0.812, 1 0.825, 2 0.837, 4 0.845)
 MIN_COUNT = 3  # a feature must occur in this many training rows
 KEEP_WEIGHT = 0.03  # smaller weights are dropped from the shipped file (size)
+WEIGHT_DECIMALS = 2
 # The sign each stacker weight must have (0: either); a weight of the wrong sign is fixed at 0.
 _SIGNS = {"model": 1, "cues": 1, "negative": 1, "positive": -1, "wording": 1, "question": 0}
 assert list(_SIGNS) == list(STACK_TERMS)
 ALERT_RECALL = 0.78  # on calib, a margin above the 0.75 target
 AUTO_FALSE = 0.005  # on calib, a margin below the 1% target
 AUTO_CATEGORIES = frozenset({"damaged", "refund", "churn_threat"})  # rules.yaml's urgent-complaint
+LANGUAGE_TERMS_FOR = ("da", "hr", "ro", "id", "zh")  # English (and any other language) is the reference
 
 
-def fit_ngrams(feats: Sequence[Counter[str]], labels: Sequence[bool]) -> LinearModel:
+def fit_ngrams(
+    feats: Sequence[Counter[str]],
+    labels: Sequence[bool],
+    *,
+    c: float = NGRAM_C,
+    keep: float = KEEP_WEIGHT,
+    min_count: int = MIN_COUNT,
+) -> LinearModel:
     seen: Counter[str] = Counter()
     for fs in feats:
         seen.update(fs.keys())
-    vocab = {f: i for i, f in enumerate(sorted(f for f, n in seen.items() if n >= MIN_COUNT))}
+    vocab = {f: i for i, f in enumerate(sorted(f for f, n in seen.items() if n >= min_count))}
     rows, cols, vals = [], [], []
     for r, fs in enumerate(feats):
         total = sum(fs.values())
@@ -75,22 +85,35 @@ def fit_ngrams(feats: Sequence[Counter[str]], labels: Sequence[bool]) -> LinearM
                 cols.append(vocab[f])
                 vals.append(count * norm)
     matrix = csr_matrix((vals, (rows, cols)), shape=(len(feats), len(vocab)))
-    clf = LogisticRegression(C=NGRAM_C, max_iter=3000, class_weight="balanced")
+    clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
     clf.fit(matrix, np.asarray(labels, dtype=int))
     names = list(vocab)
-    weights = {names[i]: round(float(w), 3) for i, w in enumerate(clf.coef_[0]) if abs(w) >= KEEP_WEIGHT}
+    weights = {names[i]: round(float(w), WEIGHT_DECIMALS) for i, w in enumerate(clf.coef_[0]) if abs(w) >= keep}
     return LinearModel(intercept=round(float(clf.intercept_[0]), 4), weights=weights)
 
 
-def fit_stack(inputs: Sequence[list[float]], labels: Sequence[bool]) -> dict[str, float]:
-    """Logistic regression with sign constraints (a weight of the wrong sign is fixed at 0)."""
+def fit_stack(
+    inputs: Sequence[list[float]], labels: Sequence[bool], langs: Sequence[str] = ()
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Logistic regression with sign constraints (a weight of the wrong sign is fixed at 0).
+
+    With `langs` (each row's detected language), each of LANGUAGE_TERMS_FOR gets a bias and an
+    extra weight per LANGUAGE_TERMS input (English is the reference): these have no sign constraint."""
     names = list(_SIGNS)
-    active = list(range(len(names)))
+    extra = [lang for lang in LANGUAGE_TERMS_FOR if lang in set(langs)]
     x, y = np.asarray(inputs), np.asarray(labels, dtype=int)
+    columns = [x]
+    for lang in extra:
+        is_lang = np.asarray([1.0 if g == lang else 0.0 for g in langs])[:, None]
+        columns.append(is_lang)
+        columns.extend(is_lang * x[:, [names.index(term)]] for term in LANGUAGE_TERMS)
+    x = np.hstack(columns)
+    free = list(range(len(names), x.shape[1]))
+    active = list(range(len(names)))
     while True:
         clf = LogisticRegression(C=10.0, max_iter=2000)
-        clf.fit(x[:, active], y)
-        coef = dict(zip([names[i] for i in active], clf.coef_[0], strict=True))
+        clf.fit(x[:, active + free], y)
+        coef = dict(zip([names[i] for i in active], clf.coef_[0], strict=False))
         wrong = [i for i in active if coef[names[i]] * _SIGNS[names[i]] < 0]
         wrong = wrong[:1] if wrong else wrong  # one at a time: the others may come right without it
         if not wrong:
@@ -98,7 +121,20 @@ def fit_stack(inputs: Sequence[list[float]], labels: Sequence[bool]) -> dict[str
         active = [i for i in active if i not in wrong]
     stack = {n: round(float(coef.get(n, 0.0)), 4) for n in names}
     stack["bias"] = round(float(clf.intercept_[0]), 4)
-    return stack
+    rest = iter(clf.coef_[0][len(active):])
+    by_lang = {}
+    for lang in extra:
+        by_lang[lang] = {"bias": round(float(next(rest)), 4)}
+        by_lang[lang].update({term: round(float(next(rest)), 4) for term in LANGUAGE_TERMS})
+    return stack, by_lang
+
+
+def stacked_logit(stack: dict[str, float], by_lang: dict[str, dict[str, float]], row: list[float], lang: str) -> float:
+    """What ComplaintModel.probability computes before the sigmoid."""
+    own = by_lang.get(lang, {})
+    return stack["bias"] + own.get("bias", 0.0) + sum(
+        (stack[n] + own.get(n, 0.0)) * v for n, v in zip(_SIGNS, row, strict=True)
+    )
 
 
 def _rates(alerted: Sequence[bool], labels: Sequence[bool]) -> tuple[float, float]:
@@ -154,16 +190,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR, help="where fetched repositories are")
     parser.add_argument("--write", action="store_true", help=f"write {MODEL_PATH}")
+    parser.add_argument("--out", type=Path, default=MODEL_PATH, help="where --write writes (experiments)")
+    parser.add_argument("--sources", nargs="*", default=list(SOURCES), help="which corpora (experiments)")
+    parser.add_argument("--ngram-c", type=float, default=NGRAM_C, help="n-gram inverse L2 strength (experiments)")
+    parser.add_argument("--keep", type=float, default=KEEP_WEIGHT, help="smallest weight shipped (experiments)")
+    parser.add_argument("--min-count", type=int, default=MIN_COUNT, help="rows a feature needs (experiments)")
+    parser.add_argument("--no-lang-terms", action="store_true", help="one stacker for every language (experiments)")
     args = parser.parse_args(argv)
-    rows, commits = load(args.mirror)
+    rows, commits = load(args.mirror, sources=tuple(args.sources))
     train = [r for r in rows if r.split == "train"]
     calib = [r for r in rows if r.split == "calib"]
     print(f"rows: train {len(train)}, calib {len(calib)} (held-out not read)", file=sys.stderr)
     feats = {r.text: feature_counts(r.text) for r in [*train, *calib]}
 
-    complaint_ngrams = fit_ngrams([feats[r.text] for r in train], [r.complaint for r in train])
+    complaint_ngrams = fit_ngrams(
+        [feats[r.text] for r in train], [r.complaint for r in train], c=args.ngram_c, keep=args.keep, min_count=args.min_count
+    )
     labelled = [r for r in train if r.negative is not None]
-    negative_ngrams = fit_ngrams([feats[r.text] for r in labelled], [bool(r.negative) for r in labelled])
+    negative_ngrams = fit_ngrams(
+        [feats[r.text] for r in labelled], [bool(r.negative) for r in labelled], c=args.ngram_c, keep=args.keep, min_count=args.min_count
+    )
 
     # Negative model: Platt scaling, then the weight of its correction to the lexicon score.
     calib_neg = [r for r in calib if r.negative is not None and r.lang in LEXICON_LANGUAGES]
@@ -191,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     corrector = NegativeModel.from_json(negative_model)
     reader = ComplaintModel(ngrams=complaint_ngrams, stack={"bias": 0.0, "wording": 1.0}, negative=corrector)
-    inputs, labels, negatives, categories = [], [], [], []
+    inputs, labels, negatives, categories, langs = [], [], [], [], []
     for r in calib:
         lang, _ = detect(r.text, lang_hint=r.lang, languages=SUPPORTED_LANGUAGES)
         cue_lang = lang if lang in SUPPORTED_LANGUAGES else "en"
@@ -205,14 +251,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         labels.append(r.complaint)
+        langs.append(lang)
         negatives.append(score is not None and score <= -0.05)
         categories.append(bool(AUTO_CATEGORIES & set(hits.categories)))
-    stack = fit_stack(inputs, labels)
-    z = [
-        stack["bias"] + sum(stack[n] * v for n, v in zip(_SIGNS, row, strict=True)) for row in inputs
-    ]
+    stack, by_lang = fit_stack(inputs, labels, () if args.no_lang_terms else langs)
+    z = [stacked_logit(stack, by_lang, row, lang) for row, lang in zip(inputs, langs, strict=True)]
     print(
-        f"stack {stack}; calib AUC n-grams {roc_auc_score(labels, [row[0] for row in inputs]):.3f}, "
+        f"stack {stack}; by language {by_lang}; calib AUC n-grams {roc_auc_score(labels, [row[0] for row in inputs]):.3f}, "
         f"stacked {roc_auc_score(labels, z):.3f}",
         file=sys.stderr,
     )
@@ -226,12 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rows": {"train": len(train), "calib": len(calib)},
             "ngrams": complaint_ngrams.to_json(),
             "stack": stack,
+            "stack_by_lang": by_lang,
             "thresholds": thresholds,
             "negative": negative_model,
         }
-        MODEL_PATH.write_text(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+        args.out.write_text(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
         print(
-            f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size / 1024:.0f} KiB; "
+            f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB; "
             f"{len(complaint_ngrams.weights)} complaint and {len(negative_ngrams.weights)} negative weights)"
         )
     return 0

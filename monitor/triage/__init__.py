@@ -43,9 +43,11 @@ def triage_with(
     hits = cue_hits(text, lang=cue_lang, folded=folded)
     question = is_question(cleaned, lang=cue_lang)
     probability, inputs = model.probability(
-        text=text, cue_total=hits.total, sentiment=sentiment, folded=folded, question=question
+        text=text, cue_total=hits.total, sentiment=sentiment, folded=folded, question=question, lang=lang
     )
-    signals = [lang_signal, *sentiment_signals, *hits.signals, *model.explain(inputs=inputs, folded=folded)]
+    signals = [
+        lang_signal, *sentiment_signals, *hits.signals, *model.explain(inputs=inputs, folded=folded, lang=lang)
+    ]
     signals.append(f"complaint {round(probability, 4):.2f}")
     return Score(
         lang=lang,

@@ -277,11 +277,19 @@ def stack_inputs(
     return [model_logit, cue_total, max(0.0, -s), max(0.0, s), wording, 1.0 if question else 0.0]
 
 
+# Per-language stacker terms (`ComplaintModel.by_lang`): which inputs get a language's own extra
+# weight on top of the shared one. Corpora differ by language in how complaints read and how
+# often sentiment or the n-gram model is right, so one set of weights fits none of them well.
+LANGUAGE_TERMS: tuple[str, ...] = ("model", "negative")
+
+
 @dataclass(frozen=True, slots=True)
 class ComplaintModel:
     ngrams: LinearModel | None
     stack: dict[str, float]
     negative: NegativeModel | None = None
+    # language -> {"bias": extra bias, term: extra weight for a LANGUAGE_TERMS input}
+    by_lang: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def inputs(
         self, *, folded: str, cue_total: float, sentiment: float | None, question: bool = False
@@ -296,6 +304,15 @@ class ComplaintModel:
             model_logit=model_logit, cue_total=cue_total, sentiment=sentiment, wording=wording, question=question
         )
 
+    def _terms(self, inputs: list[float], lang: str) -> tuple[float, dict[str, float], float]:
+        """(bias, each input's share of the logit, the language's own bias)."""
+        s, extra = self.stack, self.by_lang.get(lang, _NO_TERMS)
+        shares = {
+            name: (s.get(name, 0.0) + extra.get(name, 0.0)) * value
+            for name, value in zip(STACK_TERMS, inputs, strict=True)
+        }
+        return s["bias"], shares, extra.get("bias", 0.0)
+
     def probability(
         self,
         *,
@@ -304,25 +321,31 @@ class ComplaintModel:
         sentiment: float | None,
         folded: str | None = None,
         question: bool = False,
+        lang: str = "",
     ) -> tuple[float, list[float]]:
-        """(complaint probability, the stacker's inputs: `stack_inputs`)."""
+        """(complaint probability, the stacker's inputs: `stack_inputs`); `lang` picks its per-language terms."""
         folded = folded_body(text) if folded is None else folded
         inputs = self.inputs(folded=folded, cue_total=cue_total, sentiment=sentiment, question=question)
-        s = self.stack
-        z = s["bias"] + sum(s.get(name, 0.0) * value for name, value in zip(STACK_TERMS, inputs, strict=True))
+        bias, shares, lang_bias = self._terms(inputs, lang)
+        z = bias + lang_bias + sum(shares.values())
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), inputs
 
-    def explain(self, *, inputs: list[float], folded: str, top: int = 5) -> list[str]:
+    def explain(self, *, inputs: list[float], folded: str, top: int = 5, lang: str = "") -> list[str]:
         """What drove the complaint score: the stacker's terms, then the n-gram features that weigh most."""
-        s = self.stack
-        terms = {label: s.get(name, 0.0) * value for (name, label), value in zip(STACK_TERMS.items(), inputs, strict=True)}
+        bias, shares, lang_bias = self._terms(inputs, lang)
+        terms = {STACK_TERMS[name]: value for name, value in shares.items()}
+        if lang_bias:
+            terms[f"language {lang}"] = lang_bias
         shown = ", ".join(f"{name} {value:+.2f}" for name, value in terms.items() if abs(value) >= 0.005)
-        out = [f"complaint logit {s['bias']:+.2f} (bias){', ' + shown if shown else ''}"]
+        out = [f"complaint logit {bias:+.2f} (bias){', ' + shown if shown else ''}"]
         if self.ngrams is not None and abs(inputs[0]) >= 0.25:
             parts = self.ngrams.contributions(folded)
             strongest = heapq.nsmallest(top, parts.items(), key=lambda kv: -abs(kv[1]))
             out.append("n-gram features: " + ", ".join(f"'{name}' {value:+.2f}" for name, value in strongest))
         return out
+
+
+_NO_TERMS: dict[str, float] = {}
 
 
 @cache
@@ -333,7 +356,8 @@ def load_model(path: Path = MODEL_PATH) -> ComplaintModel:
     data = json.loads(path.read_text(encoding="utf-8"))
     ngrams = LinearModel(intercept=float(data["ngrams"]["intercept"]), weights=data["ngrams"]["weights"])
     negative = NegativeModel.from_json(data["negative"]) if "negative" in data else None
+    by_lang = {lang: {k: float(v) for k, v in terms.items()} for lang, terms in data.get("stack_by_lang", {}).items()}
     return ComplaintModel(
-        ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()}, negative=negative
+        ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()}, negative=negative, by_lang=by_lang
     )
 
