@@ -20,7 +20,7 @@ RULES = ROOT / "rules.yaml"
 
 POSTS = [  # (author, text): triage puts the first and last in urgent-complaint, the middle two in possible
     ("anna", "@nordlysshop my lamp arrived broken, I want a refund now. Terrible!"),
-    ("bo", "@nordlysshop still no answer about my delivery, disappointed"),
+    ("bo", "@nordlysshop still no answer about my delivery"),  # complaint 0.85: below auto (0.94)
     ("carl", "@nordlysshop the delivery was late again, not happy"),
     ("dora", "@nordlysshop love the new lamp"),
     ("emil", "@nordlysshop worst shop ever, my order never arrived and nobody answers. never again"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import operator
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -290,6 +291,9 @@ class ComplaintModel:
     negative: NegativeModel | None = None
     # language -> {"bias": extra bias, term: extra weight for a LANGUAGE_TERMS input}
     by_lang: dict[str, dict[str, float]] = field(default_factory=dict)
+    _by_lang_weights: dict[str, tuple[float, float, tuple[float, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def inputs(
         self, *, folded: str, cue_total: float, sentiment: float | None, question: bool = False
@@ -304,14 +308,16 @@ class ComplaintModel:
             model_logit=model_logit, cue_total=cue_total, sentiment=sentiment, wording=wording, question=question
         )
 
-    def _terms(self, inputs: list[float], lang: str) -> tuple[float, dict[str, float], float]:
-        """(bias, each input's share of the logit, the language's own bias)."""
-        s, extra = self.stack, self.by_lang.get(lang, _NO_TERMS)
-        shares = {
-            name: (s.get(name, 0.0) + extra.get(name, 0.0)) * value
-            for name, value in zip(STACK_TERMS, inputs, strict=True)
-        }
-        return s["bias"], shares, extra.get("bias", 0.0)
+    def _weights(self, lang: str) -> tuple[float, float, tuple[float, ...]]:
+        """(bias, the language's own bias, each input's weight with the language's extra), cached per language."""
+        cached = self._by_lang_weights.get(lang)
+        if cached is None:
+            s, extra = self.stack, self.by_lang.get(lang, _NO_TERMS)
+            weights = tuple(s.get(name, 0.0) + extra.get(name, 0.0) for name in STACK_TERMS)
+            cached = (s["bias"], extra.get("bias", 0.0), weights)
+            if len(self._by_lang_weights) < 64:  # languages are few; an odd code is not kept
+                self._by_lang_weights[lang] = cached
+        return cached
 
     def probability(
         self,
@@ -326,14 +332,14 @@ class ComplaintModel:
         """(complaint probability, the stacker's inputs: `stack_inputs`); `lang` picks its per-language terms."""
         folded = folded_body(text) if folded is None else folded
         inputs = self.inputs(folded=folded, cue_total=cue_total, sentiment=sentiment, question=question)
-        bias, shares, lang_bias = self._terms(inputs, lang)
-        z = bias + lang_bias + sum(shares.values())
+        bias, lang_bias, weights = self._weights(lang)
+        z = bias + lang_bias + sum(map(operator.mul, weights, inputs))
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), inputs
 
     def explain(self, *, inputs: list[float], folded: str, top: int = 5, lang: str = "") -> list[str]:
         """What drove the complaint score: the stacker's terms, then the n-gram features that weigh most."""
-        bias, shares, lang_bias = self._terms(inputs, lang)
-        terms = {STACK_TERMS[name]: value for name, value in shares.items()}
+        bias, lang_bias, weights = self._weights(lang)
+        terms = {label: w * v for label, w, v in zip(STACK_TERMS.values(), weights, inputs, strict=True)}
         if lang_bias:
             terms[f"language {lang}"] = lang_bias
         shown = ", ".join(f"{name} {value:+.2f}" for name, value in terms.items() if abs(value) >= 0.005)
