@@ -212,9 +212,17 @@ class LinearModel:
 
         Grouped by word rather than by n-gram so `explain` reuses the per-word sums that
         `logit` already cached, and a reader sees words, not fragments like 'ed'."""
+        parts, scale = self.unscaled_contributions(folded, words=words)
+        return {name: value * scale for name, value in parts.items()}
+
+    def unscaled_contributions(
+        self, folded: str, *, words: list[str] | None = None
+    ) -> tuple[dict[str, float], float]:
+        """`contributions` before the 1/sqrt(count) scale, and that scale: the strongest can be
+        picked before scaling (the scale is the same positive number for every part)."""
         words = _WORD.findall(folded) if words is None else words
         if not words:
-            return {}
+            return {}, 1.0
         cache, out, count = self._word_cache, {}, len(words) - 1
         for word in words:
             partial, n = cache.get(word) or self._word(word)
@@ -226,8 +234,11 @@ class LinearModel:
             if weight:
                 name = f"{first} {second}"
                 out[name] = out.get(name, 0.0) + weight
-        scale = 1.0 / math.sqrt(count)
-        return {name: value * scale for name, value in out.items()}
+        return out, 1.0 / math.sqrt(count)
+
+
+def _size(part: tuple[str, float]) -> float:
+    return abs(part[1])
 
 
 _NO_PAIRS: dict[str, float] = {}
@@ -345,9 +356,9 @@ class ComplaintModel:
         shown = ", ".join(f"{name} {value:+.2f}" for name, value in terms.items() if abs(value) >= 0.005)
         out = [f"complaint logit {bias:+.2f} (bias){', ' + shown if shown else ''}"]
         if self.ngrams is not None and abs(inputs[0]) >= 0.25:
-            parts = self.ngrams.contributions(folded)
-            strongest = heapq.nsmallest(top, parts.items(), key=lambda kv: -abs(kv[1]))
-            out.append("n-gram features: " + ", ".join(f"'{name}' {value:+.2f}" for name, value in strongest))
+            parts, scale = self.ngrams.unscaled_contributions(folded)
+            strongest = heapq.nlargest(top, parts.items(), key=_size)
+            out.append("n-gram features: " + ", ".join(f"'{name}' {value * scale:+.2f}" for name, value in strongest))
         return out
 
 
