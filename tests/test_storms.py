@@ -275,3 +275,44 @@ def test_a_spike_alert_names_its_topics_and_examples_and_jumps_the_queue(sandbox
     examples = re.findall(r"\n>@user\d+: @nordlysshop the lamp I ordered arrived broken", text)
     assert len(examples) == 2
     daemon.engine.dispose()
+
+
+def test_a_channel_takes_at_most_its_budget_of_alerts_across_rules_and_verified_still_go_alone(
+        sandbox, db_url, tmp_path, clock):
+    rules = SIMPLE_RULES.replace("grouping: {window: 2m, max_alerts: 3}",
+                                 "grouping: {window: 2m, max_alerts: 3, channel_max_alerts: 4}")
+    daemon = make_daemon(sandbox, db_url, tmp_path, clock, rules_text=rules)
+    tweets(sandbox, clock, 2, text="@nordlysshop where is my invoice for order {n}")  # business-hours-complaint
+    tweets(sandbox, clock, 2, start=2)  # late-order
+    tweets(sandbox, clock, 3, start=4, text="@nordlysshop my lamp is broken, order {n}")  # urgent
+    tweets(sandbox, clock, 1, start=7, text="@nordlysshop my lamp is broken, order {n}", verified=True)
+    daemon.poll("x-mentions")
+    daemon.drain()
+    for _ in range(5):
+        clock.advance(1)
+        daemon.drain()
+    assert len(case_ids(daemon.engine)) == 8 and case_ids(daemon.engine) == visible_cases(sandbox)
+    with Session(daemon.engine) as s:
+        alone = [c for c in s.exec(select(Case).order_by(Case.id)).all() if c.grouped_into is None]
+    # four alerts of their own across three rules, then the channel is full; the verified author still goes alone
+    assert [(c.rule, c.author_handle) for c in alone] == [
+        ("business-hours-complaint", "user0"), ("business-hours-complaint", "user1"), ("late-order", "user2"),
+        ("late-order", "user3"), ("urgent", "user7")]
+    [root] = grouped_roots(sandbox)
+    updates = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == root["ts"]]
+    assert seen_text(updates[-1]).startswith("❗ *3 similar mentions* for rule `urgent`")
+    thread = [seen_text(m) for m in posts(sandbox) if m["thread_ts"] == root["ts"]]
+    assert thread[0] == "\n".join(f"❗ *#{n + 1}* x @user{n} (high): @nordlysshop my lamp is broken, order {n}"
+                                   for n in (4, 5, 6))
+    verified = [m for m in top_level(sandbox) if "@user7" in m["text"]]
+    assert len(verified) == 1 and "✓ verified" in json.dumps(verified[0]["blocks"], ensure_ascii=False)
+    assert refused(sandbox) == 0
+    daemon.engine.dispose()
+
+
+def test_a_wrong_channel_budget_is_a_clear_error():
+    with pytest.raises(RulesError) as caught:
+        parse_rules(SIMPLE_RULES.replace("grouping: {window: 2m, max_alerts: 3}",
+                                         "grouping: {window: 2m, max_alerts: 3, channel_max_alerts: 0}"),
+                    filename="r.yaml")
+    assert str(caught.value) == "r.yaml:25:59: grouping.channel_max_alerts: must be at least 1, got 0"
