@@ -316,3 +316,48 @@ def test_a_wrong_channel_budget_is_a_clear_error():
                                          "grouping: {window: 2m, max_alerts: 3, channel_max_alerts: 0}"),
                     filename="r.yaml")
     assert str(caught.value) == "r.yaml:25:59: grouping.channel_max_alerts: must be at least 1, got 0"
+
+
+def test_a_claimed_member_line_says_who_has_it_and_offers_its_next_actions_not_claim(sandbox, db_url, tmp_path,
+                                                                                      clock):
+    rules = SIMPLE_RULES.replace("acknowledge: {template: move_to_dm, private_template: move_to_dm_private, mode: auto}",
+                                 "acknowledge: {template: move_to_dm, private_template: move_to_dm_private, "
+                                 "mode: approve}")
+    daemon = make_daemon(sandbox, db_url, tmp_path, clock, rules_text=rules)
+    tweets(sandbox, clock, 6, text="@nordlysshop my lamp is broken, order {n}")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    [root] = grouped_roots(sandbox)
+    line = next(m for m in posts(sandbox) if m["thread_ts"] == root["ts"])
+    actions_of = lambda message: {b["block_id"]: [e["action_id"] for e in b["elements"]]  # noqa: E731
+                                  for b in message["blocks"] if b["type"] == "actions"}
+    assert actions_of(line)["mm_actions:5"] == ["mm_claim", "mm_ack", "mm_reply", "mm_resolve"]
+    actions = CaseActions(engine=daemon.engine, rules=lambda: daemon.ruleset, clock=clock)
+    app = build_app(token="xoxb-storm", actions=actions, signing_secret=SECRET, base_url=sandbox.url, clock=clock,
+                    process_before_response=True)
+    click(app, "mm_claim", user="U0AGENT", value="5", channel=line["channel"], ts=line["ts"])
+    clock.advance(2)
+    daemon.drain()
+    [edited] = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == line["ts"]]
+    sections = {b["block_id"]: b["text"]["text"] for b in edited["blocks"] if b["type"] == "section"}
+    assert sections["mm_line:5"] == ("❗ *#5* x @user4 (high): @nordlysshop my lamp is broken, order 4\n"
+                                     "↳ Claimed by <@U0AGENT>")
+    assert actions_of(edited)["mm_actions:5"] == ["mm_ack", "mm_reply", "mm_resolve"]
+    # the other members' lines are as they were, Claim and all
+    assert sections["mm_line:4"] == "❗ *#4* x @user3 (high): @nordlysshop my lamp is broken, order 3"
+    assert actions_of(edited)["mm_actions:4"] == actions_of(edited)["mm_actions:6"] == [
+        "mm_claim", "mm_ack", "mm_reply", "mm_resolve"]
+    # and the grouped message's list of newest members says it too
+    root_edits = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == root["ts"]]
+    assert "❗ #5 @user4 (high · Claimed by <@U0AGENT>)" in seen_text(root_edits[-1])
+
+    click(app, "mm_resolve", user="U0AGENT", value="6", channel=line["channel"], ts=line["ts"])
+    clock.advance(2)
+    daemon.drain()
+    edited = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == line["ts"]][-1]
+    sections = {b["block_id"]: b["text"]["text"] for b in edited["blocks"] if b["type"] == "section"}
+    assert sections["mm_line:6"].endswith("order 5\n↳ Resolved")
+    assert "mm_actions:6" not in actions_of(edited), "a resolved case offers nothing more"
+    assert actions_of(edited)["mm_actions:5"] == ["mm_ack", "mm_reply", "mm_resolve"]
+    assert refused(sandbox) == 0
+    daemon.engine.dispose()

@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from connectors.base import AuthFailed, BadPayload, ConnectorError, Notifier, RateLimited, Refused, Transient
 from monitor import messages as msg
 from monitor.delivery.notes import compose
-from monitor.model import PUBLIC_KINDS, Case, Event, Mention, Outbox, OutboxKind, OutboxState
+from monitor.model import PUBLIC_KINDS, Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
 from monitor.retry import DELIVERIES
 from monitor.store import is_postgres, transaction
 from monitor.views import OpenCaseLine, ThreadLine, build_view
@@ -663,6 +663,36 @@ class Deliverer:
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
                result={"channel": posted.channel, "ts": posted.ts}, also=record)
 
+    def _update_line(self, case: Case, *, now: datetime) -> bool:
+        """Re-render the thread message that carries a grouped case's line (chat.update), with every
+        line it carries, when what the line shows changed: a claimed member shows who claimed it and
+        offers its next actions, not Claim.  Only a person's action changes it (claim, acknowledge,
+        snooze, resolve), so a storm's follow-ups and automatic acknowledgements cost no chat.update.
+        Nothing to do while the line is not posted yet: it is worded fresh when it is.  True if updated."""
+        table = Outbox.__table__
+        shown = f"{case.assignee}|{case.state}"
+        with transaction(self.engine) as s:
+            carrier = s.exec(select(Outbox).where(Outbox.dedup_key == f"{MEMBER_PREFIX}{case.id}",
+                                                  Outbox.state == OutboxState.SENT)).first()
+            posted = dict(carrier.result or {}) if carrier is not None else {}
+            channel, ts = posted.get("channel"), posted.get("ts")
+            if carrier is None or not channel or not ts or posted.get("shown", f"|{CaseState.OPEN}") == shown:
+                return False
+            group = select(Case.id).where(Case.grouped_into == case.grouped_into)
+            rows = s.exec(select(Outbox).where(
+                Outbox.kind == OutboxKind.THREAD, Outbox.state == OutboxState.SENT, Outbox.case_id.in_(group),
+                table.c.result["ts"].as_string() == str(ts))).all()
+            # the message's order: the members' lines first, then the notes (claim's priority), by id
+            rows = sorted(rows, key=lambda r: (not r.dedup_key.startswith(MEMBER_PREFIX), r.id or 0))
+            lines = [self._thread_line(s, r, now=now) for r in rows]
+        if not lines:
+            return False
+        text, blocks = self.notifier.render_thread(lines)
+        self.notifier.update(channel=str(channel), ts=str(ts), text=text, blocks=blocks)
+        with transaction(self.engine) as s:
+            s.execute(sa.update(table).where(table.c.id == carrier.id).values(result={**posted, "shown": shown}))
+        return True
+
     def _alert_failed(self, case_id: int | None) -> bool:
         with transaction(self.engine) as s:
             return s.exec(select(sa.func.count()).select_from(Outbox).where(
@@ -671,9 +701,17 @@ class Deliverer:
 
     def _update(self, row: Outbox, *, now: datetime) -> None:
         case, mention = self._load(row.case_id)
+        # a grouped case's line in its group's thread shows who has it and offers its next actions
+        changed = self._update_line(case, now=now) if case.grouped_into else False
         if not case.slack_ts:
             if case.grouped_into and case.grouped_into != case.id:
-                finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
+                leader = case.grouped_into
+
+                def also(s: Session) -> None:  # the group's message lists its newest members' state too
+                    if changed and case.id in {m.case_id for m in _newest_members(s, leader_id=leader)}:
+                        request_update(s, case_id=leader, channel=case.channel, now=now)
+
+                finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT, also=also)
                 return
             if self._alert_failed(case.id):
                 raise Refused(f"the alert of case {case.id} was refused by Slack: nothing to update")
