@@ -361,3 +361,30 @@ def test_a_claimed_member_line_says_who_has_it_and_offers_its_next_actions_not_c
     assert actions_of(edited)["mm_actions:5"] == ["mm_ack", "mm_reply", "mm_resolve"]
     assert refused(sandbox) == 0
     daemon.engine.dispose()
+
+
+def test_a_refused_edit_does_not_hold_the_channels_new_lines(sandbox, daemon, clock):
+    tweets(sandbox, clock, 6)
+    daemon.poll("x-mentions")
+    daemon.drain()
+    [root] = grouped_roots(sandbox)
+    # Slack refuses the next chat.update (its own limit, Retry-After 30 s); chat.postMessage is not affected
+    sandbox.add_fault(platform="slack", path="chat.update", status=429)
+    tweets(sandbox, clock, 1, start=6)
+    clock.advance(5)
+    daemon.poll("x-mentions")
+    daemon.drain()  # case 7's line, then the refused edit of the grouped message
+    assert refused(sandbox) == 0 and 7 in visible_cases(sandbox)
+    tweets(sandbox, clock, 2, start=7)
+    clock.advance(5)
+    daemon.poll("x-mentions")
+    daemon.drain()
+    clock.advance(1)
+    daemon.drain()
+    assert {8, 9} <= visible_cases(sandbox), "the new cases' lines went out while the edit waits"
+    edits = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == root["ts"]]
+    assert not any(seen_text(m).startswith("❗ *6 similar mentions*") for m in edits)
+    clock.advance(30)
+    daemon.drain()
+    edits = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == root["ts"]]
+    assert seen_text(edits[-1]).startswith("❗ *6 similar mentions* for rule `late-order`")

@@ -309,6 +309,14 @@ class ChannelPacer:
         return timedelta(0)
 
 
+# Slack counts chat.update apart from chat.postMessage: per method, per app, per workspace
+# (api.slack.com/apis/rate-limits); chat.update's reference page lists Tier 3, 50+ a minute.  A paced
+# notifier's edits (countdowns, grouped messages, members' lines) share this budget in one bucket.
+UPDATES_PER_MINUTE = 50
+UPDATE_BURST = 10
+_UPDATES = "chat.update"  # the update bucket's key: one for the workspace, not one per channel
+
+
 class Deliverer:
     """Delivers due outbox rows: Slack through the notifier, platform replies through the sources."""
 
@@ -327,6 +335,8 @@ class Deliverer:
         self.replies = replies  # monitor.cases.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
         per_second = notifier.messages_per_second  # a declared capability; None: no limit (the console)
         self.pacer = ChannelPacer(per_second=per_second, burst=notifier.burst) if per_second else None
+        self.update_pacer = ChannelPacer(per_second=UPDATES_PER_MINUTE / 60, burst=UPDATE_BURST) \
+            if per_second else None
         self._group_threads: set[tuple[str, str]] = set()  # (channel, ts) of grouped messages seen
 
     def run_once(self, *, now: datetime, limit: int = 50,
@@ -529,7 +539,10 @@ class Deliverer:
                    retry_at=now + wait.delay, error=str(wait))
             return "retried"
         except RateLimited as exc:
-            if self.pacer is not None and row.kind not in PUBLIC_KINDS:
+            if row.kind == OutboxKind.ALERT_UPDATE:  # chat.update's own limit: the channel may still take posts
+                if self.update_pacer is not None:
+                    self.update_pacer.hold(_UPDATES, until=exc.until, now=now)
+            elif self.pacer is not None and row.kind not in PUBLIC_KINDS:
                 self.pacer.hold(self._channel_of(row), until=exc.until, now=now)
             self._retry(row, now=now, at=exc.until, error=str(exc))
             return "retried"
@@ -600,6 +613,12 @@ class Deliverer:
     def _pace(self, channel: str, *, now: datetime) -> None:
         if self.pacer is not None:
             wait = self.pacer.take(channel, now)
+            if wait > timedelta(0):
+                raise _Paced(wait)
+
+    def _pace_update(self, *, now: datetime) -> None:
+        if self.update_pacer is not None:
+            wait = self.update_pacer.take(_UPDATES, now)
             if wait > timedelta(0):
                 raise _Paced(wait)
 
@@ -687,6 +706,7 @@ class Deliverer:
             lines = [self._thread_line(s, r, now=now) for r in rows]
         if not lines:
             return False
+        self._pace_update(now=now)
         text, blocks = self.notifier.render_thread(lines)
         self.notifier.update(channel=str(channel), ts=str(ts), text=text, blocks=blocks)
         with transaction(self.engine) as s:
@@ -716,6 +736,7 @@ class Deliverer:
             if self._alert_failed(case.id):
                 raise Refused(f"the alert of case {case.id} was refused by Slack: nothing to update")
             raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
+        self._pace_update(now=now)
         text, blocks = self.notifier.render_alert(self._view(case, mention, now=now))
         self.notifier.update(channel=case.slack_channel, ts=case.slack_ts, text=text, blocks=blocks)
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
