@@ -388,3 +388,17 @@ def test_a_refused_edit_does_not_hold_the_channels_new_lines(sandbox, daemon, cl
     daemon.drain()
     edits = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == root["ts"]]
     assert seen_text(edits[-1]).startswith("❗ *6 similar mentions* for rule `late-order`")
+
+
+def test_the_daemons_slack_client_hands_a_429_to_the_outbox_instead_of_sleeping_on_it(sandbox):
+    from connectors.base import RateLimited
+    from monitor.runtime.wiring import build_notifier
+
+    notifier = build_notifier(settings=Settings(_env_file=None), sandbox_url=sandbox.url)
+    sandbox.configure(slack_burst=1, slack_refill_per_s=2.0)  # a second message in the same instant: 429, wait 1 s
+    notifier.post(channel="cs-alerts", text="one")
+    started = time.monotonic()
+    with pytest.raises(RateLimited):
+        notifier.post(channel="cs-alerts", text="two")
+    assert time.monotonic() - started < 1, "slack_sdk slept on the 429 instead of telling the outbox"
+    assert sandbox.stats()["requests"]["POST /api/chat.postMessage"] == 2
