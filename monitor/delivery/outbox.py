@@ -826,6 +826,8 @@ class _NotYet(Exception):
 
 
 def backlog(engine: Engine) -> int:
+    """Slack messages (alerts, lines, notes, edits) still queued: what `run --once` says it left.
+    Platform replies are not counted: they keep their own pace and their own at-most-once path."""
     with Session(engine) as s:
         return int(s.exec(select(sa.func.count()).select_from(Outbox).where(
-            Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING]))).one())
+            Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING]), Outbox.platform == "slack")).one())
