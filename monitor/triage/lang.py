@@ -10,11 +10,13 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import tempfile
 from array import array
+from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -25,6 +27,7 @@ from monitor.triage.lexicon import clean
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+_NOT_LETTERS = re.compile(r"[\W\d_]+", re.UNICODE)  # the complement of _LETTER: counting by deletion
 # When no language list is given we still detect among all ~100 languages, but a short
 # Indonesian post often looks Malay, a Croatian one Bosnian/Serbian, a Danish one
 # Norwegian; for a product that scores six languages these are its neighbours.
@@ -229,7 +232,7 @@ def detect(
     hint = (lang_hint or "").lower().split("-")[0]
     hint = "" if hint in ("und", "qme", "qht", "zxx", "art") else hint
     body = clean(text) if cleaned is None else cleaned
-    letters = len(_LETTER.findall(body))
+    letters = len(_NOT_LETTERS.sub("", body))  # as len(_LETTER.findall(body)), without a list of letters
     if not letters:
         if hint and (allowed is None or hint in allowed):
             return hint, f"language {hint}: platform hint, no letters"
@@ -260,16 +263,23 @@ def _classify(body: str, allowed: tuple[str, ...] | None) -> tuple[str, float, b
     language the brand did not configure (then its sentiment is unknown).
     """
     if allowed is None:
-        top, top_p = _identifier(None).classify(body)
+        ident = _identifier(None)
+        try:
+            scores = _posterior(ident, body)  # what `classify` reads (no min_confidence is set)
+        except AttributeError:  # a py3langid without these internals
+            top, top_p = ident.classify(body)
+        else:
+            index = int(scores.argmax())
+            top, top_p = ident.nb_classes[index], float(scores[index])
         return _NEIGHBOURS.get(top, top), top_p, False
     allowed_set, neighbours_of_allowed, candidates = _candidates(allowed)
     ident = _identifier(candidates)
     classes = ident.nb_classes
     # py3langid's public `rank` sorts and merges aliases in Python (~40 us a post);
-    # its posterior vector from `_decide` answers the same questions with two argmaxes.
+    # its posterior vector (`_decide`, here `_posterior`) answers the same questions with two argmaxes.
     try:
-        scores = ident._decide(body)
-    except AttributeError:  # a py3langid without _decide: the public, slower ranking
+        scores = _posterior(ident, body)
+    except AttributeError:  # a py3langid without these internals: the public, slower ranking
         import numpy as np
 
         posterior = dict(ident.rank(body))
@@ -303,3 +313,67 @@ def _indices(candidates: tuple[str, ...], allowed: tuple[str, ...]) -> Any:
 
     classes = _identifier(candidates).nb_classes
     return np.array([i for i, lang in enumerate(classes) if lang in allowed], dtype=np.intp)
+
+
+# (automaton state, word) -> (the state after the word and the space after it, the features met).
+_WALKS: dict[tuple[int, bytes], tuple[int, tuple[int, ...]]] = {}
+_WALKS_MAX = 1 << 15  # a few MB when full; emptied then, so endless novel words cannot grow it
+_SPACE = 0x20
+
+
+def _features(ident: Any, encoded: bytes) -> list[int]:
+    """The features py3langid's `visit_counts` meets walking `encoded`, in the same order.
+
+    Its walk over the tokenizer's automaton costs ~0.35 µs a byte in Python, most of a post's
+    language identification. A walk from a given state over a given word always meets the same
+    features and ends in the same state, and words repeat from post to post: each is remembered."""
+    nextmove, rowbase, output = ident.tk_nextmove, ident._rowbase, ident.tk_output
+    walks = _WALKS
+    words = encoded.split(b" ")
+    last = words.pop()
+    found: list[int] = []
+    state = 0
+    for word in words:
+        known = walks.get((state, word))
+        if known is None:
+            start, met = state, []
+            for letter in word:
+                state = nextmove[rowbase[state] + letter]
+                feature = output[state]
+                if feature >= 0:
+                    met.append(feature)
+            state = nextmove[rowbase[state] + _SPACE]
+            feature = output[state]
+            if feature >= 0:
+                met.append(feature)
+            known = (state, tuple(met))
+            if len(walks) >= _WALKS_MAX:
+                walks.clear()
+            walks[(start, word)] = known
+        state = known[0]
+        found.extend(known[1])
+    for letter in last:  # often a number or a tag seen once: not worth remembering
+        state = nextmove[rowbase[state] + letter]
+        feature = output[state]
+        if feature >= 0:
+            found.append(feature)
+    return found
+
+
+def _posterior(ident: Any, body: str) -> Any:
+    """py3langid's `_decide(body)`: the same posterior over `ident`'s languages, the same
+    floating-point operations in the same order, with the automaton walk of `_features`."""
+    import numpy as np
+
+    encoded = ident._encode(body)
+    found = _features(ident, encoded)
+    if not found or not ident._norm_probs:  # featureless, or a raw-score identifier: py3langid's own path
+        return ident._decide(body)
+    scores = ident._sparse_score(Counter(found), ident.nb_ptc)
+    scores *= 1.0 / math.sqrt(len(encoded) or 1)
+    np.exp(scores - scores.max(), out=scores)
+    scores /= scores.sum()
+    for i, j in ident._alias_pairs:
+        scores[i] += scores[j]
+        scores[j] = 0.0
+    return scores

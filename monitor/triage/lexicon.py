@@ -244,6 +244,20 @@ def emoji_pattern() -> re.Pattern[str]:
     return re.compile("|".join(re.escape(s) for s in symbols))
 
 
+@cache
+def _emoji_starts() -> re.Pattern[str]:
+    return re.compile("[" + "".join(sorted({re.escape(s[0]) for s in emoji_valence()})) + "]")
+
+
+def find_emoji(text: str) -> list[str]:
+    """`emoji_pattern().findall(text)`, quicker on the many posts without one: every match starts
+    with one of the table's first code points, and looking for those is a single character class
+    (the alternation of all symbols costs ~10 µs a post even when nothing matches)."""
+    if text.isascii() or _emoji_starts().search(text) is None:
+        return []
+    return emoji_pattern().findall(text)
+
+
 # A post asks something when it has a question mark or opens with a question word of its
 # language (people often leave the mark out).  Matched on folded text (see `fold`).
 _QUESTION_OPENERS: dict[str, str] = {
@@ -257,11 +271,13 @@ _QUESTION_RE = {lang: re.compile(rf"^\W*{words}\b") for lang, words in _QUESTION
 _ZH_QUESTION = re.compile("[吗呢]|什么|怎么|哪|多少|能不能|可不可以|是否|请问")
 
 
-def is_question(cleaned: str, *, lang: str) -> bool:
-    """True for a post that asks something ("do you ship to Ireland?"), complaint or not."""
+def is_question(cleaned: str, *, lang: str, folded: str | None = None) -> bool:
+    """True for a post that asks something ("do you ship to Ireland?"), complaint or not.
+
+    `folded` is `fold(cleaned)` when the caller has it already."""
     if "?" in cleaned or "？" in cleaned:
         return True
     if lang == "zh":
         return _ZH_QUESTION.search(cleaned) is not None
     pattern = _QUESTION_RE.get(lang)
-    return pattern is not None and pattern.search(fold(cleaned)) is not None
+    return pattern is not None and pattern.search(fold(cleaned) if folded is None else folded) is not None
