@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from monitor.model import Score
 from monitor.triage.complaint import ComplaintModel, cue_hits, folded_body, load_model
-from monitor.triage.lang import detect
+from monitor.triage.lang import detect, detect_many
 from monitor.triage.lexicon import SUPPORTED_LANGUAGES, clean, is_question
 from monitor.triage.sentiment import sentiment as document_sentiment
 
@@ -45,10 +45,17 @@ def triage_with(
 ) -> Score:
     """`triage` with an explicit complaint model (cross-validation trains one per fold)."""
     cleaned = clean(text)
+    lang, lang_signal = detect(text, lang_hint=lang_hint, languages=languages, cleaned=cleaned)
+    return _score(text, cleaned=cleaned, lang=lang, lang_signal=lang_signal, model=model, explain=explain)
+
+
+def _score(
+    text: str, *, cleaned: str, lang: str, lang_signal: str, model: ComplaintModel, explain: bool
+) -> Score:
+    """Everything after language detection."""
     # Every stage reads the same folded text (cues, both n-gram models, question openers, the
     # learned sentiment model): fold it once; it is the costliest clean-up of a non-ASCII post.
     folded = folded_body(text, cleaned=cleaned)
-    lang, lang_signal = detect(text, lang_hint=lang_hint, languages=languages, cleaned=cleaned)
     sentiment, sentiment_signals = document_sentiment(
         text, lang=lang, cleaned=cleaned, negative_model=model.negative, folded=folded
     )
@@ -98,9 +105,11 @@ def triage_many(
     """`triage` over a batch, in order (`explain=False`: no `signals`, as the pipeline stores none)."""
     hints = lang_hints if lang_hints is not None else [""] * len(texts)
     model = load_model()
+    cleaned = [clean(text) for text in texts]
+    languages_found = detect_many(cleaned, lang_hints=hints, languages=languages)  # one model pass for the batch
     return [
-        triage_with(t, lang_hint=h, languages=languages, model=model, explain=explain)
-        for t, h in zip(texts, hints, strict=True)
+        _score(text, cleaned=body, lang=lang, lang_signal=reason, model=model, explain=explain)
+        for text, body, (lang, reason) in zip(texts, cleaned, languages_found, strict=True)
     ]
 
 

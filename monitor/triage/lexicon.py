@@ -249,13 +249,36 @@ def _emoji_starts() -> re.Pattern[str]:
     return re.compile("[" + "".join(sorted({re.escape(s[0]) for s in emoji_valence()})) + "]")
 
 
-def find_emoji(text: str) -> list[str]:
-    """`emoji_pattern().findall(text)`, quicker on the many posts without one: every match starts
-    with one of the table's first code points, and looking for those is a single character class
-    (the alternation of all symbols costs ~10 µs a post even when nothing matches)."""
-    if text.isascii() or _emoji_starts().search(text) is None:
-        return []
-    return emoji_pattern().findall(text)
+def split_emoji(text: str) -> tuple[list[str], str]:
+    """(`emoji_pattern().findall(text)`, `emoji_pattern().sub(" ", text)`) in one quick pass.
+
+    The alternation of all symbols is tried at every character (~10 µs a post, twice: find, then
+    replace); every match starts with one of the table's first code points, so the alternation is
+    tried only where one occurs, and a post without any (most) is done after one character class."""
+    if text.isascii():
+        return [], text
+    starts = _emoji_starts().search
+    found = starts(text)
+    if found is None:
+        return [], text
+    match_at = emoji_pattern().match
+    symbols: list[str] = []
+    pieces: list[str] = []
+    kept = 0  # text[kept:] is not yet copied
+    while found is not None:
+        at = found.start()
+        symbol = match_at(text, at)
+        if symbol is None:
+            found = starts(text, at + 1)
+            continue
+        symbols.append(symbol.group())
+        pieces.append(text[kept:at])
+        kept = symbol.end()
+        found = starts(text, kept)
+    if not symbols:
+        return [], text
+    pieces.append(text[kept:])
+    return symbols, " ".join(pieces)
 
 
 # A post asks something when it has a question mark or opens with a question word of its

@@ -24,12 +24,11 @@ from typing import Any, Protocol
 from monitor.triage.lexicon import (
     Lexicon,
     clean,
-    emoji_pattern,
     emoji_valence,
-    find_emoji,
     fold,
     fold_keeping_danish,
     lexicon,
+    split_emoji,
     split_sentences,
     zh_traditional,
 )
@@ -315,9 +314,8 @@ def _raw_valence(compound: float) -> float:
 def english(text: str) -> tuple[float, list[str]]:
     """VADER on the whole cleaned text, plus our emoji valences added to its summed valence."""
     valences = emoji_valence()
-    symbols = find_emoji(text)
+    symbols, body = split_emoji(text)
     signals = [f"emoji {symbol} {valences[symbol]:+.1f}" for symbol in symbols]
-    body = emoji_pattern().sub(" ", text) if symbols else text
     compound = float(_vader().polarity_scores(body)["compound"]) if body.strip() else 0.0
     if not symbols:
         return compound, signals
@@ -379,12 +377,10 @@ def lexicon_sentiment(text: str, *, lang: str, cleaned: str | None = None) -> tu
     valences = emoji_valence()
     parts: list[float] = []
     signals: list[str] = []
-    symbols = find_emoji(body)
+    symbols, body = split_emoji(body)
     for symbol in symbols:
         parts.append(valences[symbol])
         signals.append(f"emoji {symbol} {valences[symbol]:+.1f}")
-    if symbols:
-        body = emoji_pattern().sub(" ", body)
     for index, sentence in enumerate(split_sentences(body), start=1):
         score = _sentence_score(sentence, lang)
         if abs(score) >= _NEUTRAL:
