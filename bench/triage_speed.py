@@ -122,7 +122,7 @@ def _vader() -> Any:
 _STAGES = {
     "clean": "clean (URLs, handles)",
     "folded_body": "fold (lower case, diacritics)",
-    "detect": "language id",
+    "detect_many": "language id (the batch at once)",
     "document_sentiment": "sentiment",
     "cue_hits": "complaint cues",
     "is_question": "question",

@@ -112,6 +112,37 @@ class Cue:
     word_start: bool  # the pattern begins with \b: its prefixes can only start a word
 
 
+# Every character `\d` matches (Unicode decimal digits): none lies above plane 1
+# (tests/test_triage_speed.py checks this against the running Python's Unicode tables).
+_DIGIT_PLANES_END = 0x20000
+
+
+@cache
+def _decimal_digits() -> frozenset[str]:
+    return frozenset(ch for ch in map(chr, range(_DIGIT_PLANES_END)) if ch.isdecimal())
+
+
+def _first_characters(op: Any, arg: Any) -> set[str] | None:
+    """The word characters a character class can match, if it is a short list of them."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    if op == c.LITERAL:
+        return {chr(arg)} if chr(arg).isalnum() else None
+    if op != c.IN:
+        return None
+    out: set[str] = set()
+    for kind, value in arg:
+        if kind == c.LITERAL and chr(value).isalnum():
+            out.add(chr(value))
+        elif kind == c.RANGE and value[1] - value[0] < 64 and all(chr(v).isalnum() for v in range(value[0], value[1] + 1)):
+            out.update(chr(v) for v in range(value[0], value[1] + 1))
+        elif kind == c.CATEGORY and value == c.CATEGORY_DIGIT:  # \d, as in "\b(\d+|two|three) days"
+            out |= _decimal_digits()
+        else:  # a negated class, \w, \s ...: too many to list
+            return None
+    return out
+
+
 def _leading_literals(items: Any) -> set[str] | None:
     """Strings one of which every match of the parsed regex `items` starts with, or None."""
     from re import _constants as c  # type: ignore[attr-defined]
@@ -130,8 +161,8 @@ def _leading_literals(items: Any) -> set[str] | None:
                 break
             run += chr(item_arg)
         return {run} if run else None
-    if op == c.IN and all(kind == c.LITERAL and chr(code).isalnum() for kind, code in arg):
-        return {chr(code) for _, code in arg}
+    if op == c.IN:
+        return _first_characters(op, arg)
     if op == c.SUBPATTERN:
         return _leading_literals(arg[-1])
     if op == c.BRANCH:
@@ -142,8 +173,13 @@ def _leading_literals(items: Any) -> set[str] | None:
                 return None
             out |= found
         return out
-    if op in (c.MAX_REPEAT, c.MIN_REPEAT) and arg[0] >= 1:
-        return _leading_literals(arg[2])
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT):
+        found = _leading_literals(arg[2])
+        if arg[0] >= 1 or not found:
+            return found
+        # An optional start, "\b(is )?(anyone|anybody)": a match starts with it or with what follows.
+        after = _leading_literals(items[1:])
+        return found | after if after else None
     return None
 
 
