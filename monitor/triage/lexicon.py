@@ -183,14 +183,21 @@ def _leading_literals(items: Any) -> set[str] | None:
     return None
 
 
-def _prefixes(pattern: str) -> frozenset[str] | None:
+# A cue matched anywhere (not at a word start) looks for each of its prefixes in the text: past
+# this many, one regex search is cheaper (a \d start alone has 660 characters).
+_MAX_SUBSTRING_PREFIXES = 32
+
+
+def _prefixes(pattern: str, *, word_start: bool) -> frozenset[str] | None:
     from re import _parser  # type: ignore[attr-defined]
 
     try:
         found = _leading_literals(_parser.parse(pattern))
     except Exception:  # an internal API we only use to go faster: never let it fail a cue
         return None
-    return frozenset(found) if found else None
+    if not found or (not word_start and len(found) > _MAX_SUBSTRING_PREFIXES):
+        return None
+    return frozenset(found)
 
 
 def _read_sentiment(path: Path) -> dict[str, float]:
@@ -257,7 +264,7 @@ def cues(lang: str) -> tuple[Cue, ...]:
                 weight=float(weight),
                 pattern=re.compile(pattern),
                 source=pattern,
-                prefixes=_prefixes(pattern),
+                prefixes=_prefixes(pattern, word_start=pattern.startswith("\\b")),
                 word_start=pattern.startswith("\\b"),
             )
         )
