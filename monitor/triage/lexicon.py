@@ -32,9 +32,15 @@ _FOLD_EXTRA = str.maketrans(
 
 def clean(text: str) -> str:
     """Drop URLs, @handles and the RT marker; keep hashtag words (without '#')."""
-    text = _RT.sub(" ", text)
-    text = _URL.sub(" ", text)
-    text = _HANDLE.sub(" ", text)
+    # Each pattern needs a character the text may lack ('@'; '.' or ':' for a URL): a missing one
+    # spares a scan of the whole post. The RT marker can only open it.
+    marker = _RT.match(text)
+    if marker is not None:
+        text = " " + text[marker.end():]
+    if "." in text or ":" in text:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _HANDLE.sub(" ", text)
     return text.replace("#", " ")
 
 
