@@ -68,7 +68,8 @@ def _emphasis(sentence: str) -> float:
 
 def _tokens(sentence: str, lang: str) -> list[str]:
     folded = fold_keeping_danish(sentence) if lang == "da" else fold(sentence)
-    tokens = [_CLAUSE_BREAK if t in ",;:" else t for t in _TOKEN.findall(folded)]
+    # ";" and ":" break a clause as "," does: one token for all three, replaced before tokenising
+    tokens = _TOKEN.findall(folded.replace(";", _CLAUSE_BREAK).replace(":", _CLAUSE_BREAK))
     if lang == "id":
         tokens = [m.group(1) if (m := _ID_REDUPLICATION.match(t)) else t for t in tokens]
     return tokens
