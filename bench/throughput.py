@@ -41,10 +41,8 @@ def vader_rate(texts: list[str]) -> tuple[float, float]:
 def _empty_triage_caches() -> None:
     """Forget the per-word work triage caches, so a timed run starts as a fresh daemon would."""
     from monitor.triage import complaint as triage_complaint
-    from monitor.triage import lang as triage_lang
 
     triage_complaint._word_grams.cache_clear()
-    triage_lang._WALKS.clear()
     model = triage_complaint.load_model()
     for linear in (model.ngrams, model.negative.ngrams if model.negative else None):
         if linear is not None:

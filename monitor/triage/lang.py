@@ -16,7 +16,6 @@ import re
 import shutil
 import tempfile
 from array import array
-from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -369,89 +368,31 @@ def _indices(candidates: tuple[str, ...], allowed: tuple[str, ...]) -> Any:
     return np.array([i for i, lang in enumerate(classes) if lang in allowed], dtype=np.intp)
 
 
-# (automaton state, word) -> (the state after the word and the space after it, the features met).
-_WALKS: dict[tuple[int, bytes], tuple[int, tuple[int, ...]]] = {}
-_WALKS_MAX = 1 << 15  # a few MB when full; emptied then, so endless novel words cannot grow it
-_SPACE = 0x20
-
-
-def _features(ident: Any, encoded: bytes) -> list[int]:
-    """The features py3langid's `visit_counts` meets walking `encoded`, in the same order.
-
-    Its walk over the tokenizer's automaton costs ~0.35 µs a byte in Python, most of a post's
-    language identification. A walk from a given state over a given word always meets the same
-    features and ends in the same state, and words repeat from post to post: each is remembered."""
-    nextmove, rowbase, output = ident.tk_nextmove, ident._rowbase, ident.tk_output
-    walks = _WALKS
-    words = encoded.split(b" ")
-    last = words.pop()
-    found: list[int] = []
-    state = 0
-    for word in words:
-        known = walks.get((state, word))
-        if known is None:
-            start, met = state, []
-            for letter in word:
-                state = nextmove[rowbase[state] + letter]
-                feature = output[state]
-                if feature >= 0:
-                    met.append(feature)
-            state = nextmove[rowbase[state] + _SPACE]
-            feature = output[state]
-            if feature >= 0:
-                met.append(feature)
-            known = (state, tuple(met))
-            if len(walks) >= _WALKS_MAX:
-                walks.clear()
-            walks[(start, word)] = known
-        state = known[0]
-        found.extend(known[1])
-    for letter in last:  # often a number or a tag seen once: not worth remembering
-        state = nextmove[rowbase[state] + letter]
-        feature = output[state]
-        if feature >= 0:
-            found.append(feature)
-    return found
-
-
-try:  # the C loop inside Counter(); a plain dict skips Counter's own checks (~3 µs a post)
-    from collections import _count_elements  # type: ignore[attr-defined]
-except ImportError:  # another Python: the same counts, in the same order
-    _count_elements = None
-
-
-def _counted(found: list[int]) -> dict[int, int]:
-    """{feature: times met}, in the order first met, as `Counter(found)`."""
-    if _count_elements is None:
-        return Counter(found)
-    counts: dict[int, int] = {}
-    _count_elements(counts, found)
-    return counts
-
-
 def _posteriors(ident: Any, bodies: list[str]) -> Any:
     """py3langid's `_decide(body)` for each text, as the rows of one array, or None if this
     py3langid lacks the internals read here.
 
     The same floating-point operations as `_decide`, element by element (float32 throughout; a
     row's maximum and sum are reduced along the row as for one text), so every posterior is the
-    one py3langid gives; only the automaton walk (`_features`) and the per-post array calls differ."""
+    one py3langid gives; only the dozen small array calls per post become a few per batch."""
     import numpy as np
 
     try:
+        from py3langid.langid import visit_counts
+
         encode, table, sparse = ident._encode, ident.nb_ptc, ident._sparse_score
         aliases, normalised = ident._alias_pairs, ident._norm_probs
-        ident.tk_nextmove, ident._rowbase, ident.tk_output  # noqa: B018  # read by _features
-    except AttributeError:
+        nextmove, rowbase, output = ident.tk_nextmove, ident._rowbase, ident.tk_output
+    except (AttributeError, ImportError):
         return None
     if not normalised:  # a raw-score identifier: not what detection reads
         return None
     rows, scales, featureless = [], [], []
     for position, body in enumerate(bodies):
         encoded = encode(body)
-        found = _features(ident, encoded)
-        if found:
-            rows.append(sparse(_counted(found), table))
+        visits = visit_counts(nextmove, rowbase, output, encoded)
+        if visits:
+            rows.append(sparse(visits, table))
         else:  # py3langid's own answer (uniform); kept apart so the batch stays float32 maths
             rows.append(None)
             featureless.append(position)
