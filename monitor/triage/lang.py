@@ -261,7 +261,7 @@ def _without_model(body: str, hint: str, allowed: tuple[str, ...] | None) -> tup
         if hint and (allowed is None or hint in allowed):
             return (hint, f"language {hint}: platform hint, no letters"), letters
         return ("und", "language und: no letters"), letters
-    han = len(_HAN.findall(body))
+    han = 0 if body.isascii() else len(_HAN.findall(body))
     if han and han >= 0.3 * letters and not _KANA_HANGUL.search(body):
         if allowed is None or "zh" in allowed:
             return ("zh", f"language zh: {han} Han characters"), letters
