@@ -117,6 +117,7 @@ def ingest(
         [m.text for m in fresh],
         lang_hints=[m.lang_hint for m in fresh],
         languages=list(ruleset.brand.languages),
+        explain=False,  # Score.signals are for `mention-monitor explain`; nothing stored or sent reads them
     ) if fresh else []
     facts = [_facts(m, s, source=source) for m, s in zip(fresh, scores, strict=True)]
     decisions, muted = silences.mute_decisions(

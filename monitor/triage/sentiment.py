@@ -24,11 +24,11 @@ from typing import Any, Protocol
 from monitor.triage.lexicon import (
     Lexicon,
     clean,
-    emoji_pattern,
     emoji_valence,
     fold,
     fold_keeping_danish,
     lexicon,
+    split_emoji,
     split_sentences,
     zh_traditional,
 )
@@ -68,7 +68,8 @@ def _emphasis(sentence: str) -> float:
 
 def _tokens(sentence: str, lang: str) -> list[str]:
     folded = fold_keeping_danish(sentence) if lang == "da" else fold(sentence)
-    tokens = [_CLAUSE_BREAK if t in ",;:" else t for t in _TOKEN.findall(folded)]
+    # ";" and ":" break a clause as "," does: one token for all three, replaced before tokenising
+    tokens = _TOKEN.findall(folded.replace(";", _CLAUSE_BREAK).replace(":", _CLAUSE_BREAK))
     if lang == "id":
         tokens = [m.group(1) if (m := _ID_REDUPLICATION.match(t)) else t for t in tokens]
     return tokens
@@ -314,9 +315,8 @@ def _raw_valence(compound: float) -> float:
 def english(text: str) -> tuple[float, list[str]]:
     """VADER on the whole cleaned text, plus our emoji valences added to its summed valence."""
     valences = emoji_valence()
-    symbols = emoji_pattern().findall(text)
+    symbols, body = split_emoji(text)
     signals = [f"emoji {symbol} {valences[symbol]:+.1f}" for symbol in symbols]
-    body = emoji_pattern().sub(" ", text) if symbols else text
     compound = float(_vader().polarity_scores(body)["compound"]) if body.strip() else 0.0
     if not symbols:
         return compound, signals
@@ -341,12 +341,18 @@ class Corrector(Protocol):
 
 
 def sentiment(
-    text: str, *, lang: str, cleaned: str | None = None, negative_model: Corrector | None = None
+    text: str,
+    *,
+    lang: str,
+    cleaned: str | None = None,
+    negative_model: Corrector | None = None,
+    folded: str | None = None,
 ) -> tuple[float | None, list[str]]:
     """Document sentiment -1..1 (None when `lang` has no scorer) and the reasons.
 
     In da/hr/ro/id/zh a post with no lexicon word is scored by `negative_model`, learnt
-    from labelled posts: most negative posts contain no lexicon word at all."""
+    from labelled posts: most negative posts contain no lexicon word at all. `folded` is
+    `fold(cleaned)` when the caller has it already."""
     if lang not in SCORED_LANGUAGES:
         return None, [f"sentiment unknown: no scorer for language {lang}"]
     body = clean(text) if cleaned is None else cleaned
@@ -359,7 +365,7 @@ def sentiment(
     # The learned model speaks only where the lexicon found nothing: most missed negatives
     # contain no lexicon word, while a found word keeps its negation and intensity handling.
     if negative_model is not None and abs(score) < _NEUTRAL:
-        shift = negative_model.correction(fold(body))
+        shift = negative_model.correction(fold(body) if folded is None else folded)
         if abs(shift) >= 0.01:
             signals.append(f"learned sentiment model {shift:+.2f}")
         score = round(max(-1.0, min(1.0, score + shift)), 4)
@@ -372,10 +378,10 @@ def lexicon_sentiment(text: str, *, lang: str, cleaned: str | None = None) -> tu
     valences = emoji_valence()
     parts: list[float] = []
     signals: list[str] = []
-    for symbol in emoji_pattern().findall(body):
+    symbols, body = split_emoji(body)
+    for symbol in symbols:
         parts.append(valences[symbol])
         signals.append(f"emoji {symbol} {valences[symbol]:+.1f}")
-    body = emoji_pattern().sub(" ", body)
     for index, sentence in enumerate(split_sentences(body), start=1):
         score = _sentence_score(sentence, lang)
         if abs(score) >= _NEUTRAL:
