@@ -2,7 +2,8 @@
 
 bench/memory.py --trace starts the daemon through this file instead of `python -m monitor`.
 It records VmRSS around every first import of a module, charged to the top-level package
-imported (minus what that import's own imports of other packages added), and the time the
+imported (minus what that import's own imports of other packages added; imports made once other
+threads run go to one bucket, since what those threads allocate meanwhile would be counted), and the time the
 daemon's start-up reached each package; on SIGUSR1 it writes OUT.json: that table and, when
 Python runs with -X tracemalloc, the live heap allocations grouped by source file.  Nothing
 else is imported here, so the daemon's imports are its own.
@@ -16,14 +17,16 @@ import os
 import runpy
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+_CONCURRENT = "(imports while other threads ran: not attributable)"
 _original_import = builtins.__import__
 _stack: list[list[Any]] = []  # [package, rss at start (kB), kB charged to nested packages]
 _by_package: dict[str, float] = {}
-_first_seen: dict[str, float] = {}
+_first_seen: dict[str, float] = {_CONCURRENT: 0.0}
 _began = time.monotonic()
 
 
@@ -58,7 +61,9 @@ def _traced_import(name: str, globals_: Any = None, locals_: Any = None, fromlis
             _stack[-1][2] += nested
         else:
             grown = _rss_kb() - before
-            _by_package[package] = _by_package.get(package, 0) + grown - nested
+            # Once other threads run, what they allocate meanwhile would be charged to this import.
+            charged = package if threading.active_count() == 1 else _CONCURRENT
+            _by_package[charged] = _by_package.get(charged, 0) + grown - nested
             if _stack:
                 _stack[-1][2] += grown
 
