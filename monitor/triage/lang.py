@@ -40,6 +40,7 @@ _cache_dir = langid_model.cache_dir
 release_pages = langid_model.release_pages
 
 
+@cache
 def _identifier(candidates: tuple[str, ...] | None) -> langid_model.Identifier:
     """The model restricted to `candidates` (None: all languages). Scoring cost grows with
     the number of languages, so a brand's few languages plus the usual foreign ones
