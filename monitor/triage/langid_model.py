@@ -277,6 +277,9 @@ def _unpack(directory: Path) -> None:
         (staging / "output.i32").write_bytes(np.asarray(output, dtype="<i4").tobytes())
         meta = {"format": FORMAT, "classes": list(classes), "pc": [float(p) for p in np.asarray(pc)]}
         (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        if _meta(directory) is not None:  # another process finished first: its copy is as good
+            shutil.rmtree(staging, ignore_errors=True)
+            return
         if directory.exists():  # a stale or broken cache: set it aside, then take its place
             stale = Path(tempfile.mkdtemp(dir=directory.parent))
             try:
