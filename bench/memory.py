@@ -97,14 +97,17 @@ def _print_smaps(pid: int, top: int = 15) -> None:
         print(f"{size / 1024:8.1f} MB  {name}")
 
 
-def _probe(proc: subprocess.Popen[bytes], out: Path, *, top: int = 25) -> dict[str, Any]:
+def _probe(proc: subprocess.Popen[bytes], out: Path, *, top: int = 25, show: bool = True) -> dict[str, Any]:
     """Ask bench/memory_probe.py in the daemon for its tables; print them."""
+    out.unlink(missing_ok=True)
     proc.send_signal(signal.SIGUSR1)
     for _ in range(600):
         if out.exists():
             break
         time.sleep(0.1)
     report = json.loads(out.read_text(encoding="utf-8"))
+    if not show:
+        return report
     imports = report["imports_kb"]
     print(f"imports: {sum(imports.values()) / 1024:.1f} MB of the daemon's RSS grew while importing; by package:")
     for package, kb in list(imports.items())[:top]:
@@ -113,6 +116,10 @@ def _probe(proc: subprocess.Popen[bytes], out: Path, *, top: int = 25) -> dict[s
         print(f"tracemalloc: {report['tracemalloc_total_kb'] / 1024:.1f} MB live in Python allocations; by file:")
         for filename, kb, count in report["tracemalloc_by_file_kb"][:top]:
             print(f"{kb / 1024:8.1f} MB  {count:>8} blocks  {filename.replace(str(ROOT) + '/', '')}")
+    if "tracemalloc_growth_by_file_kb" in report:
+        print("tracemalloc: growth since the first poll, by file:")
+        for filename, kb, count in report["tracemalloc_growth_by_file_kb"][:top]:
+            print(f"{kb / 1024:+8.1f} MB  {count:>+8} blocks  {filename.replace(str(ROOT) + '/', '')}")
     return report
 
 
@@ -157,6 +164,8 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
                 break
             time.sleep(0.05)
         started = vm_status(proc.pid)
+        if tracemalloc:  # the snapshot that idle's is compared with
+            _probe(proc, probe_out, show=False)
         stream = Stream(seed=seed, start=datetime.now(UTC), include_brand_posts=False)
         records = []
         for timed in stream.steady(n, rate_per_s=50):

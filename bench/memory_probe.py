@@ -5,7 +5,8 @@ It records VmRSS around every first import of a module, charged to the top-level
 imported (minus what that import's own imports of other packages added; imports made once other
 threads run go to one bucket, since what those threads allocate meanwhile would be counted), and the time the
 daemon's start-up reached each package; on SIGUSR1 it writes OUT.json: that table and, when
-Python runs with -X tracemalloc, the live heap allocations grouped by source file.  Nothing
+Python runs with -X tracemalloc, the live heap allocations grouped by source file (and, from the
+second signal on, what each file's allocations grew by since the previous one).  Nothing
 else is imported here, so the daemon's imports are its own.
 """
 
@@ -68,6 +69,9 @@ def _traced_import(name: str, globals_: Any = None, locals_: Any = None, fromlis
                 _stack[-1][2] += grown
 
 
+_previous: list[Any] = []  # the last tracemalloc snapshot, for the growth since it
+
+
 def _dump(out: str) -> None:
     report: dict[str, Any] = {
         "rss_kb": _rss_kb(),
@@ -83,6 +87,12 @@ def _dump(out: str) -> None:
         report["tracemalloc_by_file_kb"] = [
             [stat.traceback[0].filename, round(stat.size / 1024), stat.count] for stat in stats[:40]
         ]
+        if _previous:
+            growth = snapshot.compare_to(_previous[-1], "filename")
+            report["tracemalloc_growth_by_file_kb"] = [
+                [diff.traceback[0].filename, round(diff.size_diff / 1024), diff.count_diff] for diff in growth[:40]
+            ]
+        _previous[:] = [snapshot]
     tmp = f"{out}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(report, handle)
