@@ -11,14 +11,9 @@ words before count half and those after 1.5 times, as in VADER.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import shutil
-import tempfile
-from array import array
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any, Protocol
 
 from monitor.triage.lexicon import (
@@ -121,127 +116,16 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
 
 @cache
 def _jieba() -> Any:
-    """A private jieba tokenizer that knows our lexicon's words (so 差评 stays one word)."""
-    import logging
+    """jieba's segmentation, knowing our lexicon's words (so 差评 stays one word), from a compact
+    memory-mapped table: jieba itself (~70 MB as a dict) is never loaded by the daemon."""
+    from monitor.triage import zh_segment
 
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    tokenizer = jieba.Tokenizer()
     lex = lexicon("zh")
     # Sorted: add_word suggests each word's frequency from the words added before it, and the lexicon's
     # sets iterate in a different order in every process (string hashing), so the table, and now and
     # then a segmentation, changed from one start to the next (很好 107 or 106).
     added = sorted(word for word in [*lex.words, *lex.negators, *lex.intensifiers] if len(word) > 1)
-    cache = _jieba_cache_dir(added)
-    packed = _PackedFrequencies.load(cache) if cache is not None else None
-    if packed is not None:  # the table as add_word left it last time: jieba's ~70 MB dict is never built
-        tokenizer.FREQ, tokenizer.total = packed
-        tokenizer.initialized = True
-        return tokenizer
-    tokenizer.initialize()
-    for word in added:
-        tokenizer.add_word(word)
-    # After add_word (which reads the table to suggest each word's frequency): the same table, 3 MB
-    # instead of a ~70 MB dict, the largest single part of the daemon's memory (bench/memory.py).
-    tokenizer.FREQ = _PackedFrequencies(tokenizer.FREQ)
-    if cache is not None:
-        tokenizer.FREQ.save(cache, total=tokenizer.total)
-    return tokenizer
-
-
-def _jieba_cache_dir(added: list[str]) -> Path | None:
-    """Where the packed table for this jieba and these added words is kept between runs."""
-    import hashlib
-    import os
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        release = version("jieba")
-    except PackageNotFoundError:
-        return None
-    key = hashlib.sha256("\n".join(added).encode()).hexdigest()[:16]
-    root = os.environ.get("MENTION_MONITOR_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(root).expanduser() / "mention-monitor" / f"jieba-{release}-{key}"
-
-
-class _PackedFrequencies:
-    """jieba's word -> frequency table (~500,000 words and their prefixes) in a marisa trie plus an
-    array, answering `in`, `[]` and `get` as the dict did; recent look-ups are kept in a small dict,
-    since a post asks for the same few prefixes many times."""
-
-    __slots__ = ("_trie", "_counts", "_recent")
-    _RECENT = 16_384
-
-    def __init__(self, table: dict[str, int]) -> None:
-        import marisa_trie
-
-        self._trie = marisa_trie.Trie(table)
-        self._counts = array("q", bytes(8 * len(self._trie)))
-        key_id = self._trie.key_id
-        for word, count in table.items():
-            self._counts[key_id(word)] = count
-        self._recent: dict[str, int] = {}
-
-    @classmethod
-    def load(cls, directory: Path) -> tuple[_PackedFrequencies, int] | None:
-        """(the table, jieba's total) saved by `save`, or None if absent or unreadable."""
-        import marisa_trie
-
-        try:
-            total = int(json.loads((directory / "meta.json").read_text(encoding="utf-8"))["total"])
-            packed = cls.__new__(cls)
-            packed._trie = marisa_trie.Trie()
-            packed._trie.mmap(str(directory / "words.marisa"))  # file pages, shared and reclaimable
-            packed._counts = array("q")
-            packed._counts.frombytes((directory / "counts.bin").read_bytes())
-            packed._recent = {}
-        except (OSError, ValueError, KeyError, RuntimeError):
-            return None
-        if len(packed._counts) != len(packed._trie):
-            return None
-        return packed, total
-
-    def save(self, directory: Path, *, total: int) -> None:
-        """Write the table where `load` finds it (atomically; a failure only costs the next start)."""
-        try:
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=directory.parent))
-        except OSError:
-            return
-        try:
-            self._trie.save(str(staging / "words.marisa"))
-            (staging / "counts.bin").write_bytes(self._counts.tobytes())
-            (staging / "meta.json").write_text(json.dumps({"total": total}), encoding="utf-8")
-            staging.rename(directory)  # atomic; if another process got there first, its copy is as good
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _count(self, word: str) -> int:
-        """The word's frequency, or -1 if the table has no such key."""
-        found = self._recent.get(word)
-        if found is None:
-            found = self._counts[self._trie.key_id(word)] if word in self._trie else -1
-            if len(self._recent) >= self._RECENT:
-                self._recent.clear()
-            self._recent[word] = found
-        return found
-
-    def __contains__(self, word: object) -> bool:
-        return isinstance(word, str) and self._count(word) >= 0
-
-    def __getitem__(self, word: str) -> int:
-        found = self._count(word)
-        if found < 0:
-            raise KeyError(word)
-        return found
-
-    def get(self, word: str, default: int | None = None) -> int | None:
-        found = self._count(word)
-        return default if found < 0 else found
-
-    def __len__(self) -> int:
-        return len(self._trie)
+    return zh_segment.segmenter(added)
 
 
 def zh_words(text: str) -> list[str]:
