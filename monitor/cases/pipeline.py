@@ -117,6 +117,7 @@ def ingest(
         [m.text for m in fresh],
         lang_hints=[m.lang_hint for m in fresh],
         languages=list(ruleset.brand.languages),
+        explain=False,  # Score.signals are for `mention-monitor explain`; nothing stored or sent reads them
     ) if fresh else []
     facts = [_facts(m, s, source=source) for m, s in zip(fresh, scores, strict=True)]
     decisions, muted = silences.mute_decisions(
@@ -241,6 +242,7 @@ class _CaseBuilder:
         self.cases: dict[tuple[str, str, str], Case] = {}  # (platform, conversation, author) -> latest case
         self.by_conversation: dict[tuple[str, str], list[Case]] = {}
         self.group_counts: dict[str, tuple[int, Case | None]] = {}
+        self.channel_counts: dict[str, int] = {}  # channel -> its alerts of their own in grouping.channel_window
         self.case_ids: list[int] = []  # reserved, not yet used (reversed: pop() gives the next)
         self.parents: dict[tuple[str, str], tuple[int, int | None]] = {}  # (platform, external id) -> (id, case)
         self.posted: dict[int, set[str]] = {}  # case id -> platform ids of the replies our outbox posted
@@ -402,10 +404,12 @@ class _CaseBuilder:
         grouping = self.rules.grouping
         assert case.id is not None
         individual, leader = self._group_state(case.group_key, grouping.window, opening=case.id)
-        if not grouping.beyond_budget(individual) or must_stand_alone(grouping, decision, row):
+        in_channel = self._channel_alerts(case.channel, grouping.channel_window, opening=case.id)
+        if not grouping.beyond_budget(individual, in_channel=in_channel) or must_stand_alone(grouping, decision, row):
             outbox.add(self.s, kind=OutboxKind.ALERT, dedup_key=f"alert:{case.id}", case_id=case.id,
                        mention_id=row.id, target=case.channel, payload={"case_id": case.id}, now=self.now)
             self.group_counts[case.group_key] = (individual + 1, leader)
+            self.channel_counts[case.channel] = in_channel + 1
             self.result.alerts += 1
             return
         self.result.grouped += 1
@@ -428,6 +432,16 @@ class _CaseBuilder:
                        mention_id=mention_id, target=case.channel,
                        payload=notes.GroupMember(member_case_id=member_id or 0, mention_id=mention_id or 0).payload(),
                        now=self.now)
+
+    def _channel_alerts(self, channel: str, window: timedelta, *, opening: int) -> int:
+        """Alerts of their own (not grouped) posted to `channel` in the window, across all rules,
+        BEFORE the case being opened: grouping.channel_max_alerts."""
+        if channel not in self.channel_counts:
+            self.channel_counts[channel] = int(self.s.exec(
+                select(sa.func.count()).select_from(Case).where(
+                    Case.channel == channel, Case.opened_at >= self.now - window, Case.grouped_into.is_(None),
+                    Case.id != opening)).one())
+        return self.channel_counts[channel]
 
     def _group_state(self, group_key: str, window: timedelta, *, opening: int) -> tuple[int, Case | None]:
         """(individual alerts of the key in the window, its open group) BEFORE the case being opened:
