@@ -241,15 +241,22 @@ class _CaseBuilder:
         self.cases: dict[tuple[str, str, str], Case] = {}  # (platform, conversation, author) -> latest case
         self.by_conversation: dict[tuple[str, str], list[Case]] = {}
         self.group_counts: dict[str, tuple[int, Case | None]] = {}
+        self.group_individual: dict[str, int] = {}  # group key -> its individual alerts in the window (page's read)
+        self.group_leaders: dict[str, list[Case]] = {}  # group key -> its groups in the window (page's read)
+        self.reopened: dict[int, tuple[Case, datetime | None]] = {}  # case id -> (case, opened_at before)
         self.case_ids: list[int] = []  # reserved, not yet used (reversed: pop() gives the next)
         self.parents: dict[tuple[str, str], tuple[int, int | None]] = {}  # (platform, external id) -> (id, case)
         self.posted: dict[int, set[str]] = {}  # case id -> platform ids of the replies our outbox posted
+        # (platform, author id) -> the acknowledged cases of a private author (author_id or private_author_id)
+        self.handed_off: dict[tuple[str, str], list[Case]] = {}
         self.rows_left = 0
 
     def run(self, rows: Sequence[Mention], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
         outbox.begin_batch(self.s)
         self._load_cases(rows)
         self._load_page_context(rows)
+        self._load_handed_off(rows)
+        self._load_groups(rows, decisions_by_key)
         acknowledge.prefetch_recent_acks(self.s, authors=[(r.platform, r.author_id) for r in rows],
                                          since=self.now - self.rules.acknowledgement.cooldown)
         mention_updates: list[dict[str, Any]] = []
@@ -327,6 +334,31 @@ class _CaseBuilder:
                     Outbox.state == OutboxState.SENT)).all():
                 if result and result.get("external_id") and case_id is not None:
                     self.posted.setdefault(case_id, set()).add(str(result.get("external_id")))
+
+    def _load_handed_off(self, rows: Sequence[Mention]) -> None:
+        """The acknowledged cases of the page's private authors, in one query per platform and 400 authors,
+        for `_handed_off_case` (one query per private message before, each flushing the page's pending cases).
+        Read whatever their state: a case reopened earlier in the page counts again, so the state and the
+        resolution are checked at use.  `acknowledged_at` and `private_author_id` are set only by deliveries,
+        and a case the page opens has neither, so nothing else the loop writes changes which cases these are."""
+        authors: dict[str, set[str]] = {}
+        for row in rows:
+            if is_private(row.kind) and not row.from_brand and row.created_at is not None:
+                authors.setdefault(row.platform, set()).add(row.author_id)
+        found: dict[int, Case] = {}
+        for platform, ids in authors.items():
+            ordered = sorted(ids)
+            for start in range(0, len(ordered), 400):
+                chunk = ordered[start:start + 400]
+                query = select(Case).where(
+                    Case.platform == platform, Case.acknowledged_at.is_not(None),
+                    sa.or_(Case.author_id.in_(chunk), Case.private_author_id.in_(chunk)))
+                found.update((case.id, case) for case in self.s.exec(query).all())
+        for case_id in sorted(found):
+            case = found[case_id]
+            for author in {case.author_id, case.private_author_id}:
+                if author is not None:
+                    self.handed_off.setdefault((case.platform, author), []).append(case)
 
     def _remember(self, case: Case) -> None:
         self.cases[(case.platform, case.conversation_id, case.author_id)] = case
@@ -418,10 +450,8 @@ class _CaseBuilder:
                        now=self.now)
             self.group_counts[case.group_key] = (individual, case)
             self.result.alerts += 1
-            self.s.add(case)
             return
         case.grouped_into = leader.id
-        self.s.add(case)
         outbox.request_update(self.s, case_id=leader.id or 0, channel=leader.channel, now=self.now)
         for member_id, mention_id in ((leader.id, leader.first_mention_id), (case.id, row.id)):
             outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"member:{member_id}", case_id=leader.id,
@@ -429,22 +459,46 @@ class _CaseBuilder:
                        payload=notes.GroupMember(member_case_id=member_id or 0, mention_id=mention_id or 0).payload(),
                        now=self.now)
 
+    def _load_groups(self, rows: Sequence[Mention], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
+        """Storm control's state of every group key the page may open a case in, in two queries for the page
+        (before: two per key, each first flushing the page's pending cases)."""
+        keys = sorted({group_key(decision, row) for row in rows if not row.from_brand
+                       for decision in (decisions_by_key[(row.platform, row.external_id)],)
+                       if decision.alert is not None})
+        since = self.now - self.rules.grouping.window
+        for start in range(0, len(keys), 400):
+            chunk = keys[start:start + 400]
+            for key, count in self.s.exec(
+                    select(Case.group_key, sa.func.count()).where(
+                        Case.group_key.in_(chunk), Case.opened_at >= since, Case.grouped_into.is_(None))
+                    .group_by(Case.group_key)).all():
+                self.group_individual[key] = int(count)
+            for case in self.s.exec(select(Case).where(
+                    Case.group_key.in_(chunk), Case.opened_at >= since, Case.grouped_into == Case.id)).all():
+                self.group_leaders.setdefault(case.group_key, []).append(case)
+
     def _group_state(self, group_key: str, window: timedelta, *, opening: int) -> tuple[int, Case | None]:
-        """(individual alerts of the key in the window, its open group) BEFORE the case being opened:
-        the query's autoflush has already stored that case, and counting it let one alert too few through."""
+        """(individual alerts of the key in the window, its open group) BEFORE the case being opened, as the
+        database would answer with the page's changes so far: from the page's read (`_load_groups`), corrected
+        for the cases the page reopened (a reopened case opens again now, so it may enter the window).  No other
+        change the loop makes moves a case in or out: a new case's key is seen here first (its group's state
+        is then kept in `group_counts`), and only new cases get `grouped_into`."""
         if group_key in self.group_counts:
             return self.group_counts[group_key]
         since = self.now - window
-        individual = self.s.exec(
-            select(sa.func.count()).select_from(Case).where(
-                Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into.is_(None),
-                Case.id != opening)
-        ).one()
-        leader = self.s.exec(
-            select(Case).where(Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into == Case.id)
-            .order_by(Case.id.desc())
-        ).first()
-        state = (int(individual), leader)
+
+        def in_window(opened_at: datetime | None) -> bool:
+            return opened_at is not None and opened_at >= since
+
+        individual = self.group_individual.get(group_key, 0)
+        for case, opened_before in self.reopened.values():
+            if case.group_key == group_key and case.grouped_into is None and case.id != opening:
+                individual += int(in_window(case.opened_at)) - int(in_window(opened_before))
+        candidates = {c.id: c for c in self.group_leaders.get(group_key, ())}
+        candidates.update((c.id, c) for c, _ in self.reopened.values() if c.group_key == group_key)
+        leader = max((c for c in candidates.values() if c.group_key == group_key and c.grouped_into == c.id
+                      and in_window(c.opened_at)), key=lambda c: c.id or 0, default=None)
+        state = (individual, leader)
         self.group_counts[group_key] = state
         return state
 
@@ -473,6 +527,8 @@ class _CaseBuilder:
             seconds = int(decision.alert.sla.total_seconds())
             business = decision.alert.business_hours
         start = min(row.created_at or self.now, self.now)
+        assert case.id is not None
+        self.reopened.setdefault(case.id, (case, case.opened_at))  # storm control's count (_group_state)
         case.state = CaseState.OPEN
         case.resolved_at = None
         case.sla_due_at = sla.due_at(start=start, seconds=seconds,
@@ -539,13 +595,14 @@ class _CaseBuilder:
         if row.created_at is None:
             return None
         since = self.now - self.rules.acknowledgement.private_followup
-        return self.s.exec(select(Case).where(
-            Case.platform == row.platform,
-            sa.or_(Case.author_id == row.author_id, Case.private_author_id == row.author_id),
-            Case.conversation_id != row.conversation_id,
-            Case.acknowledged_at.is_not(None), Case.acknowledged_at <= row.created_at,
-            sa.or_(Case.state != CaseState.RESOLVED, Case.resolved_at >= since),
-        ).order_by(Case.acknowledged_at.desc(), Case.id.desc())).first()
+        candidates = [
+            case for case in self.handed_off.get((row.platform, row.author_id), ())
+            if case.conversation_id != row.conversation_id
+            and case.acknowledged_at is not None and case.acknowledged_at <= row.created_at
+            and (case.state != CaseState.RESOLVED or (case.resolved_at is not None and case.resolved_at >= since))
+        ]
+        # the newest hand-off first, as ORDER BY acknowledged_at DESC, id DESC
+        return max(candidates, key=lambda case: (case.acknowledged_at, case.id or 0), default=None)
 
     def _customer_wrote_privately(self, case: Case, row: Mention) -> None:
         """A private message after the hand-off: the customer really moved to DM (the KPI counts only this)."""
