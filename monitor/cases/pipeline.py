@@ -8,6 +8,7 @@ nothing twice.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -214,8 +215,8 @@ def _insert_mentions(
         for row in chunk:
             new_id = ids.get((row["platform"], row["external_id"]))
             if new_id is not None:
-                # model_construct: the values are ours and already checked; validation cost 14x more
-                inserted.append(Mention.model_construct(id=new_id, **row))
+                # not validated: the values are ours and already checked; validation cost 14x more
+                inserted.append(_construct(Mention, id=new_id, **row))
     return inserted
 
 
@@ -416,9 +417,8 @@ class _CaseBuilder:
             last_mention_at=row.created_at, mention_count=1,
             dry_run=self.dry_run or alert.dry_run,
             backfilled_at=self.now if self.history else None,
+            id=self._next_case_id(),  # the case id names its outbox rows; the cases are flushed together
         )
-        case.id = self._next_case_id()  # the case id names its outbox rows; the cases are flushed together
-        self.s.add(case)
         self._remember(case)
         self.result.cases_opened += 1
         outbox.add_event(self.s, case_id=case.id, at=self.now, kind="opened",
@@ -426,6 +426,8 @@ class _CaseBuilder:
                                  if case.sla_due_at else None})
         self._queue_alert(case, row, decision)
         self._queue_acknowledgement(case, row, decision)
+        if case not in self.s:  # an acknowledgement's plan adds it (each add walks the case's cascade)
+            self.s.add(case)
         return case
 
     def _queue_alert(self, case: Case, row: Mention, decision: Decision) -> None:
@@ -629,21 +631,34 @@ class _CaseBuilder:
 
 
 _TableModel = TypeVar("_TableModel", bound=SQLModel)
-_DEFAULTS: dict[type, list[tuple[str, Any]]] = {}
+# per class: every field with its plain default (in field order), and the fields whose default is built per row
+_DEFAULTS: dict[type, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
+_PLAIN_DEFAULTS = (str, int, float, bool, type(None), datetime)  # immutable: shared by every row
 
 
 def _construct(cls: type[_TableModel], **values: Any) -> _TableModel:
     """A new, unsaved row object without SQLModel's per-field validation and instrumented setattr
     (about 60% of a page's ORM time).  The values are ours and typed; an INSERT reads them from
     the instance dict as it would after `cls(**values)`, and later changes are tracked as usual."""
-    fields = _DEFAULTS.get(cls)
-    if fields is None:
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
         sa.orm.configure_mappers()  # what the first `cls(...)` would have done
-        fields = _DEFAULTS[cls] = list(cls.model_fields.items())
+        plain: dict[str, Any] = {}
+        built: list[tuple[str, Any]] = []
+        for name, info in cls.model_fields.items():
+            default = None if info.default_factory is not None else info.get_default()
+            if info.default_factory is not None or not isinstance(default, _PLAIN_DEFAULTS):
+                built.append((name, info))
+            plain[name] = default
+        defaults = _DEFAULTS[cls] = (plain, built)
+    plain, built = defaults
     obj = cls._sa_class_manager.new_instance()  # type: ignore[attr-defined]
     state = obj.__dict__
-    for name, info in fields:
-        state[name] = values[name] if name in values else info.get_default(call_default_factory=True)
+    state.update(plain)
+    state.update(values)
+    for name, info in built:
+        if name not in values:
+            state[name] = info.get_default(call_default_factory=True)
     object.__setattr__(obj, "__pydantic_fields_set__", set(values))
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
@@ -663,6 +678,16 @@ def _safe(text: str) -> str:
 
 def _safe_raw(value: Any) -> Any:
     """The raw payload with lone surrogates replaced (PostgreSQL's json rejects them); NUL stays, escaped."""
+    if isinstance(value, dict):
+        try:  # almost every payload has none: one check in C instead of a walk over every value
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            return value
+        except (UnicodeEncodeError, TypeError, ValueError):
+            pass
+    return _replace_surrogates(value)
+
+
+def _replace_surrogates(value: Any) -> Any:
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -670,9 +695,9 @@ def _safe_raw(value: Any) -> Any:
         except UnicodeEncodeError:
             return value.encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, dict):
-        return {_safe_raw(k): _safe_raw(v) for k, v in value.items()}
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_safe_raw(v) for v in value]
+        return [_replace_surrogates(v) for v in value]
     return value
 
 
