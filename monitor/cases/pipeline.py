@@ -246,6 +246,7 @@ class _CaseBuilder:
         self.group_leaders: dict[str, list[Case]] = {}  # group key -> its groups in the window (page's read)
         self.reopened: dict[int, tuple[Case, datetime | None]] = {}  # case id -> (case, opened_at before)
         self.opened: list[Case] = []  # the page's new cases, in the order opened
+        self.batch = outbox.Batch()  # the page's outbox rows and events (run() begins it on the session)
         self.case_ids: list[int] = []  # reserved, not yet used (reversed: pop() gives the next)
         self.parents: dict[tuple[str, str], tuple[int, int | None]] = {}  # (platform, external id) -> (id, case)
         self.posted: dict[int, set[str]] = {}  # case id -> platform ids of the replies our outbox posted
@@ -254,7 +255,7 @@ class _CaseBuilder:
         self.rows_left = 0
 
     def run(self, rows: Sequence[Mention], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
-        outbox.begin_batch(self.s)
+        self.batch = outbox.begin_batch(self.s)
         self._load_cases(rows)
         self._load_page_context(rows)
         self._load_handed_off(rows)
@@ -477,7 +478,10 @@ class _CaseBuilder:
             return
         case.grouped_into = leader.id
         outbox.request_update(self.s, case_id=leader.id or 0, channel=leader.channel, now=self.now)
+        queued = self.batch.rows
         for member_id, mention_id in ((leader.id, leader.first_mention_id), (case.id, row.id)):
+            if f"member:{member_id}" in queued:
+                continue  # the leader's line, queued with an earlier member of this page (outbox.add would skip it)
             outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"member:{member_id}", case_id=leader.id,
                        mention_id=mention_id, target=case.channel,
                        payload=notes.GroupMember(member_case_id=member_id or 0, mention_id=mention_id or 0).payload(),
