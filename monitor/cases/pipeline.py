@@ -271,11 +271,15 @@ class _CaseBuilder:
                 mention_updates.append({"b_id": row.id, "b_case": case_id})
         self._insert_opened()
         outbox.flush_batch(self.s)
-        if mention_updates:
+        self._link_mentions(mention_updates)
+
+    def _link_mentions(self, updates: Sequence[dict[str, Any]]) -> None:
+        """Each stored mention's case id, in one executemany UPDATE."""
+        if updates:
             table = Mention.__table__
             self.s.execute(
                 sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(case_id=sa.bindparam("b_case")),
-                mention_updates,
+                list(updates),
             )
 
     def _insert_opened(self) -> None:
