@@ -97,6 +97,7 @@ def _breakdown() -> dict[str, float]:
     timed(pipeline, "evaluate", "rules")
     timed(pipeline, "_insert_mentions", "mention insert")
     timed(pipeline._CaseBuilder, "_load_cases", "case look-up")
+    timed(pipeline._CaseBuilder, "_load_parents", "page look-ups (replies, hand-offs, groups)")
     timed(pipeline._CaseBuilder, "_load_page_context", "page look-ups (replies, hand-offs, groups)")
     timed(pipeline._CaseBuilder, "_load_handed_off", "page look-ups (replies, hand-offs, groups)")
     timed(pipeline._CaseBuilder, "_load_groups", "page look-ups (replies, hand-offs, groups)")

@@ -250,12 +250,15 @@ class _CaseBuilder:
         self.case_ids: list[int] = []  # reserved, not yet used (reversed: pop() gives the next)
         self.parents: dict[tuple[str, str], tuple[int, int | None]] = {}  # (platform, external id) -> (id, case)
         self.posted: dict[int, set[str]] = {}  # case id -> platform ids of the replies our outbox posted
+        # (platform, conversation) where too many cases wait for a reply to the post to answer one of them
+        self.crowded: set[tuple[str, str]] = set()
         # (platform, author id) -> the acknowledged cases of a private author (author_id or private_author_id)
         self.handed_off: dict[tuple[str, str], list[Case]] = {}
         self.rows_left = 0
 
     def run(self, rows: Sequence[Mention], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
         self.batch = outbox.begin_batch(self.s)
+        self._load_parents(rows)
         self._load_cases(rows)
         self._load_page_context(rows)
         self._load_handed_off(rows)
@@ -299,15 +302,33 @@ class _CaseBuilder:
             self.case_ids = reserve_ids(self.s, Case.__table__, max(self.rows_left, 1))[::-1]
         return self.case_ids.pop()
 
+    def _load_parents(self, rows: Sequence[Mention]) -> None:
+        """The stored mentions the page's brand replies answer: (id, case id) by platform id, for `_answered_by`
+        (the page's own mentions are stored already; they get their case ids after the loop)."""
+        parents: dict[str, set[str]] = {}
+        for row in rows:
+            if row.from_brand and row.parent_id:
+                parents.setdefault(row.platform, set()).add(row.parent_id)
+        for platform, external_ids in parents.items():
+            ordered = sorted(external_ids)
+            for start in range(0, len(ordered), 400):
+                for mention_id, case_id, external_id in self.s.exec(
+                        select(Mention.id, Mention.case_id, Mention.external_id).where(
+                            Mention.platform == platform, Mention.external_id.in_(ordered[start:start + 400]))).all():
+                    self.parents[(platform, external_id)] = (mention_id, case_id)
+
     def _load_cases(self, rows: Sequence[Mention]) -> None:
         """The cases this page can touch: each author's own in their conversation, and in a conversation the
-        brand answered, those still waiting for a first response.  (All cases of the page's conversations
-        were read before: a Facebook post with thousands of commenters made every page read thousands.)"""
+        brand answered, those still waiting for a first response (all of them when there are few, else enough
+        to know there are too many to pick one, plus the waiting cases of the mentions the replies answer).
+        (All cases of the page's conversations were read before: a Facebook post with thousands of commenters
+        made every page read thousands; then all waiting ones, which on a busy post are hundreds.)"""
         authors: dict[str, set[tuple[str, str]]] = {}
-        answered: dict[str, set[str]] = {}
+        brand_rows: dict[str, dict[str, int]] = {}  # platform -> conversation -> brand rows in the page
         for row in rows:
             if row.from_brand:
-                answered.setdefault(row.platform, set()).add(row.conversation_id)
+                counts = brand_rows.setdefault(row.platform, {})
+                counts[row.conversation_id] = counts.get(row.conversation_id, 0) + 1
             else:
                 authors.setdefault(row.platform, set()).add((row.conversation_id, row.author_id))
         found: dict[int, Case] = {}
@@ -320,45 +341,47 @@ class _CaseBuilder:
                     Case.platform == platform, Case.author_id.in_(sorted({author for _, author in chunk})),
                     sa.tuple_(Case.conversation_id, Case.author_id).in_(chunk))
                 found.update((case.id, case) for case in self.s.exec(query).all())
-        for platform, conversations in answered.items():
-            ordered_conversations = sorted(conversations)
+        waiting = sa.and_(Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
+        for platform, counts in brand_rows.items():
+            # A brand reply to the post itself answers the one waiting case, if only one waits (`_answered_by`).
+            # Each brand reply answers at most two, so with 2 x (the page's replies) + 2 waiting at the start, at
+            # least two still wait at every reply of the page: then `limit` rows of the conversation are enough.
+            limit = 2 * max(counts.values()) + 2
+            ordered_conversations = sorted(counts)
             for start in range(0, len(ordered_conversations), 400):
-                query = select(Case).where(
+                rank = sa.func.row_number().over(partition_by=Case.conversation_id, order_by=Case.id).label("rank")
+                first = select(Case.id, rank).where(
                     Case.platform == platform, Case.conversation_id.in_(ordered_conversations[start:start + 400]),
-                    Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
-                found.update((case.id, case) for case in self.s.exec(query).all())
+                    waiting).subquery()
+                per_conversation: dict[str, int] = {}
+                for case in self.s.exec(select(Case).join(first, Case.id == first.c.id).where(
+                        first.c.rank <= limit)).all():
+                    found[case.id] = case
+                    per_conversation[case.conversation_id] = per_conversation.get(case.conversation_id, 0) + 1
+                self.crowded.update((platform, conversation) for conversation, n in per_conversation.items()
+                                    if n >= limit)
+            parent_cases = sorted({parent[1] for (p, _), parent in self.parents.items()
+                                   if p == platform and parent[1] is not None})
+            for start in range(0, len(parent_cases), 400):
+                found.update((case.id, case) for case in self.s.exec(select(Case).where(
+                    Case.id.in_(parent_cases[start:start + 400]), waiting)).all())
         for case_id in sorted(found):  # id order, as _brand_answered walks a conversation's cases
             self._remember(found[case_id])
 
     def _load_page_context(self, rows: Sequence[Mention]) -> None:
-        """What the page's brand replies look up (their parents, our posted replies), in a few queries for the
-        whole page instead of one or two per row (each also flushing the page's pending cases).  Nothing the loop
-        writes changes these answers: acknowledgements are stamped by deliveries, the page's mentions get
-        their case ids after the loop, and a reply of ours is `sent` only once delivered."""
-        parents: dict[str, set[str]] = {}
-        brand_conversations: set[tuple[str, str]] = set()
-        for row in rows:
-            if row.from_brand:
-                brand_conversations.add((row.platform, row.conversation_id))
-                if row.parent_id:
-                    parents.setdefault(row.platform, set()).add(row.parent_id)
-        for platform, external_ids in parents.items():
-            ordered = sorted(external_ids)
-            for start in range(0, len(ordered), 400):
-                for mention_id, case_id, external_id in self.s.exec(
-                        select(Mention.id, Mention.case_id, Mention.external_id).where(
-                            Mention.platform == platform, Mention.external_id.in_(ordered[start:start + 400]))).all():
-                    self.parents[(platform, external_id)] = (mention_id, case_id)
+        """Our posted replies in the conversations of the page's brand replies, in a few queries for the whole page
+        instead of one or two per row (each also flushing the page's pending cases).  Nothing the loop writes
+        changes these answers: a reply of ours is `sent` only once delivered."""
+        brand_conversations = {(row.platform, row.conversation_id) for row in rows if row.from_brand}
         case_ids = sorted({c.id for key in brand_conversations for c in self.by_conversation.get(key, [])
                            if c.id is not None})
         for start in range(0, len(case_ids), 400):
-            # kind and state are filtered here: with them in the WHERE, SQLite searched the reply-window
-            # index by kind (every public reply ever queued) instead of the few rows of these cases
-            for case_id, kind, state, result in self.s.exec(
-                    select(Outbox.case_id, Outbox.kind, Outbox.state, Outbox.result).where(
-                        Outbox.case_id.in_(case_ids[start:start + 400]))).all():
-                if kind not in PUBLIC_KINDS or state != OutboxState.SENT:
-                    continue
+            # `kind || ''`: given a long list of case ids, SQLite preferred the reply-window index on kind and
+            # read every public reply ever queued; the expression leaves it the index on case_id
+            for case_id, result in self.s.exec(select(Outbox.case_id, Outbox.result).where(
+                    Outbox.case_id.in_(case_ids[start:start + 400]),
+                    Outbox.kind.concat("").in_(sorted(str(kind) for kind in PUBLIC_KINDS)),
+                    Outbox.state == OutboxState.SENT)).all():
                 if result and result.get("external_id") and case_id is not None:
                     self.posted.setdefault(case_id, set()).add(str(result.get("external_id")))
 
@@ -613,6 +636,8 @@ class _CaseBuilder:
             return [c for c in cases if c.id == parent[1] or c.first_mention_id == parent[0]]
         if row.parent_id and row.parent_id != row.conversation_id:
             return []  # it answers someone who has no case
+        if (row.platform, row.conversation_id) in self.crowded:
+            return []  # more than one waits, whatever the page answered so far (_load_cases)
         waiting = [c for c in cases if c.state != CaseState.RESOLVED and c.first_response_at is None]
         return waiting if len(waiting) == 1 else []
 
