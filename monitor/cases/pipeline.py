@@ -348,14 +348,16 @@ class _CaseBuilder:
             # least two still wait at every reply of the page: then `limit` rows of the conversation are enough.
             limit = 2 * max(counts.values()) + 2
             ordered_conversations = sorted(counts)
-            for start in range(0, len(ordered_conversations), 400):
-                rank = sa.func.row_number().over(partition_by=Case.conversation_id, order_by=Case.id).label("rank")
-                first = select(Case.id, rank).where(
-                    Case.platform == platform, Case.conversation_id.in_(ordered_conversations[start:start + 400]),
-                    waiting).subquery()
+            for start in range(0, len(ordered_conversations), 200):
+                # one LIMIT per conversation: the index on conversation_id walks a conversation in id order and
+                # stops at `limit` (a window over the conversations read every waiting case of a busy post)
+                firsts = [select(Case.id).where(Case.platform == platform, Case.conversation_id == conversation,
+                                                waiting).order_by(Case.id).limit(limit).subquery()
+                          for conversation in ordered_conversations[start:start + 200]]
+                ids = sa.union_all(*(select(first.c.id) for first in firsts)) if len(firsts) > 1 \
+                    else select(firsts[0].c.id)
                 per_conversation: dict[str, int] = {}
-                for case in self.s.exec(select(Case).join(first, Case.id == first.c.id).where(
-                        first.c.rank <= limit)).all():
+                for case in self.s.exec(select(Case).where(Case.id.in_(ids.scalar_subquery()))).all():
                     found[case.id] = case
                     per_conversation[case.conversation_id] = per_conversation.get(case.conversation_id, 0) + 1
                 self.crowded.update((platform, conversation) for conversation, n in per_conversation.items()
