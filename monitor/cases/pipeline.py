@@ -223,9 +223,10 @@ def _insert_mentions(
 class _CaseBuilder:
     """Opens, attaches and reopens cases for one batch, writing their outbox rows.
 
-    Every case it changes is in the session already (read by its queries, or added by `_open`), so
-    a change is written by the next flush without another `session.add` (each one walks the case's
-    cascade again)."""
+    Every case it changes was read by the page's queries, so a change is written by the flush without
+    another `session.add` (each one walks the case's cascade again).  The loop itself runs no query:
+    what it looks up (hand-offs, storm control, reply parents, our posted replies) is read before it,
+    and the cases it opens are written with one INSERT after it (`_insert_opened`)."""
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
