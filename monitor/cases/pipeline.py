@@ -224,9 +224,9 @@ class _CaseBuilder:
     """Opens, attaches and reopens cases for one batch, writing their outbox rows.
 
     Every case it changes was read by the page's queries, so a change is written by the flush without
-    another `session.add` (each one walks the case's cascade again).  The loop itself runs no query:
-    what it looks up (hand-offs, storm control, reply parents, our posted replies) is read before it,
-    and the cases it opens are written with one INSERT after it (`_insert_opened`)."""
+    another `session.add` (each one walks the case's cascade again).  The loop's only query reserves the
+    page's case ids: what it looks up (hand-offs, storm control, reply parents, our posted replies) is read
+    before it, and the cases it opens are written with one INSERT after it (`_insert_opened`)."""
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
