@@ -153,9 +153,7 @@ def _new_only(session: Session, batch: Sequence[NewMention]) -> list[NewMention]
     for platform, ids in by_platform.items():
         for chunk_start in range(0, len(ids), 500):
             chunk = ids[chunk_start:chunk_start + 500]
-            stored = session.exec(
-                select(Mention.external_id).where(Mention.platform == platform, Mention.external_id.in_(chunk))
-            ).all()
+            stored = session.exec(_STORED, params={"platform": platform, "ids": chunk}).all()
             for external_id in stored:
                 unique.pop((platform, external_id), None)
     return sorted(unique.values(), key=lambda m: (m.created_at, m.external_id))
@@ -314,8 +312,7 @@ class _CaseBuilder:
             ordered = sorted(external_ids)
             for start in range(0, len(ordered), 400):
                 for mention_id, case_id, external_id in self.s.exec(
-                        select(Mention.id, Mention.case_id, Mention.external_id).where(
-                            Mention.platform == platform, Mention.external_id.in_(ordered[start:start + 400]))).all():
+                        _PARENTS, params={"platform": platform, "ids": ordered[start:start + 400]}).all():
                     self.parents[(platform, external_id)] = (mention_id, case_id)
 
     def _load_cases(self, rows: Sequence[Mention]) -> None:
@@ -337,12 +334,8 @@ class _CaseBuilder:
             ordered = sorted(pairs)
             for start in range(0, len(ordered), 400):
                 chunk = ordered[start:start + 400]
-                # the author_id IN lets SQLite search its index: a row-value IN alone scanned every case
-                query = select(Case).where(
-                    Case.platform == platform, Case.author_id.in_(sorted({author for _, author in chunk})),
-                    sa.tuple_(Case.conversation_id, Case.author_id).in_(chunk))
-                found.update((case.id, case) for case in self.s.exec(query).all())
-        waiting = sa.and_(Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
+                found.update((case.id, case) for case in self.s.exec(_AUTHORS_CASES, params={
+                    "platform": platform, "authors": sorted({author for _, author in chunk}), "pairs": chunk}).all())
         for platform, counts in brand_rows.items():
             # A brand reply to the post itself answers the one waiting case, if only one waits (`_answered_by`).
             # Each brand reply answers at most two, so with 2 x (the page's replies) + 2 waiting at the start, at
@@ -352,13 +345,11 @@ class _CaseBuilder:
             for start in range(0, len(ordered_conversations), 200):
                 # one LIMIT per conversation: the index on conversation_id walks a conversation in id order and
                 # stops at `limit` (a window over the conversations read every waiting case of a busy post)
-                firsts = [select(Case.id).where(Case.platform == platform, Case.conversation_id == conversation,
-                                                waiting).order_by(Case.id).limit(limit).subquery()
-                          for conversation in ordered_conversations[start:start + 200]]
-                ids = sa.union_all(*(select(first.c.id) for first in firsts)) if len(firsts) > 1 \
-                    else select(firsts[0].c.id)
+                chunk = ordered_conversations[start:start + 200]
+                params: dict[str, Any] = {f"conversation_{i}": conversation for i, conversation in enumerate(chunk)}
+                params.update(platform=platform, limit=limit)
                 per_conversation: dict[str, int] = {}
-                for case in self.s.exec(select(Case).where(Case.id.in_(ids.scalar_subquery()))).all():
+                for case in self.s.exec(_first_waiting(len(chunk)), params=params).all():
                     found[case.id] = case
                     per_conversation[case.conversation_id] = per_conversation.get(case.conversation_id, 0) + 1
                 self.crowded.update((platform, conversation) for conversation, n in per_conversation.items()
@@ -366,8 +357,8 @@ class _CaseBuilder:
             parent_cases = sorted({parent[1] for (p, _), parent in self.parents.items()
                                    if p == platform and parent[1] is not None})
             for start in range(0, len(parent_cases), 400):
-                found.update((case.id, case) for case in self.s.exec(select(Case).where(
-                    Case.id.in_(parent_cases[start:start + 400]), waiting)).all())
+                found.update((case.id, case) for case in self.s.exec(
+                    _WAITING_BY_ID, params={"ids": parent_cases[start:start + 400]}).all())
         for case_id in sorted(found):  # id order, as _brand_answered walks a conversation's cases
             self._remember(found[case_id])
 
@@ -379,12 +370,7 @@ class _CaseBuilder:
         case_ids = sorted({c.id for key in brand_conversations for c in self.by_conversation.get(key, [])
                            if c.id is not None})
         for start in range(0, len(case_ids), 400):
-            # `kind || ''`: given a long list of case ids, SQLite preferred the reply-window index on kind and
-            # read every public reply ever queued; the expression leaves it the index on case_id
-            for case_id, result in self.s.exec(select(Outbox.case_id, Outbox.result).where(
-                    Outbox.case_id.in_(case_ids[start:start + 400]),
-                    Outbox.kind.concat("").in_(sorted(str(kind) for kind in PUBLIC_KINDS)),
-                    Outbox.state == OutboxState.SENT)).all():
+            for case_id, result in self.s.exec(_POSTED, params={"ids": case_ids[start:start + 400]}).all():
                 if result and result.get("external_id") and case_id is not None:
                     self.posted.setdefault(case_id, set()).add(str(result.get("external_id")))
 
@@ -403,10 +389,8 @@ class _CaseBuilder:
             ordered = sorted(ids)
             for start in range(0, len(ordered), 400):
                 chunk = ordered[start:start + 400]
-                query = select(Case).where(
-                    Case.platform == platform, Case.acknowledged_at.is_not(None),
-                    sa.or_(Case.author_id.in_(chunk), Case.private_author_id.in_(chunk)))
-                found.update((case.id, case) for case in self.s.exec(query).all())
+                found.update((case.id, case) for case in self.s.exec(
+                    _ACKNOWLEDGED, params={"platform": platform, "authors": chunk}).all())
         for case_id in sorted(found):
             case = found[case_id]
             for author in {case.author_id, case.private_author_id}:
@@ -526,13 +510,10 @@ class _CaseBuilder:
         since = self.now - self.rules.grouping.window
         for start in range(0, len(keys), 400):
             chunk = keys[start:start + 400]
-            for key, count in self.s.exec(
-                    select(Case.group_key, sa.func.count()).where(
-                        Case.group_key.in_(chunk), Case.opened_at >= since, Case.grouped_into.is_(None))
-                    .group_by(Case.group_key)).all():
+            params = {"keys": chunk, "since": since}
+            for key, count in self.s.exec(_GROUP_COUNTS, params=params).all():
                 self.group_individual[key] = int(count)
-            for case in self.s.exec(select(Case).where(
-                    Case.group_key.in_(chunk), Case.opened_at >= since, Case.grouped_into == Case.id)).all():
+            for case in self.s.exec(_GROUP_LEADERS, params=params).all():
                 self.group_leaders.setdefault(case.group_key, []).append(case)
 
     def _group_state(self, group_key: str, window: timedelta, *, opening: int) -> tuple[int, Case | None]:
@@ -686,6 +667,51 @@ class _CaseBuilder:
         )
         if plan.queued:
             self.result.acks_queued += 1
+
+
+# The ingest's page look-ups, built once: a page pays neither building them nor their cache keys.
+_STORED = select(Mention.external_id).where(
+    Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
+_PARENTS = select(Mention.id, Mention.case_id, Mention.external_id).where(
+    Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
+_WAITING = (Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
+_WAITING_BY_ID = select(Case).where(Case.id.in_(sa.bindparam("ids", expanding=True)), *_WAITING)
+# `kind || ''`: given a long list of case ids, SQLite preferred the reply-window index on kind and read
+# every public reply ever queued; the expression leaves it the index on case_id
+_POSTED = select(Outbox.case_id, Outbox.result).where(
+    Outbox.case_id.in_(sa.bindparam("ids", expanding=True)),
+    Outbox.kind.concat("").in_(sorted(str(kind) for kind in PUBLIC_KINDS)), Outbox.state == OutboxState.SENT)
+_ACKNOWLEDGED = select(Case).where(
+    Case.platform == sa.bindparam("platform"), Case.acknowledged_at.is_not(None),
+    sa.or_(Case.author_id.in_(sa.bindparam("authors", expanding=True)),
+           Case.private_author_id.in_(sa.bindparam("authors", expanding=True))))
+_GROUP_COUNTS = select(Case.group_key, sa.func.count()).where(
+    Case.group_key.in_(sa.bindparam("keys", expanding=True)), Case.opened_at >= sa.bindparam("since"),
+    Case.grouped_into.is_(None)).group_by(Case.group_key)
+_GROUP_LEADERS = select(Case).where(
+    Case.group_key.in_(sa.bindparam("keys", expanding=True)), Case.opened_at >= sa.bindparam("since"),
+    Case.grouped_into == Case.id)
+# Each author's cases in their conversation.  The author_id IN lets SQLite search its index: the
+# row-value IN alone scanned every case.  Built once: a page pays neither building it nor its cache key.
+_AUTHORS_CASES = select(Case).where(
+    Case.platform == sa.bindparam("platform"), Case.author_id.in_(sa.bindparam("authors", expanding=True)),
+    sa.tuple_(Case.conversation_id, Case.author_id).in_(sa.bindparam("pairs", expanding=True)))
+_FIRST_WAITING: dict[int, Any] = {}
+
+
+def _first_waiting(conversations: int) -> Any:
+    """SELECT the first `:limit` cases waiting for a response in each of `conversations` conversations
+    (`:conversation_0` ...) of `:platform`: one LIMIT per conversation in a UNION ALL.  Built once per
+    count, so a page pays neither building it nor its cache key."""
+    statement = _FIRST_WAITING.get(conversations)
+    if statement is None:
+        firsts = [select(Case.id).where(
+            Case.platform == sa.bindparam("platform"), Case.conversation_id == sa.bindparam(f"conversation_{i}"),
+            *_WAITING).order_by(Case.id).limit(sa.bindparam("limit")).subquery() for i in range(conversations)]
+        ids = sa.union_all(*(select(first.c.id) for first in firsts)) if conversations > 1 \
+            else select(firsts[0].c.id)
+        statement = _FIRST_WAITING[conversations] = select(Case).where(Case.id.in_(ids.scalar_subquery()))
+    return statement
 
 
 _TableModel = TypeVar("_TableModel", bound=SQLModel)
