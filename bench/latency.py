@@ -9,6 +9,14 @@
 the poll that fetched each case until it is visible in Slack (its alert, or its line in the thread
 of a grouped message), p50 and max, and how many requests Slack refused with 429.
 
+    python bench/latency.py --crash-catch-up 300 --kills 6                # SIGKILLed daemons, then run --once
+
+--crash-catch-up N injects N mentions at once, starts `mention-monitor run` as a subprocess against
+the sandbox (Slack at its real pace), SIGKILLs it --kills times while it works through the backlog
+(each restart finds Slack's bucket partly spent, as after a real crash), then times
+`mention-monitor run --once`: its wall time (target: within 60 s), what it delivered, the Slack
+messages it says are still queued, and the requests Slack refused with 429.
+
     python bench/latency.py --n 600 --poll-interval 60 --mode scheduler --facebook-webhooks
 
 With --facebook-webhooks the daemon's Page webhook endpoint is on and the sandbox signs and POSTs each
@@ -30,6 +38,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import random
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -37,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import Stream, emit, fast_rules, inject, machine, percentile
+from common import ROOT, Stream, emit, fast_rules, inject, machine, percentile
 
 
 def _record_fetches(connector: Any, fetched_at: dict[str, float], lock: threading.Lock) -> None:
@@ -253,6 +266,72 @@ def _slack_pending(engine: Any) -> int:
                                                   Outbox.kind.in_(["alert", "thread"]))).all())
 
 
+def crash_catch_up(*, n: int, kills: int, seed: int) -> dict[str, Any]:
+    """SIGKILL a running daemon (a subprocess) several times during a backlog of n, then time `run --once`."""
+    from sqlmodel import Session, select
+
+    from connectors.sandbox import Sandbox
+    from monitor.delivery import outbox
+    from monitor.model import Case, Outbox, OutboxState
+    from monitor.store import make_engine
+
+    sandbox = Sandbox().start()  # Slack keeps its default pace: 1 chat.postMessage a second per channel, bursts of 20
+    sandbox.configure(x_limits={"mentions": (1_000_000, 900), "search": (1_000_000, 900),
+                                "create_tweet": (1_000_000, 86_400), "dm": (1_000_000, 900)},
+                      graph_calls_per_hour=1_000_000)
+    tmp = Path(tempfile.mkdtemp(prefix="mm-crash-"))
+    rules_path = fast_rules(tmp / "rules.yaml", every_s=1)
+    db_url = f"sqlite:///{tmp / 'crash.db'}"
+    now = datetime.now(UTC)
+    records = [dict(item.record, created_at=now.isoformat())
+               for item in Stream(seed=seed, start=now).steady(n, rate_per_s=1_000_000.0)]
+    inject(sandbox, records)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "X_", "FACEBOOK_", "DATABASE_URL"))}
+    command = [sys.executable, "-m", "monitor", "run", "--rules", str(rules_path), "--db", db_url,
+               "--sandbox-url", sandbox.url]
+    rng = random.Random(seed)
+
+    def slack_posts() -> int:
+        return sum(1 for m in sandbox.slack_messages() if m["op"] == "post")
+
+    def requests() -> int:
+        return int(sandbox.stats()["requests"].get("POST /api/chat.postMessage", 0))
+
+    lifetimes: list[float] = []
+    for _ in range(kills):
+        before = slack_posts()
+        wanted = before + rng.randint(2, 12)  # killed mid-backlog: after a few more Slack messages
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = time.monotonic()
+        while proc.poll() is None and slack_posts() < wanted and time.monotonic() - started < 120:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 0.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        lifetimes.append(round(time.monotonic() - started, 1))
+    engine = make_engine(db_url)
+    queued_before = outbox.backlog(engine)
+    posts_before, asked_before = slack_posts(), requests()
+    began = time.monotonic()
+    once = subprocess.run(command + ["--once"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    once_s = time.monotonic() - began
+    said = [line for line in once.stderr.splitlines() if "still queued" in line]
+    with Session(engine) as s:
+        left = outbox.backlog(engine)
+        cases = len(s.exec(select(Case.id)).all())
+        failed = len(s.exec(select(Outbox.id).where(Outbox.state == OutboxState.FAILED)).all())
+    engine.dispose()
+    delivered = slack_posts() - posts_before
+    refused_once = requests() - asked_before - delivered
+    refused_all = requests() - slack_posts()
+    sandbox.stop()
+    return {"crash_catch_up": n, "kills": kills, "lifetimes_s": lifetimes, "cases": cases,
+            "queued_before_once": queued_before, "once_s": round(once_s, 1), "once_exit": once.returncode,
+            "once_slack_posts": delivered, "once_refused_429": refused_once, "refused_429_all_runs": refused_all,
+            "still_queued": left, "failed_rows": failed, "once_said": said[-1] if said else ""}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="mentions injected (default 300)")
@@ -268,7 +347,18 @@ def main() -> None:
                         help="Page webhooks on: the sandbox POSTs each Facebook comment and message to the daemon")
     parser.add_argument("--storm", type=int, default=0, metavar="N",
                         help="inject N mentions at once and measure them at Slack's real pace")
+    parser.add_argument("--crash-catch-up", type=int, default=0, metavar="N",
+                        help="a backlog of N; SIGKILL a running daemon --kills times, then time run --once")
+    parser.add_argument("--kills", type=int, default=6, help="with --crash-catch-up: SIGKILLs before run --once")
     args = parser.parse_args()
+    if args.crash_catch_up:
+        result = crash_catch_up(n=args.crash_catch_up, kills=args.kills, seed=args.seed)
+        print(f"backlog of {result['crash_catch_up']}: {result['kills']} SIGKILLs (lived {result['lifetimes_s']} s), "
+              f"then run --once took {result['once_s']} s (target: within 60 s), exit {result['once_exit']}")
+        print(f"run --once posted {result['once_slack_posts']} Slack messages, {result['once_refused_429']} refused "
+              f"with 429; {result['still_queued']} outbox rows still queued; it said: {result['once_said']!r}")
+        emit({**result, "machine": machine()})
+        return
     if args.facebook_webhooks and args.mode != "scheduler":
         parser.error("--facebook-webhooks needs --mode scheduler: a pushed mention's alert goes out through the "
                      "daemon's own outbox job")

@@ -16,6 +16,12 @@ package; gcc builds .ci/monotonic_sleep.c beside it): once ingest has settled, i
 moved RECONCILE_EVERY_S + 60 s ahead, so its own scheduled polls find the hourly reconciliation
 sweep due, exactly as an hour later in production; the bench waits for the sweep to finish.
 Idle RSS is read before the clock moves (an hour on, every unanswered alert escalates).
+
+    python bench/memory.py --n 10000 --trace [--tracemalloc]
+
+Where the memory goes: the daemon runs through bench/memory_probe.py, which charges VmRSS growth
+to each package at its first import; when idle the bench asks it (SIGUSR1) for that table and,
+with --tracemalloc (slow: use a smaller --n), the live heap allocations by source file.
 """
 
 from __future__ import annotations
@@ -91,9 +97,35 @@ def _print_smaps(pid: int, top: int = 15) -> None:
         print(f"{size / 1024:8.1f} MB  {name}")
 
 
+def _probe(proc: subprocess.Popen[bytes], out: Path, *, top: int = 25, show: bool = True) -> dict[str, Any]:
+    """Ask bench/memory_probe.py in the daemon for its tables; print them."""
+    out.unlink(missing_ok=True)
+    proc.send_signal(signal.SIGUSR1)
+    for _ in range(600):
+        if out.exists():
+            break
+        time.sleep(0.1)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    if not show:
+        return report
+    imports = report["imports_kb"]
+    print(f"imports: {sum(imports.values()) / 1024:.1f} MB of the daemon's RSS grew while importing; by package:")
+    for package, kb in list(imports.items())[:top]:
+        print(f"{kb / 1024:8.1f} MB  {package}  (first imported {report['first_import_s'][package]:.2f} s after start)")
+    if "tracemalloc_by_file_kb" in report:
+        print(f"tracemalloc: {report['tracemalloc_total_kb'] / 1024:.1f} MB live in Python allocations; by file:")
+        for filename, kb, count in report["tracemalloc_by_file_kb"][:top]:
+            print(f"{kb / 1024:8.1f} MB  {count:>8} blocks  {filename.replace(str(ROOT) + '/', '')}")
+    if "tracemalloc_growth_by_file_kb" in report:
+        print("tracemalloc: growth since the first poll, by file:")
+        for filename, kb, count in report["tracemalloc_growth_by_file_kb"][:top]:
+            print(f"{kb / 1024:+8.1f} MB  {count:>+8} blocks  {filename.replace(str(ROOT) + '/', '')}")
+    return report
+
+
 def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: float,
         smaps: bool = False, late_comments: float = 0.0, same_second: bool = False,
-        sweep: bool = False) -> dict[str, Any]:
+        sweep: bool = False, trace: bool = False, tracemalloc: bool = False) -> dict[str, Any]:
     from connectors.facebook import RECONCILE_EVERY_S
     from connectors.sandbox import Sandbox
 
@@ -115,8 +147,14 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
         faked, offset_file = _faketime(tmp)
         env.update(faked)
     log = (tmp / "daemon.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--sandbox-url", sandbox.url, "--rules",
-                             str(rules), "--db", f"sqlite:///{db}"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    daemon_args = ["run", "--sandbox-url", sandbox.url, "--rules", str(rules), "--db", f"sqlite:///{db}"]
+    probe_out = tmp / "probe.json"
+    if trace or tracemalloc:
+        launcher = [*(["-X", "tracemalloc"] if tracemalloc else []), str(ROOT / "bench" / "memory_probe.py"),
+                    str(probe_out), "--"]
+    else:
+        launcher = ["-m", "monitor"]
+    proc = subprocess.Popen([sys.executable, *launcher, *daemon_args], cwd=ROOT, env=env, stdout=log, stderr=log)
     launched = time.time()
     try:
         first_poll_s = -1.0  # process start until a source's first successful poll (models loaded first)
@@ -126,6 +164,8 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
                 break
             time.sleep(0.05)
         started = vm_status(proc.pid)
+        if tracemalloc:  # the snapshot that idle's is compared with
+            _probe(proc, probe_out, show=False)
         stream = Stream(seed=seed, start=datetime.now(UTC), include_brand_posts=False)
         records = []
         for timed in stream.steady(n, rate_per_s=50):
@@ -174,6 +214,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
         idle = vm_status(proc.pid)
         if smaps:
             _print_smaps(proc.pid)
+        probe = _probe(proc, probe_out) if (trace or tracemalloc) else None
         sweep_s = -1.0
         if sweep:
             # An hour passes for the daemon: its scheduled polls find the sweep due, as in production.
@@ -212,7 +253,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
             "outbox_due": pending, "ingest_s": round(ingest_s, 1), "idle_s": idle_s,
             "poll_interval_s": poll_interval, "late_comments": late_comments, "same_second_messages": same_second,
             "stored_by_polls": stored_by_polls, "sweep": sweep, "sweep_s": round(sweep_s, 1), "lost": n - stored,
-            "lost_by_kind": lost_by_kind}
+            "lost_by_kind": lost_by_kind, "traced": bool(probe), "tracemalloc": tracemalloc}
 
 
 def main() -> None:
@@ -230,11 +271,15 @@ def main() -> None:
                         help="after ingest, move the daemon's clock an hour on so its hourly reconciliation sweep "
                              "runs (needs libfaketime; default: on with --late-comments or --same-second)")
     parser.add_argument("--smaps", action="store_true", help="print the daemon's largest mappings when idle")
+    parser.add_argument("--trace", action="store_true",
+                        help="run the daemon through bench/memory_probe.py and print the RSS each package's import added")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="with --trace: also trace Python allocations and print them by file when idle (slow)")
     args = parser.parse_args()
     sweep = args.sweep if args.sweep is not None else bool(args.late_comments or args.same_second)
     result = run(n=args.n, poll_interval=args.poll_interval, idle_s=args.idle, seed=args.seed,
                  timeout_s=args.timeout, smaps=args.smaps, late_comments=args.late_comments,
-                 same_second=args.same_second, sweep=sweep)
+                 same_second=args.same_second, sweep=sweep, trace=args.trace, tracemalloc=args.tracemalloc)
     if sweep:
         print(f"{result['stored_by_polls']} of {result['n']} stored by polling, {result['stored']} after the "
               f"reconciliation sweep ({result['sweep_s']} s after the daemon's clock moved an hour on); "

@@ -2,18 +2,22 @@
 
     python bench/triage_speed.py                 # devset texts, 6 configured languages
     python bench/triage_speed.py --seconds 10 --cold
+    python bench/triage_speed.py --stages --n 5000   # µs per post in each stage, on throughput.py's texts
 
     /tmp/lingua-venv/bin/python bench/triage_speed.py --compare-langid   # needs py3langid + lingua
 
 Start time = fresh interpreter until the first Score is returned (imports, lexicons,
 langid model, complaint model), measured in a child process. `--cold` first deletes
-the on-disk langid cache, to show the first-ever start. The last line printed is one
-JSON object with the figures.
+the on-disk langid cache, to show the first-ever start. Triage is timed as the pipeline
+calls it (`explain=False`: no signals; `--explain` adds them, as `mention-monitor explain`
+shows them), raw VADER on the same texts in the same run, batch by batch in turn, so a
+busy machine slows both alike. The last line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -106,6 +111,88 @@ def compare_langid() -> int:
     return 0
 
 
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    analyzer.polarity_scores("warm up")
+    return analyzer
+
+
+# The stages of `monitor.triage.triage_with`, by the names it calls them under.
+_STAGES = {
+    "clean": "clean (URLs, handles)",
+    "detect": "language id",
+    "folded_body": "fold (lower case, diacritics)",
+    "detect_many": "language id (the batch at once)",
+    "document_sentiment": "sentiment",
+    "cue_hits": "complaint cues",
+    "is_question": "question",
+}
+
+
+def stages(*, n: int, explain: bool) -> dict[str, float]:
+    """CPU µs per post in each stage of triage over throughput.py's first `n` texts (its default
+    rules.yaml's six languages), raw VADER on the same batches in turn; prints a table."""
+    from datetime import UTC, datetime
+
+    import monitor.triage as triage_module
+    from monitor.triage.complaint import ComplaintModel
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from common import Stream, to_new_mention
+
+    stream = Stream(seed=7, start=datetime(2026, 11, 24, 7, 0, tzinfo=UTC))
+    mentions = [to_new_mention(t.record) for t in stream.steady(n, rate_per_s=2.0)]
+    spent: dict[str, float] = {}
+
+    def timed(owner: Any, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - began
+
+        setattr(owner, name, wrapper)
+
+    triage_module.warm_up()
+    analyzer = _vader()
+    # An older tree (before explain=False) is timed with its signals, as its pipeline ran it.
+    options = {"explain": explain} if "explain" in inspect.signature(triage_module.triage_many).parameters else {}
+    triage_module.triage_many([m.text for m in mentions], lang_hints=[m.lang_hint for m in mentions],
+                              languages=LANGUAGES, **options)  # per-word caches filled, as in a daemon
+    for name, label in _STAGES.items():
+        if hasattr(triage_module, name):
+            timed(triage_module, name, label)
+    timed(ComplaintModel, "probability", "complaint model (both n-gram models, stacker)")
+    timed(ComplaintModel, "explain", "complaint explanation (signals)")
+    whole = vader = 0.0
+    for start in range(0, n, 100):
+        page = mentions[start:start + 100]
+        began = time.process_time()
+        for mention in page:
+            analyzer.polarity_scores(mention.text)
+        vader += time.process_time() - began
+        began = time.process_time()
+        triage_module.triage_many([m.text for m in page], lang_hints=[m.lang_hint for m in page],
+                                  languages=LANGUAGES, **options)
+        whole += time.process_time() - began
+    per = {label: seconds / n * 1e6 for label, seconds in spent.items()}
+    per["Score, signals, glue (the rest)"] = whole / n * 1e6 - sum(per.values())
+    print(f"CPU µs per post over {n} posts of bench/throughput.py ({options or 'explain: always'}; "
+          "timing adds ~1 µs a stage):")
+    for label, value in per.items():
+        print(f"  {label:48} {value:6.1f}")
+    print(f"  {'triage in all':48} {whole / n * 1e6:6.1f}")
+    print(f"  {'raw VADER, same texts':48} {vader / n * 1e6:6.1f}")
+    print(f"triage / VADER rate {vader / whole:.3f} (target >= 0.25); load average {os.getloadavg()[0]:.2f}")
+    return {"triage_us": round(whole / n * 1e6, 1), "vader_us": round(vader / n * 1e6, 1),
+            "triage_over_vader": round(vader / whole, 3), **{k: round(v, 1) for k, v in per.items()}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="how long to run the throughput loop")
@@ -113,9 +200,16 @@ def main() -> int:
     parser.add_argument(
         "--compare-langid", action="store_true", help="py3langid vs lingua (needs lingua installed)"
     )
+    parser.add_argument("--explain", action="store_true", help="time triage with its signals (as `explain`)")
+    parser.add_argument("--stages", action="store_true", help="CPU µs per post in each stage of triage")
+    parser.add_argument("--n", type=int, default=5000, help="posts for --stages (default 5000)")
     args = parser.parse_args()
     if args.compare_langid:
         return compare_langid()
+    if args.stages:
+        print(json.dumps({**stages(n=args.n, explain=args.explain), "load_avg": round(os.getloadavg()[0], 2)},
+                         ensure_ascii=False))
+        return 0
 
     start = start_time(cold=args.cold)
 
@@ -124,23 +218,36 @@ def main() -> int:
 
     texts = [row.text for row in read_devset()]
     warm_up()
-    done, began, cpu_began = 0, time.perf_counter(), time.process_time()
+    analyzer = _vader()
+    done, vader_cpu, triage_cpu, triage_wall, began = 0, 0.0, 0.0, 0.0, time.perf_counter()
     while time.perf_counter() - began < args.seconds:
-        triage_many(texts, languages=LANGUAGES)
+        cpu_began = time.process_time()
+        for text in texts:
+            analyzer.polarity_scores(text)
+        vader_cpu += time.process_time() - cpu_began
+        cpu_began, wall_began = time.process_time(), time.perf_counter()
+        triage_many(texts, languages=LANGUAGES, explain=args.explain)
+        triage_cpu += time.process_time() - cpu_began
+        triage_wall += time.perf_counter() - wall_began
         done += len(texts)
-    elapsed = time.perf_counter() - began
-    cpu_rate = done / (time.process_time() - cpu_began)
-    rate = done / elapsed
+    cpu_rate = done / triage_cpu
+    vader_rate = done / vader_cpu
+    rate = done / triage_wall
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     mean_len = sum(map(len, texts)) / len(texts)
     print(
         f"throughput: {rate:.0f} texts/s wall, {cpu_rate:.0f} per CPU-second, over {done} texts "
         f"(mean {mean_len:.0f} chars), one thread; load average now {os.getloadavg()[0]:.1f}"
     )
+    print(f"raw VADER on the same texts: {vader_rate:.0f} per CPU-second; triage / VADER {cpu_rate / vader_rate:.3f} "
+          f"(target >= 0.25, explain={args.explain})")
     print(f"peak RSS: {rss_mb:.0f} MB")
     result = {
         "texts_per_s": round(rate),
         "texts_per_cpu_s": round(cpu_rate),
+        "vader_per_cpu_s": round(vader_rate),
+        "triage_over_vader_cpu": round(cpu_rate / vader_rate, 3),
+        "explain": args.explain,
         "load_avg": round(os.getloadavg()[0], 2),
         "start_s": round(start, 3),
         "rss_mb": round(rss_mb, 1),

@@ -57,6 +57,7 @@ SLACK_STATE_ACK_POSTED = "public acknowledgement posted"
 SLACK_STATE_AUTO_ACK = "acknowledged automatically at {at}, no person has answered yet"
 SLACK_STATE_SNOOZED = "Snoozed until {until}"
 SLACK_STATE_RESOLVED = "Resolved"
+SLACK_MEMBER_STATE = "↳ {state}"  # under a grouped case's line once someone has it (claimed, resolved...)
 SLACK_DRY_RUN = "Dry run: nothing is posted publicly. *Acknowledge publicly* would post (dry run): “{text}”"
 
 SLACK_BUTTON_CLAIM = "Claim"

@@ -8,9 +8,11 @@ PostgreSQL through psycopg 3, where replicas coordinate through leases and
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -115,6 +117,9 @@ def create_schema(engine: Engine) -> None:
     A fresh database gets every table; one an earlier release made with create_all is brought to the
     baseline in place, then to the head.  On PostgreSQL this runs under an advisory lock, so replicas
     started together wait for each other instead of racing in CREATE TABLE (UniqueViolation on pg_type)."""
+    with engine.connect() as conn:
+        if _stamped_at_head(conn):  # the usual start: nothing to upgrade, and Alembic is never imported
+            return
     from monitor import migrations
 
     with engine.connect() as conn:
@@ -133,6 +138,40 @@ def create_schema(engine: Engine) -> None:
                 conn.rollback()
                 conn.execute(sa.text("select pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
                 conn.commit()
+
+
+_REVISION = re.compile(r"""^revision\s*(?::[^=\n]*)?=\s*["']([^"']+)["']""", re.M)
+_DOWN_REVISION = re.compile(r"""^down_revision\s*(?::[^=\n]*)?=\s*(?:["']([^"']+)["']|None)\s*$""", re.M)
+
+
+def _head_revision() -> str | None:
+    """This release's head revision read from the migration files, without Alembic (~10 MB
+    imported); None if the files say anything less plain than one chain of revisions."""
+    revisions, parents = set(), set()
+    for path in (Path(__file__).parent / "migrations" / "versions").glob("[0-9]*.py"):
+        text = path.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(text), _DOWN_REVISION.search(text)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision.group(1))
+        if down.group(1):
+            parents.add(down.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
+
+
+def _stamped_at_head(conn: sa.Connection) -> bool:
+    """True if the database is stamped with this release's head; any doubt says False (Alembic decides)."""
+    head = _head_revision()
+    try:
+        if head is None or not sa.inspect(conn).has_table("alembic_version"):
+            return False
+        stamped = conn.execute(sa.text("select version_num from alembic_version")).scalars().all()
+    except sa.exc.SQLAlchemyError:
+        return False
+    finally:
+        conn.rollback()
+    return stamped == [head]
 
 
 def schema_revision(engine: Engine) -> str | None:

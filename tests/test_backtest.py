@@ -171,3 +171,20 @@ def test_backtest_of_a_missing_database_creates_nothing_and_says_what_to_do(tmp_
     assert stop.value.code == (f"backtest: cannot read the mentions in sqlite:///{missing} (unable to open "
                                "database file). Pass --db, or set DATABASE_URL.")
     assert not missing.exists()
+
+
+def test_backtest_counts_the_channels_budget_across_rules(engine, db_url, ruleset, clock, tmp_path,  # type: ignore[no-untyped-def]
+                                                          capsys) -> None:
+    at = clock.now() - timedelta(hours=1)
+    burst = [_post(10 + n, f"buyer{n}", f"@nordlysshop my lamp arrived broken, refund please #{n}",
+                   at + timedelta(seconds=10 * n)) for n in range(5)]
+    pipeline.ingest(engine, source="x-mentions", batch=burst, cursor=None, ruleset=ruleset, now=clock.now())
+    # the key's budget lifted, the channel's set to 2 a minute: the third post on is grouped
+    new = _edited(tmp_path, ("grouping: {window: 2m, max_alerts: 3}",
+                             "grouping: {window: 2m, max_alerts: 10, channel_max_alerts: 2}"))
+    out = json.loads(_run(capsys, "--rules", new, "--against", str(RULES), "--db", db_url,
+                          "--until", clock.now().isoformat(), "--format", "json"))
+    assert (out["current"]["grouped"], out["proposed"]["grouped"]) == (2, 3)
+    [gained] = out["grouped"]["gained"]
+    assert (gained["rule"], gained["channel"], gained["count"]) == ("urgent-complaint", "#cs-alerts", 1)
+    assert [e["author"] for e in gained["examples"]] == ["@buyer2"]

@@ -19,6 +19,7 @@ RUNS = {
     "latency": ["bench/latency.py", "--n", "20", "--rate", "20", "--poll-interval", "0.5", "--settle", "15"],
     "economy": ["bench/economy.py", "--mentions", "60", "--hours", "0.25", "--step", "15"],
     "memory": ["bench/memory.py", "--n", "100", "--idle", "1", "--timeout", "60"],
+    "memory_trace": ["bench/memory.py", "--n", "30", "--idle", "1", "--timeout", "60", "--trace"],
     "backtest": ["bench/backtest.py", "--n", "300", "--unique", "100"],
     "db_faults": ["bench/db_faults.py", "--fault", "readonly", "--outage", "1"],
 }
@@ -77,6 +78,14 @@ def test_memory_reads_the_daemon_rss_after_ingest(outputs):
     assert {"rss_idle_mb", "rss_peak_mb", "stored"} <= result.keys()
     assert result["stored"] == 100
     assert 10 < result["rss_idle_mb"] <= result["rss_peak_mb"]
+
+
+def test_memory_trace_says_what_each_package_import_cost(outputs):
+    result = last_json(outputs["memory_trace"])
+    assert result["traced"] and result["stored"] == 30
+    charged = {line.split()[2] for line in outputs["memory_trace"].stdout.splitlines() if line.endswith("after start)")}
+    assert {"sqlalchemy", "monitor"} <= charged
+    assert not charged & {"numpy", "jieba", "matplotlib"}  # the daemon never imports them
 
 
 def test_backtest_replays_every_stored_mention(outputs):

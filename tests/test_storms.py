@@ -275,3 +275,130 @@ def test_a_spike_alert_names_its_topics_and_examples_and_jumps_the_queue(sandbox
     examples = re.findall(r"\n>@user\d+: @nordlysshop the lamp I ordered arrived broken", text)
     assert len(examples) == 2
     daemon.engine.dispose()
+
+
+def test_a_channel_takes_at_most_its_budget_of_alerts_across_rules_and_verified_still_go_alone(
+        sandbox, db_url, tmp_path, clock):
+    rules = SIMPLE_RULES.replace("grouping: {window: 2m, max_alerts: 3}",
+                                 "grouping: {window: 2m, max_alerts: 3, channel_max_alerts: 4}")
+    daemon = make_daemon(sandbox, db_url, tmp_path, clock, rules_text=rules)
+    tweets(sandbox, clock, 2, text="@nordlysshop where is my invoice for order {n}")  # business-hours-complaint
+    tweets(sandbox, clock, 2, start=2)  # late-order
+    tweets(sandbox, clock, 3, start=4, text="@nordlysshop my lamp is broken, order {n}")  # urgent
+    tweets(sandbox, clock, 1, start=7, text="@nordlysshop my lamp is broken, order {n}", verified=True)
+    daemon.poll("x-mentions")
+    daemon.drain()
+    for _ in range(5):
+        clock.advance(1)
+        daemon.drain()
+    assert len(case_ids(daemon.engine)) == 8 and case_ids(daemon.engine) == visible_cases(sandbox)
+    with Session(daemon.engine) as s:
+        alone = [c for c in s.exec(select(Case).order_by(Case.id)).all() if c.grouped_into is None]
+    # four alerts of their own across three rules, then the channel is full; the verified author still goes alone
+    assert [(c.rule, c.author_handle) for c in alone] == [
+        ("business-hours-complaint", "user0"), ("business-hours-complaint", "user1"), ("late-order", "user2"),
+        ("late-order", "user3"), ("urgent", "user7")]
+    [root] = grouped_roots(sandbox)
+    updates = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == root["ts"]]
+    assert seen_text(updates[-1]).startswith("❗ *3 similar mentions* for rule `urgent`")
+    thread = [seen_text(m) for m in posts(sandbox) if m["thread_ts"] == root["ts"]]
+    assert thread[0] == "\n".join(f"❗ *#{n + 1}* x @user{n} (high): @nordlysshop my lamp is broken, order {n}"
+                                   for n in (4, 5, 6))
+    verified = [m for m in top_level(sandbox) if "@user7" in m["text"]]
+    assert len(verified) == 1 and "✓ verified" in json.dumps(verified[0]["blocks"], ensure_ascii=False)
+    assert refused(sandbox) == 0
+    daemon.engine.dispose()
+
+
+def test_a_wrong_channel_budget_is_a_clear_error():
+    with pytest.raises(RulesError) as caught:
+        parse_rules(SIMPLE_RULES.replace("grouping: {window: 2m, max_alerts: 3}",
+                                         "grouping: {window: 2m, max_alerts: 3, channel_max_alerts: 0}"),
+                    filename="r.yaml")
+    assert str(caught.value) == "r.yaml:25:59: grouping.channel_max_alerts: must be at least 1, got 0"
+
+
+def test_a_claimed_member_line_says_who_has_it_and_offers_its_next_actions_not_claim(sandbox, db_url, tmp_path,
+                                                                                      clock):
+    rules = SIMPLE_RULES.replace("acknowledge: {template: move_to_dm, private_template: move_to_dm_private, mode: auto}",
+                                 "acknowledge: {template: move_to_dm, private_template: move_to_dm_private, "
+                                 "mode: approve}")
+    daemon = make_daemon(sandbox, db_url, tmp_path, clock, rules_text=rules)
+    tweets(sandbox, clock, 6, text="@nordlysshop my lamp is broken, order {n}")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    [root] = grouped_roots(sandbox)
+    line = next(m for m in posts(sandbox) if m["thread_ts"] == root["ts"])
+    actions_of = lambda message: {b["block_id"]: [e["action_id"] for e in b["elements"]]  # noqa: E731
+                                  for b in message["blocks"] if b["type"] == "actions"}
+    assert actions_of(line)["mm_actions:5"] == ["mm_claim", "mm_ack", "mm_reply", "mm_resolve"]
+    actions = CaseActions(engine=daemon.engine, rules=lambda: daemon.ruleset, clock=clock)
+    app = build_app(token="xoxb-storm", actions=actions, signing_secret=SECRET, base_url=sandbox.url, clock=clock,
+                    process_before_response=True)
+    click(app, "mm_claim", user="U0AGENT", value="5", channel=line["channel"], ts=line["ts"])
+    clock.advance(2)
+    daemon.drain()
+    [edited] = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == line["ts"]]
+    sections = {b["block_id"]: b["text"]["text"] for b in edited["blocks"] if b["type"] == "section"}
+    assert sections["mm_line:5"] == ("❗ *#5* x @user4 (high): @nordlysshop my lamp is broken, order 4\n"
+                                     "↳ Claimed by <@U0AGENT>")
+    assert actions_of(edited)["mm_actions:5"] == ["mm_ack", "mm_reply", "mm_resolve"]
+    # the other members' lines are as they were, Claim and all
+    assert sections["mm_line:4"] == "❗ *#4* x @user3 (high): @nordlysshop my lamp is broken, order 3"
+    assert actions_of(edited)["mm_actions:4"] == actions_of(edited)["mm_actions:6"] == [
+        "mm_claim", "mm_ack", "mm_reply", "mm_resolve"]
+    # and the grouped message's list of newest members says it too
+    root_edits = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == root["ts"]]
+    assert "❗ #5 @user4 (high · Claimed by <@U0AGENT>)" in seen_text(root_edits[-1])
+
+    click(app, "mm_resolve", user="U0AGENT", value="6", channel=line["channel"], ts=line["ts"])
+    clock.advance(2)
+    daemon.drain()
+    edited = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == line["ts"]][-1]
+    sections = {b["block_id"]: b["text"]["text"] for b in edited["blocks"] if b["type"] == "section"}
+    assert sections["mm_line:6"].endswith("order 5\n↳ Resolved")
+    assert "mm_actions:6" not in actions_of(edited), "a resolved case offers nothing more"
+    assert actions_of(edited)["mm_actions:5"] == ["mm_ack", "mm_reply", "mm_resolve"]
+    assert refused(sandbox) == 0
+    daemon.engine.dispose()
+
+
+def test_a_refused_edit_does_not_hold_the_channels_new_lines(sandbox, daemon, clock):
+    tweets(sandbox, clock, 6)
+    daemon.poll("x-mentions")
+    daemon.drain()
+    [root] = grouped_roots(sandbox)
+    # Slack refuses the next chat.update (its own limit, Retry-After 30 s); chat.postMessage is not affected
+    sandbox.add_fault(platform="slack", path="chat.update", status=429)
+    tweets(sandbox, clock, 1, start=6)
+    clock.advance(5)
+    daemon.poll("x-mentions")
+    daemon.drain()  # case 7's line, then the refused edit of the grouped message
+    assert refused(sandbox) == 0 and 7 in visible_cases(sandbox)
+    tweets(sandbox, clock, 2, start=7)
+    clock.advance(5)
+    daemon.poll("x-mentions")
+    daemon.drain()
+    clock.advance(1)
+    daemon.drain()
+    assert {8, 9} <= visible_cases(sandbox), "the new cases' lines went out while the edit waits"
+    edits = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == root["ts"]]
+    assert not any(seen_text(m).startswith("❗ *6 similar mentions*") for m in edits)
+    clock.advance(30)
+    daemon.drain()
+    edits = [m for m in sandbox.slack_messages() if m["op"] == "update" and m["ts"] == root["ts"]]
+    assert seen_text(edits[-1]).startswith("❗ *6 similar mentions* for rule `late-order`")
+
+
+def test_the_daemons_slack_client_hands_a_429_to_the_outbox_instead_of_sleeping_on_it(sandbox):
+    from connectors.base import RateLimited
+    from monitor.runtime.wiring import build_notifier
+
+    notifier = build_notifier(settings=Settings(_env_file=None), sandbox_url=sandbox.url)
+    sandbox.configure(slack_burst=1, slack_refill_per_s=2.0)  # a second message in the same instant: 429, wait 1 s
+    notifier.post(channel="cs-alerts", text="one")
+    started = time.monotonic()
+    with pytest.raises(RateLimited):
+        notifier.post(channel="cs-alerts", text="two")
+    assert time.monotonic() - started < 1, "slack_sdk slept on the 429 instead of telling the outbox"
+    assert sandbox.stats()["requests"]["POST /api/chat.postMessage"] == 2

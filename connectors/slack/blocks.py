@@ -424,14 +424,22 @@ def member_elements(view: AlertView) -> list[dict[str, Any]]:
 THREAD_LINES_PER_MESSAGE = (MESSAGE_BLOCKS_MAX - 2) // 2  # a line and its buttons are two blocks
 
 
+def member_taken(view: AlertView) -> bool:
+    """Whether a grouped case's line says more than its text: someone has it, or it moved on."""
+    return bool(view.assignee) or view.state != "open"
+
+
 def render_thread(lines: Sequence[ThreadLine]) -> tuple[str, list[dict[str, Any]]]:
     """Several thread notes as ONE message: a section per note, a member's buttons under its line.
     At most THREAD_LINES_PER_MESSAGE lines (the caller splits), within Block Kit's limits."""
     blocks: list[dict[str, Any]] = []
     for line in lines[:THREAD_LINES_PER_MESSAGE]:
         block_id = f"mm_line:{line.member.case_id}" if line.member else f"mm_note:{len(blocks)}"
+        text = line.text
+        if line.member is not None and member_taken(line.member):  # re-rendered after a claim, a resolve...
+            text += "\n" + m.SLACK_MEMBER_STATE.format(state=state_line(line.member))
         blocks.append({"type": "section", "block_id": block_id,
-                       "text": _mrkdwn(plain_fit(line.text, limit=SECTION_TEXT_MAX))})
+                       "text": _mrkdwn(plain_fit(text, limit=SECTION_TEXT_MAX))})
         elements = member_elements(line.member) if line.member is not None else []
         if elements and line.member is not None:
             blocks.append({"type": "actions", "block_id": f"mm_actions:{line.member.case_id}", "elements": elements})

@@ -143,6 +143,7 @@ class _Replay:
         self.open_cases: set[tuple[str, str, str]] = set()
         self.individual: dict[str, deque[datetime]] = defaultdict(deque)  # group key -> own alerts' times
         self.leader_at: dict[str, datetime] = {}
+        self.in_channel: dict[str, deque[datetime]] = defaultdict(deque)  # channel -> own alerts' times
         self.last_ack: dict[tuple[str, str], datetime] = {}
         self.policies = {name: ReplyPolicy(platform=p) for name, p in SOCIAL.items()}
 
@@ -166,23 +167,28 @@ class _Replay:
         rule = decision.rule_name
         return Outcome(
             alert=(rule, self.rules.channel(alert.channel)),
-            grouped=self._grouped(group_key(decision, row), at,
+            grouped=self._grouped(group_key(decision, row), at, channel=self.rules.channel(alert.channel),
                                   alone=must_stand_alone(self.rules.grouping, decision, row)),
             sla=(rule, int(alert.sla.total_seconds()), alert.business_hours),
             auto_reply=self._auto_reply(row, decision, at, dry_run=alert.dry_run),
         )
 
-    def _grouped(self, key: str, at: datetime, *, alone: bool = False) -> bool:
-        """monitor/cases/pipeline.py `_queue_alert`: beyond max_alerts in the window, one grouped message."""
-        window = self.rules.grouping.window
+    def _grouped(self, key: str, at: datetime, *, channel: str = "", alone: bool = False) -> bool:
+        """monitor/cases/pipeline.py `_queue_alert`: beyond max_alerts in the window, or beyond the
+        channel's channel_max_alerts in channel_window, one grouped message."""
+        grouping = self.rules.grouping
         times = self.individual[key]
-        while times and times[0] < at - window:
+        while times and times[0] < at - grouping.window:
             times.popleft()
-        if alone or not self.rules.grouping.beyond_budget(len(times)):
+        in_channel = self.in_channel[channel]
+        while in_channel and in_channel[0] < at - grouping.channel_window:
+            in_channel.popleft()
+        if alone or not grouping.beyond_budget(len(times), in_channel=len(in_channel)):
             times.append(at)
+            in_channel.append(at)
             return False
         leader = self.leader_at.get(key)
-        if leader is None or leader < at - window:
+        if leader is None or leader < at - grouping.window:
             self.leader_at[key] = at
         return True
 

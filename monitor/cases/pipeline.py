@@ -118,6 +118,7 @@ def ingest(
         [m.text for m in fresh],
         lang_hints=[m.lang_hint for m in fresh],
         languages=list(ruleset.brand.languages),
+        explain=False,  # Score.signals are for `mention-monitor explain`; nothing stored or sent reads them
     ) if fresh else []
     facts = [_facts(m, s, source=source) for m, s in zip(fresh, scores, strict=True)]
     decisions, muted = silences.mute_decisions(
@@ -222,9 +223,10 @@ class _CaseBuilder:
     """Opens, attaches and reopens cases for one batch, writing their outbox rows.
 
     Every case it changes was read by the page's queries, so a change is written by the flush without
-    another `session.add` (each one walks the case's cascade again).  The loop's only query reserves the
-    page's case ids: what it looks up (hand-offs, storm control, reply parents, our posted replies) is read
-    before it, and the cases it opens are written with one INSERT after it (`_insert_opened`)."""
+    another `session.add` (each one walks the case's cascade again).  What the loop looks up (hand-offs,
+    storm control's group state, reply parents, our posted replies) is read before it; inside it only the
+    case id reservation and the channel budget (`_channel_alerts`, once per channel) query, and the cases
+    still pending after it are written with one INSERT (`_insert_opened`)."""
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
@@ -241,6 +243,7 @@ class _CaseBuilder:
         self.cases: dict[tuple[str, str, str], Case] = {}  # (platform, conversation, author) -> latest case
         self.by_conversation: dict[tuple[str, str], list[Case]] = {}
         self.group_counts: dict[str, tuple[int, Case | None]] = {}
+        self.channel_counts: dict[str, int] = {}  # channel -> its alerts of their own in grouping.channel_window
         self.group_individual: dict[str, int] = {}  # group key -> its individual alerts in the window (page's read)
         self.group_leaders: dict[str, list[Case]] = {}  # group key -> its groups in the window (page's read)
         self.reopened: dict[int, tuple[Case, datetime | None]] = {}  # case id -> (case, opened_at before)
@@ -473,10 +476,12 @@ class _CaseBuilder:
         grouping = self.rules.grouping
         assert case.id is not None
         individual, leader = self._group_state(case.group_key, grouping.window, opening=case.id)
-        if not grouping.beyond_budget(individual) or must_stand_alone(grouping, decision, row):
+        in_channel = self._channel_alerts(case.channel, grouping.channel_window, opening=case.id)
+        if not grouping.beyond_budget(individual, in_channel=in_channel) or must_stand_alone(grouping, decision, row):
             outbox.add(self.s, kind=OutboxKind.ALERT, dedup_key=f"alert:{case.id}", case_id=case.id,
                        mention_id=row.id, target=case.channel, payload={"case_id": case.id}, now=self.now)
             self.group_counts[case.group_key] = (individual + 1, leader)
+            self.channel_counts[case.channel] = in_channel + 1
             self.result.alerts += 1
             return
         self.result.grouped += 1
@@ -500,6 +505,16 @@ class _CaseBuilder:
                        mention_id=mention_id, target=case.channel,
                        payload=notes.GroupMember(member_case_id=member_id or 0, mention_id=mention_id or 0).payload(),
                        now=self.now)
+
+    def _channel_alerts(self, channel: str, window: timedelta, *, opening: int) -> int:
+        """Alerts of their own (not grouped) posted to `channel` in the window, across all rules,
+        BEFORE the case being opened: grouping.channel_max_alerts."""
+        if channel not in self.channel_counts:
+            self.channel_counts[channel] = int(self.s.exec(
+                select(sa.func.count()).select_from(Case).where(
+                    Case.channel == channel, Case.opened_at >= self.now - window, Case.grouped_into.is_(None),
+                    Case.id != opening)).one())
+        return self.channel_counts[channel]
 
     def _load_groups(self, rows: Sequence[Mention], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
         """Storm control's state of every group key the page may open a case in, in two queries for the page

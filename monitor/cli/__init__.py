@@ -309,7 +309,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             sandbox.play(load_seed(seed), speed=args.speed)
         else:
             print(msg.CLI_SANDBOX_NO_SEED, file=sys.stderr)
-    from monitor import migrations
     from monitor.store import DatabaseUnusable, SchemaTooNew
 
     try:
@@ -321,6 +320,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(msg.CLI_DB_NOT_WRITABLE.format(url=url, reason=exc), file=sys.stderr)
         return 1
     except SchemaTooNew as exc:
+        from monitor import migrations
+
         url = sa_url(args.db or settings.database_url)
         print(msg.CLI_DB_TOO_NEW.format(url=url, revision=exc, head=migrations.head()), file=sys.stderr)
         return 1

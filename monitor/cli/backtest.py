@@ -11,12 +11,12 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from monitor import messages as msg
+
+if TYPE_CHECKING:  # rich is imported when a table is printed, not by every command (nor the daemon)
+    from rich.console import Console
 
 
 def register(subparsers: Any) -> None:
@@ -100,6 +100,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         out["current"]["rules"], out["proposed"]["rules"] = against, args.rules
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return 0
+    from rich.console import Console
+
     render_table(result, current=against, proposed=args.rules, console=Console(file=sys.stdout))
     return 0
 
@@ -124,6 +126,7 @@ def _sla(value: tuple[str, int, bool]) -> str:
 def render_table(result: Any, *, current: str, proposed: str, console: Console) -> None:
     """The diff as a person reads it: totals, then each kind of change with example posts."""
     from rich.markup import escape
+    from rich.table import Table
 
     console.print(escape(msg.BACKTEST_TITLE.format(
         proposed=proposed, current=current, count=f"{result.mentions:,}",

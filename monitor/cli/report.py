@@ -12,14 +12,14 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, Any
 
 from connectors.base import AuthFailed, BadPayload, RateLimited, Transient
 from connectors.platforms import SOCIAL
 from monitor import messages as msg
+
+if TYPE_CHECKING:  # rich is imported by the commands that print with it, not by the daemon
+    from rich.console import Console
 
 
 def register(subparsers: Any) -> None:
@@ -85,6 +85,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(report_render.to_csv(report))
     else:
+        from rich.console import Console
+
         report_render.render_tables(report, console=Console())
     if args.png:
         paths = write_pngs(report, target=Path(args.png))
@@ -129,6 +131,9 @@ def backfill(
 
     Cases opened from history are dry runs (nothing is posted publicly for old posts) and history:
     they count in reports and never warn, breach or escalate."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from monitor.cases import pipeline
     from monitor.runtime.daemon import policy_for
 
@@ -199,6 +204,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 1
     engine = make_engine(args.db or settings.database_url)
     create_schema(engine)
+    from rich.console import Console
+
     console = Console(stderr=True)
     try:
         counts = backfill(engine=engine, ruleset=ruleset, bindings=bindings, since=since, now=now, console=console)

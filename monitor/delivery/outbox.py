@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from connectors.base import AuthFailed, BadPayload, ConnectorError, Notifier, RateLimited, Refused, Transient
 from monitor import messages as msg
 from monitor.delivery.notes import compose
-from monitor.model import PUBLIC_KINDS, Case, Event, Mention, Outbox, OutboxKind, OutboxState
+from monitor.model import PUBLIC_KINDS, Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
 from monitor.retry import DELIVERIES
 from monitor.store import is_postgres, transaction
 from monitor.views import OpenCaseLine, ThreadLine, build_view
@@ -309,6 +309,14 @@ class ChannelPacer:
         return timedelta(0)
 
 
+# Slack counts chat.update apart from chat.postMessage: per method, per app, per workspace
+# (api.slack.com/apis/rate-limits); chat.update's reference page lists Tier 3, 50+ a minute.  A paced
+# notifier's edits (countdowns, grouped messages, members' lines) share this budget in one bucket.
+UPDATES_PER_MINUTE = 50
+UPDATE_BURST = 10
+_UPDATES = "chat.update"  # the update bucket's key: one for the workspace, not one per channel
+
+
 class Deliverer:
     """Delivers due outbox rows: Slack through the notifier, platform replies through the sources."""
 
@@ -327,6 +335,8 @@ class Deliverer:
         self.replies = replies  # monitor.cases.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
         per_second = notifier.messages_per_second  # a declared capability; None: no limit (the console)
         self.pacer = ChannelPacer(per_second=per_second, burst=notifier.burst) if per_second else None
+        self.update_pacer = ChannelPacer(per_second=UPDATES_PER_MINUTE / 60, burst=UPDATE_BURST) \
+            if per_second else None
         self._group_threads: set[tuple[str, str]] = set()  # (channel, ts) of grouped messages seen
 
     def run_once(self, *, now: datetime, limit: int = 50,
@@ -529,7 +539,10 @@ class Deliverer:
                    retry_at=now + wait.delay, error=str(wait))
             return "retried"
         except RateLimited as exc:
-            if self.pacer is not None and row.kind not in PUBLIC_KINDS:
+            if row.kind == OutboxKind.ALERT_UPDATE:  # chat.update's own limit: the channel may still take posts
+                if self.update_pacer is not None:
+                    self.update_pacer.hold(_UPDATES, until=exc.until, now=now)
+            elif self.pacer is not None and row.kind not in PUBLIC_KINDS:
                 self.pacer.hold(self._channel_of(row), until=exc.until, now=now)
             self._retry(row, now=now, at=exc.until, error=str(exc))
             return "retried"
@@ -603,6 +616,12 @@ class Deliverer:
             if wait > timedelta(0):
                 raise _Paced(wait)
 
+    def _pace_update(self, *, now: datetime) -> None:
+        if self.update_pacer is not None:
+            wait = self.update_pacer.take(_UPDATES, now)
+            if wait > timedelta(0):
+                raise _Paced(wait)
+
     def _load(self, case_id: int | None) -> tuple[Case, Mention]:
         with transaction(self.engine) as s:
             case = s.get(Case, case_id) if case_id else None
@@ -663,6 +682,37 @@ class Deliverer:
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
                result={"channel": posted.channel, "ts": posted.ts}, also=record)
 
+    def _update_line(self, case: Case, *, now: datetime) -> bool:
+        """Re-render the thread message that carries a grouped case's line (chat.update), with every
+        line it carries, when what the line shows changed: a claimed member shows who claimed it and
+        offers its next actions, not Claim.  Only a person's action changes it (claim, acknowledge,
+        snooze, resolve), so a storm's follow-ups and automatic acknowledgements cost no chat.update.
+        Nothing to do while the line is not posted yet: it is worded fresh when it is.  True if updated."""
+        table = Outbox.__table__
+        shown = f"{case.assignee}|{case.state}"
+        with transaction(self.engine) as s:
+            carrier = s.exec(select(Outbox).where(Outbox.dedup_key == f"{MEMBER_PREFIX}{case.id}",
+                                                  Outbox.state == OutboxState.SENT)).first()
+            posted = dict(carrier.result or {}) if carrier is not None else {}
+            channel, ts = posted.get("channel"), posted.get("ts")
+            if carrier is None or not channel or not ts or posted.get("shown", f"|{CaseState.OPEN}") == shown:
+                return False
+            group = select(Case.id).where(Case.grouped_into == case.grouped_into)
+            rows = s.exec(select(Outbox).where(
+                Outbox.kind == OutboxKind.THREAD, Outbox.state == OutboxState.SENT, Outbox.case_id.in_(group),
+                table.c.result["ts"].as_string() == str(ts))).all()
+            # the message's order: the members' lines first, then the notes (claim's priority), by id
+            rows = sorted(rows, key=lambda r: (not r.dedup_key.startswith(MEMBER_PREFIX), r.id or 0))
+            lines = [self._thread_line(s, r, now=now) for r in rows]
+        if not lines:
+            return False
+        self._pace_update(now=now)
+        text, blocks = self.notifier.render_thread(lines)
+        self.notifier.update(channel=str(channel), ts=str(ts), text=text, blocks=blocks)
+        with transaction(self.engine) as s:
+            s.execute(sa.update(table).where(table.c.id == carrier.id).values(result={**posted, "shown": shown}))
+        return True
+
     def _alert_failed(self, case_id: int | None) -> bool:
         with transaction(self.engine) as s:
             return s.exec(select(sa.func.count()).select_from(Outbox).where(
@@ -671,13 +721,22 @@ class Deliverer:
 
     def _update(self, row: Outbox, *, now: datetime) -> None:
         case, mention = self._load(row.case_id)
+        # a grouped case's line in its group's thread shows who has it and offers its next actions
+        changed = self._update_line(case, now=now) if case.grouped_into else False
         if not case.slack_ts:
             if case.grouped_into and case.grouped_into != case.id:
-                finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
+                leader = case.grouped_into
+
+                def also(s: Session) -> None:  # the group's message lists its newest members' state too
+                    if changed and case.id in {m.case_id for m in _newest_members(s, leader_id=leader)}:
+                        request_update(s, case_id=leader, channel=case.channel, now=now)
+
+                finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT, also=also)
                 return
             if self._alert_failed(case.id):
                 raise Refused(f"the alert of case {case.id} was refused by Slack: nothing to update")
             raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
+        self._pace_update(now=now)
         text, blocks = self.notifier.render_alert(self._view(case, mention, now=now))
         self.notifier.update(channel=case.slack_channel, ts=case.slack_ts, text=text, blocks=blocks)
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
@@ -767,6 +826,8 @@ class _NotYet(Exception):
 
 
 def backlog(engine: Engine) -> int:
+    """Slack messages (alerts, lines, notes, edits) still queued: what `run --once` says it left.
+    Platform replies are not counted: they keep their own pace and their own at-most-once path."""
     with Session(engine) as s:
         return int(s.exec(select(sa.func.count()).select_from(Outbox).where(
-            Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING]))).one())
+            Outbox.state.in_([OutboxState.PENDING, OutboxState.SENDING]), Outbox.platform == "slack")).one())

@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from monitor.delivery.notes import humanize
 from monitor.report.kpis import WEEKDAYS, Attainment, Report
+
+if TYPE_CHECKING:  # rich is imported when tables are printed: the daemon's digest needs only text
+    from rich.console import Console
 
 
 def _att(a: Attainment) -> dict[str, Any]:
@@ -109,6 +109,8 @@ def _pct(value: float | None) -> str:
 
 def render_tables(report: Report, *, console: Console) -> None:
     """The report as rich tables in the terminal."""
+    from rich.table import Table
+
     console.print(f"[bold]Mentions and cases[/bold] {report.since:%Y-%m-%d %H:%M} - {report.until:%Y-%m-%d %H:%M} "
                   f"UTC (local time: {report.timezone})")
     summary = Table(show_header=False, box=None)

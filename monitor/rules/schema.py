@@ -226,11 +226,17 @@ class Grouping(_Model):
     # alerts always posted on their own: severity critical, an alert to the `vip` channel alias,
     # an author the platform verified ([] groups everything beyond max_alerts)
     never: tuple[Literal["critical", "vip", "verified"], ...] = NEVER_GROUPED
+    # The channel's budget, across all rules: at most `channel_max_alerts` alerts of their own in
+    # `channel_window`; beyond it a groupable alert joins its group's message even within its key's
+    # `max_alerts` (what `never` names still goes alone, and counts).
+    channel_max_alerts: StrictInt = Field(default=10, ge=1)
+    channel_window: PositiveDuration = timedelta(minutes=1)
 
-    def beyond_budget(self, individual: int) -> bool:
+    def beyond_budget(self, individual: int, *, in_channel: int = 0) -> bool:
         """Storm control's count: the first `max_alerts` alerts of a key in the window go out one by
-        one, the rest share a grouped message (the pipeline and the backtest both ask this)."""
-        return individual >= self.max_alerts
+        one, the rest share a grouped message; and a channel that had `channel_max_alerts` alerts of
+        their own in `channel_window` groups what is groupable (the pipeline and the backtest both ask this)."""
+        return individual >= self.max_alerts or in_channel >= self.channel_max_alerts
 
 
 class Spike(_Model):

@@ -24,11 +24,12 @@ def _libc() -> Any:
 def trim_memory() -> None:
     """Hand the heap's free pages back to the system (glibc malloc_trim).  Python frees the
     objects of a poll at once, but the allocator keeps their pages: an idle daemon would sit
-    at the size of its busiest minute (bench/memory.py).  The language model's mapped pages go
-    back too (monitor.triage.lang.release_pages)."""
-    from monitor.triage.lang import release_pages
+    at the size of its busiest minute (bench/memory.py).  The memory-mapped model pages that posts
+    read go back too: the language identifier's and the Chinese word table's."""
+    from monitor.triage import langid_model, zh_segment
 
-    release_pages()
+    langid_model.release_pages()
+    zh_segment.release_pages()
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)

@@ -90,8 +90,12 @@ def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = Fa
         return ConsoleNotifier(stream=sys.stdout)
     from connectors.slack.notifier import SlackNotifier
 
+    # No slack_sdk retries of a 429: the outbox paces each channel itself, and a refusal must reach it
+    # (monitor.delivery.outbox.ChannelPacer.hold), else after a restart every post is refused once and
+    # slept off in turn, and a catch-up `run --once` goes on at Slack's pace until the backlog is empty.
     slack = SlackNotifier(token="xoxb-" + token if sandbox_url else token,
-                          base_url=sandbox_url or settings.slack_api_url or None, clock=clock)
+                          base_url=sandbox_url or settings.slack_api_url or None, clock=clock,
+                          max_rate_limit_retries=0)
     slack.messages_per_second = settings.slack_rate if settings.slack_rate > 0 else None
     slack.burst = max(1, settings.slack_burst)
     if not echo:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from monitor.model import Score
 from monitor.triage.complaint import ComplaintModel, cue_hits, folded_body, load_model
-from monitor.triage.lang import detect
+from monitor.triage.lang import detect, detect_many
 from monitor.triage.lexicon import SUPPORTED_LANGUAGES, clean, is_question
 from monitor.triage.sentiment import sentiment as document_sentiment
 
@@ -24,29 +24,56 @@ CATEGORIES_FROM = 0.41
 NEGATIVE_AT = -0.05  # the default alert rule's `sentiment: {max: -0.05}`
 
 
-def triage(text: str, *, lang_hint: str = "", languages: Sequence[str] | None = None) -> Score:
-    """Score one post: language, sentiment (-1..1 or None), complaint probability, categories."""
-    return triage_with(text, lang_hint=lang_hint, languages=languages, model=load_model())
+def triage(
+    text: str, *, lang_hint: str = "", languages: Sequence[str] | None = None, explain: bool = True
+) -> Score:
+    """Score one post: language, sentiment (-1..1 or None), complaint probability, categories.
+
+    `explain=False` leaves `Score.signals` empty: the reasons are for `mention-monitor explain`,
+    and spelling them out (above all the n-gram features behind the complaint score) costs about
+    a tenth of a post's triage; nothing is stored or sent from them."""
+    return triage_with(text, lang_hint=lang_hint, languages=languages, model=load_model(), explain=explain)
 
 
 def triage_with(
-    text: str, *, lang_hint: str = "", languages: Sequence[str] | None = None, model: ComplaintModel
+    text: str,
+    *,
+    lang_hint: str = "",
+    languages: Sequence[str] | None = None,
+    model: ComplaintModel,
+    explain: bool = True,
 ) -> Score:
     """`triage` with an explicit complaint model (cross-validation trains one per fold)."""
     cleaned = clean(text)
     lang, lang_signal = detect(text, lang_hint=lang_hint, languages=languages, cleaned=cleaned)
+    return _score(text, cleaned=cleaned, lang=lang, lang_signal=lang_signal, model=model, explain=explain)
+
+
+def _score(
+    text: str, *, cleaned: str, lang: str, lang_signal: str, model: ComplaintModel, explain: bool
+) -> Score:
+    """Everything after language detection."""
+    # Every stage reads the same folded text (cues, both n-gram models, question openers, the
+    # learned sentiment model): fold it once; it is the costliest clean-up of a non-ASCII post.
+    folded = folded_body(text, cleaned=cleaned)
     sentiment, sentiment_signals = document_sentiment(
-        text, lang=lang, cleaned=cleaned, negative_model=model.negative
+        text, lang=lang, cleaned=cleaned, negative_model=model.negative, folded=folded
     )
     cue_lang = lang if lang in SUPPORTED_LANGUAGES else "en"
-    folded = folded_body(text, cleaned=cleaned)
     hits = cue_hits(text, lang=cue_lang, folded=folded)
-    question = is_question(cleaned, lang=cue_lang)
+    question = is_question(cleaned, lang=cue_lang, folded=folded)
     probability, inputs = model.probability(
         text=text, cue_total=hits.total, sentiment=sentiment, folded=folded, question=question
     )
-    signals = [lang_signal, *sentiment_signals, *hits.signals, *model.explain(inputs=inputs, folded=folded)]
-    signals.append(f"complaint {round(probability, 4):.2f}")
+    signals: tuple[str, ...] = ()
+    if explain:
+        signals = (
+            lang_signal,
+            *sentiment_signals,
+            *hits.signals,
+            *model.explain(inputs=inputs, folded=folded),
+            f"complaint {round(probability, 4):.2f}",
+        )
     return Score(
         lang=lang,
         sentiment=sentiment,
@@ -56,7 +83,7 @@ def triage_with(
             alerted=probability >= CATEGORIES_FROM or (sentiment is not None and sentiment <= NEGATIVE_AT),
             question=question,
         ),
-        signals=tuple(signals),
+        signals=signals,
     )
 
 
@@ -69,11 +96,21 @@ def _categories(cues: tuple[str, ...], *, alerted: bool, question: bool) -> tupl
 
 
 def triage_many(
-    texts: Sequence[str], *, lang_hints: Sequence[str] | None = None, languages: Sequence[str] | None = None
+    texts: Sequence[str],
+    *,
+    lang_hints: Sequence[str] | None = None,
+    languages: Sequence[str] | None = None,
+    explain: bool = True,
 ) -> list[Score]:
-    """`triage` over a batch, in order."""
+    """`triage` over a batch, in order (`explain=False`: no `signals`, as the pipeline stores none)."""
     hints = lang_hints if lang_hints is not None else [""] * len(texts)
-    return [triage(t, lang_hint=h, languages=languages) for t, h in zip(texts, hints, strict=True)]
+    model = load_model()
+    cleaned = [clean(text) for text in texts]
+    languages_found = detect_many(cleaned, lang_hints=hints, languages=languages)  # one model pass for the batch
+    return [
+        _score(text, cleaned=body, lang=lang, lang_signal=reason, model=model, explain=explain)
+        for text, body, (lang, reason) in zip(texts, cleaned, languages_found, strict=True)
+    ]
 
 
 def warm_up() -> None:

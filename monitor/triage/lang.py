@@ -1,30 +1,24 @@
 """Language detection for short posts: py3langid restricted to the brand's languages.
 
 Why py3langid and not lingua: see monitor/data/lexicons/NOTES.md ("Language
-detection"). Chinese is recognised by its script before any model runs.
+detection"). Chinese is recognised by its script before any model runs. The model is
+stored and scored by triage.langid_model (no numpy in the daemon).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import logging
-import os
 import re
-import shutil
-import tempfile
-from array import array
 from collections.abc import Sequence
 from functools import cache
-from pathlib import Path
-from typing import Any
 
+from monitor.triage import langid_model
 from monitor.triage.lexicon import clean
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+_NOT_LETTERS = re.compile(r"[\W\d_]+", re.UNICODE)  # the complement of _LETTER: counting by deletion
 # When no language list is given we still detect among all ~100 languages, but a short
 # Indonesian post often looks Malay, a Croatian one Bosnian/Serbian, a Danish one
 # Norwegian; for a product that scores six languages these are its neighbours.
@@ -43,163 +37,21 @@ _COMMON_FOREIGN = frozenset({"en", "de", "fr", "es", "pt", "it", "nl", "sv", "pl
 
 
 log = logging.getLogger(__name__)
-_MAPPED: list[Any] = []  # memory-mapped model tables (for release_pages)
-
-
-def _cache_dir() -> Path:
-    """Where the unpacked langid model is kept between runs (about 70 MB)."""
-    from importlib.metadata import version
-
-    root = os.environ.get("MENTION_MONITOR_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(root).expanduser() / "mention-monitor" / f"py3langid-{version('py3langid')}"
-
-
-def _load_unpacked(directory: Path) -> Any:
-    import numpy as np
-    from py3langid.langid import LanguageIdentifier
-
-    meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-    # The tokenizer's transition table (~40 MB) stays a memory-mapped file: a post visits a few
-    # states, so only the pages it touches are ever read, and they are the kernel's to reclaim.
-    table = np.load(directory / "nextmove.npy", mmap_mode="r")
-    _MAPPED.append(table)
-    nextmove = memoryview(table)
-    row = array(meta["row_typecode"])
-    row.frombytes(np.load(directory / "row.npy", mmap_mode="r").tobytes())
-    return LanguageIdentifier(
-        np.load(directory / "ptc.npy", mmap_mode="r"),
-        np.load(directory / "pc.npy"),
-        meta["classes"],
-        nextmove,
-        np.load(directory / "output.npy").tolist(),
-        norm_probs=True,
-        tk_row=row,
-    )
-
-
-def _save_unpacked(ident: Any, directory: Path) -> None:
-    import numpy as np
-
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent))
-    ptc, pc, classes = ident._full_model
-    np.save(staging / "ptc.npy", np.asarray(ptc))
-    np.save(staging / "pc.npy", np.asarray(pc))
-    np.save(
-        staging / "nextmove.npy", np.frombuffer(ident.tk_nextmove, dtype=f"u{ident.tk_nextmove.itemsize}")
-    )
-    np.save(staging / "row.npy", np.frombuffer(ident.tk_row, dtype=f"u{ident.tk_row.itemsize}"))
-    np.save(staging / "output.npy", np.asarray(ident.tk_output, dtype=np.int32))
-    meta = {
-        "classes": list(classes),
-        "nextmove_typecode": ident.tk_nextmove.typecode,
-        "row_typecode": ident.tk_row.typecode,
-    }
-    (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    try:
-        staging.rename(directory)  # atomic: a half-written cache is never read
-    except OSError:  # another process got there first; its copy is as good as ours
-        shutil.rmtree(staging, ignore_errors=True)
+_cache_dir = langid_model.cache_dir
+release_pages = langid_model.release_pages
 
 
 @cache
-def _base_identifier() -> Any:
-    """py3langid's model. Unpacking its LZMA file takes ~1.5 s, so the unpacked
-    arrays are cached on disk and memory-mapped on later starts (~0.1 s)."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    try:
-        directory = _cache_dir()
-        if (directory / "meta.json").exists():
-            return _load_unpacked(directory)
-    except Exception:  # a broken cache must never stop triage; fall back to the slow path
-        log.warning("langid model cache unreadable; unpacking the model again", exc_info=True)
-        directory = None
-    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    if directory is not None:
-        try:
-            _save_unpacked(ident, directory)
-        except OSError:
-            log.info("could not cache the unpacked langid model", exc_info=True)
-    return ident
-
-
-@cache
-def _identifier(candidates: tuple[str, ...] | None) -> Any:
+def _identifier(candidates: tuple[str, ...] | None) -> langid_model.Identifier:
     """The model restricted to `candidates` (None: all languages). Scoring cost grows with
     the number of languages, so a brand's few languages plus the usual foreign ones
     classify about 4x faster than the full ~100."""
-    import numpy as np
-
-    base = _base_identifier()
-    if candidates is None:
-        return base
-    full_ptc, full_pc, classes = base._full_model
-    wanted = set(candidates)
-    indices = [i for i, c in enumerate(classes) if c in wanted]
-    ident = copy.copy(base)  # shares the tokenizer; the base stays whole
-    ident.nb_classes = [classes[i] for i in indices]
-    ident.nb_pc = np.asarray(full_pc)[indices]
-    # a plain ndarray view of the mapped file: numpy.memmap's indexing adds ~3 us a post in Python
-    ident.nb_ptc = np.asarray(_restricted_ptc(full_ptc, indices, labels=ident.nb_classes))
-    ident._set_alias_pairs()
-    return ident
-
-
-def _restricted_ptc(full_ptc: Any, indices: list[int], *, labels: list[str]) -> Any:
-    """The feature x language table for some languages, as float32 (float16 maths is slow).
-
-    Kept as a memory-mapped file in the cache directory: a post reads only the rows of the
-    features it contains, so the daemon holds a few MB of it instead of the whole table; and the
-    full 100,000 x 142 table is read only once, when a new set of languages is first used."""
-    import numpy as np
-
-    def build() -> Any:
-        table = np.ascontiguousarray(full_ptc[:, indices], dtype=np.float32)
-        _release(full_ptc)  # building read the whole mapped table: hand those pages back
-        return table
-
-    try:
-        directory = _cache_dir()
-        key = hashlib.sha256(",".join(labels).encode()).hexdigest()[:16]
-        path = directory / f"ptc-{key}.npy"
-        if not path.exists():
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, staging = tempfile.mkstemp(dir=directory, suffix=".npy")
-            with os.fdopen(fd, "wb") as out:
-                np.save(out, build())
-            os.replace(staging, path)  # atomic: a half-written table is never read
-        table = np.load(path, mmap_mode="r")
-        _MAPPED.append(table)
-        return table
-    except (OSError, ValueError):
-        log.info("could not cache the restricted langid table; keeping it in memory", exc_info=True)
-        return build()
-
-
-def release_pages() -> None:
-    """Hand back the model pages this process has read.  They are clean file pages, read again
-    from the page cache when a post needs them (a minor fault each); an idle daemon then holds
-    none of the ~30 MB a day of posts touches."""
-    for table in _MAPPED:
-        _release(table)
-
-
-def _release(table: Any) -> None:
-    """Drop a memory-mapped array's resident pages from this process (they stay in the file)."""
-    import mmap
-
-    backing = getattr(table, "_mmap", None)
-    if backing is not None and hasattr(backing, "madvise"):
-        try:
-            backing.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):
-            pass
+    return langid_model.identifier(None if candidates is None else frozenset(candidates))
 
 
 @cache
 def _known_labels() -> frozenset[str]:
-    return frozenset(_base_identifier().labels)
+    return frozenset(langid_model.automaton().classes)
 
 
 def _allowed(languages: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -218,7 +70,7 @@ def _allowed_of(languages: tuple[str, ...]) -> tuple[str, ...] | None:
 
 def warm_up() -> None:
     """Load the langid model now instead of on the first post."""
-    _base_identifier().rank("warm up")
+    langid_model.automaton()
 
 
 def detect(
@@ -229,12 +81,12 @@ def detect(
     hint = (lang_hint or "").lower().split("-")[0]
     hint = "" if hint in ("und", "qme", "qht", "zxx", "art") else hint
     body = clean(text) if cleaned is None else cleaned
-    letters = len(_LETTER.findall(body))
+    letters = len(_NOT_LETTERS.sub("", body))  # as len(_LETTER.findall(body)), without a list of letters
     if not letters:
         if hint and (allowed is None or hint in allowed):
             return hint, f"language {hint}: platform hint, no letters"
         return "und", "language und: no letters"
-    han = len(_HAN.findall(body))
+    han = 0 if body.isascii() else len(_HAN.findall(body))
     if han and han >= 0.3 * letters and not _KANA_HANGUL.search(body):
         if allowed is None or "zh" in allowed:
             return "zh", f"language zh: {han} Han characters"
@@ -251,6 +103,14 @@ def detect(
     return lang, f"language {lang}: langid {confidence:.2f}"
 
 
+def detect_many(
+    bodies: Sequence[str], *, lang_hints: Sequence[str], languages: Sequence[str] | None = None
+) -> list[tuple[str, str]]:
+    """`detect` for each of some cleaned texts, in order."""
+    return [detect(body, lang_hint=hint, languages=languages, cleaned=body)
+            for body, hint in zip(bodies, lang_hints, strict=True)]
+
+
 def _classify(body: str, allowed: tuple[str, ...] | None) -> tuple[str, float, bool]:
     """(language, confidence, foreign).
 
@@ -260,32 +120,25 @@ def _classify(body: str, allowed: tuple[str, ...] | None) -> tuple[str, float, b
     language the brand did not configure (then its sentiment is unknown).
     """
     if allowed is None:
-        top, top_p = _identifier(None).classify(body)
-        return _NEIGHBOURS.get(top, top), top_p, False
+        posterior = _identifier(None).posterior(body)
+        top = max(range(len(posterior)), key=posterior.__getitem__)
+        lang = _identifier(None).nb_classes[top]
+        return _NEIGHBOURS.get(lang, lang), posterior[top], False
     allowed_set, neighbours_of_allowed, candidates = _candidates(allowed)
     ident = _identifier(candidates)
     classes = ident.nb_classes
-    # py3langid's public `rank` sorts and merges aliases in Python (~40 us a post);
-    # its posterior vector from `_decide` answers the same questions with two argmaxes.
-    try:
-        scores = ident._decide(body)
-    except AttributeError:  # a py3langid without _decide: the public, slower ranking
-        import numpy as np
-
-        posterior = dict(ident.rank(body))
-        scores = np.array([posterior.get(lang, 0.0) for lang in classes])
+    scores = ident.posterior(body)
     allowed_index = _indices(candidates, allowed)
-    top = int(scores.argmax())
-    allowed_scores = scores[allowed_index]
-    mass = float(allowed_scores.sum())
+    top = max(range(len(scores)), key=scores.__getitem__)
+    mass = sum(scores[i] for i in allowed_index)
     if (
         mass <= _FOREIGN_MASS
         and classes[top] not in allowed_set
         and classes[top] not in neighbours_of_allowed
     ):
-        return classes[top], float(scores[top]), True
-    best = int(allowed_index[int(allowed_scores.argmax())])
-    return classes[best], (float(scores[best]) / mass if mass else 0.0), False
+        return classes[top], scores[top], True
+    best = max(allowed_index, key=scores.__getitem__)
+    return classes[best], (scores[best] / mass if mass else 0.0), False
 
 
 @cache
@@ -298,8 +151,6 @@ def _candidates(allowed: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str
 
 
 @cache
-def _indices(candidates: tuple[str, ...], allowed: tuple[str, ...]) -> Any:
-    import numpy as np
-
+def _indices(candidates: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[int, ...]:
     classes = _identifier(candidates).nb_classes
-    return np.array([i for i, lang in enumerate(classes) if lang in allowed], dtype=np.intp)
+    return tuple(i for i, lang in enumerate(classes) if lang in allowed)

@@ -32,9 +32,15 @@ _FOLD_EXTRA = str.maketrans(
 
 def clean(text: str) -> str:
     """Drop URLs, @handles and the RT marker; keep hashtag words (without '#')."""
-    text = _RT.sub(" ", text)
-    text = _URL.sub(" ", text)
-    text = _HANDLE.sub(" ", text)
+    # Each pattern needs a character the text may lack ('@'; '.' or ':' for a URL): a missing one
+    # spares a scan of the whole post. The RT marker can only open it.
+    marker = _RT.match(text)
+    if marker is not None:
+        text = " " + text[marker.end():]
+    if "." in text or ":" in text:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _HANDLE.sub(" ", text)
     return text.replace("#", " ")
 
 
@@ -112,6 +118,37 @@ class Cue:
     word_start: bool  # the pattern begins with \b: its prefixes can only start a word
 
 
+# Every character `\d` matches (Unicode decimal digits): none lies above plane 1
+# (tests/test_triage_speed.py checks this against the running Python's Unicode tables).
+_DIGIT_PLANES_END = 0x20000
+
+
+@cache
+def _decimal_digits() -> frozenset[str]:
+    return frozenset(ch for ch in map(chr, range(_DIGIT_PLANES_END)) if ch.isdecimal())
+
+
+def _first_characters(op: Any, arg: Any) -> set[str] | None:
+    """The word characters a character class can match, if it is a short list of them."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    if op == c.LITERAL:
+        return {chr(arg)} if chr(arg).isalnum() else None
+    if op != c.IN:
+        return None
+    out: set[str] = set()
+    for kind, value in arg:
+        if kind == c.LITERAL and chr(value).isalnum():
+            out.add(chr(value))
+        elif kind == c.RANGE and value[1] - value[0] < 64 and all(chr(v).isalnum() for v in range(value[0], value[1] + 1)):
+            out.update(chr(v) for v in range(value[0], value[1] + 1))
+        elif kind == c.CATEGORY and value == c.CATEGORY_DIGIT:  # \d, as in "\b(\d+|two|three) days"
+            out |= _decimal_digits()
+        else:  # a negated class, \w, \s ...: too many to list
+            return None
+    return out
+
+
 def _leading_literals(items: Any) -> set[str] | None:
     """Strings one of which every match of the parsed regex `items` starts with, or None."""
     from re import _constants as c  # type: ignore[attr-defined]
@@ -130,8 +167,8 @@ def _leading_literals(items: Any) -> set[str] | None:
                 break
             run += chr(item_arg)
         return {run} if run else None
-    if op == c.IN and all(kind == c.LITERAL and chr(code).isalnum() for kind, code in arg):
-        return {chr(code) for _, code in arg}
+    if op == c.IN:
+        return _first_characters(op, arg)
     if op == c.SUBPATTERN:
         return _leading_literals(arg[-1])
     if op == c.BRANCH:
@@ -142,19 +179,31 @@ def _leading_literals(items: Any) -> set[str] | None:
                 return None
             out |= found
         return out
-    if op in (c.MAX_REPEAT, c.MIN_REPEAT) and arg[0] >= 1:
-        return _leading_literals(arg[2])
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT):
+        found = _leading_literals(arg[2])
+        if arg[0] >= 1 or not found:
+            return found
+        # An optional start, "\b(is )?(anyone|anybody)": a match starts with it or with what follows.
+        after = _leading_literals(items[1:])
+        return found | after if after else None
     return None
 
 
-def _prefixes(pattern: str) -> frozenset[str] | None:
+# A cue matched anywhere (not at a word start) looks for each of its prefixes in the text: past
+# this many, one regex search is cheaper (a \d start alone has 660 characters).
+_MAX_SUBSTRING_PREFIXES = 32
+
+
+def _prefixes(pattern: str, *, word_start: bool) -> frozenset[str] | None:
     from re import _parser  # type: ignore[attr-defined]
 
     try:
         found = _leading_literals(_parser.parse(pattern))
     except Exception:  # an internal API we only use to go faster: never let it fail a cue
         return None
-    return frozenset(found) if found else None
+    if not found or (not word_start and len(found) > _MAX_SUBSTRING_PREFIXES):
+        return None
+    return frozenset(found)
 
 
 def _read_sentiment(path: Path) -> dict[str, float]:
@@ -221,7 +270,7 @@ def cues(lang: str) -> tuple[Cue, ...]:
                 weight=float(weight),
                 pattern=re.compile(pattern),
                 source=pattern,
-                prefixes=_prefixes(pattern),
+                prefixes=_prefixes(pattern, word_start=pattern.startswith("\\b")),
                 word_start=pattern.startswith("\\b"),
             )
         )
@@ -244,6 +293,43 @@ def emoji_pattern() -> re.Pattern[str]:
     return re.compile("|".join(re.escape(s) for s in symbols))
 
 
+@cache
+def _emoji_starts() -> re.Pattern[str]:
+    return re.compile("[" + "".join(sorted({re.escape(s[0]) for s in emoji_valence()})) + "]")
+
+
+def split_emoji(text: str) -> tuple[list[str], str]:
+    """(`emoji_pattern().findall(text)`, `emoji_pattern().sub(" ", text)`) in one quick pass.
+
+    The alternation of all symbols is tried at every character (~10 µs a post, twice: find, then
+    replace); every match starts with one of the table's first code points, so the alternation is
+    tried only where one occurs, and a post without any (most) is done after one character class."""
+    if text.isascii():
+        return [], text
+    starts = _emoji_starts().search
+    found = starts(text)
+    if found is None:
+        return [], text
+    match_at = emoji_pattern().match
+    symbols: list[str] = []
+    pieces: list[str] = []
+    kept = 0  # text[kept:] is not yet copied
+    while found is not None:
+        at = found.start()
+        symbol = match_at(text, at)
+        if symbol is None:
+            found = starts(text, at + 1)
+            continue
+        symbols.append(symbol.group())
+        pieces.append(text[kept:at])
+        kept = symbol.end()
+        found = starts(text, kept)
+    if not symbols:
+        return [], text
+    pieces.append(text[kept:])
+    return symbols, " ".join(pieces)
+
+
 # A post asks something when it has a question mark or opens with a question word of its
 # language (people often leave the mark out).  Matched on folded text (see `fold`).
 _QUESTION_OPENERS: dict[str, str] = {
@@ -257,11 +343,13 @@ _QUESTION_RE = {lang: re.compile(rf"^\W*{words}\b") for lang, words in _QUESTION
 _ZH_QUESTION = re.compile("[吗呢]|什么|怎么|哪|多少|能不能|可不可以|是否|请问")
 
 
-def is_question(cleaned: str, *, lang: str) -> bool:
-    """True for a post that asks something ("do you ship to Ireland?"), complaint or not."""
+def is_question(cleaned: str, *, lang: str, folded: str | None = None) -> bool:
+    """True for a post that asks something ("do you ship to Ireland?"), complaint or not.
+
+    `folded` is `fold(cleaned)` when the caller has it already."""
     if "?" in cleaned or "？" in cleaned:
         return True
     if lang == "zh":
         return _ZH_QUESTION.search(cleaned) is not None
     pattern = _QUESTION_RE.get(lang)
-    return pattern is not None and pattern.search(fold(cleaned)) is not None
+    return pattern is not None and pattern.search(fold(cleaned) if folded is None else folded) is not None

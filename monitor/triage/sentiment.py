@@ -11,24 +11,19 @@ words before count half and those after 1.5 times, as in VADER.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import shutil
-import tempfile
-from array import array
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any, Protocol
 
 from monitor.triage.lexicon import (
     Lexicon,
     clean,
-    emoji_pattern,
     emoji_valence,
     fold,
     fold_keeping_danish,
     lexicon,
+    split_emoji,
     split_sentences,
     zh_traditional,
 )
@@ -68,7 +63,8 @@ def _emphasis(sentence: str) -> float:
 
 def _tokens(sentence: str, lang: str) -> list[str]:
     folded = fold_keeping_danish(sentence) if lang == "da" else fold(sentence)
-    tokens = [_CLAUSE_BREAK if t in ",;:" else t for t in _TOKEN.findall(folded)]
+    # ";" and ":" break a clause as "," does: one token for all three, replaced before tokenising
+    tokens = _TOKEN.findall(folded.replace(";", _CLAUSE_BREAK).replace(":", _CLAUSE_BREAK))
     if lang == "id":
         tokens = [m.group(1) if (m := _ID_REDUPLICATION.match(t)) else t for t in tokens]
     return tokens
@@ -120,127 +116,16 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
 
 @cache
 def _jieba() -> Any:
-    """A private jieba tokenizer that knows our lexicon's words (so 差评 stays one word)."""
-    import logging
+    """jieba's segmentation, knowing our lexicon's words (so 差评 stays one word), from a compact
+    memory-mapped table: jieba itself (~70 MB as a dict) is never loaded by the daemon."""
+    from monitor.triage import zh_segment
 
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    tokenizer = jieba.Tokenizer()
     lex = lexicon("zh")
     # Sorted: add_word suggests each word's frequency from the words added before it, and the lexicon's
     # sets iterate in a different order in every process (string hashing), so the table, and now and
     # then a segmentation, changed from one start to the next (很好 107 or 106).
     added = sorted(word for word in [*lex.words, *lex.negators, *lex.intensifiers] if len(word) > 1)
-    cache = _jieba_cache_dir(added)
-    packed = _PackedFrequencies.load(cache) if cache is not None else None
-    if packed is not None:  # the table as add_word left it last time: jieba's ~70 MB dict is never built
-        tokenizer.FREQ, tokenizer.total = packed
-        tokenizer.initialized = True
-        return tokenizer
-    tokenizer.initialize()
-    for word in added:
-        tokenizer.add_word(word)
-    # After add_word (which reads the table to suggest each word's frequency): the same table, 3 MB
-    # instead of a ~70 MB dict, the largest single part of the daemon's memory (bench/memory.py).
-    tokenizer.FREQ = _PackedFrequencies(tokenizer.FREQ)
-    if cache is not None:
-        tokenizer.FREQ.save(cache, total=tokenizer.total)
-    return tokenizer
-
-
-def _jieba_cache_dir(added: list[str]) -> Path | None:
-    """Where the packed table for this jieba and these added words is kept between runs."""
-    import hashlib
-    import os
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        release = version("jieba")
-    except PackageNotFoundError:
-        return None
-    key = hashlib.sha256("\n".join(added).encode()).hexdigest()[:16]
-    root = os.environ.get("MENTION_MONITOR_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(root).expanduser() / "mention-monitor" / f"jieba-{release}-{key}"
-
-
-class _PackedFrequencies:
-    """jieba's word -> frequency table (~500,000 words and their prefixes) in a marisa trie plus an
-    array, answering `in`, `[]` and `get` as the dict did; recent look-ups are kept in a small dict,
-    since a post asks for the same few prefixes many times."""
-
-    __slots__ = ("_trie", "_counts", "_recent")
-    _RECENT = 16_384
-
-    def __init__(self, table: dict[str, int]) -> None:
-        import marisa_trie
-
-        self._trie = marisa_trie.Trie(table)
-        self._counts = array("q", bytes(8 * len(self._trie)))
-        key_id = self._trie.key_id
-        for word, count in table.items():
-            self._counts[key_id(word)] = count
-        self._recent: dict[str, int] = {}
-
-    @classmethod
-    def load(cls, directory: Path) -> tuple[_PackedFrequencies, int] | None:
-        """(the table, jieba's total) saved by `save`, or None if absent or unreadable."""
-        import marisa_trie
-
-        try:
-            total = int(json.loads((directory / "meta.json").read_text(encoding="utf-8"))["total"])
-            packed = cls.__new__(cls)
-            packed._trie = marisa_trie.Trie()
-            packed._trie.mmap(str(directory / "words.marisa"))  # file pages, shared and reclaimable
-            packed._counts = array("q")
-            packed._counts.frombytes((directory / "counts.bin").read_bytes())
-            packed._recent = {}
-        except (OSError, ValueError, KeyError, RuntimeError):
-            return None
-        if len(packed._counts) != len(packed._trie):
-            return None
-        return packed, total
-
-    def save(self, directory: Path, *, total: int) -> None:
-        """Write the table where `load` finds it (atomically; a failure only costs the next start)."""
-        try:
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=directory.parent))
-        except OSError:
-            return
-        try:
-            self._trie.save(str(staging / "words.marisa"))
-            (staging / "counts.bin").write_bytes(self._counts.tobytes())
-            (staging / "meta.json").write_text(json.dumps({"total": total}), encoding="utf-8")
-            staging.rename(directory)  # atomic; if another process got there first, its copy is as good
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _count(self, word: str) -> int:
-        """The word's frequency, or -1 if the table has no such key."""
-        found = self._recent.get(word)
-        if found is None:
-            found = self._counts[self._trie.key_id(word)] if word in self._trie else -1
-            if len(self._recent) >= self._RECENT:
-                self._recent.clear()
-            self._recent[word] = found
-        return found
-
-    def __contains__(self, word: object) -> bool:
-        return isinstance(word, str) and self._count(word) >= 0
-
-    def __getitem__(self, word: str) -> int:
-        found = self._count(word)
-        if found < 0:
-            raise KeyError(word)
-        return found
-
-    def get(self, word: str, default: int | None = None) -> int | None:
-        found = self._count(word)
-        return default if found < 0 else found
-
-    def __len__(self) -> int:
-        return len(self._trie)
+    return zh_segment.segmenter(added)
 
 
 def zh_words(text: str) -> list[str]:
@@ -314,9 +199,8 @@ def _raw_valence(compound: float) -> float:
 def english(text: str) -> tuple[float, list[str]]:
     """VADER on the whole cleaned text, plus our emoji valences added to its summed valence."""
     valences = emoji_valence()
-    symbols = emoji_pattern().findall(text)
+    symbols, body = split_emoji(text)
     signals = [f"emoji {symbol} {valences[symbol]:+.1f}" for symbol in symbols]
-    body = emoji_pattern().sub(" ", text) if symbols else text
     compound = float(_vader().polarity_scores(body)["compound"]) if body.strip() else 0.0
     if not symbols:
         return compound, signals
@@ -341,12 +225,18 @@ class Corrector(Protocol):
 
 
 def sentiment(
-    text: str, *, lang: str, cleaned: str | None = None, negative_model: Corrector | None = None
+    text: str,
+    *,
+    lang: str,
+    cleaned: str | None = None,
+    negative_model: Corrector | None = None,
+    folded: str | None = None,
 ) -> tuple[float | None, list[str]]:
     """Document sentiment -1..1 (None when `lang` has no scorer) and the reasons.
 
     In da/hr/ro/id/zh a post with no lexicon word is scored by `negative_model`, learnt
-    from labelled posts: most negative posts contain no lexicon word at all."""
+    from labelled posts: most negative posts contain no lexicon word at all. `folded` is
+    `fold(cleaned)` when the caller has it already."""
     if lang not in SCORED_LANGUAGES:
         return None, [f"sentiment unknown: no scorer for language {lang}"]
     body = clean(text) if cleaned is None else cleaned
@@ -359,7 +249,7 @@ def sentiment(
     # The learned model speaks only where the lexicon found nothing: most missed negatives
     # contain no lexicon word, while a found word keeps its negation and intensity handling.
     if negative_model is not None and abs(score) < _NEUTRAL:
-        shift = negative_model.correction(fold(body))
+        shift = negative_model.correction(fold(body) if folded is None else folded)
         if abs(shift) >= 0.01:
             signals.append(f"learned sentiment model {shift:+.2f}")
         score = round(max(-1.0, min(1.0, score + shift)), 4)
@@ -372,10 +262,10 @@ def lexicon_sentiment(text: str, *, lang: str, cleaned: str | None = None) -> tu
     valences = emoji_valence()
     parts: list[float] = []
     signals: list[str] = []
-    for symbol in emoji_pattern().findall(body):
+    symbols, body = split_emoji(body)
+    for symbol in symbols:
         parts.append(valences[symbol])
         signals.append(f"emoji {symbol} {valences[symbol]:+.1f}")
-    body = emoji_pattern().sub(" ", body)
     for index, sentence in enumerate(split_sentences(body), start=1):
         score = _sentence_score(sentence, lang)
         if abs(score) >= _NEUTRAL:

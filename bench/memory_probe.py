@@ -1,0 +1,113 @@
+"""The daemon with its memory traced: `python bench/memory_probe.py OUT.json -- run ARGS...`.
+
+bench/memory.py --trace starts the daemon through this file instead of `python -m monitor`.
+It records VmRSS around every first import of a module, charged to the top-level package
+imported (minus what that import's own imports of other packages added; imports made once other
+threads run go to one bucket, since what those threads allocate meanwhile would be counted), and the time the
+daemon's start-up reached each package; on SIGUSR1 it writes OUT.json: that table and, when
+Python runs with -X tracemalloc, the live heap allocations grouped by source file (and, from the
+second signal on, what each file's allocations grew by since the previous one).  Nothing
+else is imported here, so the daemon's imports are its own.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import runpy
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+_CONCURRENT = "(imports while other threads ran: not attributable)"
+_original_import = builtins.__import__
+_stack: list[list[Any]] = []  # [package, rss at start (kB), kB charged to nested packages]
+_by_package: dict[str, float] = {}
+_first_seen: dict[str, float] = {_CONCURRENT: 0.0}
+_began = time.monotonic()
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE_KB
+
+
+def _absolute(name: str, globals_: dict[str, Any] | None, level: int) -> str:
+    if not level:
+        return name
+    package = (globals_ or {}).get("__package__") or ""
+    parts = package.rsplit(".", level - 1)
+    base = parts[0] if parts else package
+    return f"{base}.{name}" if name else base
+
+
+def _traced_import(name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+    absolute = _absolute(name, globals_, level)
+    if absolute in sys.modules and not fromlist:
+        return _original_import(name, globals_, locals_, fromlist, level)
+    package = absolute.split(".")[0]
+    _first_seen.setdefault(package, round(time.monotonic() - _began, 3))
+    parent_same = bool(_stack) and _stack[-1][0] == package
+    before = _rss_kb()
+    _stack.append([package, before, 0])
+    try:
+        return _original_import(name, globals_, locals_, fromlist, level)
+    finally:
+        _, _, nested = _stack.pop()
+        if parent_same:  # a package importing its own submodule: all of it stays the package's
+            _stack[-1][2] += nested
+        else:
+            grown = _rss_kb() - before
+            # Once other threads run, what they allocate meanwhile would be charged to this import.
+            charged = package if threading.active_count() == 1 else _CONCURRENT
+            _by_package[charged] = _by_package.get(charged, 0) + grown - nested
+            if _stack:
+                _stack[-1][2] += grown
+
+
+_previous: list[Any] = []  # the last tracemalloc snapshot, for the growth since it
+
+
+def _dump(out: str) -> None:
+    report: dict[str, Any] = {
+        "rss_kb": _rss_kb(),
+        "imports_kb": dict(sorted(_by_package.items(), key=lambda kv: -kv[1])),
+        "first_import_s": _first_seen,
+    }
+    import tracemalloc
+
+    if tracemalloc.is_tracing():
+        snapshot = tracemalloc.take_snapshot()
+        stats = snapshot.statistics("filename")
+        report["tracemalloc_total_kb"] = round(sum(s.size for s in stats) / 1024)
+        report["tracemalloc_by_file_kb"] = [
+            [stat.traceback[0].filename, round(stat.size / 1024), stat.count] for stat in stats[:40]
+        ]
+        if _previous:
+            growth = snapshot.compare_to(_previous[-1], "filename")
+            report["tracemalloc_growth_by_file_kb"] = [
+                [diff.traceback[0].filename, round(diff.size_diff / 1024), diff.count_diff] for diff in growth[:40]
+            ]
+        _previous[:] = [snapshot]
+    tmp = f"{out}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(report, handle)
+    os.replace(tmp, out)
+
+
+def main() -> None:
+    out, separator, *args = sys.argv[1:]
+    assert separator == "--", "usage: memory_probe.py OUT.json -- run ARGS..."
+    builtins.__import__ = _traced_import
+    signal.signal(signal.SIGUSR1, lambda *_: _dump(out))
+    sys.argv = ["monitor", *args]
+    sys.path[0] = os.getcwd()  # as `python -m monitor` from the repository root, not bench/
+    runpy.run_module("monitor", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()

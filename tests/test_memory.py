@@ -1,0 +1,80 @@
+"""What keeps an idle daemon small (issue #18): heavy libraries stay out of its process.
+
+Each check runs a fresh interpreter, so what the rest of the test session imported does not count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIX = ("en", "da", "hr", "ro", "id", "zh")
+
+_TRIAGE_SIX = """
+import json, sys
+from monitor.runtime.memory import trim_memory
+from monitor.triage import triage, warm_up
+warm_up()
+posts = {"en": "my order never arrived and nobody answers", "da": "min pakke er stadig ikke kommet efter tre uger",
+         "hr": "narudžba nije stigla, nitko ne odgovara", "ro": "comanda nu a ajuns si nimeni nu raspunde",
+         "id": "pesanan saya belum sampai dan tidak ada yang membalas", "zh": "非常不好，快递三个星期还没到"}
+scores = {lang: triage(text, languages=("en", "da", "hr", "ro", "id", "zh")) for lang, text in posts.items()}
+trim_memory()
+print(json.dumps({"langs": {k: s.lang for k, s in scores.items()}, "zh_sentiment": scores["zh"].sentiment,
+                  "loaded": sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "jieba", "py3langid",
+                                                                              "pkg_resources", "matplotlib"})}))
+"""
+
+
+def _run(code: str, *, cache: Path, args: tuple[str, ...] = ()) -> dict:
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MENTION_MONITOR_CACHE": str(cache)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_triage_in_six_languages_loads_neither_numpy_nor_jieba(tmp_path: Path) -> None:
+    # the first start builds the caches (in child processes), the second reads them
+    for _ in range(2):
+        out = _run(_TRIAGE_SIX, cache=tmp_path)
+        assert out["langs"] == {lang: lang for lang in SIX}
+        assert out["zh_sentiment"] < -0.05  # 非常不好: 非常 is "very", 不好 "not good"
+        assert out["loaded"] == []
+    built = sorted(p.name for p in (tmp_path / "mention-monitor").iterdir())
+    assert [name.split("-")[0] for name in built] == ["jieba", "py3langid"]
+
+
+def test_a_broken_language_model_cache_is_rebuilt(tmp_path: Path) -> None:
+    from monitor.triage.langid_model import cache_dir
+
+    broken = tmp_path / "mention-monitor" / cache_dir().name
+    broken.mkdir(parents=True)
+    (broken / "meta.json").write_text("{not json", encoding="utf-8")
+    (broken / "nextmove.u32").write_bytes(b"\0" * 10)
+    out = _run(_TRIAGE_SIX, cache=tmp_path)
+    assert out["langs"] == {lang: lang for lang in SIX}
+    assert json.loads((broken / "meta.json").read_text(encoding="utf-8"))["format"] >= 2
+
+
+_START_AT_HEAD = """
+import json, sys
+from monitor.store import create_schema, make_engine, schema_revision
+engine = make_engine("sqlite:///" + sys.argv[1])
+create_schema(engine)
+print(json.dumps({"revision": schema_revision(engine) if sys.argv[2] == "first" else None,
+                  "alembic": "alembic" in sys.modules}))
+"""
+
+
+def test_a_start_on_a_database_at_the_head_revision_does_not_load_alembic(tmp_path: Path) -> None:
+    from monitor import migrations
+
+    db = str(tmp_path / "at-head.db")
+    first = _run(_START_AT_HEAD, cache=tmp_path, args=(db, "first"))
+    assert first == {"revision": migrations.head(), "alembic": True}  # a new database: Alembic creates it
+    again = _run(_START_AT_HEAD, cache=tmp_path, args=(db, "again"))
+    assert again == {"revision": None, "alembic": False}
