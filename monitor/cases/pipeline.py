@@ -224,9 +224,8 @@ class _CaseBuilder:
 
     Every case it changes was read by the page's queries, so a change is written by the flush without
     another `session.add` (each one walks the case's cascade again).  What the loop looks up (hand-offs,
-    storm control's group state, reply parents, our posted replies) is read before it; inside it only the
-    case id reservation and the channel budget (`_channel_alerts`, once per channel) query, and the cases
-    still pending after it are written with one INSERT (`_insert_opened`)."""
+    storm control's state, reply parents, our posted replies) is read before it; inside it only the case id
+    reservation queries, and the cases it opens are written with one INSERT after it (`_insert_opened`)."""
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
@@ -244,6 +243,7 @@ class _CaseBuilder:
         self.by_conversation: dict[tuple[str, str], list[Case]] = {}
         self.group_counts: dict[str, tuple[int, Case | None]] = {}
         self.channel_counts: dict[str, int] = {}  # channel -> its alerts of their own in grouping.channel_window
+        self.channel_individual: dict[str, int] = {}  # channel -> the same, as the page's read found it
         self.group_individual: dict[str, int] = {}  # group key -> its individual alerts in the window (page's read)
         self.group_leaders: dict[str, list[Case]] = {}  # group key -> its groups in the window (page's read)
         self.reopened: dict[int, tuple[Case, datetime | None]] = {}  # case id -> (case, opened_at before)
@@ -508,17 +508,25 @@ class _CaseBuilder:
 
     def _channel_alerts(self, channel: str, window: timedelta, *, opening: int) -> int:
         """Alerts of their own (not grouped) posted to `channel` in the window, across all rules,
-        BEFORE the case being opened: grouping.channel_max_alerts."""
+        BEFORE the case being opened: grouping.channel_max_alerts.  From the page's read (`_load_groups`),
+        corrected for the cases the page reopened, as `_group_state` (the first case a page opens in a
+        channel asks first: no other new case of the page is in the channel yet)."""
         if channel not in self.channel_counts:
-            self.channel_counts[channel] = int(self.s.exec(
-                select(sa.func.count()).select_from(Case).where(
-                    Case.channel == channel, Case.opened_at >= self.now - window, Case.grouped_into.is_(None),
-                    Case.id != opening)).one())
+            since = self.now - window
+
+            def in_window(opened_at: datetime | None) -> bool:
+                return opened_at is not None and opened_at >= since
+
+            count = self.channel_individual.get(channel, 0)
+            for case, opened_before in self.reopened.values():
+                if case.channel == channel and case.grouped_into is None and case.id != opening:
+                    count += int(in_window(case.opened_at)) - int(in_window(opened_before))
+            self.channel_counts[channel] = count
         return self.channel_counts[channel]
 
     def _load_groups(self, rows: Sequence[Mention], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
-        """Storm control's state of every group key the page may open a case in, in two queries for the page
-        (before: two per key, each first flushing the page's pending cases)."""
+        """Storm control's state of every group key and channel the page may open a case in, in three queries
+        for the page (before: two per key and one per channel, each first flushing the page's pending cases)."""
         keys = sorted({group_key(decision, row) for row in rows if not row.from_brand
                        for decision in (decisions_by_key[(row.platform, row.external_id)],)
                        if decision.alert is not None})
@@ -530,6 +538,13 @@ class _CaseBuilder:
                 self.group_individual[key] = int(count)
             for case in self.s.exec(_GROUP_LEADERS, params=params).all():
                 self.group_leaders.setdefault(case.group_key, []).append(case)
+        channels = sorted({self.rules.channel(decision.alert.channel) for row in rows if not row.from_brand
+                           for decision in (decisions_by_key[(row.platform, row.external_id)],)
+                           if decision.alert is not None})
+        if channels:
+            for channel, count in self.s.exec(_CHANNEL_COUNTS, params={
+                    "channels": channels, "since": self.now - self.rules.grouping.channel_window}).all():
+                self.channel_individual[channel] = int(count)
 
     def _group_state(self, group_key: str, window: timedelta, *, opening: int) -> tuple[int, Case | None]:
         """(individual alerts of the key in the window, its open group) BEFORE the case being opened, as the
@@ -703,6 +718,9 @@ _ACKNOWLEDGED = select(Case).where(
 _GROUP_COUNTS = select(Case.group_key, sa.func.count()).where(
     Case.group_key.in_(sa.bindparam("keys", expanding=True)), Case.opened_at >= sa.bindparam("since"),
     Case.grouped_into.is_(None)).group_by(Case.group_key)
+_CHANNEL_COUNTS = select(Case.channel, sa.func.count()).where(
+    Case.channel.in_(sa.bindparam("channels", expanding=True)), Case.opened_at >= sa.bindparam("since"),
+    Case.grouped_into.is_(None)).group_by(Case.channel)
 _GROUP_LEADERS = select(Case).where(
     Case.group_key.in_(sa.bindparam("keys", expanding=True)), Case.opened_at >= sa.bindparam("since"),
     Case.grouped_into == Case.id)
