@@ -261,3 +261,39 @@ def test_the_wheel_ships_the_default_rules_and_the_demo_stream(tmp_path):
     names = zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).namelist()
     assert "mention_monitor-0.1.0.data/data/share/mention-monitor/rules.yaml" in names
     assert "mention_monitor-0.1.0.data/data/share/mention-monitor/examples/mentions.jsonl" in names
+
+
+def test_a_brand_comment_on_the_post_itself_answers_a_commenter_only_while_just_one_waits(
+        sandbox, db_url, simple_rules, simple_rules_file, clock):
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock, names=("fb-comments",))
+    brand = {"id": "104000000000001", "name": "Nordlys Shop"}
+
+    def brand_comment_on_the_post(text: str) -> None:  # no parent: it answers the post, not a comment
+        sandbox.add_fb_comments([{"message": text, "from": brand,
+                                  "created_time": clock.now().strftime("%Y-%m-%dT%H:%M:%S+0000")}])
+
+    def firsts() -> dict[str, object]:
+        with Session(daemon.engine) as s:
+            return {c.author_handle: c.first_response_at for c in s.exec(select(Case))}
+
+    fb_comment(sandbox, clock, "Where is my order? It is late.", name="Karen", person="7100000000000011")
+    daemon.poll("fb-comments")
+    daemon.drain()
+    clock.advance(timedelta(seconds=20))
+    brand_comment_on_the_post("We're on it: every late parcel leaves today.")
+    daemon.poll("fb-comments")
+    daemon.drain()
+    answered_at = clock.now()
+    assert firsts() == {"Karen": answered_at}  # only Karen waited: the reply is hers
+
+    # five wait now: a reply to the post answers none of them (the page reads only the first few waiting)
+    people = ("Ana", "Elena", "Mette", "Ivan", "Dewi")
+    for n, name in enumerate(people):
+        fb_comment(sandbox, clock, "The invoice is wrong and nobody answers.", name=name, person=f"71000000000001{n}")
+    daemon.poll("fb-comments")
+    daemon.drain()
+    clock.advance(timedelta(seconds=20))
+    brand_comment_on_the_post("Thanks everyone, we read every comment.")
+    daemon.poll("fb-comments")
+    daemon.drain()
+    assert firsts() == {"Karen": answered_at, **{name: None for name in people}}

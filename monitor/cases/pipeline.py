@@ -8,6 +8,7 @@ nothing twice.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,9 +154,7 @@ def _new_only(session: Session, batch: Sequence[NewMention]) -> list[NewMention]
     for platform, ids in by_platform.items():
         for chunk_start in range(0, len(ids), 500):
             chunk = ids[chunk_start:chunk_start + 500]
-            stored = session.exec(
-                select(Mention.external_id).where(Mention.platform == platform, Mention.external_id.in_(chunk))
-            ).all()
+            stored = session.exec(_STORED, params={"platform": platform, "ids": chunk}).all()
             for external_id in stored:
                 unique.pop((platform, external_id), None)
     return sorted(unique.values(), key=lambda m: (m.created_at, m.external_id))
@@ -215,17 +214,18 @@ def _insert_mentions(
         for row in chunk:
             new_id = ids.get((row["platform"], row["external_id"]))
             if new_id is not None:
-                # model_construct: the values are ours and already checked; validation cost 14x more
-                inserted.append(Mention.model_construct(id=new_id, **row))
+                # not validated: the values are ours and already checked; validation cost 14x more
+                inserted.append(_construct(Mention, id=new_id, **row))
     return inserted
 
 
 class _CaseBuilder:
     """Opens, attaches and reopens cases for one batch, writing their outbox rows.
 
-    Every case it changes is in the session already (read by its queries, or added by `_open`), so
-    a change is written by the next flush without another `session.add` (each one walks the case's
-    cascade again)."""
+    Every case it changes was read by the page's queries, so a change is written by the flush without
+    another `session.add` (each one walks the case's cascade again).  What the loop looks up (hand-offs,
+    storm control's state, reply parents, our posted replies) is read before it; inside it only the case id
+    reservation queries, and the cases it opens are written with one INSERT after it (`_insert_opened`)."""
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
@@ -243,15 +243,28 @@ class _CaseBuilder:
         self.by_conversation: dict[tuple[str, str], list[Case]] = {}
         self.group_counts: dict[str, tuple[int, Case | None]] = {}
         self.channel_counts: dict[str, int] = {}  # channel -> its alerts of their own in grouping.channel_window
+        self.channel_individual: dict[str, int] = {}  # channel -> the same, as the page's read found it
+        self.group_individual: dict[str, int] = {}  # group key -> its individual alerts in the window (page's read)
+        self.group_leaders: dict[str, list[Case]] = {}  # group key -> its groups in the window (page's read)
+        self.reopened: dict[int, tuple[Case, datetime | None]] = {}  # case id -> (case, opened_at before)
+        self.opened: list[Case] = []  # the page's new cases, in the order opened
+        self.batch = outbox.Batch()  # the page's outbox rows and events (run() begins it on the session)
         self.case_ids: list[int] = []  # reserved, not yet used (reversed: pop() gives the next)
         self.parents: dict[tuple[str, str], tuple[int, int | None]] = {}  # (platform, external id) -> (id, case)
         self.posted: dict[int, set[str]] = {}  # case id -> platform ids of the replies our outbox posted
+        # (platform, conversation) where too many cases wait for a reply to the post to answer one of them
+        self.crowded: set[tuple[str, str]] = set()
+        # (platform, author id) -> the acknowledged cases of a private author (author_id or private_author_id)
+        self.handed_off: dict[tuple[str, str], list[Case]] = {}
         self.rows_left = 0
 
     def run(self, rows: Sequence[Mention], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
-        outbox.begin_batch(self.s)
+        self.batch = outbox.begin_batch(self.s)
+        self._load_parents(rows)
         self._load_cases(rows)
         self._load_page_context(rows)
+        self._load_handed_off(rows)
+        self._load_groups(rows, decisions_by_key)
         acknowledge.prefetch_recent_acks(self.s, authors=[(r.platform, r.author_id) for r in rows],
                                          since=self.now - self.rules.acknowledgement.cooldown)
         mention_updates: list[dict[str, Any]] = []
@@ -261,74 +274,131 @@ class _CaseBuilder:
             case_id = self._one(row, decision)
             if case_id is not None:
                 mention_updates.append({"b_id": row.id, "b_case": case_id})
+        self._insert_opened()
         outbox.flush_batch(self.s)
-        if mention_updates:
+        self._link_mentions(mention_updates)
+
+    def _link_mentions(self, updates: Sequence[dict[str, Any]]) -> None:
+        """Each stored mention's case id, in one executemany UPDATE."""
+        if updates:
             table = Mention.__table__
             self.s.execute(
                 sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(case_id=sa.bindparam("b_case")),
-                mention_updates,
+                list(updates),
             )
+
+    def _insert_opened(self) -> None:
+        """The page's new cases in one Core INSERT (executemany) instead of the unit of work's, which cost
+        about four times as much per row.  Their ids were reserved, nothing reads them back in this ingest,
+        and each object's dict holds its final values (changes to a pending object are not tracked)."""
+        pending = [case for case in self.opened if sa.inspect(case).pending]
+        if not pending:
+            return
+        for case in pending:
+            self.s.expunge(case)
+        columns = [column.key for column in Case.__table__.columns]
+        self.s.execute(sa.insert(Case.__table__), [{key: case.__dict__[key] for key in columns} for case in pending])
 
     def _next_case_id(self) -> int:
         if not self.case_ids:
             self.case_ids = reserve_ids(self.s, Case.__table__, max(self.rows_left, 1))[::-1]
         return self.case_ids.pop()
 
+    def _load_parents(self, rows: Sequence[Mention]) -> None:
+        """The stored mentions the page's brand replies answer: (id, case id) by platform id, for `_answered_by`
+        (the page's own mentions are stored already; they get their case ids after the loop)."""
+        parents: dict[str, set[str]] = {}
+        for row in rows:
+            if row.from_brand and row.parent_id:
+                parents.setdefault(row.platform, set()).add(row.parent_id)
+        for platform, external_ids in parents.items():
+            ordered = sorted(external_ids)
+            for start in range(0, len(ordered), 400):
+                for mention_id, case_id, external_id in self.s.exec(
+                        _PARENTS, params={"platform": platform, "ids": ordered[start:start + 400]}).all():
+                    self.parents[(platform, external_id)] = (mention_id, case_id)
+
     def _load_cases(self, rows: Sequence[Mention]) -> None:
         """The cases this page can touch: each author's own in their conversation, and in a conversation the
-        brand answered, those still waiting for a first response.  (All cases of the page's conversations
-        were read before: a Facebook post with thousands of commenters made every page read thousands.)"""
+        brand answered, those still waiting for a first response (all of them when there are few, else enough
+        to know there are too many to pick one, plus the waiting cases of the mentions the replies answer).
+        (All cases of the page's conversations were read before: a Facebook post with thousands of commenters
+        made every page read thousands; then all waiting ones, which on a busy post are hundreds.)"""
         authors: dict[str, set[tuple[str, str]]] = {}
-        answered: dict[str, set[str]] = {}
+        brand_rows: dict[str, dict[str, int]] = {}  # platform -> conversation -> brand rows in the page
         for row in rows:
             if row.from_brand:
-                answered.setdefault(row.platform, set()).add(row.conversation_id)
+                counts = brand_rows.setdefault(row.platform, {})
+                counts[row.conversation_id] = counts.get(row.conversation_id, 0) + 1
             else:
                 authors.setdefault(row.platform, set()).add((row.conversation_id, row.author_id))
         found: dict[int, Case] = {}
         for platform, pairs in authors.items():
             ordered = sorted(pairs)
             for start in range(0, len(ordered), 400):
-                query = select(Case).where(Case.platform == platform, sa.tuple_(
-                    Case.conversation_id, Case.author_id).in_(ordered[start:start + 400]))
-                found.update((case.id, case) for case in self.s.exec(query).all())
-        for platform, conversations in answered.items():
-            ordered_conversations = sorted(conversations)
-            for start in range(0, len(ordered_conversations), 400):
-                query = select(Case).where(
-                    Case.platform == platform, Case.conversation_id.in_(ordered_conversations[start:start + 400]),
-                    Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
-                found.update((case.id, case) for case in self.s.exec(query).all())
+                chunk = ordered[start:start + 400]
+                found.update((case.id, case) for case in self.s.exec(_AUTHORS_CASES, params={
+                    "platform": platform, "authors": sorted({author for _, author in chunk}), "pairs": chunk}).all())
+        for platform, counts in brand_rows.items():
+            # A brand reply to the post itself answers the one waiting case, if only one waits (`_answered_by`).
+            # Each brand reply answers at most two, so with 2 x (the page's replies) + 2 waiting at the start, at
+            # least two still wait at every reply of the page: then `limit` rows of the conversation are enough.
+            limit = 2 * max(counts.values()) + 2
+            ordered_conversations = sorted(counts)
+            for start in range(0, len(ordered_conversations), 200):
+                # one LIMIT per conversation: the index on conversation_id walks a conversation in id order and
+                # stops at `limit` (a window over the conversations read every waiting case of a busy post)
+                chunk = ordered_conversations[start:start + 200]
+                params: dict[str, Any] = {f"conversation_{i}": conversation for i, conversation in enumerate(chunk)}
+                params.update(platform=platform, limit=limit)
+                per_conversation: dict[str, int] = {}
+                for case in self.s.exec(_first_waiting(len(chunk)), params=params).all():
+                    found[case.id] = case
+                    per_conversation[case.conversation_id] = per_conversation.get(case.conversation_id, 0) + 1
+                self.crowded.update((platform, conversation) for conversation, n in per_conversation.items()
+                                    if n >= limit)
+            parent_cases = sorted({parent[1] for (p, _), parent in self.parents.items()
+                                   if p == platform and parent[1] is not None})
+            for start in range(0, len(parent_cases), 400):
+                found.update((case.id, case) for case in self.s.exec(
+                    _WAITING_BY_ID, params={"ids": parent_cases[start:start + 400]}).all())
         for case_id in sorted(found):  # id order, as _brand_answered walks a conversation's cases
             self._remember(found[case_id])
 
     def _load_page_context(self, rows: Sequence[Mention]) -> None:
-        """What the page's brand replies look up (their parents, our posted replies), in a few queries for the
-        whole page instead of one or two per row (each also flushing the page's pending cases).  Nothing the loop
-        writes changes these answers: acknowledgements are stamped by deliveries, the page's mentions get
-        their case ids after the loop, and a reply of ours is `sent` only once delivered."""
-        parents: dict[str, set[str]] = {}
-        brand_conversations: set[tuple[str, str]] = set()
-        for row in rows:
-            if row.from_brand:
-                brand_conversations.add((row.platform, row.conversation_id))
-                if row.parent_id:
-                    parents.setdefault(row.platform, set()).add(row.parent_id)
-        for platform, external_ids in parents.items():
-            ordered = sorted(external_ids)
-            for start in range(0, len(ordered), 400):
-                for mention_id, case_id, external_id in self.s.exec(
-                        select(Mention.id, Mention.case_id, Mention.external_id).where(
-                            Mention.platform == platform, Mention.external_id.in_(ordered[start:start + 400]))).all():
-                    self.parents[(platform, external_id)] = (mention_id, case_id)
+        """Our posted replies in the conversations of the page's brand replies, in a few queries for the whole page
+        instead of one or two per row (each also flushing the page's pending cases).  Nothing the loop writes
+        changes these answers: a reply of ours is `sent` only once delivered."""
+        brand_conversations = {(row.platform, row.conversation_id) for row in rows if row.from_brand}
         case_ids = sorted({c.id for key in brand_conversations for c in self.by_conversation.get(key, [])
                            if c.id is not None})
         for start in range(0, len(case_ids), 400):
-            for case_id, result in self.s.exec(select(Outbox.case_id, Outbox.result).where(
-                    Outbox.case_id.in_(case_ids[start:start + 400]), Outbox.kind.in_(list(PUBLIC_KINDS)),
-                    Outbox.state == OutboxState.SENT)).all():
+            for case_id, result in self.s.exec(_POSTED, params={"ids": case_ids[start:start + 400]}).all():
                 if result and result.get("external_id") and case_id is not None:
                     self.posted.setdefault(case_id, set()).add(str(result.get("external_id")))
+
+    def _load_handed_off(self, rows: Sequence[Mention]) -> None:
+        """The acknowledged cases of the page's private authors, in one query per platform and 400 authors,
+        for `_handed_off_case` (one query per private message before, each flushing the page's pending cases).
+        Read whatever their state: a case reopened earlier in the page counts again, so the state and the
+        resolution are checked at use.  `acknowledged_at` and `private_author_id` are set only by deliveries,
+        and a case the page opens has neither, so nothing else the loop writes changes which cases these are."""
+        authors: dict[str, set[str]] = {}
+        for row in rows:
+            if is_private(row.kind) and not row.from_brand and row.created_at is not None:
+                authors.setdefault(row.platform, set()).add(row.author_id)
+        found: dict[int, Case] = {}
+        for platform, ids in authors.items():
+            ordered = sorted(ids)
+            for start in range(0, len(ordered), 400):
+                chunk = ordered[start:start + 400]
+                found.update((case.id, case) for case in self.s.exec(
+                    _ACKNOWLEDGED, params={"platform": platform, "authors": chunk}).all())
+        for case_id in sorted(found):
+            case = found[case_id]
+            for author in {case.author_id, case.private_author_id}:
+                if author is not None:
+                    self.handed_off.setdefault((case.platform, author), []).append(case)
 
     def _remember(self, case: Case) -> None:
         self.cases[(case.platform, case.conversation_id, case.author_id)] = case
@@ -386,16 +456,18 @@ class _CaseBuilder:
             last_mention_at=row.created_at, mention_count=1,
             dry_run=self.dry_run or alert.dry_run,
             backfilled_at=self.now if self.history else None,
+            id=self._next_case_id(),  # the case id names its outbox rows; the cases are flushed together
         )
-        case.id = self._next_case_id()  # the case id names its outbox rows; the cases are flushed together
-        self.s.add(case)
         self._remember(case)
+        self.opened.append(case)
         self.result.cases_opened += 1
         outbox.add_event(self.s, case_id=case.id, at=self.now, kind="opened",
                          detail={"rule": case.rule, "mention_id": row.id, "due": case.sla_due_at.isoformat()
                                  if case.sla_due_at else None})
         self._queue_alert(case, row, decision)
         self._queue_acknowledgement(case, row, decision)
+        if case not in self.s:  # an acknowledgement's plan adds it (each add walks the case's cascade)
+            self.s.add(case)
         return case
 
     def _queue_alert(self, case: Case, row: Mention, decision: Decision) -> None:
@@ -422,12 +494,13 @@ class _CaseBuilder:
                        now=self.now)
             self.group_counts[case.group_key] = (individual, case)
             self.result.alerts += 1
-            self.s.add(case)
             return
         case.grouped_into = leader.id
-        self.s.add(case)
         outbox.request_update(self.s, case_id=leader.id or 0, channel=leader.channel, now=self.now)
+        queued = self.batch.rows
         for member_id, mention_id in ((leader.id, leader.first_mention_id), (case.id, row.id)):
+            if f"member:{member_id}" in queued:
+                continue  # the leader's line, queued with an earlier member of this page (outbox.add would skip it)
             outbox.add(self.s, kind=OutboxKind.THREAD, dedup_key=f"member:{member_id}", case_id=leader.id,
                        mention_id=mention_id, target=case.channel,
                        payload=notes.GroupMember(member_case_id=member_id or 0, mention_id=mention_id or 0).payload(),
@@ -435,30 +508,66 @@ class _CaseBuilder:
 
     def _channel_alerts(self, channel: str, window: timedelta, *, opening: int) -> int:
         """Alerts of their own (not grouped) posted to `channel` in the window, across all rules,
-        BEFORE the case being opened: grouping.channel_max_alerts."""
+        BEFORE the case being opened: grouping.channel_max_alerts.  From the page's read (`_load_groups`),
+        corrected for the cases the page reopened, as `_group_state` (the first case a page opens in a
+        channel asks first: no other new case of the page is in the channel yet)."""
         if channel not in self.channel_counts:
-            self.channel_counts[channel] = int(self.s.exec(
-                select(sa.func.count()).select_from(Case).where(
-                    Case.channel == channel, Case.opened_at >= self.now - window, Case.grouped_into.is_(None),
-                    Case.id != opening)).one())
+            since = self.now - window
+
+            def in_window(opened_at: datetime | None) -> bool:
+                return opened_at is not None and opened_at >= since
+
+            count = self.channel_individual.get(channel, 0)
+            for case, opened_before in self.reopened.values():
+                if case.channel == channel and case.grouped_into is None and case.id != opening:
+                    count += int(in_window(case.opened_at)) - int(in_window(opened_before))
+            self.channel_counts[channel] = count
         return self.channel_counts[channel]
 
+    def _load_groups(self, rows: Sequence[Mention], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
+        """Storm control's state of every group key and channel the page may open a case in, in three queries
+        for the page (before: two per key and one per channel, each first flushing the page's pending cases)."""
+        keys = sorted({group_key(decision, row) for row in rows if not row.from_brand
+                       for decision in (decisions_by_key[(row.platform, row.external_id)],)
+                       if decision.alert is not None})
+        since = self.now - self.rules.grouping.window
+        for start in range(0, len(keys), 400):
+            chunk = keys[start:start + 400]
+            params = {"keys": chunk, "since": since}
+            for key, count in self.s.exec(_GROUP_COUNTS, params=params).all():
+                self.group_individual[key] = int(count)
+            for case in self.s.exec(_GROUP_LEADERS, params=params).all():
+                self.group_leaders.setdefault(case.group_key, []).append(case)
+        channels = sorted({self.rules.channel(decision.alert.channel) for row in rows if not row.from_brand
+                           for decision in (decisions_by_key[(row.platform, row.external_id)],)
+                           if decision.alert is not None})
+        if channels:
+            for channel, count in self.s.exec(_CHANNEL_COUNTS, params={
+                    "channels": channels, "since": self.now - self.rules.grouping.channel_window}).all():
+                self.channel_individual[channel] = int(count)
+
     def _group_state(self, group_key: str, window: timedelta, *, opening: int) -> tuple[int, Case | None]:
-        """(individual alerts of the key in the window, its open group) BEFORE the case being opened:
-        the query's autoflush has already stored that case, and counting it let one alert too few through."""
+        """(individual alerts of the key in the window, its open group) BEFORE the case being opened, as the
+        database would answer with the page's changes so far: from the page's read (`_load_groups`), corrected
+        for the cases the page reopened (a reopened case opens again now, so it may enter the window).  No other
+        change the loop makes moves a case in or out: a new case's key is seen here first (its group's state
+        is then kept in `group_counts`), and only new cases get `grouped_into`."""
         if group_key in self.group_counts:
             return self.group_counts[group_key]
         since = self.now - window
-        individual = self.s.exec(
-            select(sa.func.count()).select_from(Case).where(
-                Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into.is_(None),
-                Case.id != opening)
-        ).one()
-        leader = self.s.exec(
-            select(Case).where(Case.group_key == group_key, Case.opened_at >= since, Case.grouped_into == Case.id)
-            .order_by(Case.id.desc())
-        ).first()
-        state = (int(individual), leader)
+
+        def in_window(opened_at: datetime | None) -> bool:
+            return opened_at is not None and opened_at >= since
+
+        individual = self.group_individual.get(group_key, 0)
+        for case, opened_before in self.reopened.values():
+            if case.group_key == group_key and case.grouped_into is None and case.id != opening:
+                individual += int(in_window(case.opened_at)) - int(in_window(opened_before))
+        candidates = {c.id: c for c in self.group_leaders.get(group_key, ())}
+        candidates.update((c.id, c) for c, _ in self.reopened.values() if c.group_key == group_key)
+        leader = max((c for c in candidates.values() if c.group_key == group_key and c.grouped_into == c.id
+                      and in_window(c.opened_at)), key=lambda c: c.id or 0, default=None)
+        state = (individual, leader)
         self.group_counts[group_key] = state
         return state
 
@@ -487,6 +596,8 @@ class _CaseBuilder:
             seconds = int(decision.alert.sla.total_seconds())
             business = decision.alert.business_hours
         start = min(row.created_at or self.now, self.now)
+        assert case.id is not None
+        self.reopened.setdefault(case.id, (case, case.opened_at))  # storm control's count (_group_state)
         case.state = CaseState.OPEN
         case.resolved_at = None
         case.sla_due_at = sla.due_at(start=start, seconds=seconds,
@@ -539,6 +650,8 @@ class _CaseBuilder:
             return [c for c in cases if c.id == parent[1] or c.first_mention_id == parent[0]]
         if row.parent_id and row.parent_id != row.conversation_id:
             return []  # it answers someone who has no case
+        if (row.platform, row.conversation_id) in self.crowded:
+            return []  # more than one waits, whatever the page answered so far (_load_cases)
         waiting = [c for c in cases if c.state != CaseState.RESOLVED and c.first_response_at is None]
         return waiting if len(waiting) == 1 else []
 
@@ -553,13 +666,14 @@ class _CaseBuilder:
         if row.created_at is None:
             return None
         since = self.now - self.rules.acknowledgement.private_followup
-        return self.s.exec(select(Case).where(
-            Case.platform == row.platform,
-            sa.or_(Case.author_id == row.author_id, Case.private_author_id == row.author_id),
-            Case.conversation_id != row.conversation_id,
-            Case.acknowledged_at.is_not(None), Case.acknowledged_at <= row.created_at,
-            sa.or_(Case.state != CaseState.RESOLVED, Case.resolved_at >= since),
-        ).order_by(Case.acknowledged_at.desc(), Case.id.desc())).first()
+        candidates = [
+            case for case in self.handed_off.get((row.platform, row.author_id), ())
+            if case.conversation_id != row.conversation_id
+            and case.acknowledged_at is not None and case.acknowledged_at <= row.created_at
+            and (case.state != CaseState.RESOLVED or (case.resolved_at is not None and case.resolved_at >= since))
+        ]
+        # the newest hand-off first, as ORDER BY acknowledged_at DESC, id DESC
+        return max(candidates, key=lambda case: (case.acknowledged_at, case.id or 0), default=None)
 
     def _customer_wrote_privately(self, case: Case, row: Mention) -> None:
         """A private message after the hand-off: the customer really moved to DM (the KPI counts only this)."""
@@ -585,22 +699,83 @@ class _CaseBuilder:
             self.result.acks_queued += 1
 
 
+# The ingest's page look-ups, built once: a page pays neither building them nor their cache keys.
+_STORED = select(Mention.external_id).where(
+    Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
+_PARENTS = select(Mention.id, Mention.case_id, Mention.external_id).where(
+    Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
+_WAITING = (Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
+_WAITING_BY_ID = select(Case).where(Case.id.in_(sa.bindparam("ids", expanding=True)), *_WAITING)
+# `kind || ''`: given a long list of case ids, SQLite preferred the reply-window index on kind and read
+# every public reply ever queued; the expression leaves it the index on case_id
+_POSTED = select(Outbox.case_id, Outbox.result).where(
+    Outbox.case_id.in_(sa.bindparam("ids", expanding=True)),
+    Outbox.kind.concat("").in_(sorted(str(kind) for kind in PUBLIC_KINDS)), Outbox.state == OutboxState.SENT)
+_ACKNOWLEDGED = select(Case).where(
+    Case.platform == sa.bindparam("platform"), Case.acknowledged_at.is_not(None),
+    sa.or_(Case.author_id.in_(sa.bindparam("authors", expanding=True)),
+           Case.private_author_id.in_(sa.bindparam("authors", expanding=True))))
+_GROUP_COUNTS = select(Case.group_key, sa.func.count()).where(
+    Case.group_key.in_(sa.bindparam("keys", expanding=True)), Case.opened_at >= sa.bindparam("since"),
+    Case.grouped_into.is_(None)).group_by(Case.group_key)
+_CHANNEL_COUNTS = select(Case.channel, sa.func.count()).where(
+    Case.channel.in_(sa.bindparam("channels", expanding=True)), Case.opened_at >= sa.bindparam("since"),
+    Case.grouped_into.is_(None)).group_by(Case.channel)
+_GROUP_LEADERS = select(Case).where(
+    Case.group_key.in_(sa.bindparam("keys", expanding=True)), Case.opened_at >= sa.bindparam("since"),
+    Case.grouped_into == Case.id)
+# Each author's cases in their conversation.  The author_id IN lets SQLite search its index: the
+# row-value IN alone scanned every case.  Built once: a page pays neither building it nor its cache key.
+_AUTHORS_CASES = select(Case).where(
+    Case.platform == sa.bindparam("platform"), Case.author_id.in_(sa.bindparam("authors", expanding=True)),
+    sa.tuple_(Case.conversation_id, Case.author_id).in_(sa.bindparam("pairs", expanding=True)))
+_FIRST_WAITING: dict[int, Any] = {}
+
+
+def _first_waiting(conversations: int) -> Any:
+    """SELECT the first `:limit` cases waiting for a response in each of `conversations` conversations
+    (`:conversation_0` ...) of `:platform`: one LIMIT per conversation in a UNION ALL.  Built once per
+    count, so a page pays neither building it nor its cache key."""
+    statement = _FIRST_WAITING.get(conversations)
+    if statement is None:
+        firsts = [select(Case.id).where(
+            Case.platform == sa.bindparam("platform"), Case.conversation_id == sa.bindparam(f"conversation_{i}"),
+            *_WAITING).order_by(Case.id).limit(sa.bindparam("limit")).subquery() for i in range(conversations)]
+        ids = sa.union_all(*(select(first.c.id) for first in firsts)) if conversations > 1 \
+            else select(firsts[0].c.id)
+        statement = _FIRST_WAITING[conversations] = select(Case).where(Case.id.in_(ids.scalar_subquery()))
+    return statement
+
+
 _TableModel = TypeVar("_TableModel", bound=SQLModel)
-_DEFAULTS: dict[type, list[tuple[str, Any]]] = {}
+# per class: every field with its plain default (in field order), and the fields whose default is built per row
+_DEFAULTS: dict[type, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
+_PLAIN_DEFAULTS = (str, int, float, bool, type(None), datetime)  # immutable: shared by every row
 
 
 def _construct(cls: type[_TableModel], **values: Any) -> _TableModel:
     """A new, unsaved row object without SQLModel's per-field validation and instrumented setattr
     (about 60% of a page's ORM time).  The values are ours and typed; an INSERT reads them from
     the instance dict as it would after `cls(**values)`, and later changes are tracked as usual."""
-    fields = _DEFAULTS.get(cls)
-    if fields is None:
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
         sa.orm.configure_mappers()  # what the first `cls(...)` would have done
-        fields = _DEFAULTS[cls] = list(cls.model_fields.items())
+        plain: dict[str, Any] = {}
+        built: list[tuple[str, Any]] = []
+        for name, info in cls.model_fields.items():
+            default = None if info.default_factory is not None else info.get_default()
+            if info.default_factory is not None or not isinstance(default, _PLAIN_DEFAULTS):
+                built.append((name, info))
+            plain[name] = default
+        defaults = _DEFAULTS[cls] = (plain, built)
+    plain, built = defaults
     obj = cls._sa_class_manager.new_instance()  # type: ignore[attr-defined]
     state = obj.__dict__
-    for name, info in fields:
-        state[name] = values[name] if name in values else info.get_default(call_default_factory=True)
+    state.update(plain)
+    state.update(values)
+    for name, info in built:
+        if name not in values:
+            state[name] = info.get_default(call_default_factory=True)
     object.__setattr__(obj, "__pydantic_fields_set__", set(values))
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
@@ -620,6 +795,16 @@ def _safe(text: str) -> str:
 
 def _safe_raw(value: Any) -> Any:
     """The raw payload with lone surrogates replaced (PostgreSQL's json rejects them); NUL stays, escaped."""
+    if isinstance(value, dict):
+        try:  # almost every payload has none: one check in C instead of a walk over every value
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            return value
+        except (UnicodeEncodeError, TypeError, ValueError):
+            pass
+    return _replace_surrogates(value)
+
+
+def _replace_surrogates(value: Any) -> Any:
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -627,9 +812,9 @@ def _safe_raw(value: Any) -> Any:
         except UnicodeEncodeError:
             return value.encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, dict):
-        return {_safe_raw(k): _safe_raw(v) for k, v in value.items()}
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_safe_raw(v) for v in value]
+        return [_replace_surrogates(v) for v in value]
     return value
 
 

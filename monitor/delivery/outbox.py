@@ -107,16 +107,16 @@ def add(
     case_id: int | None = None, mention_id: int | None = None, platform: str = "slack", author_id: str = "",
 ) -> bool:
     """Queue a side effect unless one with the same dedup key exists; True if queued."""
+    batch = current_batch(session)
+    if batch is not None and dedup_key in batch.rows:
+        return False  # queued already in this ingest (a group's line is offered once per member)
     params = dict(
         kind=str(kind), dedup_key=dedup_key, case_id=case_id, mention_id=mention_id, platform=platform,
         author_id=author_id,
         target=target, payload=payload, state=OutboxState.PENDING.value, attempts=0, created_at=now,
         next_attempt_at=now, claimed_by="", sent_at=None, result={}, error="",
     )
-    batch = current_batch(session)
     if batch is not None:
-        if dedup_key in batch.rows:
-            return False
         batch.rows[dedup_key] = params
         if dedup_key.startswith(ACK_PREFIX) and kind in PUBLIC_KINDS:
             batch.last_ack[(platform, author_id)] = now
