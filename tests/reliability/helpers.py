@@ -43,7 +43,7 @@ sources:
   - {{name: fb-comments, platform: facebook, kind: comment, every: {every}}}
 channels: {{alerts: "#cs-alerts", escalations: "#cs-escalations", ops: "#cs-ops"}}
 slack: {{approvers: [U0APPROVER1], oncall: S0ONCALL}}
-grouping: {{window: 2m, max_alerts: 100000}}
+grouping: {{window: 2m, max_alerts: 100000, channel_max_alerts: 100000}}
 acknowledgement: {{cooldown: 24h, dry_run: false}}
 templates:
   move_to_dm:
