@@ -58,6 +58,7 @@ class OutboxKind(enum.StrEnum):
     CHANNEL = "channel"  # standalone Slack message (group, spike, escalation, ops, digest)
     REPLY_PUBLIC = "reply_public"  # public reply on the platform
     REPLY_PRIVATE = "reply_private"  # private reply / DM on the platform
+    DIGEST = "digest"  # the scheduled digest: summary text and chart files (monitor/report/digest.py)
 
 
 PUBLIC_KINDS = frozenset({OutboxKind.REPLY_PUBLIC, OutboxKind.REPLY_PRIVATE})

@@ -10,6 +10,7 @@ the platform, never blindly re-posted (monitor/cases/acknowledge.py).
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -23,15 +24,17 @@ from sqlmodel import Session, select
 from connectors.base import AuthFailed, BadPayload, ConnectorError, Notifier, RateLimited, Refused, Transient
 from monitor import messages as msg
 from monitor.delivery.notes import compose
-from monitor.model import PUBLIC_KINDS, Case, Event, Mention, Outbox, OutboxKind, OutboxState
+from monitor.model import PUBLIC_KINDS, Case, Event, Mention, Outbox, OutboxKind, OutboxState, SourceHealth
 from monitor.retry import DELIVERIES
+from monitor.settings import Settings
 from monitor.store import is_postgres, transaction
 from monitor.views import OpenCaseLine, ThreadLine, build_view
 
 log = logging.getLogger(__name__)
 
-# Longer than any client timeout: a live claim is never stolen.  Tests of replica failover shorten it.
-CLAIM_TTL = timedelta(seconds=60)  # the default; Settings.claim_ttl (MENTION_MONITOR_CLAIM_TTL) sets it
+# Longer than any client timeout: a live claim is never stolen.  Settings.claim_ttl
+# (MENTION_MONITOR_CLAIM_TTL) sets it for a daemon; this is that setting's default.
+CLAIM_TTL = timedelta(seconds=Settings.model_fields["claim_ttl"].default)
 MALFORMED_ATTEMPTS = 5
 REPLIES_PER_PASS = 10  # platform replies one delivery pass makes before it hands the rest back  # a Slack answer we cannot read is retried this often before the row fails
 ALERT_METADATA = "mm_alert"
@@ -265,6 +268,41 @@ def backoff(attempts: int) -> timedelta:
     return DELIVERIES.delay(attempts + 1)
 
 
+@dataclass(frozen=True, slots=True)
+class FilesMessage:
+    """Files shared as one message (the digest: its charts, under a title and a summary)."""
+
+    title: str
+    comment: str
+    files: list[tuple[str, bytes]]
+
+
+# A 429's Retry-After for a channel is kept in the database, in a SourceHealth row named after the
+# channel (status rate_limited, retry_at the hold's end): a restarted process or another replica
+# waits for it instead of collecting another 429.
+HOLD_PREFIX = "channel:"
+
+
+def hold_channel(engine: Engine, *, channel: str, until: datetime, error: str) -> None:
+    """Keep `channel`'s rate-limit hold until `until` (a later hold already kept stays)."""
+    with transaction(engine) as s:
+        health = s.get(SourceHealth, HOLD_PREFIX + channel) or SourceHealth(source=HOLD_PREFIX + channel)
+        if health.retry_at is None or health.retry_at < until:
+            health.retry_at = until
+        health.status = "rate_limited"
+        health.failures += 1
+        health.last_error = error[:300]
+        s.add(health)
+
+
+def channel_holds(engine: Engine, *, now: datetime) -> dict[str, datetime]:
+    """channel -> the end of its rate-limit hold, for the holds not over at `now`."""
+    with Session(engine) as s:
+        rows = s.exec(select(SourceHealth.source, SourceHealth.retry_at).where(
+            SourceHealth.source.startswith(HOLD_PREFIX), SourceHealth.retry_at > now)).all()
+    return {str(name).removeprefix(HOLD_PREFIX): until for name, until in rows if until is not None}
+
+
 @dataclass(slots=True)
 class DeliveryStats:
     sent: int = 0
@@ -297,6 +335,11 @@ class ChannelPacer:
         wait = max(0.0, (until - now).total_seconds())
         self._buckets[key] = (1 - wait * self.per_second, now)  # the bucket reaches one token at `until`
 
+    def names(self, channel: str) -> set[str]:
+        """The spellings of `channel` learnt so far ("#name" and the id Slack answered with)."""
+        key = self._alias.get(channel, channel)
+        return {channel, key} | {asked for asked, answered in self._alias.items() if answered == key}
+
     def take(self, channel: str, now: datetime) -> timedelta:
         """Zero if a message may go now (and count it), else how long to wait."""
         key = self._alias.get(channel, channel)
@@ -315,7 +358,7 @@ class Deliverer:
     def __init__(
         self, *, engine: Engine, notifier: Notifier, sources: Mapping[str, Any], worker: str,
         timezone: Callable[[], str] = lambda: "UTC", replies: Any = None, claim_ttl: timedelta = CLAIM_TTL,
-        ops_channel: Callable[[], str] = lambda: "",
+        ops_channel: Callable[[], str] = lambda: "", digests: Callable[[datetime], FilesMessage] | None = None,
     ) -> None:
         self.claim_ttl = claim_ttl
         self.engine = engine
@@ -328,6 +371,8 @@ class Deliverer:
         per_second = notifier.messages_per_second  # a declared capability; None: no limit (the console)
         self.pacer = ChannelPacer(per_second=per_second, burst=notifier.burst) if per_second else None
         self._group_threads: set[tuple[str, str]] = set()  # (channel, ts) of grouped messages seen
+        self.digests = digests  # the digest scheduled at a time, composed (monitor/report/digest.py)
+        self._holds: dict[str, datetime] = {}  # channel -> end of its 429 hold, as the database keeps it
 
     def run_once(self, *, now: datetime, limit: int = 50,
                  should_stop: Callable[[], bool] = lambda: False) -> DeliveryStats:
@@ -336,6 +381,8 @@ class Deliverer:
         Thread notes of one thread in the batch go out together, several to a message."""
         stats = DeliveryStats()
         items = claim(self.engine, worker=self.worker, now=now, limit=limit, ttl=self.claim_ttl)
+        if items:  # holds another process learnt (or this one, before a restart)
+            self._holds = channel_holds(self.engine, now=now)
         done: set[int] = set()
         replies = 0
         paced: dict[str, datetime] = {}  # channel -> when its budget allows the next message
@@ -471,8 +518,7 @@ class Deliverer:
         try:
             posted = self.notifier.post(channel=channel, text=text, blocks=blocks, thread_ts=ts, metadata=metadata)
         except RateLimited as exc:
-            if self.pacer is not None:
-                self.pacer.hold(channel, until=exc.until, now=now)
+            self._hold(channel, until=exc.until, now=now, error=str(exc))
             for item in rows:
                 self._retry(item.row, now=now, at=exc.until, error=str(exc))
             return outcomes + [(i, "retried") for i in rows]
@@ -518,6 +564,8 @@ class Deliverer:
                 self._alert(item, now=now)
             elif row.kind == OutboxKind.ALERT_UPDATE:
                 self._update(row, now=now)
+            elif row.kind == OutboxKind.DIGEST:
+                self._digest(row, now=now)
             else:
                 self._message(row, now=now)
             return "sent"
@@ -529,8 +577,8 @@ class Deliverer:
                    retry_at=now + wait.delay, error=str(wait))
             return "retried"
         except RateLimited as exc:
-            if self.pacer is not None and row.kind not in PUBLIC_KINDS:
-                self.pacer.hold(self._channel_of(row), until=exc.until, now=now)
+            if row.kind not in PUBLIC_KINDS:
+                self._hold(self._channel_of(row), until=exc.until, now=now, error=str(exc))
             self._retry(row, now=now, at=exc.until, error=str(exc))
             return "retried"
         except (Transient, AuthFailed) as exc:
@@ -597,7 +645,18 @@ class Deliverer:
 
     # ------------------------------------------------------------------ Slack kinds
 
+    def _hold(self, channel: str, *, until: datetime, now: datetime, error: str) -> None:
+        """Slack answered 429 for `channel`: nothing goes there before `until`, from any process."""
+        if self.pacer is not None:
+            self.pacer.hold(channel, until=until, now=now)
+        for name in self.pacer.names(channel) if self.pacer is not None else {channel}:
+            self._holds[name] = until
+            hold_channel(self.engine, channel=name, until=until, error=error)
+
     def _pace(self, channel: str, *, now: datetime) -> None:
+        held = self._holds.get(channel)
+        if held is not None and held > now:
+            raise _Paced(held - now)
         if self.pacer is not None:
             wait = self.pacer.take(channel, now)
             if wait > timedelta(0):
@@ -722,6 +781,22 @@ class Deliverer:
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
                result={"channel": posted.channel, "ts": posted.ts})
 
+
+    def _digest(self, row: Outbox, *, now: datetime) -> None:
+        """Compose the digest scheduled at the row's time and share it (summary and charts) as one message.
+        At least once: a crash between the upload and this row's finish shares it again."""
+        if self.digests is None:
+            raise Refused("no digest composer configured")
+        self._pace(row.target, now=now)
+        try:
+            message = self.digests(datetime.fromisoformat(row.payload["due"]))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            # the charts' child failed (its message says how): retried a few times, then failed and reported
+            raise BadPayload(str(exc)) from exc
+        self.notifier.upload_files(channel=row.target, files=message.files, title=message.title,
+                                   initial_comment=message.comment)
+        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
+        log.info("digest posted for the period before %s", row.payload["due"])
 
     def _permalink(self, case_id: int | None) -> str:
         """The link to a case's alert (chat.getPermalink), or "" when there is none to give."""

@@ -14,7 +14,8 @@ from typing import Any
 from monitor import messages as msg
 from monitor.clock import Clock
 from monitor.rules.schema import Ruleset
-from monitor.runtime.daemon import Daemon, SourceBinding
+from monitor.runtime.daemon import Daemon
+from monitor.runtime.poller import SourceBinding
 from monitor.settings import Settings
 from monitor.store import check_writable, create_schema, make_engine
 
