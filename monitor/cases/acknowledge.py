@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -27,6 +27,7 @@ from connectors.base import (
     Refused,
     ReplyResult,
     ReplyTarget,
+    Source,
     Transient,
 )
 from connectors.platforms import is_private
@@ -38,6 +39,9 @@ from monitor.retry import REPLIES
 from monitor.rules import render_template
 from monitor.rules.schema import Ruleset
 from monitor.sanitize import addressable_handle, addressable_name
+
+if TYPE_CHECKING:
+    from monitor.cases.pipeline import ReplyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ class Plan:
     reason: str = ""
 
 
-def render(ruleset: Ruleset, *, template: str, mention: Mention, policy: Any, agent: str = "") -> tuple[str, str]:
+def render(ruleset: Ruleset, *, template: str, mention: Mention, policy: ReplyPolicy, agent: str = "") -> tuple[str, str]:
     dm_link = policy.dm_link if (policy is not None and ruleset.acknowledgement.dm_link
                                  and ruleset.acknowledgement.allow_urls) else ""
     # {author} is how the platform addresses a person: @handle on X, the display name on Facebook;
@@ -70,7 +74,7 @@ DM_SENT_SUFFIX = "_dm_sent"  # the public reply when a private message really go
 MESSAGE_SUFFIX = "_message"  # the answer to a private message (Messenger): no comment, no hand-off
 
 
-def sends_dm(*, policy: Any, mention: Mention, private_template: str | None) -> bool:
+def sends_dm(*, policy: ReplyPolicy, mention: Mention, private_template: str | None) -> bool:
     """Whether a private message goes out beside the public reply (a Facebook private reply to a comment).
     On X the reply only carries a link to write to us: X lets a brand DM only people who allow it."""
     return bool(private_template) and policy is not None and mention.kind in policy.private_kinds
@@ -88,7 +92,7 @@ def template_for(ruleset: Ruleset, *, template: str, mention: Mention, dm_sent: 
 
 def plan(
     session: Session, *, ruleset: Ruleset, case: Case, mention: Mention, mode: str, template: str | None,
-    policy: Any, now: datetime, dry_run: bool, private_template: str | None = None,
+    policy: ReplyPolicy, now: datetime, dry_run: bool, private_template: str | None = None,
 ) -> Plan:
     if template:
         template = template_for(ruleset, template=template, mention=mention,
@@ -124,7 +128,7 @@ def plan(
     return Plan(mode=mode, text=text, lang=lang, queued=queued)
 
 
-def auto_refusal(*, policy: Any, mention: Mention, text: str) -> str:
+def auto_refusal(*, policy: ReplyPolicy, mention: Mention, text: str) -> str:
     """Why the platform would not let the bot post this unprompted ("" if it would)."""
     if policy is None:
         return f"no {mention.platform} connector can reply"
@@ -171,7 +175,7 @@ def prefetch_recent_acks(session: Session, *, authors: Iterable[tuple[str, str]]
 
 
 def queue(
-    session: Session, *, case: Case, mention: Mention, text: str, lang: str, policy: Any, now: datetime,
+    session: Session, *, case: Case, mention: Mention, text: str, lang: str, policy: ReplyPolicy, now: datetime,
     dry_run: bool, actor: str, ruleset: Ruleset, private_template: str | None = None,
 ) -> bool:
     """Queue the public acknowledgement (at most one per conversation) and its private follow-up."""
@@ -210,14 +214,14 @@ def target_payload(mention: Mention) -> dict[str, Any]:
     return target
 
 
-def _ago(delta: Any) -> str:
+def _ago(delta: timedelta) -> str:
     return "just now" if delta.total_seconds() < 60 else humanize(delta) + " ago"
 
 
 class ReplyDeliverer:
     """Posts queued platform replies, at most once each."""
 
-    def __init__(self, *, engine: Engine, sources: Mapping[str, Any], worker: str) -> None:
+    def __init__(self, *, engine: Engine, sources: Mapping[str, Source], worker: str) -> None:
         self.engine = engine
         self.sources = sources
         self.worker = worker

@@ -18,7 +18,8 @@ from typing import Any
 
 from connectors.platforms import PLATFORMS
 from monitor import messages as msg
-from monitor.rules import RulesError, load_rules
+from monitor.rules import RulesError, Ruleset, load_rules
+from monitor.rules.schema import Source as RulesSource
 from monitor.settings import Settings
 
 log = logging.getLogger("monitor")
@@ -123,7 +124,7 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _load_rules_or_exit(path: str) -> Any:
+def _load_rules_or_exit(path: str) -> Ruleset:
     if not Path(path).exists():
         default = shipped("rules.yaml")
         print(msg.CLI_NO_RULES_FILE.format(path=path, default=default or "rules.yaml"), file=sys.stderr)
@@ -143,7 +144,7 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain_source(ruleset: Any, name: str) -> Any:
+def _explain_source(ruleset: Ruleset, name: str) -> RulesSource:
     import difflib
 
     try:

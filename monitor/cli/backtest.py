@@ -11,12 +11,15 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from monitor import messages as msg
+
+if TYPE_CHECKING:
+    from monitor.rules.schema import Ruleset
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +62,7 @@ def _period(args: argparse.Namespace) -> tuple[datetime, datetime]:
         return since, until
 
 
-def _rules(path: str) -> Any:
+def _rules(path: str) -> Ruleset:
     from pathlib import Path
 
     from monitor.rules import RulesError, load_rules

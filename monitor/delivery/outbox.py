@@ -14,14 +14,23 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from connectors.base import AuthFailed, BadPayload, ConnectorError, Notifier, RateLimited, Refused, Transient
+from connectors.base import (
+    AuthFailed,
+    BadPayload,
+    ConnectorError,
+    Notifier,
+    RateLimited,
+    Refused,
+    Source,
+    Transient,
+)
 from monitor import messages as msg
 from monitor.delivery.notes import compose
 from monitor.model import PUBLIC_KINDS, Case, Event, Mention, Outbox, OutboxKind, OutboxState, SourceHealth
@@ -352,12 +361,20 @@ class ChannelPacer:
         return timedelta(0)
 
 
+class ReplySender(Protocol):
+    """Delivers one claimed platform reply at most once (monitor.cases.acknowledge.ReplyDeliverer)."""
+
+    def deliver(self, item: Claimed, *, now: datetime) -> str:
+        """ "sent", "retried", "failed" or "unknown" (the outcome cannot be known: a person decides)."""
+        ...
+
+
 class Deliverer:
     """Delivers due outbox rows: Slack through the notifier, platform replies through the sources."""
 
     def __init__(
-        self, *, engine: Engine, notifier: Notifier, sources: Mapping[str, Any], worker: str,
-        timezone: Callable[[], str] = lambda: "UTC", replies: Any = None, claim_ttl: timedelta = CLAIM_TTL,
+        self, *, engine: Engine, notifier: Notifier, sources: Mapping[str, Source], worker: str,
+        timezone: Callable[[], str] = lambda: "UTC", replies: ReplySender | None = None, claim_ttl: timedelta = CLAIM_TTL,
         ops_channel: Callable[[], str] = lambda: "", digests: Callable[[datetime], FilesMessage] | None = None,
     ) -> None:
         self.claim_ttl = claim_ttl
@@ -367,7 +384,7 @@ class Deliverer:
         self.sources = sources
         self.worker = worker
         self.timezone = timezone
-        self.replies = replies  # monitor.cases.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
+        self.replies = replies  # for PUBLIC_KINDS
         per_second = notifier.messages_per_second  # a declared capability; None: no limit (the console)
         self.pacer = ChannelPacer(per_second=per_second, burst=notifier.burst) if per_second else None
         self._group_threads: set[tuple[str, str]] = set()  # (channel, ts) of grouped messages seen
