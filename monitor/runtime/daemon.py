@@ -35,7 +35,7 @@ from monitor.report import digest
 from monitor.rules import RulesError, load_rules
 from monitor.rules.schema import Ruleset
 from monitor.runtime.memory import trim_memory
-from monitor.runtime.poller import (  # noqa: F401  (SourceBinding, PollOutcome, LEASE_TTL: the daemon's API)
+from monitor.runtime.poller import (
     LEASE_TTL,
     MAX_PAGES_PER_POLL,
     PollOutcome,
