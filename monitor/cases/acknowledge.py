@@ -226,8 +226,23 @@ class ReplyDeliverer:
         self.sources = sources
         self.worker = worker
         # (platform, outbox kind) -> when its create limit resets: learnt from a 429 or from a
-        # success that left 0, so that a queue of replies costs no further refused requests
+        # success that left 0, so that a queue of replies costs no further refused requests; kept
+        # in the database too (outbox.keep_hold), so a restart or another replica waits as well
         self.held: dict[tuple[str, str], datetime] = {}
+
+    def _held(self, platform: str, kind: str, *, now: datetime) -> datetime | None:
+        known = self.held.get((platform, kind))
+        if known is not None and known > now:
+            return known
+        kept = outbox.hold_until(self.engine, name=f"{outbox.REPLY_HOLD_PREFIX}{platform}:{kind}", now=now)
+        if kept is not None:
+            self.held[(platform, kind)] = kept
+            return kept
+        return known
+
+    def _hold(self, platform: str, kind: str, *, until: datetime, error: str) -> None:
+        self.held[(platform, kind)] = until
+        outbox.keep_hold(self.engine, name=f"{outbox.REPLY_HOLD_PREFIX}{platform}:{kind}", until=until, error=error)
 
     def deliver(self, item: outbox.Claimed, *, now: datetime) -> str:
         row = item.row
@@ -244,7 +259,7 @@ class ReplyDeliverer:
         if source is None:
             self._give_up(row, now=now, reason=f"no {row.platform} connector is configured", private=private)
             return "failed"
-        held = self.held.get((row.platform, row.kind))
+        held = self._held(row.platform, row.kind, now=now)
         first = row.attempts <= 1 and not item.recovering
         never_posted = first or bool(row.result.get("not_posted"))
         expires = self._expires_at(row) if payload.get("actor") == "auto" and never_posted else None
@@ -289,7 +304,7 @@ class ReplyDeliverer:
             # refused before anything was posted: the retry posts without a look-up first
             retry_at = exc.until if isinstance(exc, RateLimited) else now + REPLIES.delay(row.attempts + 1)
             if isinstance(exc, RateLimited):
-                self.held[(row.platform, row.kind)] = exc.until
+                self._hold(row.platform, row.kind, until=exc.until, error=str(exc))
                 if expires is not None and exc.until > expires:
                     self._expire(row, now=now, expired_at=expires, held=exc.until)
                     return "failed"
@@ -313,7 +328,9 @@ class ReplyDeliverer:
             return "failed"
         if result.quota.remaining == 0 and result.quota.reset_at is not None:
             # the header counts whole seconds: the window may close up to a second later
-            self.held[(row.platform, row.kind)] = result.quota.reset_at + timedelta(seconds=1)
+            self._hold(row.platform, row.kind, until=result.quota.reset_at + timedelta(seconds=1),
+                       error=msg.REPLY_LIMIT_HELD.format(platform=row.platform,
+                                                         until=result.quota.reset_at.isoformat()))
         self._done(row, now=now, result=result, dry_run=False, private=private)
         return "sent"
 

@@ -286,22 +286,30 @@ class FilesMessage:
     files: list[tuple[str, bytes]]
 
 
-# A 429's Retry-After for a channel is kept in the database, in a SourceHealth row named after the
-# channel (status rate_limited, retry_at the hold's end): a restarted process or another replica
-# waits for it instead of collecting another 429.
-HOLD_PREFIX = "channel:"
+# A rate limit's end is kept in the database, in a SourceHealth row named after what it holds
+# (status rate_limited, retry_at the hold's end): a Slack channel's 429 (Retry-After), a platform's
+# reply limit.  A restarted process or another replica waits for it instead of collecting another 429.
+HOLD_PREFIX = "channel:"  # + the Slack channel
+REPLY_HOLD_PREFIX = "replies:"  # + platform:outbox kind (monitor.cases.acknowledge.ReplyDeliverer)
 
 
-def hold_channel(engine: Engine, *, channel: str, until: datetime, error: str) -> None:
-    """Keep `channel`'s rate-limit hold until `until` (a later hold already kept stays)."""
+def keep_hold(engine: Engine, *, name: str, until: datetime, error: str) -> None:
+    """Keep the rate-limit hold `name` until `until` (a later end already kept stays)."""
     with transaction(engine) as s:
-        health = s.get(SourceHealth, HOLD_PREFIX + channel) or SourceHealth(source=HOLD_PREFIX + channel)
+        health = s.get(SourceHealth, name) or SourceHealth(source=name)
         if health.retry_at is None or health.retry_at < until:
             health.retry_at = until
         health.status = "rate_limited"
         health.failures += 1
         health.last_error = error[:300]
         s.add(health)
+
+
+def hold_until(engine: Engine, *, name: str, now: datetime) -> datetime | None:
+    """The end of the hold `name`, if it is not over at `now`."""
+    with Session(engine) as s:
+        health = s.get(SourceHealth, name)
+    return health.retry_at if health is not None and health.retry_at is not None and health.retry_at > now else None
 
 
 def channel_holds(engine: Engine, *, now: datetime) -> dict[str, datetime]:
@@ -668,7 +676,7 @@ class Deliverer:
             self.pacer.hold(channel, until=until, now=now)
         for name in self.pacer.names(channel) if self.pacer is not None else {channel}:
             self._holds[name] = until
-            hold_channel(self.engine, channel=name, until=until, error=error)
+            keep_hold(self.engine, name=HOLD_PREFIX + name, until=until, error=error)
 
     def _pace(self, channel: str, *, now: datetime) -> None:
         held = self._holds.get(channel)
