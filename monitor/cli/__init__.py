@@ -14,13 +14,16 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.platforms import PLATFORMS
 from monitor import messages as msg
 from monitor.rules import RulesError, Ruleset, load_rules
 from monitor.rules.schema import Source as RulesSource
 from monitor.settings import Settings
+
+if TYPE_CHECKING:
+    from monitor.rules.stored import StoredMention
 
 log = logging.getLogger("monitor")
 
@@ -158,7 +161,7 @@ def _explain_source(ruleset: Ruleset, name: str) -> RulesSource:
         raise SystemExit(1) from None
 
 
-def _explain_stored(args: argparse.Namespace) -> Any:
+def _explain_stored(args: argparse.Namespace) -> StoredMention:
     import sqlalchemy as sa
 
     from monitor.rules.stored import read_mention

@@ -19,6 +19,7 @@ from rich.table import Table
 from monitor import messages as msg
 
 if TYPE_CHECKING:
+    from monitor.cases.backtest import Backtest, Example
     from monitor.rules.schema import Ruleset
 
 
@@ -107,7 +108,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _example(e: Any) -> str:
+def _example(e: Example) -> str:
     text = " ".join(e.text.split())
     text = text if len(text) <= 70 else text[:69] + "…"
     return msg.BACKTEST_EXAMPLE.format(id=e.id, author=e.author, text=text)
@@ -124,7 +125,7 @@ def _sla(value: tuple[str, int, bool]) -> str:
                                    business=msg.BACKTEST_SLA_BUSINESS if value[2] else "")
 
 
-def render_table(result: Any, *, current: str, proposed: str, console: Console) -> None:
+def render_table(result: Backtest, *, current: str, proposed: str, console: Console) -> None:
     """The diff as a person reads it: totals, then each kind of change with example posts."""
     from rich.markup import escape
 

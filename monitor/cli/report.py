@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,6 +20,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from connectors.base import AuthFailed, BadPayload, RateLimited, Transient
 from connectors.platforms import SOCIAL
 from monitor import messages as msg
+
+if TYPE_CHECKING:
+    from monitor.report.kpis import Report
 
 
 def register(subparsers: Any) -> None:
@@ -92,7 +95,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_pngs(report: Any, *, target: Path) -> list[Path]:
+def write_pngs(report: Report, *, target: Path) -> list[Path]:
     """FILE.png: one image with every chart; a directory (or a path without .png): one file per chart."""
     from monitor.report import charts
 
