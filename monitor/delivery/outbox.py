@@ -382,8 +382,9 @@ class Deliverer:
 
     def __init__(
         self, *, engine: Engine, notifier: Notifier, sources: Mapping[str, Source], worker: str,
-        timezone: Callable[[], str] = lambda: "UTC", replies: ReplySender | None = None, claim_ttl: timedelta = CLAIM_TTL,
-        ops_channel: Callable[[], str] = lambda: "", digests: Callable[[datetime], FilesMessage] | None = None,
+        timezone: Callable[[], str] = lambda: "UTC", replies: ReplySender | None = None,
+        claim_ttl: timedelta = CLAIM_TTL, ops_channel: Callable[[], str] = lambda: "",
+        digests: Callable[[datetime], FilesMessage] | None = None,
     ) -> None:
         self.claim_ttl = claim_ttl
         self.engine = engine
@@ -806,7 +807,6 @@ class Deliverer:
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
                result={"channel": posted.channel, "ts": posted.ts})
 
-
     def _digest(self, row: Outbox, *, now: datetime) -> None:
         """Compose the digest scheduled at the row's time and share it (summary and charts) as one message.
         At least once: a crash between the upload and this row's finish shares it again."""
@@ -815,8 +815,9 @@ class Deliverer:
         self._pace(row.target, now=now)
         try:
             message = self.digests(datetime.fromisoformat(row.payload["due"]))
-        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-            # the charts' child failed (its message says how): retried a few times, then failed and reported
+        except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
+            # the charts' child failed, or the digest was removed from rules.yaml (the message says which):
+            # retried a few times, then failed and reported
             raise BadPayload(str(exc)) from exc
         self.notifier.upload_files(channel=row.target, files=message.files, title=message.title,
                                    initial_comment=message.comment)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LAST_SENT_KEY = "digest_last_sent"
+DIGEST_KEY_PREFIX = "digest:"  # + the scheduled time: the outbox row of one period's digest
 
 
 def scheduled_at(*, ruleset: Ruleset, now: datetime) -> datetime | None:
@@ -109,12 +110,11 @@ def queue_digest(engine: Engine, *, ruleset: Ruleset, now: datetime) -> bool:
     return True
 
 
-DIGEST_KEY_PREFIX = "digest:"
-
-
 def compose(*, engine: Engine, ruleset: Ruleset, due: datetime) -> FilesMessage:
-    """The digest scheduled at `due`: its title, its summary text and its charts (drawn in a child process)."""
-    assert ruleset.digest is not None
+    """The digest scheduled at `due`: its title, its summary text and its charts (drawn in a child process).
+    ValueError when rules.yaml has no digest any more (it was removed while this one waited)."""
+    if ruleset.digest is None:
+        raise ValueError(msg.DIGEST_NOT_CONFIGURED)
     since, until = period_of(ruleset=ruleset, at=due)
     with Session(engine) as s:
         report = report_for(s, ruleset=ruleset, until=until, period=until - since)
