@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 
 from connectors.sandbox import Sandbox
 from connectors.slack.app import build_app, snooze_minutes
+from connectors.slack.blocks import mention
 from connectors.slack.notifier import SlackNotifier
 from monitor import messages as m
 from monitor.cases.actions import CaseActions
@@ -70,7 +71,7 @@ def engine(tmp_path: Path) -> Engine:
 @pytest.fixture()
 def app(sandbox: Sandbox, engine: Engine) -> App:
     sandbox.reset()
-    actions = CaseActions(engine=engine, rules=lambda: RULES, clock=SettableClock(NOW))
+    actions = CaseActions(engine=engine, rules=lambda: RULES, clock=SettableClock(NOW), mention_user=mention)
     return build_app(token=TOKEN, actions=actions, signing_secret=SECRET, base_url=sandbox.url,
                      approvers=[APPROVER], clock=SettableClock(NOW), process_before_response=True)
 
@@ -253,7 +254,7 @@ def test_user_group_members_may_post_and_membership_is_cached(sandbox: Sandbox, 
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(control, timeout=5) as answer:
         assert json.load(answer) == {"ok": True}
-    actions = CaseActions(engine=engine, rules=lambda: RULES, clock=SettableClock(NOW))
+    actions = CaseActions(engine=engine, rules=lambda: RULES, clock=SettableClock(NOW), mention_user=mention)
     app = build_app(token=TOKEN, actions=actions, signing_secret=SECRET, base_url=sandbox.url,
                     approvers=["S0CSLEADS"], process_before_response=True)
     click(app, "mm_ack", user=STRANGER)

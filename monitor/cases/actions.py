@@ -70,12 +70,14 @@ class CaseActions:
     def __init__(
         self, *, engine: Engine, rules: Callable[[], Ruleset], clock: Clock,
         policies: Mapping[str, ReplyPolicy] | None = None, dry_run: bool = False,
+        mention_user: Callable[[str], str] = str,
     ) -> None:
         self.engine = engine
         self.rules = rules
         self.clock = clock
         self.policies = policies or {}
         self.dry_run = dry_run
+        self.mention_user = mention_user  # the notifier's (Notifier.mention_user): how a refusal names a person
 
     def timezone(self) -> str:
         return self.rules().business_hours.timezone
@@ -108,7 +110,7 @@ class CaseActions:
             if case.assignee == user:
                 return "you have already claimed this case"
             if case.assignee:
-                return f"already claimed by <@{case.assignee}>"
+                return f"already claimed by {self.mention_user(case.assignee)}"
             case.assignee = user
             case.claimed_at = now
             return None

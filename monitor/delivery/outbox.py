@@ -566,8 +566,9 @@ class Deliverer:
         case = s.get(Case, row.case_id) if row.case_id else None
         if case is None:
             raise Refused(f"case {row.case_id} does not exist")
-        text = compose(s, row.payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
-                       time_ref=self.notifier.time_ref, case=case if case.grouped_into else None)
+        text = compose(s, row.payload, escape=self.notifier.escape, mention_user=self.notifier.mention_user, now=now,
+                       timezone=self.timezone(), time_ref=self.notifier.time_ref,
+                       case=case if case.grouped_into else None)
         member = None
         member_id = row.payload.get("member_case_id") if row.payload.get("note") == "group_member" else None
         if member_id:
@@ -792,8 +793,8 @@ class Deliverer:
         if payload.get("note") == "escalation" and not payload.get("permalink"):
             payload = {**payload, "permalink": self._permalink(payload.get("case_id"))}
         with transaction(self.engine) as s:
-            text = compose(s, payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
-                           time_ref=self.notifier.time_ref, case=named)
+            text = compose(s, payload, escape=self.notifier.escape, mention_user=self.notifier.mention_user, now=now,
+                           timezone=self.timezone(), time_ref=self.notifier.time_ref, case=named)
         posted = None
         metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_id": str(row.id)}}
         if row.kind == OutboxKind.CHANNEL and row.attempts > 1:

@@ -160,7 +160,7 @@ def _slack_app(daemon: Daemon, *, token: str, signing_secret: str, base_url: str
     from monitor.cases.actions import CaseActions
 
     actions = CaseActions(engine=daemon.engine, rules=lambda: daemon.ruleset, clock=daemon.clock,
-                          policies=daemon.policies, dry_run=daemon.dry_run)
+                          policies=daemon.policies, dry_run=daemon.dry_run, mention_user=daemon.notifier.mention_user)
     return build_app(token=token, actions=actions, signing_secret=signing_secret, base_url=base_url,
                      approvers=daemon.ruleset.slack.approvers, clock=daemon.clock)
 
