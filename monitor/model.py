@@ -207,9 +207,9 @@ class Case(SQLModel, table=True):
     resolved_at: datetime | None = _ts()
     last_mention_at: datetime | None = _ts()
     mention_count: int = 1
-    slack_channel: str = ""
-    slack_ts: str = ""
-    slack_rendered: str = ""  # fingerprint of the last rendering sent, to skip no-op updates
+    alert_channel: str = ""
+    alert_ref: str = ""
+    countdown_step: str = ""  # fingerprint of the last rendering sent, to skip no-op updates
 
 
 class Outbox(SQLModel, table=True):

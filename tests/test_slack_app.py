@@ -62,7 +62,7 @@ def engine(tmp_path: Path) -> Engine:
                     first_mention_id=mention.id, rule="urgent", severity="urgent", channel=CHANNEL,
                     opened_at=NOW, sla_seconds=1800, sla_due_at=NOW + timedelta(minutes=27),
                     ack_mode="approve", ack_text="Sorry @angry_anna! Please DM us your order number.",
-                    slack_channel=CHANNEL, slack_ts="1700000000.000001")
+                    alert_channel=CHANNEL, alert_ref="1700000000.000001")
         s.add(case)
         s.commit()
     return engine
@@ -270,7 +270,7 @@ def test_end_to_end_alert_then_double_claim_updates_the_message_once(app: App, e
     with transaction(engine) as s:
         fresh = s.get(Case, 1)
         assert fresh is not None
-        fresh.slack_ts, fresh.slack_channel = "", ""
+        fresh.alert_ref, fresh.alert_channel = "", ""
         s.add(fresh)
         outbox.add(s, kind=OutboxKind.ALERT, dedup_key="alert:1", case_id=1, target=CHANNEL, payload={}, now=NOW)
     deliverer = outbox.Deliverer(engine=engine, notifier=SlackNotifier(token=TOKEN, base_url=sandbox.url),

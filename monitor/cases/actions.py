@@ -251,7 +251,7 @@ class CaseActions:
         return [OpenCaseLine(case_id=c.id or 0, platform=c.platform, author_handle=c.author_handle, text=m.text,
                              rule=c.rule, severity=c.severity, assignee=c.assignee,
                              sla_due_at=None if c.backfilled_at else c.sla_due_at,  # history has no countdown
-                             state=c.state, slack_channel=c.slack_channel, slack_ts=c.slack_ts,
+                             state=c.state, alert_channel=c.alert_channel, alert_ref=c.alert_ref,
                              sla_seconds=c.sla_seconds) for c, m in rows]
 
     def stats_today(self) -> dict[str, str]:

@@ -481,13 +481,13 @@ class Deliverer:
         with transaction(self.engine) as s:
             cases = {c.id: c for c in s.exec(select(Case).where(Case.id.in_(wanted))).all()} if wanted else {}
             leaders_wanted = sorted({c.grouped_into for c in cases.values()
-                                     if not c.slack_ts and c.grouped_into and c.grouped_into != c.id})
+                                     if not c.alert_ref and c.grouped_into and c.grouped_into != c.id})
             leaders = {c.id: c for c in s.exec(select(Case).where(Case.id.in_(leaders_wanted))).all()} \
                 if leaders_wanted else {}
         for case_id, case in cases.items():
-            thread = case if case.slack_ts else leaders.get(case.grouped_into or 0)
-            if thread is not None and thread.slack_ts and case_id is not None:
-                found[case_id] = (thread.slack_channel, thread.slack_ts)
+            thread = case if case.alert_ref else leaders.get(case.grouped_into or 0)
+            if thread is not None and thread.alert_ref and case_id is not None:
+                found[case_id] = (thread.alert_channel, thread.alert_ref)
                 if thread.grouped_into == thread.id:  # a grouped message's thread, shared by its cases
                     self._group_threads.add(found[case_id])
         return found
@@ -740,8 +740,8 @@ class Deliverer:
         def record(s: Session) -> None:
             fresh = s.get(Case, case.id)
             if fresh is not None:
-                fresh.slack_channel = posted.channel
-                fresh.slack_ts = posted.ts
+                fresh.alert_channel = posted.channel
+                fresh.alert_ref = posted.ts
                 s.add(fresh)
             if refused:
                 self._report_refused(s, case_id=case.id or 0, reason=refused, now=now, fallback=True)
@@ -757,7 +757,7 @@ class Deliverer:
 
     def _update(self, row: Outbox, *, now: datetime) -> None:
         case, mention = self._load(row.case_id)
-        if not case.slack_ts:
+        if not case.alert_ref:
             if case.grouped_into and case.grouped_into != case.id:
                 finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
                 return
@@ -765,7 +765,7 @@ class Deliverer:
                 raise Refused(f"the alert of case {case.id} was refused by Slack: nothing to update")
             raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
         text, blocks = self.notifier.render_alert(self._view(case, mention, now=now))
-        self.notifier.update(channel=case.slack_channel, ts=case.slack_ts, text=text, blocks=blocks)
+        self.notifier.update(channel=case.alert_channel, ts=case.alert_ref, text=text, blocks=blocks)
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
 
     def _message(self, row: Outbox, *, now: datetime) -> None:
@@ -774,19 +774,19 @@ class Deliverer:
         if row.kind == OutboxKind.THREAD:
             case, _ = self._load(row.case_id)
             named = case if case.grouped_into else None
-            if not case.slack_ts and case.grouped_into and case.grouped_into != case.id:
+            if not case.alert_ref and case.grouped_into and case.grouped_into != case.id:
                 # A case grouped into a storm message never gets an alert of its own: its notes
                 # go to the group message's thread.  Waiting for its own alert retried them every
                 # 2 s forever, and they blocked the head of the queue (bench/memory.py).
                 with transaction(self.engine) as s:
                     leader = s.get(Case, case.grouped_into)
                 case = leader or case
-            if not case.slack_ts:
+            if not case.alert_ref:
                 if self._alert_failed(case.id):  # the thread will never exist: do not wait for it forever
                     raise Refused(f"the alert of case {case.id} was refused by Slack, so it has no thread")
                 raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
-            thread_ts = case.slack_ts
-            channel = case.slack_channel
+            thread_ts = case.alert_ref
+            channel = case.alert_channel
         else:
             channel = row.target
         payload = row.payload
@@ -829,12 +829,12 @@ class Deliverer:
         """The link to a case's alert (chat.getPermalink), or "" when there is none to give."""
         with transaction(self.engine) as s:
             case = s.get(Case, case_id) if case_id else None
-            if case is not None and not case.slack_ts and case.grouped_into:
+            if case is not None and not case.alert_ref and case.grouped_into:
                 case = s.get(Case, case.grouped_into)  # a grouped case's alert is its group's message
-        if case is None or not case.slack_ts:
+        if case is None or not case.alert_ref:
             return ""
         try:
-            return str(self.notifier.permalink(channel=case.slack_channel, ts=case.slack_ts))
+            return str(self.notifier.permalink(channel=case.alert_channel, ts=case.alert_ref))
         except ConnectorError as exc:
             log.warning("no link to the alert of case %s: %s", case_id, exc)
             return ""
