@@ -178,6 +178,11 @@ class Notifier(Protocol):
         """Customer text made safe to embed in `post` text: it can never ping or format."""
         ...
 
+    def mention_user(self, user_id: str) -> str:
+        """A team member (Slack: U…/W…) or a user group (S…) named so that they are notified, in this
+        notifier's own form; any other text as given."""
+        ...
+
     def update(
         self, *, channel: str, ts: str, text: str, blocks: Sequence[dict[str, Any]] | None = None,
     ) -> None: ...

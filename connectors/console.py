@@ -122,6 +122,10 @@ class ConsoleNotifier:
         """A terminal shows the time as the message catalogue wrote it."""
         return fallback
 
+    def mention_user(self, user_id: str) -> str:
+        """A terminal pings nobody: the id as @U0AGENT, readable in the printed line."""
+        return f"@{plain(user_id)}" if user_id[:1] in ("U", "W", "S") else plain(user_id)
+
     def permalink(self, *, channel: str, ts: str) -> str:
         """A printed message has no link."""
         return ""

@@ -473,8 +473,9 @@ REPORT_DONE = "{source}: {fetched} fetched, {stored} new, {duplicates} already s
 # monitor/report/digest.py
 DIGEST_TITLE_WEEKLY = "Mentions digest, week of {start:%d %b} - {end:%d %b %Y}"
 DIGEST_TITLE_DAILY = "Mentions digest, {start:%A %d %b %Y}"
+DIGEST_NOT_CONFIGURED = "rules.yaml has no `digest:` section any more, so the queued digest was not posted"
 DIGEST_RENDER_FAILED = ("the digest's charts could not be drawn (the drawing process exited with {code}); "
-                        "the next SLA sweep tries again. Its last output:\n{stderr}")
+                        "it is tried again a few times, later each time. Its last output:\n{stderr}")
 # --- end connector and report messages ---
 
 # --- rules as code messages (explain, backtest, silences) ---

@@ -58,6 +58,7 @@ class OutboxKind(enum.StrEnum):
     CHANNEL = "channel"  # standalone Slack message (group, spike, escalation, ops, digest)
     REPLY_PUBLIC = "reply_public"  # public reply on the platform
     REPLY_PRIVATE = "reply_private"  # private reply / DM on the platform
+    DIGEST = "digest"  # the scheduled digest: summary text and chart files (monitor/report/digest.py)
 
 
 PUBLIC_KINDS = frozenset({OutboxKind.REPLY_PUBLIC, OutboxKind.REPLY_PRIVATE})
@@ -206,9 +207,9 @@ class Case(SQLModel, table=True):
     resolved_at: datetime | None = _ts()
     last_mention_at: datetime | None = _ts()
     mention_count: int = 1
-    slack_channel: str = ""
-    slack_ts: str = ""
-    slack_rendered: str = ""  # fingerprint of the last rendering sent, to skip no-op updates
+    alert_channel: str = ""
+    alert_ref: str = ""
+    countdown_step: str = ""  # fingerprint of the last rendering sent, to skip no-op updates
 
 
 class Outbox(SQLModel, table=True):

@@ -103,8 +103,8 @@ class OpenCaseLine:
     sla_due_at: datetime | None
     assignee: str
     state: str
-    slack_channel: str = ""
-    slack_ts: str = ""
+    alert_channel: str = ""
+    alert_ref: str = ""
     sla_seconds: int = 0  # the whole target: lists colour the time left on the same scale as the alert
 
 

@@ -268,3 +268,34 @@ def test_replies_past_the_create_limit_wait_for_its_reset_without_refused_reques
     daemon.drain()
     assert sorted(p["in_reply_to"] for p in replies(sandbox)) == sorted(ids)
     assert creates() == 3
+
+
+def test_a_spent_create_limit_holds_for_a_restarted_daemon_too(sandbox, db_url, simple_rules, simple_rules_file,
+                                                                clock):
+    """The limit's reset is kept in the database: after a restart, a new acknowledgement waits for it
+    instead of asking X and collecting a 429."""
+    sandbox.configure(x_limits={"create_tweet": (2, 900)})
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
+    ids = [tweet(sandbox, clock, n, "@nordlysshop the lamp arrived broken", author=f"customer{n}") for n in (1, 2)]
+
+    def creates() -> int:
+        return sandbox.stats()["requests"]["POST /2/tweets"]
+
+    daemon.poll("x-mentions")
+    daemon.drain()
+    assert creates() == 2 and len(replies(sandbox)) == 2  # X said: 0 left until the window resets
+    daemon.engine.dispose()
+    restarted = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
+    ids.append(tweet(sandbox, clock, 3, "@nordlysshop the lamp arrived broken", author="customer3"))
+    clock.advance(timedelta(seconds=90))  # the mentions quota paces polls about a minute apart
+    assert restarted.poll("x-mentions").status == "ok"
+    restarted.drain()
+    assert creates() == 2, "the restarted daemon knows the limit is spent: no refused request"
+    with Session(restarted.engine) as s:
+        waiting = s.exec(select(Outbox).where(Outbox.kind == OutboxKind.REPLY_PUBLIC, Outbox.state == "pending")).one()
+        assert waiting.error.startswith("x reply limit reached: waiting until ")
+    clock.advance(timedelta(minutes=16))
+    restarted.drain()
+    assert sorted(p["in_reply_to"] for p in replies(sandbox)) == sorted(ids)
+    assert creates() == 3
+    restarted.engine.dispose()

@@ -104,13 +104,76 @@ def test_a_new_daemon_posts_its_first_digest_at_the_next_scheduled_time(engine: 
     daemon = Daemon(engine=engine, rules_path=path, ruleset=rules(), sources={}, clock=clock,
                     notifier=SlackNotifier(token="xoxb-test", base_url=sandbox.url, timeout=5.0))
     daemon.sweep()
+    daemon.drain()  # the digest is an outbox row: the sweep queues it, the outbox posts it
     assert [m for m in sandbox.slack_messages() if m.get("files")] == []
     assert last_sent(engine) == utc(2026, 11, 24, 13, 0)
     clock.set(utc(2026, 11, 30, 7, 59))  # Monday 08:59 in Copenhagen
     daemon.sweep()
+    daemon.drain()
     assert [m for m in sandbox.slack_messages() if m.get("files")] == []
     clock.set(utc(2026, 11, 30, 8, 0, 5))
     daemon.sweep()
+    daemon.drain()
     posts = [m for m in sandbox.slack_messages() if m.get("files")]
     assert len(posts) == 1
     assert posts[0]["text"].splitlines()[0] == "*Mentions digest, week of 23 Nov - 29 Nov 2026*"
+
+
+def test_the_digest_goes_through_the_outbox_once_retried_with_back_off_and_not_twice_after_a_restart(
+        engine: Any, sandbox: Sandbox, tmp_path: Any) -> None:
+    import sqlalchemy as sa
+
+    from monitor.clock import SettableClock
+    from monitor.model import Outbox
+    from monitor.report.digest import start_counting
+    from monitor.runtime.daemon import Daemon
+
+    load_week(engine)
+    path = tmp_path / "digest.yaml"
+    path.write_text(WITH_DIGEST_CHANNEL + 'digest: {every: weekly, day: mon, at: "09:00", channel: digest}\n')
+    start_counting(engine, now=utc(2026, 11, 16, 8, 0, 5))  # last Monday's digest went out
+    clock = SettableClock(utc(2026, 11, 23, 8, 0, 2))  # Monday 09:00:02 in Copenhagen
+
+    def daemon() -> Daemon:
+        return Daemon(engine=engine, rules_path=path, ruleset=rules(), sources={}, clock=clock,
+                      notifier=SlackNotifier(token="xoxb-test", base_url=sandbox.url, timeout=5.0))
+
+    def shared() -> list[dict[str, Any]]:
+        return [m for m in sandbox.slack_messages() if m.get("files")]
+
+    def digest_rows() -> list[Any]:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(Outbox.__table__.c.state, Outbox.__table__.c.attempts,
+                                          Outbox.__table__.c.next_attempt_at, Outbox.__table__.c.error)
+                                .where(Outbox.__table__.c.kind == "digest")).all()
+
+    first = daemon()
+    sandbox.add_fault(platform="slack", path="/api/files.completeUploadExternal", status=500, times=2)
+    waits = []
+    for _ in range(2):  # Slack fails twice: the second failure waits longer (DELIVERIES, jitter below)
+        first.sweep()
+        first.drain()
+        assert shared() == []
+        [(state, attempts, next_at, error)] = digest_rows()
+        assert state == "pending" and error
+        wait = (next_at.replace(tzinfo=UTC) - clock.now()).total_seconds()
+        waits.append(wait)
+        clock.advance(wait + 0.1)
+    assert 1.0 <= waits[0] <= 2.0 and 2.0 <= waits[1] <= 4.0, waits
+    first.sweep()
+    first.drain()
+    posts = shared()
+    assert len(posts) == 1
+    assert posts[0]["channel"].lstrip("#") == "cs-weekly"
+    assert posts[0]["text"].splitlines()[0] == "*Mentions digest, week of 16 Nov - 22 Nov 2026*"
+    assert [f["title"] for f in posts[0]["files"]] == ["Mentions digest, week of 16 Nov - 22 Nov 2026"] * 3
+    assert [(state, attempts) for state, attempts, _, _ in digest_rows()] == [("sent", 3)]
+
+    clock.advance(600)  # a restart later the same morning: the period's digest is not posted again
+    again = daemon()
+    again.sweep()
+    again.drain()
+    first.sweep()
+    first.drain()
+    assert len(shared()) == 1
+    assert len(digest_rows()) == 1

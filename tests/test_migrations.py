@@ -98,3 +98,29 @@ def test_db_current_and_db_upgrade_say_where_the_database_is(tmp_path, capsys):
         f"the database {db} is at schema revision 0099, which this release does not know (its newest is "
         f"{migrations.head()}): a newer release of mention-monitor upgraded it. Run that release, or restore "
         "the backup taken before the upgrade.")
+
+
+def test_an_0003_database_keeps_its_alerts_under_the_neutral_column_names(db_url):
+    """0004 renames case.slack_channel, slack_ts, slack_rendered in place: a case's alert is still found."""
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        migrations.upgrade(conn, to="0003")
+        conn.commit()
+    with engine.begin() as conn:  # what a release at 0003 stored for a case whose alert is in Slack
+        conn.exec_driver_sql(
+            'INSERT INTO "case" (platform, conversation_id, author_id, author_handle, state, rule, severity, '
+            "channel, group_key, sla_seconds, sla_business_hours, escalation_level, assignee, moved_to_dm, "
+            "ack_mode, ack_text, dry_run, mention_count, slack_channel, slack_ts, slack_rendered) VALUES "
+            "('x', 'c1', '42', 'anna', 'open', 'urgent', 'high', '#cs-alerts', '', 1800, false, 0, '', false, "
+            "'off', '', false, 1, 'C0ALERTS', '1700000000.000100', '25 min')")
+    assert schema_revision(engine) == "0003"
+    create_schema(engine)
+    assert schema_revision(engine) == migrations.head()
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("case")}
+    assert {"alert_channel", "alert_ref", "countdown_step"} <= columns
+    assert not {"slack_channel", "slack_ts", "slack_rendered"} & columns
+    with Session(engine) as s:
+        case = s.exec(select(Case)).one()
+        assert (case.alert_channel, case.alert_ref, case.countdown_step) == ("C0ALERTS", "1700000000.000100", "25 min")
+    assert differences(engine) == []
+    engine.dispose()

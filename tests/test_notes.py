@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import Session
 
 from connectors.base import Refused
+from connectors.slack.blocks import mention
 from monitor.delivery import notes
 from monitor.model import Case, Mention
 from monitor.store import create_schema, make_engine
@@ -70,25 +71,43 @@ def test_every_note_kind_renders_words_from_its_stored_payload(session, kind):
     payload = SAMPLES[kind].payload()
     assert payload["note"] == kind
     assert notes.parse(payload) == SAMPLES[kind]  # what the outbox stores reads back as the same note
-    text = notes.compose(session, payload, escape=lambda t: t.replace("<", "&lt;"), now=NOW, timezone="UTC")
+    text = notes.compose(session, payload, escape=lambda t: t.replace("<", "&lt;"), mention_user=mention, now=NOW, timezone="UTC")
     assert text.strip()
     assert "{" not in text  # every placeholder was filled
 
 
 def test_customer_text_in_a_note_is_escaped_and_people_are_mentioned(session):
-    text = notes.compose(session, notes.Followup(mention_id=1).payload(), escape=lambda t: t.replace("<", "&lt;"),
+    text = notes.compose(session, notes.Followup(mention_id=1).payload(), escape=lambda t: t.replace("<", "&lt;"), mention_user=mention,
                          now=NOW, timezone="UTC")
     assert "&lt;order>" in text and "<order>" not in text
-    warning = notes.compose(session, SAMPLES[notes.NoteKind.WARNING].payload(), escape=str, now=NOW, timezone="UTC")
+    warning = notes.compose(session, SAMPLES[notes.NoteKind.WARNING].payload(), escape=str, mention_user=mention, now=NOW, timezone="UTC")
     assert "<@U0ONCALL>" in warning
 
 
 def test_a_note_of_unknown_kind_is_refused_instead_of_posting_an_empty_message(session):
     with pytest.raises(Refused, match="'gossip'"):
-        notes.compose(session, {"note": "gossip"}, escape=str, now=NOW, timezone="UTC")
+        notes.compose(session, {"note": "gossip"}, escape=str, mention_user=mention, now=NOW, timezone="UTC")
 
 
 def test_rows_stored_before_typed_notes_still_read():
     assert notes.parse({"text": "ops text"}) == notes.Text(text="ops text")  # operator notes had no "note" key
     assert notes.parse({"note": "private_posted", "text": "Hi", "kind": "facebook"}) == \
         notes.PrivatePosted(text="Hi", platform="facebook")
+
+
+def test_people_are_named_the_notifiers_way_slack_pings_them_the_console_prints_them(session):
+    import io
+
+    from connectors.console import ConsoleNotifier
+    from connectors.slack.notifier import SlackNotifier
+
+    slack = SlackNotifier(token="xoxb-test", base_url="http://127.0.0.1:9/api/")
+    console = ConsoleNotifier(stream=io.StringIO())
+    breach = SAMPLES[notes.NoteKind.BREACH].payload()
+    claimed = SAMPLES[notes.NoteKind.CLAIMED].payload()
+    for notifier, team, agent in ((slack, "<!subteam^S0TEAM>", "<@U0AGENT>"), (console, "@S0TEAM", "@U0AGENT")):
+        said = [notes.compose(session, payload, escape=notifier.escape, mention_user=notifier.mention_user, now=NOW,
+                              timezone="UTC") for payload in (breach, claimed)]
+        assert team in said[0] and said[1].startswith(f"{agent} claimed"), said
+    assert "<" not in notes.compose(session, breach, escape=console.escape, mention_user=console.mention_user,
+                                    now=NOW, timezone="UTC")

@@ -73,6 +73,6 @@ def test_alert_and_followup_are_delivered_in_one_thread(engine, simple_rules, cl
     assert "Follow-up from @anna" in text and "hello?? still waiting" in text
     with Session(engine) as s:
         case = s.exec(select(Case)).one()
-        assert case.slack_ts  # the alert's message id was recorded with the case
+        assert case.alert_ref  # the alert's message id was recorded with the case
         pending = s.exec(select(Outbox).where(Outbox.state != "sent")).all()
         assert [(o.kind, o.state) for o in pending] == []

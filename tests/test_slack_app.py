@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 
 from connectors.sandbox import Sandbox
 from connectors.slack.app import build_app, snooze_minutes
+from connectors.slack.blocks import mention
 from connectors.slack.notifier import SlackNotifier
 from monitor import messages as m
 from monitor.cases.actions import CaseActions
@@ -61,7 +62,7 @@ def engine(tmp_path: Path) -> Engine:
                     first_mention_id=mention.id, rule="urgent", severity="urgent", channel=CHANNEL,
                     opened_at=NOW, sla_seconds=1800, sla_due_at=NOW + timedelta(minutes=27),
                     ack_mode="approve", ack_text="Sorry @angry_anna! Please DM us your order number.",
-                    slack_channel=CHANNEL, slack_ts="1700000000.000001")
+                    alert_channel=CHANNEL, alert_ref="1700000000.000001")
         s.add(case)
         s.commit()
     return engine
@@ -70,7 +71,7 @@ def engine(tmp_path: Path) -> Engine:
 @pytest.fixture()
 def app(sandbox: Sandbox, engine: Engine) -> App:
     sandbox.reset()
-    actions = CaseActions(engine=engine, rules=lambda: RULES, clock=SettableClock(NOW))
+    actions = CaseActions(engine=engine, rules=lambda: RULES, clock=SettableClock(NOW), mention_user=mention)
     return build_app(token=TOKEN, actions=actions, signing_secret=SECRET, base_url=sandbox.url,
                      approvers=[APPROVER], clock=SettableClock(NOW), process_before_response=True)
 
@@ -253,7 +254,7 @@ def test_user_group_members_may_post_and_membership_is_cached(sandbox: Sandbox, 
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(control, timeout=5) as answer:
         assert json.load(answer) == {"ok": True}
-    actions = CaseActions(engine=engine, rules=lambda: RULES, clock=SettableClock(NOW))
+    actions = CaseActions(engine=engine, rules=lambda: RULES, clock=SettableClock(NOW), mention_user=mention)
     app = build_app(token=TOKEN, actions=actions, signing_secret=SECRET, base_url=sandbox.url,
                     approvers=["S0CSLEADS"], process_before_response=True)
     click(app, "mm_ack", user=STRANGER)
@@ -269,7 +270,7 @@ def test_end_to_end_alert_then_double_claim_updates_the_message_once(app: App, e
     with transaction(engine) as s:
         fresh = s.get(Case, 1)
         assert fresh is not None
-        fresh.slack_ts, fresh.slack_channel = "", ""
+        fresh.alert_ref, fresh.alert_channel = "", ""
         s.add(fresh)
         outbox.add(s, kind=OutboxKind.ALERT, dedup_key="alert:1", case_id=1, target=CHANNEL, payload={}, now=NOW)
     deliverer = outbox.Deliverer(engine=engine, notifier=SlackNotifier(token=TOKEN, base_url=sandbox.url),

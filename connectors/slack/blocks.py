@@ -96,6 +96,15 @@ def safe_url(url: str) -> str:
     return url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E").replace(" ", "%20")
 
 
+def mention(who: str) -> str:
+    """A Slack user (U…/W…) or user group (S…) id as a mention that pings them; anything else as given."""
+    if who.startswith("S"):
+        return f"<!subteam^{who}>"
+    if who[:1] in ("U", "W"):
+        return f"<@{who}>"
+    return who
+
+
 def user_ref(user_id: str) -> str:
     """`<@U123>` for a real Slack user id (it came from Slack, but check: it will ping)."""
     return f"<@{user_id}>" if _USER_ID.match(user_id) else escape_text(user_id)

@@ -188,6 +188,10 @@ class SlackNotifier:
         with _translated("chat.getPermalink", channel, clock=self.clock):
             return str(self.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink") or "")
 
+    def mention_user(self, user_id: str) -> str:
+        """`<@U…>` for a person, `<!subteam^S…>` for a user group: Slack notifies them."""
+        return slack_blocks.mention(user_id)
+
     def time_ref(self, when: datetime, *, fallback: str) -> str:
         """A time every reader sees in their own time zone (Slack's <!date^...> formatting)."""
         return slack_blocks.slack_date(when, fallback=fallback)

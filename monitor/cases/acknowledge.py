@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -27,6 +27,7 @@ from connectors.base import (
     Refused,
     ReplyResult,
     ReplyTarget,
+    Source,
     Transient,
 )
 from connectors.platforms import is_private
@@ -38,6 +39,9 @@ from monitor.retry import REPLIES
 from monitor.rules import render_template
 from monitor.rules.schema import Ruleset
 from monitor.sanitize import addressable_handle, addressable_name
+
+if TYPE_CHECKING:
+    from monitor.cases.pipeline import ReplyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ class Plan:
     reason: str = ""
 
 
-def render(ruleset: Ruleset, *, template: str, mention: Mention, policy: Any, agent: str = "") -> tuple[str, str]:
+def render(ruleset: Ruleset, *, template: str, mention: Mention, policy: ReplyPolicy, agent: str = "") -> tuple[str, str]:
     dm_link = policy.dm_link if (policy is not None and ruleset.acknowledgement.dm_link
                                  and ruleset.acknowledgement.allow_urls) else ""
     # {author} is how the platform addresses a person: @handle on X, the display name on Facebook;
@@ -70,7 +74,7 @@ DM_SENT_SUFFIX = "_dm_sent"  # the public reply when a private message really go
 MESSAGE_SUFFIX = "_message"  # the answer to a private message (Messenger): no comment, no hand-off
 
 
-def sends_dm(*, policy: Any, mention: Mention, private_template: str | None) -> bool:
+def sends_dm(*, policy: ReplyPolicy, mention: Mention, private_template: str | None) -> bool:
     """Whether a private message goes out beside the public reply (a Facebook private reply to a comment).
     On X the reply only carries a link to write to us: X lets a brand DM only people who allow it."""
     return bool(private_template) and policy is not None and mention.kind in policy.private_kinds
@@ -88,7 +92,7 @@ def template_for(ruleset: Ruleset, *, template: str, mention: Mention, dm_sent: 
 
 def plan(
     session: Session, *, ruleset: Ruleset, case: Case, mention: Mention, mode: str, template: str | None,
-    policy: Any, now: datetime, dry_run: bool, private_template: str | None = None,
+    policy: ReplyPolicy, now: datetime, dry_run: bool, private_template: str | None = None,
 ) -> Plan:
     if template:
         template = template_for(ruleset, template=template, mention=mention,
@@ -124,7 +128,7 @@ def plan(
     return Plan(mode=mode, text=text, lang=lang, queued=queued)
 
 
-def auto_refusal(*, policy: Any, mention: Mention, text: str) -> str:
+def auto_refusal(*, policy: ReplyPolicy, mention: Mention, text: str) -> str:
     """Why the platform would not let the bot post this unprompted ("" if it would)."""
     if policy is None:
         return f"no {mention.platform} connector can reply"
@@ -171,7 +175,7 @@ def prefetch_recent_acks(session: Session, *, authors: Iterable[tuple[str, str]]
 
 
 def queue(
-    session: Session, *, case: Case, mention: Mention, text: str, lang: str, policy: Any, now: datetime,
+    session: Session, *, case: Case, mention: Mention, text: str, lang: str, policy: ReplyPolicy, now: datetime,
     dry_run: bool, actor: str, ruleset: Ruleset, private_template: str | None = None,
 ) -> bool:
     """Queue the public acknowledgement (at most one per conversation) and its private follow-up."""
@@ -210,20 +214,35 @@ def target_payload(mention: Mention) -> dict[str, Any]:
     return target
 
 
-def _ago(delta: Any) -> str:
+def _ago(delta: timedelta) -> str:
     return "just now" if delta.total_seconds() < 60 else humanize(delta) + " ago"
 
 
 class ReplyDeliverer:
     """Posts queued platform replies, at most once each."""
 
-    def __init__(self, *, engine: Engine, sources: Mapping[str, Any], worker: str) -> None:
+    def __init__(self, *, engine: Engine, sources: Mapping[str, Source], worker: str) -> None:
         self.engine = engine
         self.sources = sources
         self.worker = worker
         # (platform, outbox kind) -> when its create limit resets: learnt from a 429 or from a
-        # success that left 0, so that a queue of replies costs no further refused requests
+        # success that left 0, so that a queue of replies costs no further refused requests; kept
+        # in the database too (outbox.keep_hold), so a restart or another replica waits as well
         self.held: dict[tuple[str, str], datetime] = {}
+
+    def _held(self, platform: str, kind: str, *, now: datetime) -> datetime | None:
+        known = self.held.get((platform, kind))
+        if known is not None and known > now:
+            return known
+        kept = outbox.hold_until(self.engine, name=f"{outbox.REPLY_HOLD_PREFIX}{platform}:{kind}", now=now)
+        if kept is not None:
+            self.held[(platform, kind)] = kept
+            return kept
+        return known
+
+    def _hold(self, platform: str, kind: str, *, until: datetime, error: str) -> None:
+        self.held[(platform, kind)] = until
+        outbox.keep_hold(self.engine, name=f"{outbox.REPLY_HOLD_PREFIX}{platform}:{kind}", until=until, error=error)
 
     def deliver(self, item: outbox.Claimed, *, now: datetime) -> str:
         row = item.row
@@ -240,7 +259,7 @@ class ReplyDeliverer:
         if source is None:
             self._give_up(row, now=now, reason=f"no {row.platform} connector is configured", private=private)
             return "failed"
-        held = self.held.get((row.platform, row.kind))
+        held = self._held(row.platform, row.kind, now=now)
         first = row.attempts <= 1 and not item.recovering
         never_posted = first or bool(row.result.get("not_posted"))
         expires = self._expires_at(row) if payload.get("actor") == "auto" and never_posted else None
@@ -285,7 +304,7 @@ class ReplyDeliverer:
             # refused before anything was posted: the retry posts without a look-up first
             retry_at = exc.until if isinstance(exc, RateLimited) else now + REPLIES.delay(row.attempts + 1)
             if isinstance(exc, RateLimited):
-                self.held[(row.platform, row.kind)] = exc.until
+                self._hold(row.platform, row.kind, until=exc.until, error=str(exc))
                 if expires is not None and exc.until > expires:
                     self._expire(row, now=now, expired_at=expires, held=exc.until)
                     return "failed"
@@ -309,7 +328,9 @@ class ReplyDeliverer:
             return "failed"
         if result.quota.remaining == 0 and result.quota.reset_at is not None:
             # the header counts whole seconds: the window may close up to a second later
-            self.held[(row.platform, row.kind)] = result.quota.reset_at + timedelta(seconds=1)
+            self._hold(row.platform, row.kind, until=result.quota.reset_at + timedelta(seconds=1),
+                       error=msg.REPLY_LIMIT_HELD.format(platform=row.platform,
+                                                         until=result.quota.reset_at.isoformat()))
         self._done(row, now=now, result=result, dry_run=False, private=private)
         return "sent"
 

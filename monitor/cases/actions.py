@@ -16,9 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from connectors.platforms import PRIVATE_KINDS, is_private
+from connectors.platforms import PRIVATE_KINDS, Platform, is_private
 from monitor import messages as msg
 from monitor.cases import acknowledge, silences
+from monitor.cases.pipeline import ReplyPolicy
 from monitor.clock import Clock
 from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
@@ -45,7 +46,7 @@ class PrivateWindow:
     human_agent: bool = False  # Messenger: past 24 h, so it goes with the HUMAN_AGENT tag
 
 
-def private_window(*, platform: Any, platform_name: str, last_private: datetime | None, handed_off: bool,
+def private_window(*, platform: Platform | None, platform_name: str, last_private: datetime | None, handed_off: bool,
                    author: str, brand: str, now: datetime) -> PrivateWindow:
     """The platform's rule for a person's private answer: X, once the customer wrote to us in DM;
     Messenger, within 24 h of their last message, or up to 7 days with the human-agent tag."""
@@ -54,8 +55,8 @@ def private_window(*, platform: Any, platform_name: str, last_private: datetime 
             return PrivateWindow(offered=True, open=False, reason=msg.DM_X_NOT_YET.format(author=author, brand=brand))
         reason = msg.DM_MESSENGER_NOT_YET if handed_off else msg.DM_MESSENGER_NO_HANDOFF
         return PrivateWindow(offered=True, open=False, reason=reason.format(author=author))
-    standard = getattr(platform, "messaging_window", None)
-    tagged = getattr(platform, "human_agent_window", None)
+    standard = platform.messaging_window if platform is not None else None
+    tagged = platform.human_agent_window if platform is not None else None
     if standard is None or now - last_private <= standard:
         return PrivateWindow(offered=True, open=True)
     if tagged is not None and now - last_private <= tagged:
@@ -68,13 +69,15 @@ def private_window(*, platform: Any, platform_name: str, last_private: datetime 
 class CaseActions:
     def __init__(
         self, *, engine: Engine, rules: Callable[[], Ruleset], clock: Clock,
-        policies: Mapping[str, Any] | None = None, dry_run: bool = False,
+        policies: Mapping[str, ReplyPolicy] | None = None, dry_run: bool = False,
+        mention_user: Callable[[str], str] = str,
     ) -> None:
         self.engine = engine
         self.rules = rules
         self.clock = clock
         self.policies = policies or {}
         self.dry_run = dry_run
+        self.mention_user = mention_user  # the notifier's (Notifier.mention_user): how a refusal names a person
 
     def timezone(self) -> str:
         return self.rules().business_hours.timezone
@@ -107,7 +110,7 @@ class CaseActions:
             if case.assignee == user:
                 return "you have already claimed this case"
             if case.assignee:
-                return f"already claimed by <@{case.assignee}>"
+                return f"already claimed by {self.mention_user(case.assignee)}"
             case.assignee = user
             case.claimed_at = now
             return None
@@ -159,7 +162,7 @@ class CaseActions:
                 return PrivateWindow(offered=False, open=False)  # a private case is answered in private anyway
             last = self._last_private(s, case)
         policy = self.policies.get(case.platform)
-        return private_window(platform=getattr(policy, "platform", None), platform_name=case.platform,
+        return private_window(platform=policy.platform if policy is not None else None, platform_name=case.platform,
                               last_private=last.created_at if last is not None else None,
                               handed_off=case.acknowledged_at is not None,
                               author=f"@{case.author_handle}" if case.platform == "x" and case.author_handle
@@ -248,7 +251,7 @@ class CaseActions:
         return [OpenCaseLine(case_id=c.id or 0, platform=c.platform, author_handle=c.author_handle, text=m.text,
                              rule=c.rule, severity=c.severity, assignee=c.assignee,
                              sla_due_at=None if c.backfilled_at else c.sla_due_at,  # history has no countdown
-                             state=c.state, slack_channel=c.slack_channel, slack_ts=c.slack_ts,
+                             state=c.state, alert_channel=c.alert_channel, alert_ref=c.alert_ref,
                              sla_seconds=c.sla_seconds) for c, m in rows]
 
     def stats_today(self) -> dict[str, str]:

@@ -21,7 +21,7 @@ from typing import Any
 from connectors.platforms import SOCIAL, is_private
 from monitor.cases.acknowledge import auto_refusal, render
 from monitor.cases.pipeline import ReplyPolicy, group_key, must_stand_alone
-from monitor.rules import Ruleset, evaluate, format_duration
+from monitor.rules import Decision, Ruleset, evaluate, format_duration
 from monitor.rules.silences import muting
 from monitor.rules.stored import StoredMention, facts_of
 
@@ -192,7 +192,7 @@ class _Replay:
             self.leader_at[key] = at
         return True
 
-    def _auto_reply(self, row: StoredMention, decision: Any, at: datetime, *, dry_run: bool) -> str:
+    def _auto_reply(self, row: StoredMention, decision: Decision, at: datetime, *, dry_run: bool) -> str:
         """monitor/cases/acknowledge.py `plan`: mode auto, allowed by the platform, outside the cooldown."""
         ack = decision.acknowledge
         if ack is None or ack.mode != "auto" or not ack.template:

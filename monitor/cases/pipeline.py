@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -818,17 +818,27 @@ def _replace_surrogates(value: Any) -> Any:
     return value
 
 
-def must_stand_alone(grouping: Grouping, decision: Decision, row: Any) -> bool:
+class GroupingFacts(Protocol):
+    """What storm control reads of a mention: a stored Mention row, or the backtest's StoredMention."""
+
+    @property
+    def author_verified(self) -> bool: ...
+
+    @property
+    def categories(self) -> Sequence[str]: ...
+
+
+def must_stand_alone(grouping: Grouping, decision: Decision, row: GroupingFacts) -> bool:
     """grouping.never: critical severity, an alert to the `vip` alias, a verified author (also the backtest's)."""
     alert = decision.alert
     never = set(grouping.never)
     return alert is not None and (
         ("critical" in never and alert.severity == "critical")
         or ("vip" in never and alert.channel == VIP_ALIAS)
-        or ("verified" in never and bool(getattr(row, "author_verified", False))))
+        or ("verified" in never and row.author_verified))
 
 
-def group_key(decision: Decision, row: Any) -> str:
+def group_key(decision: Decision, row: GroupingFacts) -> str:
     """Storm control's key: alerts sharing it within `grouping.window` may share one message (also the backtest's)."""
     alert = decision.alert
     group_by = alert.group_by if alert else "rule"

@@ -114,9 +114,9 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
                                                               who=list(step.notify)).payload())
                     s.add(Event(case_id=case.id, at=now, kind="escalated", detail={"step": index + 1}))
             step_label = countdown_step(case.sla_due_at - now)
-            if case.grouped_into in (None, case.id) and step_label != case.slack_rendered and case.slack_ts:
+            if case.grouped_into in (None, case.id) and step_label != case.countdown_step and case.alert_ref:
                 if updates < MAX_UPDATES_PER_SWEEP:
-                    case.slack_rendered = step_label
+                    case.countdown_step = step_label
                     outbox.request_update(s, case_id=case.id, channel=case.channel, now=now)
                     updates += 1
             s.add(case)

@@ -14,12 +14,16 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.platforms import PLATFORMS
 from monitor import messages as msg
-from monitor.rules import RulesError, load_rules
+from monitor.rules import RulesError, Ruleset, load_rules
+from monitor.rules.schema import Source as RulesSource
 from monitor.settings import Settings
+
+if TYPE_CHECKING:
+    from monitor.rules.stored import StoredMention
 
 log = logging.getLogger("monitor")
 
@@ -123,7 +127,7 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _load_rules_or_exit(path: str) -> Any:
+def _load_rules_or_exit(path: str) -> Ruleset:
     if not Path(path).exists():
         default = shipped("rules.yaml")
         print(msg.CLI_NO_RULES_FILE.format(path=path, default=default or "rules.yaml"), file=sys.stderr)
@@ -143,7 +147,7 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain_source(ruleset: Any, name: str) -> Any:
+def _explain_source(ruleset: Ruleset, name: str) -> RulesSource:
     import difflib
 
     try:
@@ -157,7 +161,7 @@ def _explain_source(ruleset: Any, name: str) -> Any:
         raise SystemExit(1) from None
 
 
-def _explain_stored(args: argparse.Namespace) -> Any:
+def _explain_stored(args: argparse.Namespace) -> StoredMention:
     import sqlalchemy as sa
 
     from monitor.rules.stored import read_mention

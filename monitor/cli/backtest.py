@@ -18,6 +18,9 @@ from monitor import messages as msg
 if TYPE_CHECKING:  # rich is imported when a table is printed, not by every command (nor the daemon)
     from rich.console import Console
 
+    from monitor.cases.backtest import Backtest, Example
+    from monitor.rules.schema import Ruleset
+
 
 def register(subparsers: Any) -> None:
     bt = subparsers.add_parser("backtest", help="replay stored mentions through an edited rules file and "
@@ -59,7 +62,7 @@ def _period(args: argparse.Namespace) -> tuple[datetime, datetime]:
         return since, until
 
 
-def _rules(path: str) -> Any:
+def _rules(path: str) -> Ruleset:
     from pathlib import Path
 
     from monitor.rules import RulesError, load_rules
@@ -106,7 +109,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _example(e: Any) -> str:
+def _example(e: Example) -> str:
     text = " ".join(e.text.split())
     text = text if len(text) <= 70 else text[:69] + "…"
     return msg.BACKTEST_EXAMPLE.format(id=e.id, author=e.author, text=text)
@@ -123,7 +126,7 @@ def _sla(value: tuple[str, int, bool]) -> str:
                                    business=msg.BACKTEST_SLA_BUSINESS if value[2] else "")
 
 
-def render_table(result: Any, *, current: str, proposed: str, console: Console) -> None:
+def render_table(result: Backtest, *, current: str, proposed: str, console: Console) -> None:
     """The diff as a person reads it: totals, then each kind of change with example posts."""
     from rich.markup import escape
     from rich.table import Table

@@ -11,11 +11,14 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from connectors.platforms import FACEBOOK, X
 from monitor import messages as msg
 from monitor.settings import Settings
+
+if TYPE_CHECKING:
+    from monitor.rules.schema import Ruleset
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,7 @@ def _fail(name: str, problem: str, fix: str) -> Check:
     return Check(name, False, msg.DOCTOR_FAIL.format(check=name, problem=problem, fix=fix))
 
 
-def _rules(path: str) -> tuple[Any, Check]:
+def _rules(path: str) -> tuple[Ruleset | None, Check]:
     from pathlib import Path
 
     from monitor.rules import RulesError, load_rules
@@ -183,7 +186,7 @@ def _socket_mode(settings: Settings, sandbox_url: str) -> Check:
     return _token_check("socket mode", "SLACK_APP_TOKEN", call)
 
 
-def _channels(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
+def _channels(settings: Settings, ruleset: Ruleset | None, sandbox_url: str) -> Check:
     """Every channel rules.yaml names resolves to a channel, and the bot is in it."""
     from monitor.runtime.wiring import SANDBOX_TOKEN
 
@@ -208,7 +211,7 @@ def _channels(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
     return _token_check("channels", "SLACK_BOT_TOKEN", call)
 
 
-def _x(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
+def _x(settings: Settings, ruleset: Ruleset | None, sandbox_url: str) -> Check:
     if not sandbox_url and not settings.x_bearer_token.get_secret_value():
         return _fail("x", msg.DOCTOR_X_MISSING, msg.DOCTOR_TOKEN_FAIL_FIX.format(env=X.secret_names[0]))
 
@@ -230,7 +233,7 @@ def _x(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
     return _token_check("x", ", ".join(posting[:-1]) + " and " + posting[-1], call)
 
 
-def _facebook(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
+def _facebook(settings: Settings, ruleset: Ruleset | None, sandbox_url: str) -> Check:
     if not sandbox_url and not settings.facebook_page_token.get_secret_value():
         return _fail("facebook", msg.DOCTOR_FACEBOOK_MISSING, msg.DOCTOR_TOKEN_FAIL_FIX.format(env=FACEBOOK.secret_names[0]))
 
@@ -245,7 +248,7 @@ def _facebook(settings: Settings, ruleset: Any, sandbox_url: str) -> Check:
     return _token_check("facebook", FACEBOOK.secret_names[0], call)
 
 
-def _ruleset_or_default(ruleset: Any) -> Any:
+def _ruleset_or_default(ruleset: Ruleset | None) -> Ruleset:
     """Token checks still run when rules.yaml is broken: the brand ids then come from the default file."""
     if ruleset is not None:
         return ruleset

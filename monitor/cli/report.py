@@ -21,6 +21,8 @@ from monitor import messages as msg
 if TYPE_CHECKING:  # rich is imported by the commands that print with it, not by the daemon
     from rich.console import Console
 
+    from monitor.report.kpis import Report
+
 
 def register(subparsers: Any) -> None:
     report = subparsers.add_parser("report", help="KPIs of a period: tables, JSON, CSV, PNG charts")
@@ -94,7 +96,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_pngs(report: Any, *, target: Path) -> list[Path]:
+def write_pngs(report: Report, *, target: Path) -> list[Path]:
     """FILE.png: one image with every chart; a directory (or a path without .png): one file per chart."""
     from monitor.report import charts
 

@@ -31,15 +31,6 @@ def _in_code_block(text: str) -> str:
     return text.replace("`", "`" + WORD_JOINER)
 
 
-def slack_ref(who: str) -> str:
-    """A Slack user (U…/W…) or user group (S…) id as a mention; anything else as given."""
-    if who.startswith("S"):
-        return f"<!subteam^{who}>"
-    if who[:1] in ("U", "W"):
-        return f"<@{who}>"
-    return who
-
-
 def humanize(delta: timedelta) -> str:
     seconds = int(abs(delta.total_seconds()))
     if seconds < 90:
@@ -332,6 +323,7 @@ class _Context:
     escape: Callable[[str], str]
     now: datetime
     timezone: str
+    mention_user: Callable[[str], str] = str  # the notifier's: names a team member so they are notified
     time_ref: TimeRef | None = None
     # the note's case and its author, named in a thread several cases share (0: not named)
     case_id: int = 0
@@ -392,12 +384,12 @@ def _responded(n: RespondedOnPlatform, c: _Context) -> str:
 def _warning(n: SlaWarning, c: _Context) -> str:
     case = c.case(n.case_id)
     left = case.sla_due_at - c.now if case and case.sla_due_at else timedelta(0)
-    return msg.THREAD_WARNING.format(who=_who(n.who), left=humanize(left), percent=n.percent)
+    return msg.THREAD_WARNING.format(who=_who(n.who, c), left=humanize(left), percent=n.percent)
 
 
 def _breach(n: Breach, c: _Context) -> str:
     case = c.case(n.case_id)
-    return msg.THREAD_BREACH.format(who=_who(n.who), due=c.at(case.sla_due_at if case else None))
+    return msg.THREAD_BREACH.format(who=_who(n.who, c), due=c.at(case.sla_due_at if case else None))
 
 
 def _escalation(n: Escalation, c: _Context) -> str:
@@ -405,7 +397,7 @@ def _escalation(n: Escalation, c: _Context) -> str:
     late = c.now - case.sla_due_at if case and case.sla_due_at else timedelta(0)
     link = msg.ESCALATION_LINK.format(permalink=n.permalink) if n.permalink else ""
     return msg.ESCALATION_POST.format(
-        who=_who(n.who), step=n.step, case_id=n.case_id, rule=case.rule if case else "",
+        who=_who(n.who, c), step=n.step, case_id=n.case_id, rule=case.rule if case else "",
         author=c.escape(case.author_handle) if case else "", platform=case.platform if case else "",
         late=humanize(late), link=link,
     ).strip()
@@ -420,9 +412,9 @@ _TEAM_TEMPLATES_NAMED = {NoteKind.CLAIMED: msg.THREAD_CLAIMED_CASE, NoteKind.ACK
 def _team_action(n: TeamAction, c: _Context) -> str:
     until = c.at(datetime.fromisoformat(n.until)) if n.until else ""
     if c.case_id:
-        return _TEAM_TEMPLATES_NAMED[n.action].format(user=slack_ref(n.user), until=until, case_id=c.case_id,
+        return _TEAM_TEMPLATES_NAMED[n.action].format(user=c.mention_user(n.user), until=until, case_id=c.case_id,
                                                       author=c.case_author)
-    return _TEAM_TEMPLATES[n.action].format(user=slack_ref(n.user), until=until)
+    return _TEAM_TEMPLATES[n.action].format(user=c.mention_user(n.user), until=until)
 
 
 def _ack_posted(n: AckPosted, c: _Context) -> str:
@@ -472,8 +464,8 @@ def _spike(n: Spike, c: _Context) -> str:
     return text
 
 
-def _who(who: list[str]) -> str:
-    return " ".join(slack_ref(w) for w in who)
+def _who(who: list[str], c: _Context) -> str:
+    return " ".join(c.mention_user(w) for w in who)
 
 
 Renderer = Callable[[Any, _Context], str]
@@ -488,7 +480,7 @@ RENDERERS: dict[NoteKind, Renderer] = {
     NoteKind.SNOOZE_OVER: lambda n, c: msg.THREAD_SNOOZE_OVER,
     **dict.fromkeys(_TEAM_ACTIONS, _team_action),
     NoteKind.REPLY_QUEUED: lambda n, c: (msg.THREAD_REPLY_DM_QUEUED if n.private else msg.THREAD_REPLY_QUEUED).format(
-        user=slack_ref(n.user), text=c.escape(n.text)),
+        user=c.mention_user(n.user), text=c.escape(n.text)),
     NoteKind.ACK_POSTED: _ack_posted,
     NoteKind.PRIVATE_POSTED: lambda n, c: msg.THREAD_PRIVATE_POSTED.format(kind=n.platform, text=c.escape(n.text)),
     NoteKind.WOULD_POST: lambda n, c: msg.THREAD_WOULD_POST.format(lang=n.lang, text=c.escape(n.text)),
@@ -518,15 +510,16 @@ def case_author(case: Case, *, escape: Callable[[str], str]) -> str:
 
 
 def compose(
-    session: Session, payload: dict[str, Any], *, escape: Callable[[str], str], now: datetime, timezone: str,
-    time_ref: TimeRef | None = None, case: Case | None = None,
+    session: Session, payload: dict[str, Any], *, escape: Callable[[str], str], mention_user: Callable[[str], str],
+    now: datetime, timezone: str, time_ref: TimeRef | None = None, case: Case | None = None,
 ) -> str:
     """The words of the note an outbox payload holds (raises Refused for a payload it cannot word).
     `case`: the note's case when its thread is a grouped message's, shared by several cases; then
     every note says which case it is about."""
     note = parse(payload)
     kind = note.action if isinstance(note, TeamAction) else note.kind
-    context = _Context(session=session, escape=escape, now=now, timezone=timezone, time_ref=time_ref)
+    context = _Context(session=session, escape=escape, mention_user=mention_user, now=now, timezone=timezone,
+                       time_ref=time_ref)
     if case is not None and case.id is not None:
         context.case_id, context.case_author = case.id, case_author(case, escape=escape)
     text = RENDERERS[kind](note, context)

@@ -10,28 +10,50 @@ the platform, never blindly re-posted (monitor/cases/acknowledge.py).
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from connectors.base import AuthFailed, BadPayload, ConnectorError, Notifier, RateLimited, Refused, Transient
+from connectors.base import (
+    AuthFailed,
+    BadPayload,
+    ConnectorError,
+    Notifier,
+    RateLimited,
+    Refused,
+    Source,
+    Transient,
+)
 from monitor import messages as msg
 from monitor.delivery.notes import compose
-from monitor.model import PUBLIC_KINDS, Case, CaseState, Event, Mention, Outbox, OutboxKind, OutboxState
+from monitor.model import (
+    PUBLIC_KINDS,
+    Case,
+    CaseState,
+    Event,
+    Mention,
+    Outbox,
+    OutboxKind,
+    OutboxState,
+    SourceHealth,
+)
 from monitor.retry import DELIVERIES
+from monitor.settings import Settings
 from monitor.store import is_postgres, transaction
 from monitor.views import OpenCaseLine, ThreadLine, build_view
 
 log = logging.getLogger(__name__)
 
-# Longer than any client timeout: a live claim is never stolen.  Tests of replica failover shorten it.
-CLAIM_TTL = timedelta(seconds=60)  # the default; Settings.claim_ttl (MENTION_MONITOR_CLAIM_TTL) sets it
+# Longer than any client timeout: a live claim is never stolen.  Settings.claim_ttl
+# (MENTION_MONITOR_CLAIM_TTL) sets it for a daemon; this is that setting's default.
+CLAIM_TTL = timedelta(seconds=Settings.model_fields["claim_ttl"].default)
 MALFORMED_ATTEMPTS = 5
 REPLIES_PER_PASS = 10  # platform replies one delivery pass makes before it hands the rest back  # a Slack answer we cannot read is retried this often before the row fails
 ALERT_METADATA = "mm_alert"
@@ -265,6 +287,49 @@ def backoff(attempts: int) -> timedelta:
     return DELIVERIES.delay(attempts + 1)
 
 
+@dataclass(frozen=True, slots=True)
+class FilesMessage:
+    """Files shared as one message (the digest: its charts, under a title and a summary)."""
+
+    title: str
+    comment: str
+    files: list[tuple[str, bytes]]
+
+
+# A rate limit's end is kept in the database, in a SourceHealth row named after what it holds
+# (status rate_limited, retry_at the hold's end): a Slack channel's 429 (Retry-After), a platform's
+# reply limit.  A restarted process or another replica waits for it instead of collecting another 429.
+HOLD_PREFIX = "channel:"  # + the Slack channel
+REPLY_HOLD_PREFIX = "replies:"  # + platform:outbox kind (monitor.cases.acknowledge.ReplyDeliverer)
+
+
+def keep_hold(engine: Engine, *, name: str, until: datetime, error: str) -> None:
+    """Keep the rate-limit hold `name` until `until` (a later end already kept stays)."""
+    with transaction(engine) as s:
+        health = s.get(SourceHealth, name) or SourceHealth(source=name)
+        if health.retry_at is None or health.retry_at < until:
+            health.retry_at = until
+        health.status = "rate_limited"
+        health.failures += 1
+        health.last_error = error[:300]
+        s.add(health)
+
+
+def hold_until(engine: Engine, *, name: str, now: datetime) -> datetime | None:
+    """The end of the hold `name`, if it is not over at `now`."""
+    with Session(engine) as s:
+        health = s.get(SourceHealth, name)
+    return health.retry_at if health is not None and health.retry_at is not None and health.retry_at > now else None
+
+
+def channel_holds(engine: Engine, *, now: datetime) -> dict[str, datetime]:
+    """channel -> the end of its rate-limit hold, for the holds not over at `now`."""
+    with Session(engine) as s:
+        rows = s.exec(select(SourceHealth.source, SourceHealth.retry_at).where(
+            SourceHealth.source.startswith(HOLD_PREFIX), SourceHealth.retry_at > now)).all()
+    return {str(name).removeprefix(HOLD_PREFIX): until for name, until in rows if until is not None}
+
+
 @dataclass(slots=True)
 class DeliveryStats:
     sent: int = 0
@@ -297,6 +362,11 @@ class ChannelPacer:
         wait = max(0.0, (until - now).total_seconds())
         self._buckets[key] = (1 - wait * self.per_second, now)  # the bucket reaches one token at `until`
 
+    def names(self, channel: str) -> set[str]:
+        """The spellings of `channel` learnt so far ("#name" and the id Slack answered with)."""
+        key = self._alias.get(channel, channel)
+        return {channel, key} | {asked for asked, answered in self._alias.items() if answered == key}
+
     def take(self, channel: str, now: datetime) -> timedelta:
         """Zero if a message may go now (and count it), else how long to wait."""
         key = self._alias.get(channel, channel)
@@ -317,13 +387,22 @@ UPDATE_BURST = 10
 _UPDATES = "chat.update"  # the update bucket's key: one for the workspace, not one per channel
 
 
+class ReplySender(Protocol):
+    """Delivers one claimed platform reply at most once (monitor.cases.acknowledge.ReplyDeliverer)."""
+
+    def deliver(self, item: Claimed, *, now: datetime) -> str:
+        """ "sent", "retried", "failed" or "unknown" (the outcome cannot be known: a person decides)."""
+        ...
+
+
 class Deliverer:
     """Delivers due outbox rows: Slack through the notifier, platform replies through the sources."""
 
     def __init__(
-        self, *, engine: Engine, notifier: Notifier, sources: Mapping[str, Any], worker: str,
-        timezone: Callable[[], str] = lambda: "UTC", replies: Any = None, claim_ttl: timedelta = CLAIM_TTL,
-        ops_channel: Callable[[], str] = lambda: "",
+        self, *, engine: Engine, notifier: Notifier, sources: Mapping[str, Source], worker: str,
+        timezone: Callable[[], str] = lambda: "UTC", replies: ReplySender | None = None,
+        claim_ttl: timedelta = CLAIM_TTL, ops_channel: Callable[[], str] = lambda: "",
+        digests: Callable[[datetime], FilesMessage] | None = None,
     ) -> None:
         self.claim_ttl = claim_ttl
         self.engine = engine
@@ -332,12 +411,14 @@ class Deliverer:
         self.sources = sources
         self.worker = worker
         self.timezone = timezone
-        self.replies = replies  # monitor.cases.acknowledge.ReplyDeliverer, for PUBLIC_KINDS
+        self.replies = replies  # for PUBLIC_KINDS
         per_second = notifier.messages_per_second  # a declared capability; None: no limit (the console)
         self.pacer = ChannelPacer(per_second=per_second, burst=notifier.burst) if per_second else None
         self.update_pacer = ChannelPacer(per_second=UPDATES_PER_MINUTE / 60, burst=UPDATE_BURST) \
             if per_second else None
         self._group_threads: set[tuple[str, str]] = set()  # (channel, ts) of grouped messages seen
+        self.digests = digests  # the digest scheduled at a time, composed (monitor/report/digest.py)
+        self._holds: dict[str, datetime] = {}  # channel -> end of its 429 hold, as the database keeps it
 
     def run_once(self, *, now: datetime, limit: int = 50,
                  should_stop: Callable[[], bool] = lambda: False) -> DeliveryStats:
@@ -346,6 +427,8 @@ class Deliverer:
         Thread notes of one thread in the batch go out together, several to a message."""
         stats = DeliveryStats()
         items = claim(self.engine, worker=self.worker, now=now, limit=limit, ttl=self.claim_ttl)
+        if items:  # holds another process learnt (or this one, before a restart)
+            self._holds = channel_holds(self.engine, now=now)
         done: set[int] = set()
         replies = 0
         paced: dict[str, datetime] = {}  # channel -> when its budget allows the next message
@@ -418,13 +501,13 @@ class Deliverer:
         with transaction(self.engine) as s:
             cases = {c.id: c for c in s.exec(select(Case).where(Case.id.in_(wanted))).all()} if wanted else {}
             leaders_wanted = sorted({c.grouped_into for c in cases.values()
-                                     if not c.slack_ts and c.grouped_into and c.grouped_into != c.id})
+                                     if not c.alert_ref and c.grouped_into and c.grouped_into != c.id})
             leaders = {c.id: c for c in s.exec(select(Case).where(Case.id.in_(leaders_wanted))).all()} \
                 if leaders_wanted else {}
         for case_id, case in cases.items():
-            thread = case if case.slack_ts else leaders.get(case.grouped_into or 0)
-            if thread is not None and thread.slack_ts and case_id is not None:
-                found[case_id] = (thread.slack_channel, thread.slack_ts)
+            thread = case if case.alert_ref else leaders.get(case.grouped_into or 0)
+            if thread is not None and thread.alert_ref and case_id is not None:
+                found[case_id] = (thread.alert_channel, thread.alert_ref)
                 if thread.grouped_into == thread.id:  # a grouped message's thread, shared by its cases
                     self._group_threads.add(found[case_id])
         return found
@@ -481,8 +564,7 @@ class Deliverer:
         try:
             posted = self.notifier.post(channel=channel, text=text, blocks=blocks, thread_ts=ts, metadata=metadata)
         except RateLimited as exc:
-            if self.pacer is not None:
-                self.pacer.hold(channel, until=exc.until, now=now)
+            self._hold(channel, until=exc.until, now=now, error=str(exc))
             for item in rows:
                 self._retry(item.row, now=now, at=exc.until, error=str(exc))
             return outcomes + [(i, "retried") for i in rows]
@@ -504,8 +586,9 @@ class Deliverer:
         case = s.get(Case, row.case_id) if row.case_id else None
         if case is None:
             raise Refused(f"case {row.case_id} does not exist")
-        text = compose(s, row.payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
-                       time_ref=self.notifier.time_ref, case=case if case.grouped_into else None)
+        text = compose(s, row.payload, escape=self.notifier.escape, mention_user=self.notifier.mention_user, now=now,
+                       timezone=self.timezone(), time_ref=self.notifier.time_ref,
+                       case=case if case.grouped_into else None)
         member = None
         member_id = row.payload.get("member_case_id") if row.payload.get("note") == "group_member" else None
         if member_id:
@@ -528,6 +611,8 @@ class Deliverer:
                 self._alert(item, now=now)
             elif row.kind == OutboxKind.ALERT_UPDATE:
                 self._update(row, now=now)
+            elif row.kind == OutboxKind.DIGEST:
+                self._digest(row, now=now)
             else:
                 self._message(row, now=now)
             return "sent"
@@ -542,8 +627,8 @@ class Deliverer:
             if row.kind == OutboxKind.ALERT_UPDATE:  # chat.update's own limit: the channel may still take posts
                 if self.update_pacer is not None:
                     self.update_pacer.hold(_UPDATES, until=exc.until, now=now)
-            elif self.pacer is not None and row.kind not in PUBLIC_KINDS:
-                self.pacer.hold(self._channel_of(row), until=exc.until, now=now)
+            elif row.kind not in PUBLIC_KINDS:
+                self._hold(self._channel_of(row), until=exc.until, now=now, error=str(exc))
             self._retry(row, now=now, at=exc.until, error=str(exc))
             return "retried"
         except (Transient, AuthFailed) as exc:
@@ -610,7 +695,18 @@ class Deliverer:
 
     # ------------------------------------------------------------------ Slack kinds
 
+    def _hold(self, channel: str, *, until: datetime, now: datetime, error: str) -> None:
+        """Slack answered 429 for `channel`: nothing goes there before `until`, from any process."""
+        if self.pacer is not None:
+            self.pacer.hold(channel, until=until, now=now)
+        for name in self.pacer.names(channel) if self.pacer is not None else {channel}:
+            self._holds[name] = until
+            keep_hold(self.engine, name=HOLD_PREFIX + name, until=until, error=error)
+
     def _pace(self, channel: str, *, now: datetime) -> None:
+        held = self._holds.get(channel)
+        if held is not None and held > now:
+            raise _Paced(held - now)
         if self.pacer is not None:
             wait = self.pacer.take(channel, now)
             if wait > timedelta(0):
@@ -673,8 +769,8 @@ class Deliverer:
         def record(s: Session) -> None:
             fresh = s.get(Case, case.id)
             if fresh is not None:
-                fresh.slack_channel = posted.channel
-                fresh.slack_ts = posted.ts
+                fresh.alert_channel = posted.channel
+                fresh.alert_ref = posted.ts
                 s.add(fresh)
             if refused:
                 self._report_refused(s, case_id=case.id or 0, reason=refused, now=now, fallback=True)
@@ -723,7 +819,7 @@ class Deliverer:
         case, mention = self._load(row.case_id)
         # a grouped case's line in its group's thread shows who has it and offers its next actions
         changed = self._update_line(case, now=now) if case.grouped_into else False
-        if not case.slack_ts:
+        if not case.alert_ref:
             if case.grouped_into and case.grouped_into != case.id:
                 leader = case.grouped_into
 
@@ -738,7 +834,7 @@ class Deliverer:
             raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
         self._pace_update(now=now)
         text, blocks = self.notifier.render_alert(self._view(case, mention, now=now))
-        self.notifier.update(channel=case.slack_channel, ts=case.slack_ts, text=text, blocks=blocks)
+        self.notifier.update(channel=case.alert_channel, ts=case.alert_ref, text=text, blocks=blocks)
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
 
     def _message(self, row: Outbox, *, now: datetime) -> None:
@@ -747,27 +843,27 @@ class Deliverer:
         if row.kind == OutboxKind.THREAD:
             case, _ = self._load(row.case_id)
             named = case if case.grouped_into else None
-            if not case.slack_ts and case.grouped_into and case.grouped_into != case.id:
+            if not case.alert_ref and case.grouped_into and case.grouped_into != case.id:
                 # A case grouped into a storm message never gets an alert of its own: its notes
                 # go to the group message's thread.  Waiting for its own alert retried them every
                 # 2 s forever, and they blocked the head of the queue (bench/memory.py).
                 with transaction(self.engine) as s:
                     leader = s.get(Case, case.grouped_into)
                 case = leader or case
-            if not case.slack_ts:
+            if not case.alert_ref:
                 if self._alert_failed(case.id):  # the thread will never exist: do not wait for it forever
                     raise Refused(f"the alert of case {case.id} was refused by Slack, so it has no thread")
                 raise _NotYet("the alert is not posted yet", delay=timedelta(seconds=2))
-            thread_ts = case.slack_ts
-            channel = case.slack_channel
+            thread_ts = case.alert_ref
+            channel = case.alert_channel
         else:
             channel = row.target
         payload = row.payload
         if payload.get("note") == "escalation" and not payload.get("permalink"):
             payload = {**payload, "permalink": self._permalink(payload.get("case_id"))}
         with transaction(self.engine) as s:
-            text = compose(s, payload, escape=self.notifier.escape, now=now, timezone=self.timezone(),
-                           time_ref=self.notifier.time_ref, case=named)
+            text = compose(s, payload, escape=self.notifier.escape, mention_user=self.notifier.mention_user, now=now,
+                           timezone=self.timezone(), time_ref=self.notifier.time_ref, case=named)
         posted = None
         metadata = {"event_type": "mm_outbox", "event_payload": {"outbox_id": str(row.id)}}
         if row.kind == OutboxKind.CHANNEL and row.attempts > 1:
@@ -781,17 +877,33 @@ class Deliverer:
         finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT,
                result={"channel": posted.channel, "ts": posted.ts})
 
+    def _digest(self, row: Outbox, *, now: datetime) -> None:
+        """Compose the digest scheduled at the row's time and share it (summary and charts) as one message.
+        At least once: a crash between the upload and this row's finish shares it again."""
+        if self.digests is None:
+            raise Refused("no digest composer configured")
+        self._pace(row.target, now=now)
+        try:
+            message = self.digests(datetime.fromisoformat(row.payload["due"]))
+        except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
+            # the charts' child failed, or the digest was removed from rules.yaml (the message says which):
+            # retried a few times, then failed and reported
+            raise BadPayload(str(exc)) from exc
+        self.notifier.upload_files(channel=row.target, files=message.files, title=message.title,
+                                   initial_comment=message.comment)
+        finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.SENT)
+        log.info("digest posted for the period before %s", row.payload["due"])
 
     def _permalink(self, case_id: int | None) -> str:
         """The link to a case's alert (chat.getPermalink), or "" when there is none to give."""
         with transaction(self.engine) as s:
             case = s.get(Case, case_id) if case_id else None
-            if case is not None and not case.slack_ts and case.grouped_into:
+            if case is not None and not case.alert_ref and case.grouped_into:
                 case = s.get(Case, case.grouped_into)  # a grouped case's alert is its group's message
-        if case is None or not case.slack_ts:
+        if case is None or not case.alert_ref:
             return ""
         try:
-            return str(self.notifier.permalink(channel=case.slack_channel, ts=case.slack_ts))
+            return str(self.notifier.permalink(channel=case.alert_channel, ts=case.alert_ref))
         except ConnectorError as exc:
             log.warning("no link to the alert of case %s: %s", case_id, exc)
             return ""

@@ -1,9 +1,10 @@
 """The scheduled digest: a short summary and the charts, posted to Slack daily or weekly (rules.yaml `digest:`).
 
-The daemon's sweep asks `digest_due` and, when it says yes, calls `post_digest`.  The
-period's claim is taken in the database before posting (compare-and-set on the
-`digest_last_sent` setting), so two replicas never both post the same digest; a
-failed post gives the claim back and the next sweep tries again.
+The daemon's sweep calls `queue_digest`: once the period's scheduled time has passed, it moves
+`digest_last_sent` (compare-and-set, so two replicas never both queue it) and writes the period's
+outbox row (dedup key `digest:<scheduled time>`) in one transaction.  The outbox delivers it like
+every other side effect, retrying a Slack failure with the DELIVERIES back-off; `compose` is what
+it posts.  `post_digest` posts at once, without the outbox (a failed post gives the period back).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -22,16 +24,22 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from monitor import messages as msg
-from monitor.model import Setting
+from monitor.delivery import outbox
+from monitor.delivery.outbox import FilesMessage
+from monitor.model import OutboxKind, Setting
 from monitor.report.kpis import Report, report_for
 from monitor.report.render import summary_text
 from monitor.rules.business_hours import DAYS, parse_clock
 from monitor.rules.schema import Ruleset
 from monitor.store import get_setting, set_setting, transaction
 
+if TYPE_CHECKING:
+    from connectors.base import Notifier
+
 log = logging.getLogger(__name__)
 
 LAST_SENT_KEY = "digest_last_sent"
+DIGEST_KEY_PREFIX = "digest:"  # + the scheduled time: the outbox row of one period's digest
 
 
 def scheduled_at(*, ruleset: Ruleset, now: datetime) -> datetime | None:
@@ -85,9 +93,41 @@ def start_counting(engine: Engine, *, now: datetime) -> bool:
     return _claim(engine, old=None, new=now)
 
 
-def post_digest(*, engine: Engine, notifier: object, ruleset: Ruleset, now: datetime) -> bool:
-    """Post the digest of the period that ended at the latest scheduled time; False if not due
-    or another replica took it.  Connector errors propagate (the claim is given back first)."""
+def queue_digest(engine: Engine, *, ruleset: Ruleset, now: datetime) -> bool:
+    """Queue the digest of the period that ended at the latest scheduled time, once: False if it is
+    not due, or another replica (or an earlier sweep) queued it."""
+    due = scheduled_at(ruleset=ruleset, now=now)
+    if due is None or ruleset.digest is None:
+        return False
+    previous = last_sent(engine)
+    if not digest_due(ruleset=ruleset, last_sent=previous, now=now):
+        return False
+    with transaction(engine) as s:
+        if not _move(s, old=previous, new=now):
+            return False
+        outbox.add(s, kind=OutboxKind.DIGEST, dedup_key=f"{DIGEST_KEY_PREFIX}{due.isoformat()}", now=now,
+                   target=ruleset.channel(ruleset.digest.channel), payload={"due": due.isoformat()})
+    return True
+
+
+def compose(*, engine: Engine, ruleset: Ruleset, due: datetime) -> FilesMessage:
+    """The digest scheduled at `due`: its title, its summary text and its charts (drawn in a child process).
+    ValueError when rules.yaml has no digest any more (it was removed while this one waited)."""
+    if ruleset.digest is None:
+        raise ValueError(msg.DIGEST_NOT_CONFIGURED)
+    since, until = period_of(ruleset=ruleset, at=due)
+    with Session(engine) as s:
+        report = report_for(s, ruleset=ruleset, until=until, period=until - since)
+    zone = ZoneInfo(ruleset.business_hours.timezone)
+    start, end = since.astimezone(zone), (until - timedelta(seconds=1)).astimezone(zone)
+    title = (msg.DIGEST_TITLE_WEEKLY if ruleset.digest.every == "weekly" else msg.DIGEST_TITLE_DAILY).format(
+        start=start, end=end)
+    return FilesMessage(title=title, comment=summary_text(report, title=title), files=render_charts(report))
+
+
+def post_digest(*, engine: Engine, notifier: Notifier, ruleset: Ruleset, now: datetime) -> bool:
+    """Post the digest of the period that ended at the latest scheduled time now, without the outbox;
+    False if not due or another replica took it.  Connector errors propagate (the claim is given back first)."""
     due = scheduled_at(ruleset=ruleset, now=now)
     if due is None or ruleset.digest is None:
         return False
@@ -97,19 +137,13 @@ def post_digest(*, engine: Engine, notifier: object, ruleset: Ruleset, now: date
     if not _claim(engine, old=previous, new=now):
         return False
     try:
-        since, until = period_of(ruleset=ruleset, at=due)
-        with Session(engine) as s:
-            report = report_for(s, ruleset=ruleset, until=until, period=until - since)
-        zone = ZoneInfo(ruleset.business_hours.timezone)
-        start, end = since.astimezone(zone), (until - timedelta(seconds=1)).astimezone(zone)
-        title = (msg.DIGEST_TITLE_WEEKLY if ruleset.digest.every == "weekly" else msg.DIGEST_TITLE_DAILY).format(start=start, end=end)
-        files = render_charts(report)
-        notifier.upload_files(  # type: ignore[attr-defined]
-            channel=ruleset.channel(ruleset.digest.channel), files=files, title=title,
-            initial_comment=summary_text(report, title=title))
+        message = compose(engine=engine, ruleset=ruleset, due=due)
+        notifier.upload_files(channel=ruleset.channel(ruleset.digest.channel), files=message.files,
+                              title=message.title, initial_comment=message.comment)
     except BaseException:
         _claim(engine, old=now, new=previous)  # give the period back: the next sweep retries
         raise
+    since, until = period_of(ruleset=ruleset, at=due)
     log.info("digest posted for %s .. %s", since.isoformat(), until.isoformat())
     return True
 
@@ -140,17 +174,22 @@ def _render_child() -> None:
 
 def _claim(engine: Engine, *, old: datetime | None, new: datetime | None) -> bool:
     """Move digest_last_sent from `old` to `new` only if nobody changed it meanwhile."""
+    with transaction(engine) as s:
+        return _move(s, old=old, new=new)
+
+
+def _move(s: Session, *, old: datetime | None, new: datetime | None) -> bool:
+    """`_claim` inside the caller's transaction."""
     table = Setting.__table__
     old_value, new_value = (old.isoformat() if old else ""), (new.isoformat() if new else "")
-    with transaction(engine) as s:
-        if old is None and s.get(Setting, LAST_SENT_KEY) is None:
-            try:
-                with s.begin_nested():
-                    set_setting(s, LAST_SENT_KEY, new_value)
-                    s.flush()
-                return True
-            except sa.exc.IntegrityError:
-                return False
-        changed = s.execute(sa.update(table).where(table.c.key == LAST_SENT_KEY, table.c.value == old_value)
-                            .values(value=new_value)).rowcount
-        return changed == 1
+    if old is None and s.get(Setting, LAST_SENT_KEY) is None:
+        try:
+            with s.begin_nested():
+                set_setting(s, LAST_SENT_KEY, new_value)
+                s.flush()
+            return True
+        except sa.exc.IntegrityError:
+            return False
+    changed = s.execute(sa.update(table).where(table.c.key == LAST_SENT_KEY, table.c.value == old_value)
+                        .values(value=new_value)).rowcount
+    return changed == 1

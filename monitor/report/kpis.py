@@ -35,6 +35,7 @@ from sqlmodel import Session, select
 
 from connectors.platforms import PRIVATE_KINDS
 from monitor.model import Case, Mention, Outbox, OutboxKind, OutboxState
+from monitor.rules.schema import Ruleset
 
 TOP_N = 5
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -302,19 +303,16 @@ def _ranked(items: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(items, key=lambda kv: (-kv[1], kv[0])))
 
 
-def brand_terms_of(ruleset: object) -> tuple[str, ...]:
+def brand_terms_of(ruleset: Ruleset) -> tuple[str, ...]:
     """Names the brand is called by (they top every keyword list otherwise)."""
-    brand = getattr(ruleset, "brand", None)
-    if brand is None:
-        return ()
+    brand = ruleset.brand
     handles = brand.handles
     return tuple(t for t in (brand.name, handles.x or "", handles.facebook or "", *brand.keywords) if t)
 
 
 def report_for(
-    session: Session, *, ruleset: object, until: datetime, period: timedelta,
+    session: Session, *, ruleset: Ruleset, until: datetime, period: timedelta,
 ) -> Report:
     """The report of the `period` before `until`, in the rules' timezone and without brand names."""
-    timezone = getattr(getattr(ruleset, "business_hours", None), "timezone", "UTC")
-    return build_report(session, since=until - period, until=until, timezone=timezone,
+    return build_report(session, since=until - period, until=until, timezone=ruleset.business_hours.timezone,
                         brand_terms=brand_terms_of(ruleset))

@@ -1,8 +1,7 @@
-"""The daemon: one APScheduler job per source, the outbox, the SLA sweep, rules hot reload.
+"""The daemon's schedule: APScheduler jobs for each source's poll, the outbox, the SLA sweep (with the
+digest), rules hot reload and the lease heartbeat; and the database's health as the jobs see it.
 
-A rate-limited source waits for its reset while the others go on; transient failures
-back off as the SOURCES policy of monitor/retry.py says; a rejected token pauses the
-source and tells the operator once.
+What one poll does (leases, SourceHealth, back-off, rate-limit holds) is monitor/runtime/poller.py's.
 """
 
 from __future__ import annotations
@@ -13,10 +12,9 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -24,57 +22,35 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from connectors.base import (
-    AuthFailed,
-    BadPayload,
-    ConnectorError,
-    FetchResult,
-    Notifier,
-    RateLimited,
-    Source,
-    Transient,
-)
+from connectors.base import Notifier, Source
 from monitor import messages as msg
-from monitor.cases import pipeline, sla
+from monitor.cases import sla
 from monitor.cases.acknowledge import ReplyDeliverer
 from monitor.cases.pipeline import IngestResult, ReplyPolicy
 from monitor.clock import Clock
 from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
-from monitor.model import Outbox, OutboxKind, OutboxState, SourceHealth
-from monitor.retry import AUTH_PROBES, SOURCES
+from monitor.model import NewMention, Outbox, OutboxState, SourceHealth
+from monitor.report import digest
 from monitor.rules import RulesError, load_rules
 from monitor.rules.schema import Ruleset
 from monitor.runtime.memory import trim_memory
-from monitor.store import acquire_lease, get_cursor, is_postgres, live_leases, release_lease, transaction
+from monitor.runtime.poller import (
+    LEASE_TTL,
+    MAX_PAGES_PER_POLL,
+    PollOutcome,
+    SourceBinding,
+    SourcePoller,
+    queue_ops_note,
+)
+from monitor.store import is_postgres, transaction
+
+if TYPE_CHECKING:
+    from monitor.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-MAX_PAGES_PER_POLL = 20  # drain a backlog page by page, but let other jobs run in between
-OUTAGE_NOTICE_AFTER = timedelta(minutes=10)
-# A replica that dies loses its sources after this long; tests shorten it.
 SWEEP_EVERY_S = 15.0  # the SLA sweep, in the daemon's clock
-LEASE_TTL = timedelta(seconds=30)  # the default; Settings.lease_ttl (MENTION_MONITOR_LEASE_TTL) sets it
-
-
-@dataclass(slots=True)
-class SourceBinding:
-    """A source from rules.yaml and the connector that serves it."""
-
-    name: str
-    platform: str
-    kind: str
-    query: str
-    every: timedelta
-    connector: Any
-    secret_env: str = ""  # which variable to fix when its token is rejected
-
-
-@dataclass(slots=True)
-class PollOutcome:
-    source: str
-    status: str  # ok | skipped | rate_limited | transient | auth_failed | bad_payload | database_unavailable
-    results: list[IngestResult] = field(default_factory=list)
 
 
 def policy_for(connector: Source) -> ReplyPolicy:
@@ -105,16 +81,20 @@ class Daemon:
         self.deliverer = outbox.Deliverer(
             engine=engine, notifier=notifier, sources=connectors_by_platform, worker=self.worker,
             timezone=lambda: self.ruleset.business_hours.timezone, replies=self.replies,
-            claim_ttl=claim_ttl, ops_channel=lambda: self.ruleset.channels.get("ops", ""))
+            claim_ttl=claim_ttl, ops_channel=lambda: self.ruleset.channels.get("ops", ""),
+            digests=lambda due: digest.compose(engine=self.engine, ruleset=self.ruleset, due=due))
+        self._stop = threading.Event()
+        self.poller = SourcePoller(
+            engine=engine, sources=self.sources, clock=self.clock, worker=self.worker, rules=lambda: self.ruleset,
+            policies=lambda: self.policies, dry_run=dry_run, stop=self._stop, lease_ttl=lease_ttl,
+            on_stored=self._wake_outbox)  # alerts go out now, not at the outbox job's next tick
         self._rules_digest = _digest(self.rules_path)
         self._refused_digest = ""
-        self._unprobed = set(self.sources)  # sources not polled since this process started
-        self._stop = threading.Event()
         self._wake_lock = threading.Lock()
         self._database_down_since: datetime | None = None  # the first failure of the current outage
         self._database_lock = threading.Lock()
         self.scheduler: BackgroundScheduler | None = None
-        self.metrics: Any = None  # monitor.runtime.metrics.Metrics when a metrics port is configured
+        self.metrics: Metrics | None = None  # set when a metrics port is configured
         if not is_postgres(engine):
             self._release_orphan_claims()
 
@@ -122,7 +102,7 @@ class Daemon:
 
     def poll(self, name: str) -> PollOutcome:
         try:
-            outcome = self._poll(name)
+            outcome = self.poller.poll(name)
             self._database_ok()
         except OperationalError as exc:
             # Nothing of this page was stored and the cursor did not move (one transaction): the next
@@ -142,71 +122,12 @@ class Daemon:
                 self.metrics.observe_poll_error(name, outcome.status)
         return outcome
 
-    def _poll(self, name: str) -> PollOutcome:
-        binding = self.sources[name]
-        now = self.clock.now()
-        if not self._may_hold(name, now=now) or \
-                not acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=self.lease_ttl, now=now):
-            return PollOutcome(name, "skipped")
-        health = self._health(name)
-        # A rejected token is probed again on a back-off, and at once after a restart (which is
-        # when an operator has set a fresh one): it never stops a source for good.
-        fresh_start = name in self._unprobed
-        self._unprobed.discard(name)
-        if health.retry_at and now < health.retry_at and not (fresh_start and health.status == "auth_failed"):
-            return PollOutcome(name, "skipped")
-        outcome = PollOutcome(name, "ok")
-        for _ in range(MAX_PAGES_PER_POLL):
-            if self._stop.is_set():
-                break
-            with transaction(self.engine) as s:
-                cursor = get_cursor(s, name)
-            try:
-                fetched = binding.connector.fetch(kind=binding.kind, cursor=cursor, query=binding.query)
-            except RateLimited as exc:
-                log.warning(msg.LOG_RATE_LIMITED, name, exc.until.isoformat())
-                self._failed(name, status="rate_limited", retry_at=exc.until, error=str(exc), notify=False)
-                outcome.status = "rate_limited"
-                return outcome
-            except AuthFailed as exc:
-                log.error(msg.LOG_AUTH_FAILED, name, exc)
-                retry_at = now + AUTH_PROBES.delay(health.failures + 1)
-                self._failed(name, status="auth_failed", retry_at=retry_at, error=str(exc), notify=True,
-                             env=binding.secret_env)
-                outcome.status = "auth_failed"
-                return outcome
-            except (Transient, BadPayload) as exc:
-                failures = health.failures + 1
-                delay = SOURCES.delay(failures, base=binding.every)
-                if isinstance(exc, BadPayload):
-                    log.warning(msg.LOG_BAD_PAYLOAD, name, exc)
-                else:
-                    log.warning(msg.LOG_TRANSIENT, name, exc, delay.total_seconds(), failures)
-                self._failed(name, status="backing_off", retry_at=now + delay, error=str(exc), notify=False)
-                outcome.status = "bad_payload" if isinstance(exc, BadPayload) else "transient"
-                return outcome
-            result = pipeline.ingest(
-                self.engine, source=name, batch=fetched.mentions, cursor=fetched.cursor, ruleset=self.ruleset,
-                now=self.clock.now(), policies=self.policies, dry_run=self.dry_run)
-            outcome.results.append(result)
-            log.info(msg.LOG_POLL, name, result.fetched, result.stored, result.duplicates, result.cases_opened,
-                     result.attached, result.alerts)
-            self._succeeded(name, fetched, binding=binding)
-            if result.stored:
-                self._wake_outbox()  # alerts go out now, not at the outbox job's next tick
-            if not fetched.more:
-                break
-        return outcome
-
-    def ingest_pushed(self, name: str, mentions: list[Any]) -> IngestResult:
+    def ingest_pushed(self, name: str, mentions: list[NewMention]) -> IngestResult:
         """Mentions a platform pushed (Facebook webhooks): the same pipeline as a poll, but the
         source's cursor stays where polling left it, so polling still reads (and drops) them."""
-        result = pipeline.ingest(self.engine, source=name, batch=mentions, cursor=None, ruleset=self.ruleset,
-                                 now=self.clock.now(), policies=self.policies, dry_run=self.dry_run)
+        result = self.poller.ingest(name, mentions, cursor=None)
         if self.metrics is not None:
             self.metrics.observe_ingest(name, self.sources[name].platform, result)
-        if result.stored:
-            self._wake_outbox()
         return result
 
     def _wake_outbox(self) -> None:
@@ -246,38 +167,33 @@ class Daemon:
         return result
 
     def _digest_if_due(self, now: datetime) -> None:
-        from monitor.report import digest
-
+        """Queue the period's digest once (an outbox row, delivered with the DELIVERIES back-off)."""
         if self.ruleset.digest is None:
             return
-        previous = digest.last_sent(self.engine)
-        if previous is None:
+        if digest.last_sent(self.engine) is None:
             digest.start_counting(self.engine, now=now)
             return
-        if not digest.digest_due(ruleset=self.ruleset, last_sent=previous, now=now):
-            return
-        try:
-            digest.post_digest(engine=self.engine, notifier=self.notifier, ruleset=self.ruleset, now=now)
-        except ConnectorError as exc:  # the claim was given back: the next sweep tries again
-            log.warning("weekly digest not posted: %s", exc)
+        if digest.queue_digest(self.engine, ruleset=self.ruleset, now=now):
+            self._wake_outbox()
 
     def reload_rules(self) -> bool:
         """Apply an edited rules.yaml; a bad edit is refused and the last good rules stay."""
-        digest = _digest(self.rules_path)
-        if digest == self._rules_digest or digest == self._refused_digest:
+        fingerprint = _digest(self.rules_path)
+        if fingerprint in (self._rules_digest, self._refused_digest):
             return False
         try:
             fresh = load_rules(self.rules_path)
         except RulesError as exc:
-            self._refused_digest = digest
+            self._refused_digest = fingerprint
             shown, more = exc.errors[:OPS_RULES_ERRORS], len(exc.errors) - OPS_RULES_ERRORS
             log.error(msg.LOG_RULES_REFUSED, "\n".join(shown) + (msg.RULES_MORE_ERRORS.format(count=more) if more > 0 else ""))
             with transaction(self.engine) as s:  # the words and escaping are the notifier's, at delivery
-                self._ops_in(s, f"rules:{digest}", "", payload=notes.RulesRefused(errors=list(shown),
-                                                                                    more=max(more, 0)).payload())
+                queue_ops_note(s, channel=self.ruleset.channels.get("ops", ""), key=f"rules:{fingerprint}", text="",
+                               now=self.clock.now(),
+                               payload=notes.RulesRefused(errors=list(shown), more=max(more, 0)).payload())
             return False
         self.ruleset = fresh
-        self._rules_digest = digest
+        self._rules_digest = fingerprint
         self._refused_digest = ""
         log.info(msg.OPS_RULES_RELOADED.format(rules=len(fresh.rules), sources=len(fresh.sources)))
         return True
@@ -340,7 +256,7 @@ class Daemon:
         scheduler.add_job(self._guard(self.reload_rules), "interval", seconds=2, id="rules")
         scheduler.add_job(self._guard(self.heartbeat), "interval", seconds=wall(self.lease_ttl.total_seconds() / 3),
                           id="heartbeat")
-        self._announce(self.clock.now(), ttl=self.lease_ttl)  # before the first poll, so it takes only its share
+        self.poller.announce(self.clock.now(), ttl=self.lease_ttl)  # before the first poll, so it takes only its share
         scheduler.start()
         self.scheduler = scheduler
 
@@ -352,47 +268,13 @@ class Daemon:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
         try:  # hand our sources to the other replicas now rather than when the leases expire
-            now = self.clock.now()
-            self._announce(now, ttl=timedelta(0))
-            for name in self.sources:
-                # An expiry of "now" rather than store.release_lease: acquire_lease cannot take a
-                # released lease (expires_at NULL never compares < now), so a restart would never poll.
-                acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=timedelta(0), now=now)
+            self.poller.hand_over(self.clock.now())
         except Exception:  # the database may be what is failing; the leases then expire on their own
             log.warning("could not release the source leases on stop", exc_info=True)
 
     def heartbeat(self) -> None:
-        """Renew our leases between polls too (a source polled less often than LEASE_TTL must not pass
-        to another replica while its holder lives), and take over those a dead replica let expire."""
-        now = self.clock.now()
-        self._announce(now, ttl=self.lease_ttl)
-        for name in self.sources:
-            if self._may_hold(name, now=now):
-                acquire_lease(self.engine, name=f"source:{name}", holder=self.worker, ttl=self.lease_ttl, now=now)
-            elif name in self._held(now):  # over our share since another replica started: hand it over
-                release_lease(self.engine, name=f"source:{name}", holder=self.worker)
-
-    def _announce(self, now: datetime, *, ttl: timedelta) -> None:
-        """Replicas (PostgreSQL) hold a presence lease, so that each counts the others and takes only its share."""
-        if is_postgres(self.engine):
-            acquire_lease(self.engine, name=f"replica:{self.worker}", holder=self.worker, ttl=ttl, now=now)
-
-    def _held(self, now: datetime) -> list[str]:
-        prefix = "source:"
-        return sorted(n.removeprefix(prefix) for n, holder in live_leases(self.engine, prefix=prefix, now=now)
-                      if holder == self.worker and n.removeprefix(prefix) in self.sources)
-
-    def _may_hold(self, name: str, *, now: datetime) -> bool:
-        """Whether this replica may (keep) poll(ing) `name`: with N live replicas each takes at most
-        ceil(sources / N); the sources it holds beyond that go back for the others to take."""
-        if not is_postgres(self.engine):
-            return True  # SQLite: one process
-        replicas = {holder for _, holder in live_leases(self.engine, prefix="replica:", now=now)} | {self.worker}
-        share = -(-len(self.sources) // len(replicas))
-        mine = self._held(now)
-        if name in mine:
-            return mine.index(name) < share
-        return len(mine) < share
+        """Renew our leases between polls, take over expired ones, hand over what is beyond our share."""
+        self.poller.renew(self.clock.now())
 
     def request_stop(self) -> None:
         """Ask the running daemon to stop (signal handlers); `wait` then returns."""
@@ -440,76 +322,7 @@ class Daemon:
         return self._database_down_since
 
     def _health(self, name: str) -> SourceHealth:
-        with transaction(self.engine) as s:
-            return s.get(SourceHealth, name) or SourceHealth(source=name)
-
-    def _failed(self, name: str, *, status: str, retry_at: datetime | None, error: str, notify: bool,
-                env: str = "") -> None:
-        now = self.clock.now()
-        with transaction(self.engine) as s:
-            health = s.get(SourceHealth, name) or SourceHealth(source=name, last_success_at=now)
-            health.status = status
-            health.retry_at = retry_at
-            health.failures += 1
-            health.last_error = error[:300]
-            s.add(health)
-            since = health.last_success_at or now
-            long_outage = now - since >= OUTAGE_NOTICE_AFTER and status != "rate_limited"
-            if (notify or long_outage) and not health.operator_notified:
-                health.operator_notified = True
-                text = (msg.OPS_AUTH_FAILED.format(source=name, reason=error, env=env or "the environment",
-                                                   probe=_mins(retry_at - now) if retry_at else "")
-                        if status == "auth_failed" else
-                        msg.OPS_OUTAGE.format(source=name, duration=_mins(now - since), reason=error))
-                self._ops_in(s, f"ops:{name}:{since.isoformat()}", text)
-
-    def _succeeded(self, name: str, fetched: FetchResult, *, binding: SourceBinding) -> None:
-        now = self.clock.now()
-        with transaction(self.engine) as s:
-            health = s.get(SourceHealth, name) or SourceHealth(source=name)
-            if health.operator_notified:
-                since = health.last_success_at or now
-                self._ops_in(s, f"ops:{name}:recovered:{now.isoformat()}",
-                             msg.OPS_RECOVERED.format(source=name, duration=_mins(now - since)))
-            health.status = "ok"
-            health.failures = 0
-            health.operator_notified = False
-            health.last_success_at = now
-            health.last_error = ""
-            health.reads += fetched.reads
-            health.retry_at = self._paced(binding, fetched, now=now)
-            if fetched.quota.remaining is not None:
-                health.quota_remaining = fetched.quota.remaining
-                health.quota_limit = fetched.quota.limit
-                health.quota_reset_at = fetched.quota.reset_at
-            if fetched.gap_possible:
-                self._ops_in(s, f"gap:{name}:{now.date().isoformat()}", msg.OPS_GAP.format(source=name))
-            s.add(health)
-
-    def _paced(self, binding: SourceBinding, fetched: FetchResult, *, now: datetime) -> datetime | None:
-        """Spread what is left of the rate-limit window over the time until it resets."""
-        quota = fetched.quota
-        if quota.remaining is None or quota.reset_at is None or fetched.more:
-            return None
-        until_reset = (quota.reset_at - now).total_seconds()
-        if until_reset <= 0:
-            return None
-        spacing = until_reset / max(quota.remaining, 1)
-        if spacing <= binding.every.total_seconds():
-            return None
-        return now + timedelta(seconds=spacing)
-
-    def _ops(self, key: str, text: str) -> None:
-        with transaction(self.engine) as s:
-            self._ops_in(s, key, text)
-
-    def _ops_in(self, s: Any, key: str, text: str, *, payload: dict[str, Any] | None = None) -> None:
-        channel = self.ruleset.channels.get("ops")
-        if not channel:
-            log.warning("%s", text or payload)
-            return
-        outbox.add(s, kind=OutboxKind.CHANNEL, dedup_key=key, target=channel, now=self.clock.now(),
-                   payload=payload or notes.Text(text=text).payload())
+        return self.poller.health(name)
 
     def _release_orphan_claims(self) -> None:
         """With SQLite only this process writes: rows left `sending` by a killed run are orphans."""
@@ -527,7 +340,3 @@ def _digest(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     except OSError:
         return ""
-
-
-def _mins(delta: timedelta) -> str:
-    return humanize(delta)

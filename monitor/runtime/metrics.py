@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -21,6 +21,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from monitor.model import Case, CaseState, Outbox, OutboxState, SourceHealth
+
+if TYPE_CHECKING:
+    from monitor.cases.pipeline import IngestResult
 
 STALE_AFTER_INTERVALS = 3  # a source is unhealthy when it has not polled successfully for this many intervals
 SCHEDULER_TIMEOUT = timedelta(seconds=60)
@@ -60,8 +63,8 @@ class Metrics:
 
     # ------------------------------------------------------------------ what the daemon calls
 
-    def observe_ingest(self, source: str, platform: str, result: Any) -> None:
-        """One stored page (a monitor.cases.pipeline.IngestResult)."""
+    def observe_ingest(self, source: str, platform: str, result: IngestResult) -> None:
+        """One stored page."""
         self.mentions.labels(platform=platform, source=source).inc(result.stored)
         self.duplicates.labels(source=source).inc(result.duplicates)
         self.cases_opened.labels(platform=platform).inc(result.cases_opened)

@@ -12,12 +12,18 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Protocol
 
 from connectors.base import AuthFailed, ConnectorError
 from monitor import messages as msg
 from monitor.clock import Clock
 from monitor.retry import AUTH_PROBES, SOCKET_MODE
+
+
+class Connection(Protocol):
+    """What `connect()` returns: a live Socket Mode connection."""
+
+    def close(self) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +33,12 @@ COMPONENT = "slack_socket_mode"
 class SocketModeSupervisor:
     """`connect()` makes one attempt and returns a handle with .close(), or raises a ConnectorError."""
 
-    def __init__(self, *, connect: Callable[[], Any], clock: Clock | None = None,
+    def __init__(self, *, connect: Callable[[], Connection], clock: Clock | None = None,
                  report: Callable[..., None] | None = None) -> None:
         self._connect = connect
         self.clock = clock or Clock()
         self._report = report  # Metrics.set_component
-        self.handle: Any = None
+        self.handle: Connection | None = None
         self.failures = 0
         self.next_attempt_at: datetime | None = None
         self._stop = threading.Event()

@@ -9,14 +9,26 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
 
 from monitor import messages as msg
 from monitor.clock import Clock
+from monitor.model import NewMention
 from monitor.rules.schema import Ruleset
-from monitor.runtime.daemon import Daemon, SourceBinding
+from monitor.runtime.daemon import Daemon
+from monitor.runtime.poller import SourceBinding
 from monitor.settings import Settings
 from monitor.store import check_writable, create_schema, make_engine
+
+if TYPE_CHECKING:
+    from connectors.base import Notifier, PostedMessage, Source
+    from connectors.console import ConsoleNotifier
+    from connectors.facebook_webhook import WebhookServer
+    from connectors.slack.notifier import SlackNotifier
+    from connectors.wsgi import WsgiServer
+    from monitor.runtime.socket_mode import SocketModeSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +44,7 @@ def build_sources(*, settings: Settings, ruleset: Ruleset, sandbox_url: str = ""
         return {name: SourceBinding(name=name, platform="replay", kind="mention", query="",
                                     every=timedelta(seconds=2), connector=ReplaySource(path=replay))}
     bindings: dict[str, SourceBinding] = {}
-    connectors: dict[str, Any] = {}
+    connectors: dict[str, Source | None] = {}
     for source in ruleset.sources:
         connector = connectors.get(source.platform)
         if connector is None and source.platform not in connectors:
@@ -49,8 +61,8 @@ def build_sources(*, settings: Settings, ruleset: Ruleset, sandbox_url: str = ""
 
 
 def _connector(platform: str, *, settings: Settings, ruleset: Ruleset, sandbox_url: str, path: str,
-               clock: Clock | None = None) -> Any:
-    def secret(value: Any) -> str:
+               clock: Clock | None = None) -> Source | None:
+    def secret(value: SecretStr) -> str:
         return SANDBOX_TOKEN if sandbox_url else value.get_secret_value()
 
     if platform == "x":
@@ -82,7 +94,7 @@ def _connector(platform: str, *, settings: Settings, ruleset: Ruleset, sandbox_u
 
 
 def build_notifier(*, settings: Settings, sandbox_url: str = "", echo: bool = False,
-                   clock: Clock | None = None) -> Any:
+                   clock: Clock | None = None) -> Notifier:
     token = SANDBOX_TOKEN if sandbox_url else settings.slack_bot_token.get_secret_value()
     if not token:
         from connectors.console import ConsoleNotifier
@@ -110,14 +122,14 @@ class EchoNotifier:
 
     name = "slack"
 
-    def __init__(self, *, primary: Any, echo: Any) -> None:
+    def __init__(self, *, primary: SlackNotifier, echo: ConsoleNotifier) -> None:
         self.primary = primary
         self.echo = echo
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self.primary, item)
 
-    def post(self, **kwargs: Any) -> Any:
+    def post(self, **kwargs: Any) -> PostedMessage:
         posted = self.primary.post(**kwargs)
         try:
             self.echo.post(**kwargs)
@@ -128,7 +140,7 @@ class EchoNotifier:
 
 def build_daemon(*, settings: Settings, ruleset: Ruleset, rules_path: str, db_url: str | None = None,
                  sandbox_url: str = "", replay: str | None = None, dry_run: bool = False, echo: bool = False,
-                 clock: Clock | None = None, notifier: Any = None, sources: dict[str, SourceBinding] | None = None,
+                 clock: Clock | None = None, notifier: Notifier | None = None, sources: dict[str, SourceBinding] | None = None,
                  worker: str = "") -> Daemon:
     engine = make_engine(db_url or settings.database_url)
     create_schema(engine)
@@ -152,12 +164,13 @@ def _slack_app(daemon: Daemon, *, token: str, signing_secret: str, base_url: str
     from monitor.cases.actions import CaseActions
 
     actions = CaseActions(engine=daemon.engine, rules=lambda: daemon.ruleset, clock=daemon.clock,
-                          policies=daemon.policies, dry_run=daemon.dry_run)
+                          policies=daemon.policies, dry_run=daemon.dry_run, mention_user=daemon.notifier.mention_user)
     return build_app(token=token, actions=actions, signing_secret=signing_secret, base_url=base_url,
                      approvers=daemon.ruleset.slack.approvers, clock=daemon.clock)
 
 
-def start_slack_app(daemon: Daemon, *, settings: Settings, base_url: str | None = None, start: bool = True) -> Any:
+def start_slack_app(daemon: Daemon, *, settings: Settings, base_url: str | None = None,
+                    start: bool = True) -> SocketModeSupervisor:
     """Buttons, /mentions and App Home over Socket Mode (needs SLACK_APP_TOKEN; no public URL).
 
     Connects in the background and keeps trying while Slack cannot be reached (the supervisor's
@@ -178,7 +191,7 @@ def start_slack_app(daemon: Daemon, *, settings: Settings, base_url: str | None 
 SANDBOX_AGENT = "U0AGENT1"  # a team member who is not an approver, so the page can show a refusal too
 
 
-def start_sandbox_slack_app(daemon: Daemon, *, sandbox_url: str) -> Any:
+def start_sandbox_slack_app(daemon: Daemon, *, sandbox_url: str) -> WsgiServer:
     """The interactive side for the sandbox: the Bolt app on a loopback Request URL, which the sandbox's
     page (sandbox_url + /slack) sends its signed clicks, Reply forms and /mentions to. stop() the result."""
     import json
@@ -194,7 +207,7 @@ def start_sandbox_slack_app(daemon: Daemon, *, sandbox_url: str) -> Any:
     groups = {g: [f"U0{g.removeprefix('S0')[:7]}1"] for g in approvers if g.startswith("S")}  # one member each
     people = [u for u in approvers if not u.startswith("S")] + [m for ms in groups.values() for m in ms] + [SANDBOX_AGENT]
 
-    def control(path: str, body: Any) -> None:
+    def control(path: str, body: dict[str, Any]) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{sandbox_url}{path}", data=json.dumps(body).encode(),
                                                       method="POST", headers={"Content-Type": "application/json"}),
                                timeout=10)
@@ -209,7 +222,7 @@ def start_sandbox_slack_app(daemon: Daemon, *, sandbox_url: str) -> Any:
     return server
 
 
-def start_facebook_webhook(daemon: Daemon, *, settings: Settings, port: int | None = None) -> Any:
+def start_facebook_webhook(daemon: Daemon, *, settings: Settings, port: int | None = None) -> WebhookServer | None:
     """Page webhooks (`feed`, `messages`) into the daemon's pipeline; None when off or unconfigured."""
     port = settings.facebook_webhook_port if port is None else port
     if not port:
@@ -225,7 +238,7 @@ def start_facebook_webhook(daemon: Daemon, *, settings: Settings, port: int | No
         return None
     connector = next(iter(by_kind.values())).connector
 
-    def deliver(kind: str, mentions: list[Any]) -> None:
+    def deliver(kind: str, mentions: list[NewMention]) -> None:
         if kind in by_kind:
             daemon.ingest_pushed(by_kind[kind].name, mentions)
 

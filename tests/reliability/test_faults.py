@@ -36,10 +36,10 @@ TOKEN = "fault-matrix-token"
 class World:
     """A sandbox, a daemon on a settable clock, and the two clocks kept in step."""
 
-    def __init__(self, tmp_path) -> None:
+    def __init__(self, tmp_path, url: str = "") -> None:
         self.clock = SettableClock(datetime.now(UTC))
         self.sandbox = open_sandbox(clock=self.clock)
-        self.url = f"sqlite:///{tmp_path / 'mm.db'}"
+        self.url = url or f"sqlite:///{tmp_path / 'mm.db'}"
         rules = write_rules(tmp_path / "rules.yaml", every="30s")
         ruleset = load_rules(rules)
         keys = {"api_key": TOKEN, "api_secret": TOKEN, "access_token": TOKEN, "access_token_secret": TOKEN}
@@ -56,9 +56,10 @@ class World:
         }
         notifier = SlackNotifier(token="xoxb-" + TOKEN, base_url=self.sandbox.url, timeout=CLIENT_TIMEOUT,
                                  clock=self.clock)
-        self.start = lambda: build_daemon(settings=Settings(_env_file=None), ruleset=ruleset, rules_path=str(rules),
-                                          db_url=self.url, clock=self.clock, sources=sources, notifier=notifier,
-                                          worker="test")
+        # a restart is start() again; another replica on the same database, start(worker=...)
+        self.start = lambda worker="test": build_daemon(
+            settings=Settings(_env_file=None), ruleset=ruleset, rules_path=str(rules), db_url=self.url,
+            clock=self.clock, sources=sources, notifier=notifier, worker=worker)
         self.daemon = self.start()
         self.n = 0
         self.sandbox.graph.add_post(post_id=f"{PAGE_ID}_1", message="News")
