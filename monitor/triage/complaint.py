@@ -12,18 +12,30 @@ stacker is fitted on a calibration split, so its output is a calibrated probabil
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
+import logging
 import math
+import mmap
 import operator
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from array import array
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from monitor.triage.lexicon import Cue, clean, cues, fold
+
+log = logging.getLogger(__name__)
 
 MODEL_PATH = Path(__file__).parent.parent / "data" / "models" / "complaint.json"
 CATEGORIES: tuple[str, ...] = (
@@ -158,54 +170,119 @@ def _cue_index(
             {k: tuple(v) for k, v in by_substring.items()})
 
 
+class CompactWeights(Mapping[str, float]):
+    """Feature name -> weight, read-only: the names in a marisa trie, the weights in an array
+    of doubles indexed by the trie's key ids (both memory-mapped from the cache directory in the
+    daemon, `load_model`), ~1.5 MB where a dict of the same ~55,000 names costs ~10 MB."""
+
+    __slots__ = ("trie", "values")
+
+    def __init__(self, trie: Any, values: Sequence[float]) -> None:
+        if len(values) != len(trie):
+            raise ValueError("a weight per feature name")
+        self.trie = trie
+        self.values = values
+
+    @classmethod
+    def of(cls, weights: Mapping[str, float]) -> CompactWeights:
+        """The compact form of a {name: weight} mapping, in memory."""
+        import marisa_trie
+
+        trie = marisa_trie.Trie(weights.keys())
+        values = array("d", bytes(8 * len(trie)))
+        for name, weight in weights.items():
+            values[trie.key_id(name)] = float(weight)
+        return cls(trie, values)
+
+    def __getitem__(self, name: str) -> float:
+        key = self.trie.get(name)
+        if key is None:
+            raise KeyError(name)
+        return self.values[key]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        key = self.trie.get(name)
+        return default if key is None else self.values[key]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.trie
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.trie.keys())
+
+    def __len__(self) -> int:
+        return len(self.trie)
+
+
+# Per-word sums kept per model: a day's posts repeat a few thousand words (10,000 bench posts in six
+# languages meet WORD_CACHE_MAX's order of distinct words); emptied when this large, ~170 bytes an entry.
+WORD_CACHE_MAX = 20_000
+
+
 @dataclass(frozen=True, slots=True)
 class LinearModel:
-    """Logistic regression over `feature_counts`, scaled by 1/sqrt(total count) as in training."""
+    """Logistic regression over `feature_counts`, scaled by 1/sqrt(total count) as in training.
+
+    `weights` may be a plain dict (training) or `CompactWeights` (the shipped model, `load_model`);
+    inference always reads the compact form (a dict is converted once)."""
 
     intercept: float
-    weights: dict[str, float]
-    # word -> (its n-gram and word weights summed, how many features): words repeat across posts
-    _word_cache: dict[str, tuple[float, int]] = field(default_factory=dict, compare=False, repr=False)
-    # first word -> second word -> weight: a bigram is looked up without building its feature name
-    _pairs: dict[str, dict[str, float]] = field(default_factory=dict, compare=False, repr=False)
+    weights: Mapping[str, float]
+    # word -> (its n-gram and word weights summed, how many features, whether a word pair starts
+    # with it): words repeat across posts
+    _word_cache: dict[str, tuple[float, int, bool]] = field(default_factory=dict, compare=False, repr=False)
+    _compact: CompactWeights | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name, weight in self.weights.items():
-            if name.startswith("w:") and " " in name:
-                first, _, second = name[2:].partition(" ")
-                self._pairs.setdefault(first, {})[second] = weight
+        compact = self.weights if isinstance(self.weights, CompactWeights) else CompactWeights.of(self.weights)
+        object.__setattr__(self, "_compact", compact)
 
-    def _word(self, word: str) -> tuple[float, int]:
+    def _word(self, word: str) -> tuple[float, int, bool]:
         cached = self._word_cache.get(word)
         if cached is None:
             grams = _word_grams(word)
-            weights = self.weights
-            cached = (sum(weights.get(g, 0.0) for g in grams) + weights.get(f"w:{word}", 0.0), len(grams) + 1)
-            if len(self._word_cache) > 200_000:  # bound memory on endless novel words
+            compact = self._compact
+            assert compact is not None
+            find, values = compact.trie.get, compact.values
+            # the same additions in the same order as summing dict.get(name, 0.0): an absent
+            # feature added 0.0, which leaves a sum unchanged
+            total = sum(values[key] for key in map(find, grams) if key is not None)
+            key = find(f"w:{word}")
+            cached = (total + (0.0 if key is None else values[key]), len(grams) + 1,
+                      compact.trie.has_keys_with_prefix(f"w:{word} "))
+            if len(self._word_cache) >= WORD_CACHE_MAX:  # bound memory on endless novel words
                 self._word_cache.clear()
             self._word_cache[word] = cached
         return cached
+
+    def _pair(self, first: str, second: str) -> float | None:
+        compact = self._compact
+        assert compact is not None
+        key = compact.trie.get(f"w:{first} {second}")
+        return None if key is None else compact.values[key]
 
     def logit(self, folded: str, *, words: list[str] | None = None) -> float:
         words = _WORD.findall(folded) if words is None else words
         if not words:
             return self.intercept
-        cache, total, count = self._word_cache, 0.0, len(words) - 1  # one feature per bigram
-        for word in words:
-            cached = cache.get(word) or self._word(word)
-            total += cached[0]
-            count += cached[1]
-        pairs = self._pairs
-        previous = words[0]
-        for word in words[1:]:
-            following = pairs.get(previous)
-            if following is not None:
-                total += following.get(word, 0.0)
-            previous = word
+        cache, word_sums = self._word_cache, self._word
+        entries = [cache.get(word) or word_sums(word) for word in words]
+        total, count = 0.0, len(words) - 1  # one feature per bigram
+        for entry in entries:
+            total += entry[0]
+            count += entry[1]
+        compact = self._compact
+        assert compact is not None
+        find, values = compact.trie.get, compact.values
+        for index in range(1, len(words)):
+            if entries[index - 1][2]:
+                key = find(f"w:{words[index - 1]} {words[index]}")
+                if key is not None:
+                    total += values[key]
         return self.intercept + total / math.sqrt(count)
 
     def to_json(self) -> dict[str, Any]:
-        return {"intercept": self.intercept, "weights": self.weights}
+        return {"intercept": self.intercept, "weights": dict(self.weights)}
 
     def contributions(self, folded: str, *, words: list[str] | None = None) -> dict[str, float]:
         """Each word's share of `logit` (the sum of its n-gram and word weights), and each word pair's.
@@ -224,24 +301,23 @@ class LinearModel:
         if not words:
             return {}, 1.0
         cache, out, count = self._word_cache, {}, len(words) - 1
-        for word in words:
-            partial, n = cache.get(word) or self._word(word)
+        entries = [cache.get(word) or self._word(word) for word in words]
+        for word, (partial, n, _) in zip(words, entries, strict=True):
             out[word] = out.get(word, 0.0) + partial
             count += n
-        pairs = self._pairs
-        for first, second in zip(words, words[1:], strict=False):
-            weight = pairs.get(first, _NO_PAIRS).get(second)
-            if weight:
-                name = f"{first} {second}"
-                out[name] = out.get(name, 0.0) + weight
+        for index in range(1, len(words)):
+            if entries[index - 1][2]:
+                first, second = words[index - 1], words[index]
+                weight = self._pair(first, second)
+                if weight:
+                    name = f"{first} {second}"
+                    out[name] = out.get(name, 0.0) + weight
         return out, 1.0 / math.sqrt(count)
 
 
 def _size(part: tuple[str, float]) -> float:
     return abs(part[1])
 
-
-_NO_PAIRS: dict[str, float] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,14 +443,144 @@ _NO_TERMS: dict[str, float] = {}
 
 @cache
 def load_model(path: Path = MODEL_PATH) -> ComplaintModel:
-    """The shipped model, read once; cues-and-sentiment only if the file is absent."""
+    """The shipped model, read once; cues-and-sentiment only if the file is absent.
+
+    The JSON file stays the reviewable, shipped form; the daemon reads a compact copy of it from
+    the cache directory (feature names in marisa tries, weights in arrays of doubles, both
+    memory-mapped), which a short-lived child process writes once, so that parsing ~107,000
+    weights into dicts (~20 MB, and more at its peak) never happens in the daemon.  If that copy is
+    broken it is rebuilt; if it cannot be written the model is read from the JSON here."""
     if not path.exists():
         return ComplaintModel(ngrams=None, stack=dict(_DEFAULT_STACK))
-    data = json.loads(path.read_text(encoding="utf-8"))
+    directory = compact_dir(path)
+    if directory is not None:
+        loaded = _load_compact(directory)
+        if loaded is not None:
+            return loaded
+        done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(path), str(directory)], env=_child_env(),
+                              capture_output=True, check=False, timeout=600)
+        loaded = _load_compact(directory)
+        if loaded is not None:
+            return loaded
+        log.info("compact complaint model not built by a child process (%s); reading %s here",
+                 done.stderr.decode("utf-8", "replace")[-500:].strip(), path)
+    return model_from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def model_from_json(data: dict[str, Any]) -> ComplaintModel:
+    """The model of complaint.json's contents (weights as dicts, converted by `LinearModel`)."""
     ngrams = LinearModel(intercept=float(data["ngrams"]["intercept"]), weights=data["ngrams"]["weights"])
     negative = NegativeModel.from_json(data["negative"]) if "negative" in data else None
     by_lang = {lang: {k: float(v) for k, v in terms.items()} for lang, terms in data.get("stack_by_lang", {}).items()}
     return ComplaintModel(
         ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()}, negative=negative, by_lang=by_lang
     )
+
+
+COMPACT_FORMAT = 1  # of the compact copy's files; another value (or none) is rebuilt
+_MAPPED: list[mmap.mmap] = []
+
+
+def compact_dir(path: Path) -> Path | None:
+    """Where the compact copy of the model file `path` is kept (named by a hash of its bytes)."""
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+    root = os.environ.get("MENTION_MONITOR_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(root).expanduser() / "mention-monitor" / f"complaint-{COMPACT_FORMAT}-{digest}"
+
+
+_BUILD_CHILD = (
+    "import sys; from pathlib import Path; from monitor.triage.complaint import build_compact; "
+    "build_compact(Path(sys.argv[1]), Path(sys.argv[2]))"
+)
+
+
+def _child_env() -> dict[str, str]:
+    package_root = str(Path(__file__).resolve().parent.parent.parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+
+
+def build_compact(path: Path, directory: Path) -> None:
+    """The child's side: write the compact copy of the model file `path` into `directory`,
+    atomically (a broken copy there is replaced)."""
+    import marisa_trie
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent))
+    try:
+        parts = {"ngrams": data["ngrams"]}
+        if "negative" in data:
+            parts["negative"] = data["negative"]["ngrams"]
+        for name, part in parts.items():
+            compact = CompactWeights.of(part["weights"])
+            compact.trie.save(str(staging / f"{name}.marisa"))
+            values = array("d", compact.values)
+            if sys.byteorder != "little":
+                values.byteswap()
+            (staging / f"{name}.f64").write_bytes(values.tobytes())
+        rest = {key: value for key, value in data.items() if key not in ("ngrams", "negative")}
+        rest["ngrams"] = {"intercept": data["ngrams"]["intercept"], "features": len(data["ngrams"]["weights"])}
+        if "negative" in data:
+            negative = {key: value for key, value in data["negative"].items() if key != "ngrams"}
+            negative["ngrams"] = {"intercept": data["negative"]["ngrams"]["intercept"],
+                                  "features": len(data["negative"]["ngrams"]["weights"])}
+            rest["negative"] = negative
+        rest["format"] = COMPACT_FORMAT
+        (staging / "meta.json").write_text(json.dumps(rest), encoding="utf-8")  # written last
+        if _load_compact(directory, keep=False) is not None:  # another process finished first
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        if directory.exists():  # a broken copy: set it aside, then take its place
+            stale = Path(tempfile.mkdtemp(dir=directory.parent))
+            try:
+                directory.rename(stale / "old")
+            except OSError:
+                pass
+            shutil.rmtree(stale, ignore_errors=True)
+        staging.rename(directory)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _load_compact(directory: Path, *, keep: bool = True) -> ComplaintModel | None:
+    """The model from its compact copy in `directory`, or None if that is absent or broken."""
+    import marisa_trie
+
+    backings: list[mmap.mmap] = []
+
+    def part(name: str, spec: dict[str, Any]) -> LinearModel:
+        trie = marisa_trie.Trie()
+        trie.mmap(str(directory / f"{name}.marisa"))
+        with (directory / f"{name}.f64").open("rb") as handle:
+            backing = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        backings.append(backing)
+        values = memoryview(backing).cast("d")
+        if len(values) != len(trie) or int(spec["features"]) != len(trie):
+            raise ValueError("inconsistent compact complaint model")
+        return LinearModel(intercept=float(spec["intercept"]), weights=CompactWeights(trie, values))
+
+    try:
+        data = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        if data.get("format") != COMPACT_FORMAT or sys.byteorder != "little":
+            return None
+        ngrams = part("ngrams", data["ngrams"])
+        negative = None
+        if "negative" in data:
+            spec = data["negative"]
+            slope, offset = (float(v) for v in spec["platt"])
+            negative = NegativeModel(ngrams=part("negative", spec["ngrams"]), slope=slope, offset=offset,
+                                     weight=float(spec["weight"]))
+        by_lang = {lang: {k: float(v) for k, v in terms.items()}
+                   for lang, terms in data.get("stack_by_lang", {}).items()}
+        model = ComplaintModel(ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()},
+                               negative=negative, by_lang=by_lang)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError):
+        return None
+    if keep:
+        _MAPPED.extend(backings)  # kept open for the life of the process
+    return model
 
