@@ -249,7 +249,7 @@ class LinearModel:
             total = sum(values[key] for key in map(find, grams) if key is not None)
             key = find(f"w:{word}")
             cached = (total + (0.0 if key is None else values[key]), len(grams) + 1,
-                      compact.trie.has_keys_with_prefix(f"w:{word} "))
+                      next(compact.trie.iterkeys(f"w:{word} "), None) is not None)
             if len(self._word_cache) >= WORD_CACHE_MAX:  # bound memory on endless novel words
                 self._word_cache.clear()
             self._word_cache[word] = cached
@@ -505,7 +505,6 @@ def _child_env() -> dict[str, str]:
 def build_compact(path: Path, directory: Path) -> None:
     """The child's side: write the compact copy of the model file `path` into `directory`,
     atomically (a broken copy there is replaced)."""
-    import marisa_trie
 
     data = json.loads(path.read_text(encoding="utf-8"))
     directory.parent.mkdir(parents=True, exist_ok=True)
