@@ -96,40 +96,66 @@ class CueHits:
     signals: tuple[str, ...]
 
 
-def cue_hits(text: str, *, lang: str, folded: str | None = None) -> CueHits:
-    """Which of the language's cue patterns match, their capped total weight, and categories."""
+def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str] | None = None) -> CueHits:
+    """Which of the language's cue patterns match, their capped total weight, and categories.
+
+    `words`, if given, is filled with the folded text's words (`words_of`), read on the way,
+    for the n-gram models (`ComplaintModel.probability`)."""
     folded = folded_body(text) if folded is None else folded
     total = 0.0
     found: dict[str, float] = {}
     signals = []
     # A cue is only tried where one of its literal prefixes occurs (at a word start for
-    # \b-patterns, anywhere otherwise): `search` from the first such place finds the same
-    # match as a search from the start, since every match begins at one of them.
-    all_cues, always, by_word_start, by_substring = _cue_index(lang)
+    # \b-patterns, anywhere otherwise): every match begins at one of those places, so `match`
+    # at each of them in turn finds the same first match as a search from the start.
+    all_cues, always, by_word_start, _ = _cue_index(lang)
     starting = _starting_cues(lang)
-    first: dict[int, int] = {}  # cue -> earliest place it can match
+    starts: dict[int, list[int]] = {}  # cue -> the places it can match, in order
+    append = words.append if words is not None else None
     for word in _WORD.finditer(folded):
         token = word.group()
+        if append is not None:
+            append(token)
         hit = starting.get(token)
         if hit is None:
-            hit = tuple(i for prefix in (token[:1], token[:2], token[:3]) for i in by_word_start.get(prefix, ()))
+            hit = tuple(dict.fromkeys(
+                i for prefix in (token[:1], token[:2], token[:3]) for i in by_word_start.get(prefix, ())))
             if len(starting) > 100_000:  # bound memory on endless novel words
                 starting.clear()
             starting[token] = hit
         if hit:
             position = word.start()
             for index in hit:
-                if index not in first:
-                    first[index] = position
-    for prefix, indices in by_substring.items():
-        position = folded.find(prefix)
-        if position >= 0:
-            for index in indices:
-                if first.get(index, position) >= position:
-                    first[index] = position
-    for index in sorted(first.keys() | always) if always else sorted(first):
+                places = starts.get(index)
+                if places is None:
+                    starts[index] = [position]
+                else:
+                    places.append(position)
+    finder = _substring_finder(lang)
+    if finder is not None:
+        # one pass of a look-ahead alternation finds every place some substring prefix starts
+        pattern, by_first = finder
+        for at in pattern.finditer(folded):
+            position = at.start()
+            for prefix, indices in by_first[folded[position]]:
+                if folded.startswith(prefix, position):
+                    for index in indices:
+                        places = starts.get(index)
+                        if places is None:
+                            starts[index] = [position]
+                        elif places[-1] != position:
+                            places.append(position)
+    for index in sorted(starts.keys() | always) if always else sorted(starts):
         cue = all_cues[index]
-        match = cue.pattern.search(folded, first.get(index, 0))
+        places = starts.get(index)
+        if places is None:
+            match = cue.pattern.search(folded)
+        else:
+            matcher = cue.pattern.match
+            for position in places:
+                match = matcher(folded, position)
+                if match is not None:
+                    break
         if match is None:
             continue
         total += cue.weight
@@ -142,6 +168,20 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None) -> CueHits:
             signals.append(f"grievance: '{phrase}'")
     ordered = tuple(c for c in CATEGORIES if c in found)
     return CueHits(total=min(total, _CUE_CAP), categories=ordered, signals=tuple(dict.fromkeys(signals)))
+
+
+@cache
+def _substring_finder(lang: str) -> tuple[re.Pattern[str], dict[str, tuple[tuple[str, tuple[int, ...]], ...]]] | None:
+    """For the cues matched anywhere (Chinese has no word starts): a pattern whose matches are the
+    places where one of their prefixes starts, and first character -> (prefix, its cues)."""
+    by_substring = _cue_index(lang)[3]
+    if not by_substring:
+        return None
+    by_first: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+    for prefix, indices in by_substring.items():
+        by_first.setdefault(prefix[0], []).append((prefix, indices))
+    alternation = "|".join(map(re.escape, sorted(by_substring, key=lambda p: (-len(p), p))))
+    return re.compile(f"(?=(?:{alternation}))"), {k: tuple(v) for k, v in by_first.items()}
 
 
 @cache
@@ -160,7 +200,7 @@ def _cue_index(
     by_word_start: dict[str, list[int]] = {}
     by_substring: dict[str, list[int]] = {}
     for index, cue in enumerate(all_cues):
-        if cue.prefixes is None:
+        if cue.prefixes is None or "" in cue.prefixes:  # no prefix known: searched everywhere
             always.append(index)
             continue
         table = by_word_start if cue.word_start else by_substring
@@ -383,10 +423,17 @@ class ComplaintModel:
     )
 
     def inputs(
-        self, *, folded: str, cue_total: float, sentiment: float | None, question: bool = False
+        self,
+        *,
+        folded: str,
+        cue_total: float,
+        sentiment: float | None,
+        question: bool = False,
+        words: list[str] | None = None,
     ) -> list[float]:
-        """`stack_inputs` for one post, the words read once for both n-gram models."""
-        words = _WORD.findall(folded)
+        """`stack_inputs` for one post, the words read once for both n-gram models (`words`: the
+        folded text's words, `words_of(folded)`, if the caller has them)."""
+        words = _WORD.findall(folded) if words is None else words
         model_logit = 0.0 if self.ngrams is None else self.ngrams.logit(folded, words=words)
         wording = 0.0
         if self.negative is not None and self.stack.get("wording"):
@@ -415,15 +462,19 @@ class ComplaintModel:
         folded: str | None = None,
         question: bool = False,
         lang: str = "",
+        words: list[str] | None = None,
     ) -> tuple[float, list[float]]:
-        """(complaint probability, the stacker's inputs: `stack_inputs`); `lang` picks its per-language terms."""
+        """(complaint probability, the stacker's inputs: `stack_inputs`); `lang` picks its per-language
+        terms; `words`: `words_of(folded)` if the caller has them (`cue_hits` reads them)."""
         folded = folded_body(text) if folded is None else folded
-        inputs = self.inputs(folded=folded, cue_total=cue_total, sentiment=sentiment, question=question)
+        inputs = self.inputs(folded=folded, cue_total=cue_total, sentiment=sentiment, question=question, words=words)
         bias, lang_bias, weights = self._weights(lang)
         z = bias + lang_bias + sum(map(operator.mul, weights, inputs))
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), inputs
 
-    def explain(self, *, inputs: list[float], folded: str, top: int = 5, lang: str = "") -> list[str]:
+    def explain(
+        self, *, inputs: list[float], folded: str, top: int = 5, lang: str = "", words: list[str] | None = None
+    ) -> list[str]:
         """What drove the complaint score: the stacker's terms, then the n-gram features that weigh most."""
         bias, lang_bias, weights = self._weights(lang)
         terms = {label: w * v for label, w, v in zip(STACK_TERMS.values(), weights, inputs, strict=True)}
@@ -432,7 +483,7 @@ class ComplaintModel:
         shown = ", ".join(f"{name} {value:+.2f}" for name, value in terms.items() if abs(value) >= 0.005)
         out = [f"complaint logit {bias:+.2f} (bias){', ' + shown if shown else ''}"]
         if self.ngrams is not None and abs(inputs[0]) >= 0.25:
-            parts, scale = self.ngrams.unscaled_contributions(folded)
+            parts, scale = self.ngrams.unscaled_contributions(folded, words=words)
             strongest = heapq.nlargest(top, parts.items(), key=_size)
             out.append("n-gram features: " + ", ".join(f"'{name}' {value * scale:+.2f}" for name, value in strongest))
         return out
