@@ -61,7 +61,7 @@ def folded_body(text: str, *, cleaned: str | None = None) -> str:
     return fold(clean(text) if cleaned is None else cleaned)
 
 
-@lru_cache(maxsize=1 << 13)  # the common words; at 65,536 it grew 6 MB in 2,500 posts (tracemalloc)
+@lru_cache(maxsize=1 << 11)  # novel words only: each model keeps per-word sums (`LinearModel._word_cache`)
 def _word_grams(word: str) -> tuple[str, ...]:
     """Character 2-4-grams of one space-padded word (cached: words repeat across posts)."""
     padded = f" {word} "
