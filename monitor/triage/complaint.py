@@ -254,8 +254,8 @@ class CompactWeights(Mapping[str, float]):
         return len(self.trie)
 
 
-# Per-word sums kept per model: a day's posts repeat a few thousand words (10,000 bench posts in six
-# languages meet WORD_CACHE_MAX's order of distinct words); emptied when this large, ~170 bytes an entry.
+# Per-word sums kept per model: words repeat (10,000 bench/throughput.py posts in six languages meet
+# 5,475 distinct words, ~1.1 MB with the pair dicts, tracemalloc); emptied when this large (~4 MB).
 WORD_CACHE_MAX = 20_000
 
 
@@ -268,16 +268,16 @@ class LinearModel:
 
     intercept: float
     weights: Mapping[str, float]
-    # word -> (its n-gram and word weights summed, how many features, whether a word pair starts
-    # with it): words repeat across posts
-    _word_cache: dict[str, tuple[float, int, bool]] = field(default_factory=dict, compare=False, repr=False)
+    # word -> (its n-gram and word weights summed, how many features, the word pairs it starts:
+    # {second word: weight} or None): words repeat across posts
+    _word_cache: dict[str, tuple[float, int, dict[str, float] | None]] = field(default_factory=dict, compare=False, repr=False)
     _compact: CompactWeights | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         compact = self.weights if isinstance(self.weights, CompactWeights) else CompactWeights.of(self.weights)
         object.__setattr__(self, "_compact", compact)
 
-    def _word(self, word: str) -> tuple[float, int, bool]:
+    def _word(self, word: str) -> tuple[float, int, dict[str, float] | None]:
         cached = self._word_cache.get(word)
         if cached is None:
             grams = _word_grams(word)
@@ -288,18 +288,16 @@ class LinearModel:
             # feature added 0.0, which leaves a sum unchanged
             total = sum(values[key] for key in map(find, grams) if key is not None)
             key = find(f"w:{word}")
-            cached = (total + (0.0 if key is None else values[key]), len(grams) + 1,
-                      next(compact.trie.iterkeys(f"w:{word} "), None) is not None)
+            # the pairs it starts, as {second word: weight}, or None: a bigram is then looked up
+            # without building its feature name (these dicts hold at most the model's ~20,000 pairs)
+            prefix = f"w:{word} "
+            start = len(prefix)
+            pairs = {name[start:]: values[at] for name, at in compact.trie.items(prefix)} or None
+            cached = (total + (0.0 if key is None else values[key]), len(grams) + 1, pairs)
             if len(self._word_cache) >= WORD_CACHE_MAX:  # bound memory on endless novel words
                 self._word_cache.clear()
             self._word_cache[word] = cached
         return cached
-
-    def _pair(self, first: str, second: str) -> float | None:
-        compact = self._compact
-        assert compact is not None
-        key = compact.trie.get(f"w:{first} {second}")
-        return None if key is None else compact.values[key]
 
     def logit(self, folded: str, *, words: list[str] | None = None) -> float:
         words = _WORD.findall(folded) if words is None else words
@@ -311,14 +309,10 @@ class LinearModel:
         for entry in entries:
             total += entry[0]
             count += entry[1]
-        compact = self._compact
-        assert compact is not None
-        find, values = compact.trie.get, compact.values
         for index in range(1, len(words)):
-            if entries[index - 1][2]:
-                key = find(f"w:{words[index - 1]} {words[index]}")
-                if key is not None:
-                    total += values[key]
+            following = entries[index - 1][2]
+            if following is not None:
+                total += following.get(words[index], 0.0)
         return self.intercept + total / math.sqrt(count)
 
     def to_json(self) -> dict[str, Any]:
@@ -346,9 +340,10 @@ class LinearModel:
             out[word] = out.get(word, 0.0) + partial
             count += n
         for index in range(1, len(words)):
-            if entries[index - 1][2]:
+            following = entries[index - 1][2]
+            if following is not None:
                 first, second = words[index - 1], words[index]
-                weight = self._pair(first, second)
+                weight = following.get(second)
                 if weight:
                     name = f"{first} {second}"
                     out[name] = out.get(name, 0.0) + weight
