@@ -45,7 +45,7 @@ def test_triage_in_six_languages_loads_neither_numpy_nor_jieba(tmp_path: Path) -
         assert out["zh_sentiment"] < -0.05  # 非常不好: 非常 is "very", 不好 "not good"
         assert out["loaded"] == []
     built = sorted(p.name for p in (tmp_path / "mention-monitor").iterdir())
-    assert [name.split("-")[0] for name in built] == ["jieba", "py3langid"]
+    assert [name.split("-")[0] for name in built] == ["complaint", "jieba", "py3langid"]
 
 
 def test_a_broken_language_model_cache_is_rebuilt(tmp_path: Path) -> None:

@@ -60,10 +60,12 @@ def _score(
         text, lang=lang, cleaned=cleaned, negative_model=model.negative, folded=folded
     )
     cue_lang = lang if lang in SUPPORTED_LANGUAGES else "en"
-    hits = cue_hits(text, lang=cue_lang, folded=folded)
+    words: list[str] = []  # the folded words, read by the cues and handed on to both n-gram models
+    hits = cue_hits(text, lang=cue_lang, folded=folded, words=words)
     question = is_question(cleaned, lang=cue_lang, folded=folded)
     probability, inputs = model.probability(
-        text=text, cue_total=hits.total, sentiment=sentiment, folded=folded, question=question, lang=lang
+        text=text, cue_total=hits.total, sentiment=sentiment, folded=folded, question=question, lang=lang,
+        words=words,
     )
     signals: tuple[str, ...] = ()
     if explain:
@@ -71,7 +73,7 @@ def _score(
             lang_signal,
             *sentiment_signals,
             *hits.signals,
-            *model.explain(inputs=inputs, folded=folded, lang=lang),
+            *model.explain(inputs=inputs, folded=folded, lang=lang, words=words),
             f"complaint {round(probability, 4):.2f}",
         )
     return Score(

@@ -12,18 +12,30 @@ stacker is fitted on a calibration split, so its output is a calibrated probabil
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
+import logging
 import math
+import mmap
 import operator
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from array import array
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from monitor.triage.lexicon import Cue, clean, cues, fold
+
+log = logging.getLogger(__name__)
 
 MODEL_PATH = Path(__file__).parent.parent / "data" / "models" / "complaint.json"
 CATEGORIES: tuple[str, ...] = (
@@ -49,7 +61,7 @@ def folded_body(text: str, *, cleaned: str | None = None) -> str:
     return fold(clean(text) if cleaned is None else cleaned)
 
 
-@lru_cache(maxsize=1 << 13)  # the common words; at 65,536 it grew 6 MB in 2,500 posts (tracemalloc)
+@lru_cache(maxsize=1 << 11)  # novel words only: each model keeps per-word sums (`LinearModel._word_cache`)
 def _word_grams(word: str) -> tuple[str, ...]:
     """Character 2-4-grams of one space-padded word (cached: words repeat across posts)."""
     padded = f" {word} "
@@ -84,40 +96,66 @@ class CueHits:
     signals: tuple[str, ...]
 
 
-def cue_hits(text: str, *, lang: str, folded: str | None = None) -> CueHits:
-    """Which of the language's cue patterns match, their capped total weight, and categories."""
+def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str] | None = None) -> CueHits:
+    """Which of the language's cue patterns match, their capped total weight, and categories.
+
+    `words`, if given, is filled with the folded text's words (`words_of`), read on the way,
+    for the n-gram models (`ComplaintModel.probability`)."""
     folded = folded_body(text) if folded is None else folded
     total = 0.0
     found: dict[str, float] = {}
     signals = []
     # A cue is only tried where one of its literal prefixes occurs (at a word start for
-    # \b-patterns, anywhere otherwise): `search` from the first such place finds the same
-    # match as a search from the start, since every match begins at one of them.
-    all_cues, always, by_word_start, by_substring = _cue_index(lang)
+    # \b-patterns, anywhere otherwise): every match begins at one of those places, so `match`
+    # at each of them in turn finds the same first match as a search from the start.
+    all_cues, always, by_word_start, _ = _cue_index(lang)
     starting = _starting_cues(lang)
-    first: dict[int, int] = {}  # cue -> earliest place it can match
+    starts: dict[int, list[int]] = {}  # cue -> the places it can match, in order
+    append = words.append if words is not None else None
     for word in _WORD.finditer(folded):
         token = word.group()
+        if append is not None:
+            append(token)
         hit = starting.get(token)
         if hit is None:
-            hit = tuple(i for prefix in (token[:1], token[:2], token[:3]) for i in by_word_start.get(prefix, ()))
+            hit = tuple(dict.fromkeys(
+                i for prefix in (token[:1], token[:2], token[:3]) for i in by_word_start.get(prefix, ())))
             if len(starting) > 100_000:  # bound memory on endless novel words
                 starting.clear()
             starting[token] = hit
         if hit:
             position = word.start()
             for index in hit:
-                if index not in first:
-                    first[index] = position
-    for prefix, indices in by_substring.items():
-        position = folded.find(prefix)
-        if position >= 0:
-            for index in indices:
-                if first.get(index, position) >= position:
-                    first[index] = position
-    for index in sorted(first.keys() | always) if always else sorted(first):
+                places = starts.get(index)
+                if places is None:
+                    starts[index] = [position]
+                else:
+                    places.append(position)
+    finder = _substring_finder(lang)
+    if finder is not None:
+        # one pass of a look-ahead alternation finds every place some substring prefix starts
+        pattern, by_first = finder
+        for at in pattern.finditer(folded):
+            position = at.start()
+            for prefix, indices in by_first[folded[position]]:
+                if folded.startswith(prefix, position):
+                    for index in indices:
+                        places = starts.get(index)
+                        if places is None:
+                            starts[index] = [position]
+                        elif places[-1] != position:
+                            places.append(position)
+    for index in sorted(starts.keys() | always) if always else sorted(starts):
         cue = all_cues[index]
-        match = cue.pattern.search(folded, first.get(index, 0))
+        places = starts.get(index)
+        if places is None:
+            match = cue.pattern.search(folded)
+        else:
+            matcher = cue.pattern.match
+            for position in places:
+                match = matcher(folded, position)
+                if match is not None:
+                    break
         if match is None:
             continue
         total += cue.weight
@@ -130,6 +168,20 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None) -> CueHits:
             signals.append(f"grievance: '{phrase}'")
     ordered = tuple(c for c in CATEGORIES if c in found)
     return CueHits(total=min(total, _CUE_CAP), categories=ordered, signals=tuple(dict.fromkeys(signals)))
+
+
+@cache
+def _substring_finder(lang: str) -> tuple[re.Pattern[str], dict[str, tuple[tuple[str, tuple[int, ...]], ...]]] | None:
+    """For the cues matched anywhere (Chinese has no word starts): a pattern whose matches are the
+    places where one of their prefixes starts, and first character -> (prefix, its cues)."""
+    by_substring = _cue_index(lang)[3]
+    if not by_substring:
+        return None
+    by_first: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+    for prefix, indices in by_substring.items():
+        by_first.setdefault(prefix[0], []).append((prefix, indices))
+    alternation = "|".join(map(re.escape, sorted(by_substring, key=lambda p: (-len(p), p))))
+    return re.compile(f"(?=(?:{alternation}))"), {k: tuple(v) for k, v in by_first.items()}
 
 
 @cache
@@ -148,7 +200,7 @@ def _cue_index(
     by_word_start: dict[str, list[int]] = {}
     by_substring: dict[str, list[int]] = {}
     for index, cue in enumerate(all_cues):
-        if cue.prefixes is None:
+        if cue.prefixes is None or "" in cue.prefixes:  # no prefix known: searched everywhere
             always.append(index)
             continue
         table = by_word_start if cue.word_start else by_substring
@@ -158,30 +210,91 @@ def _cue_index(
             {k: tuple(v) for k, v in by_substring.items()})
 
 
+class CompactWeights(Mapping[str, float]):
+    """Feature name -> weight, read-only: the names in a marisa trie, the weights in an array
+    of doubles indexed by the trie's key ids (both memory-mapped from the cache directory in the
+    daemon, `load_model`), ~1.5 MB where a dict of the same ~55,000 names costs ~10 MB."""
+
+    __slots__ = ("trie", "values")
+
+    def __init__(self, trie: Any, values: Sequence[float]) -> None:
+        if len(values) != len(trie):
+            raise ValueError("a weight per feature name")
+        self.trie = trie
+        self.values = values
+
+    @classmethod
+    def of(cls, weights: Mapping[str, float]) -> CompactWeights:
+        """The compact form of a {name: weight} mapping, in memory."""
+        import marisa_trie
+
+        trie = marisa_trie.Trie(weights.keys())
+        values = array("d", bytes(8 * len(trie)))
+        for name, weight in weights.items():
+            values[trie.key_id(name)] = float(weight)
+        return cls(trie, values)
+
+    def __getitem__(self, name: str) -> float:
+        key = self.trie.get(name)
+        if key is None:
+            raise KeyError(name)
+        return self.values[key]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        key = self.trie.get(name)
+        return default if key is None else self.values[key]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.trie
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.trie.keys())
+
+    def __len__(self) -> int:
+        return len(self.trie)
+
+
+# Per-word sums kept per model: words repeat (10,000 bench/throughput.py posts in six languages meet
+# 5,475 distinct words, ~1.1 MB with the pair dicts, tracemalloc); emptied when this large (~4 MB).
+WORD_CACHE_MAX = 20_000
+
+
 @dataclass(frozen=True, slots=True)
 class LinearModel:
-    """Logistic regression over `feature_counts`, scaled by 1/sqrt(total count) as in training."""
+    """Logistic regression over `feature_counts`, scaled by 1/sqrt(total count) as in training.
+
+    `weights` may be a plain dict (training) or `CompactWeights` (the shipped model, `load_model`);
+    inference always reads the compact form (a dict is converted once)."""
 
     intercept: float
-    weights: dict[str, float]
-    # word -> (its n-gram and word weights summed, how many features): words repeat across posts
-    _word_cache: dict[str, tuple[float, int]] = field(default_factory=dict, compare=False, repr=False)
-    # first word -> second word -> weight: a bigram is looked up without building its feature name
-    _pairs: dict[str, dict[str, float]] = field(default_factory=dict, compare=False, repr=False)
+    weights: Mapping[str, float]
+    # word -> (its n-gram and word weights summed, how many features, the word pairs it starts:
+    # {second word: weight} or None): words repeat across posts
+    _word_cache: dict[str, tuple[float, int, dict[str, float] | None]] = field(default_factory=dict, compare=False, repr=False)
+    _compact: CompactWeights | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name, weight in self.weights.items():
-            if name.startswith("w:") and " " in name:
-                first, _, second = name[2:].partition(" ")
-                self._pairs.setdefault(first, {})[second] = weight
+        compact = self.weights if isinstance(self.weights, CompactWeights) else CompactWeights.of(self.weights)
+        object.__setattr__(self, "_compact", compact)
 
-    def _word(self, word: str) -> tuple[float, int]:
+    def _word(self, word: str) -> tuple[float, int, dict[str, float] | None]:
         cached = self._word_cache.get(word)
         if cached is None:
             grams = _word_grams(word)
-            weights = self.weights
-            cached = (sum(weights.get(g, 0.0) for g in grams) + weights.get(f"w:{word}", 0.0), len(grams) + 1)
-            if len(self._word_cache) > 200_000:  # bound memory on endless novel words
+            compact = self._compact
+            assert compact is not None
+            find, values = compact.trie.get, compact.values
+            # the same additions in the same order as summing dict.get(name, 0.0): an absent
+            # feature added 0.0, which leaves a sum unchanged
+            total = sum(values[key] for key in map(find, grams) if key is not None)
+            key = find(f"w:{word}")
+            # the pairs it starts, as {second word: weight}, or None: a bigram is then looked up
+            # without building its feature name (these dicts hold at most the model's ~20,000 pairs)
+            prefix = f"w:{word} "
+            start = len(prefix)
+            pairs = {name[start:]: values[at] for name, at in compact.trie.items(prefix)} or None
+            cached = (total + (0.0 if key is None else values[key]), len(grams) + 1, pairs)
+            if len(self._word_cache) >= WORD_CACHE_MAX:  # bound memory on endless novel words
                 self._word_cache.clear()
             self._word_cache[word] = cached
         return cached
@@ -190,22 +303,20 @@ class LinearModel:
         words = _WORD.findall(folded) if words is None else words
         if not words:
             return self.intercept
-        cache, total, count = self._word_cache, 0.0, len(words) - 1  # one feature per bigram
-        for word in words:
-            cached = cache.get(word) or self._word(word)
-            total += cached[0]
-            count += cached[1]
-        pairs = self._pairs
-        previous = words[0]
-        for word in words[1:]:
-            following = pairs.get(previous)
+        cache, word_sums = self._word_cache, self._word
+        entries = [cache.get(word) or word_sums(word) for word in words]
+        total, count = 0.0, len(words) - 1  # one feature per bigram
+        for entry in entries:
+            total += entry[0]
+            count += entry[1]
+        for index in range(1, len(words)):
+            following = entries[index - 1][2]
             if following is not None:
-                total += following.get(word, 0.0)
-            previous = word
+                total += following.get(words[index], 0.0)
         return self.intercept + total / math.sqrt(count)
 
     def to_json(self) -> dict[str, Any]:
-        return {"intercept": self.intercept, "weights": self.weights}
+        return {"intercept": self.intercept, "weights": dict(self.weights)}
 
     def contributions(self, folded: str, *, words: list[str] | None = None) -> dict[str, float]:
         """Each word's share of `logit` (the sum of its n-gram and word weights), and each word pair's.
@@ -224,24 +335,24 @@ class LinearModel:
         if not words:
             return {}, 1.0
         cache, out, count = self._word_cache, {}, len(words) - 1
-        for word in words:
-            partial, n = cache.get(word) or self._word(word)
+        entries = [cache.get(word) or self._word(word) for word in words]
+        for word, (partial, n, _) in zip(words, entries, strict=True):
             out[word] = out.get(word, 0.0) + partial
             count += n
-        pairs = self._pairs
-        for first, second in zip(words, words[1:], strict=False):
-            weight = pairs.get(first, _NO_PAIRS).get(second)
-            if weight:
-                name = f"{first} {second}"
-                out[name] = out.get(name, 0.0) + weight
+        for index in range(1, len(words)):
+            following = entries[index - 1][2]
+            if following is not None:
+                first, second = words[index - 1], words[index]
+                weight = following.get(second)
+                if weight:
+                    name = f"{first} {second}"
+                    out[name] = out.get(name, 0.0) + weight
         return out, 1.0 / math.sqrt(count)
 
 
 def _size(part: tuple[str, float]) -> float:
     return abs(part[1])
 
-
-_NO_PAIRS: dict[str, float] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,10 +418,17 @@ class ComplaintModel:
     )
 
     def inputs(
-        self, *, folded: str, cue_total: float, sentiment: float | None, question: bool = False
+        self,
+        *,
+        folded: str,
+        cue_total: float,
+        sentiment: float | None,
+        question: bool = False,
+        words: list[str] | None = None,
     ) -> list[float]:
-        """`stack_inputs` for one post, the words read once for both n-gram models."""
-        words = _WORD.findall(folded)
+        """`stack_inputs` for one post, the words read once for both n-gram models (`words`: the
+        folded text's words, `words_of(folded)`, if the caller has them)."""
+        words = _WORD.findall(folded) if words is None else words
         model_logit = 0.0 if self.ngrams is None else self.ngrams.logit(folded, words=words)
         wording = 0.0
         if self.negative is not None and self.stack.get("wording"):
@@ -339,15 +457,19 @@ class ComplaintModel:
         folded: str | None = None,
         question: bool = False,
         lang: str = "",
+        words: list[str] | None = None,
     ) -> tuple[float, list[float]]:
-        """(complaint probability, the stacker's inputs: `stack_inputs`); `lang` picks its per-language terms."""
+        """(complaint probability, the stacker's inputs: `stack_inputs`); `lang` picks its per-language
+        terms; `words`: `words_of(folded)` if the caller has them (`cue_hits` reads them)."""
         folded = folded_body(text) if folded is None else folded
-        inputs = self.inputs(folded=folded, cue_total=cue_total, sentiment=sentiment, question=question)
+        inputs = self.inputs(folded=folded, cue_total=cue_total, sentiment=sentiment, question=question, words=words)
         bias, lang_bias, weights = self._weights(lang)
         z = bias + lang_bias + sum(map(operator.mul, weights, inputs))
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), inputs
 
-    def explain(self, *, inputs: list[float], folded: str, top: int = 5, lang: str = "") -> list[str]:
+    def explain(
+        self, *, inputs: list[float], folded: str, top: int = 5, lang: str = "", words: list[str] | None = None
+    ) -> list[str]:
         """What drove the complaint score: the stacker's terms, then the n-gram features that weigh most."""
         bias, lang_bias, weights = self._weights(lang)
         terms = {label: w * v for label, w, v in zip(STACK_TERMS.values(), weights, inputs, strict=True)}
@@ -356,7 +478,7 @@ class ComplaintModel:
         shown = ", ".join(f"{name} {value:+.2f}" for name, value in terms.items() if abs(value) >= 0.005)
         out = [f"complaint logit {bias:+.2f} (bias){', ' + shown if shown else ''}"]
         if self.ngrams is not None and abs(inputs[0]) >= 0.25:
-            parts, scale = self.ngrams.unscaled_contributions(folded)
+            parts, scale = self.ngrams.unscaled_contributions(folded, words=words)
             strongest = heapq.nlargest(top, parts.items(), key=_size)
             out.append("n-gram features: " + ", ".join(f"'{name}' {value * scale:+.2f}" for name, value in strongest))
         return out
@@ -367,14 +489,143 @@ _NO_TERMS: dict[str, float] = {}
 
 @cache
 def load_model(path: Path = MODEL_PATH) -> ComplaintModel:
-    """The shipped model, read once; cues-and-sentiment only if the file is absent."""
+    """The shipped model, read once; cues-and-sentiment only if the file is absent.
+
+    The JSON file stays the reviewable, shipped form; the daemon reads a compact copy of it from
+    the cache directory (feature names in marisa tries, weights in arrays of doubles, both
+    memory-mapped), which a short-lived child process writes once, so that parsing ~107,000
+    weights into dicts (~20 MB, and more at its peak) never happens in the daemon.  If that copy is
+    broken it is rebuilt; if it cannot be written the model is read from the JSON here."""
     if not path.exists():
         return ComplaintModel(ngrams=None, stack=dict(_DEFAULT_STACK))
-    data = json.loads(path.read_text(encoding="utf-8"))
+    directory = compact_dir(path)
+    if directory is not None:
+        loaded = _load_compact(directory)
+        if loaded is not None:
+            return loaded
+        done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(path), str(directory)], env=_child_env(),
+                              capture_output=True, check=False, timeout=600)
+        loaded = _load_compact(directory)
+        if loaded is not None:
+            return loaded
+        log.info("compact complaint model not built by a child process (%s); reading %s here",
+                 done.stderr.decode("utf-8", "replace")[-500:].strip(), path)
+    return model_from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def model_from_json(data: dict[str, Any]) -> ComplaintModel:
+    """The model of complaint.json's contents (weights as dicts, converted by `LinearModel`)."""
     ngrams = LinearModel(intercept=float(data["ngrams"]["intercept"]), weights=data["ngrams"]["weights"])
     negative = NegativeModel.from_json(data["negative"]) if "negative" in data else None
     by_lang = {lang: {k: float(v) for k, v in terms.items()} for lang, terms in data.get("stack_by_lang", {}).items()}
     return ComplaintModel(
         ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()}, negative=negative, by_lang=by_lang
     )
+
+
+COMPACT_FORMAT = 1  # of the compact copy's files; another value (or none) is rebuilt
+_MAPPED: list[mmap.mmap] = []
+
+
+def compact_dir(path: Path) -> Path | None:
+    """Where the compact copy of the model file `path` is kept (named by a hash of its bytes)."""
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+    root = os.environ.get("MENTION_MONITOR_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(root).expanduser() / "mention-monitor" / f"complaint-{COMPACT_FORMAT}-{digest}"
+
+
+_BUILD_CHILD = (
+    "import sys; from pathlib import Path; from monitor.triage.complaint import build_compact; "
+    "build_compact(Path(sys.argv[1]), Path(sys.argv[2]))"
+)
+
+
+def _child_env() -> dict[str, str]:
+    package_root = str(Path(__file__).resolve().parent.parent.parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+
+
+def build_compact(path: Path, directory: Path) -> None:
+    """The child's side: write the compact copy of the model file `path` into `directory`,
+    atomically (a broken copy there is replaced)."""
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent))
+    try:
+        parts = {"ngrams": data["ngrams"]}
+        if "negative" in data:
+            parts["negative"] = data["negative"]["ngrams"]
+        for name, part in parts.items():
+            compact = CompactWeights.of(part["weights"])
+            compact.trie.save(str(staging / f"{name}.marisa"))
+            values = array("d", compact.values)
+            if sys.byteorder != "little":
+                values.byteswap()
+            (staging / f"{name}.f64").write_bytes(values.tobytes())
+        rest = {key: value for key, value in data.items() if key not in ("ngrams", "negative")}
+        rest["ngrams"] = {"intercept": data["ngrams"]["intercept"], "features": len(data["ngrams"]["weights"])}
+        if "negative" in data:
+            negative = {key: value for key, value in data["negative"].items() if key != "ngrams"}
+            negative["ngrams"] = {"intercept": data["negative"]["ngrams"]["intercept"],
+                                  "features": len(data["negative"]["ngrams"]["weights"])}
+            rest["negative"] = negative
+        rest["format"] = COMPACT_FORMAT
+        (staging / "meta.json").write_text(json.dumps(rest), encoding="utf-8")  # written last
+        if _load_compact(directory, keep=False) is not None:  # another process finished first
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        if directory.exists():  # a broken copy: set it aside, then take its place
+            stale = Path(tempfile.mkdtemp(dir=directory.parent))
+            try:
+                directory.rename(stale / "old")
+            except OSError:
+                pass
+            shutil.rmtree(stale, ignore_errors=True)
+        staging.rename(directory)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _load_compact(directory: Path, *, keep: bool = True) -> ComplaintModel | None:
+    """The model from its compact copy in `directory`, or None if that is absent or broken."""
+    import marisa_trie
+
+    backings: list[mmap.mmap] = []
+
+    def part(name: str, spec: dict[str, Any]) -> LinearModel:
+        trie = marisa_trie.Trie()
+        trie.mmap(str(directory / f"{name}.marisa"))
+        with (directory / f"{name}.f64").open("rb") as handle:
+            backing = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        backings.append(backing)
+        values = memoryview(backing).cast("d")
+        if len(values) != len(trie) or int(spec["features"]) != len(trie):
+            raise ValueError("inconsistent compact complaint model")
+        return LinearModel(intercept=float(spec["intercept"]), weights=CompactWeights(trie, values))
+
+    try:
+        data = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        if data.get("format") != COMPACT_FORMAT or sys.byteorder != "little":
+            return None
+        ngrams = part("ngrams", data["ngrams"])
+        negative = None
+        if "negative" in data:
+            spec = data["negative"]
+            slope, offset = (float(v) for v in spec["platt"])
+            negative = NegativeModel(ngrams=part("negative", spec["ngrams"]), slope=slope, offset=offset,
+                                     weight=float(spec["weight"]))
+        by_lang = {lang: {k: float(v) for k, v in terms.items()}
+                   for lang, terms in data.get("stack_by_lang", {}).items()}
+        model = ComplaintModel(ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()},
+                               negative=negative, by_lang=by_lang)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError):
+        return None
+    if keep:
+        _MAPPED.extend(backings)  # kept open for the life of the process
+    return model
 
