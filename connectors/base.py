@@ -156,6 +156,11 @@ class Source(Protocol):
         Raises ConnectorError if it cannot be known."""
         ...
 
+    def check_auth(self) -> dict[str, str]:
+        """Who the credentials act as, from the platform itself (`doctor`): e.g. {"id", "username"}
+        for X, {"id", "name"} for a Facebook Page.  Raises AuthFailed when they are refused."""
+        ...
+
 
 @runtime_checkable
 class Notifier(Protocol):

@@ -67,6 +67,9 @@ class ReplaySource:
     def find_reply(self, *, target: ReplyTarget, text: str) -> ReplyResult | None:
         return None
 
+    def check_auth(self) -> dict[str, str]:
+        return {"name": str(self.path)}  # a file has no credentials: it is who it is
+
 
 def parse_line(obj: dict[str, Any], *, now: datetime) -> NewMention:
     """One line of our normalized JSONL into a NewMention (missing created_at: now)."""

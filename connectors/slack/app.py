@@ -204,9 +204,9 @@ def build_app(*, token: str, actions: CaseActions, signing_secret: str = "", bas
         origin = f"{click.channel}:{(body.get('message') or {}).get('ts', '')}"
         window = actions.private_window(case_id=click.case_id)
         modal = sb.reply_modal(case_id=click.case_id, origin=origin,
-                               author=getattr(line, "author_handle", ""), platform=getattr(line, "platform", ""),
-                               text=getattr(line, "text", ""), dm_offered=bool(getattr(window, "offered", False)),
-                               dm_open=bool(getattr(window, "open", False)), dm_reason=str(getattr(window, "reason", "")))
+                               author=line.author_handle if line else "", platform=line.platform if line else "",
+                               text=line.text if line else "", dm_offered=window.offered, dm_open=window.open,
+                               dm_reason=window.reason)
         try:
             client.views_open(trigger_id=body["trigger_id"], view=modal)
         except (SlackApiError, SlackClientError, OSError) as exc:

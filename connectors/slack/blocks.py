@@ -195,8 +195,7 @@ def view_urgency(view: AlertView) -> Urgency:
         return DONE
     if view.history:
         return NONE
-    # AlertView may not carry the SLA length yet; fall back to the fixed scale.
-    total = getattr(view, "sla_seconds", 0) or 0
+    total = view.sla_seconds  # 0: no target length known, the fixed scale
     return urgency(time_left=view.time_left, sla_total=timedelta(seconds=total) if total else None)
 
 
