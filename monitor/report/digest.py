@@ -10,12 +10,10 @@ it posts.  `post_digest` posts at once, without the outbox (a failed post gives 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import subprocess
 import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -27,6 +25,7 @@ from monitor import messages as msg
 from monitor.delivery import outbox
 from monitor.delivery.outbox import FilesMessage
 from monitor.model import OutboxKind, Setting
+from monitor.process import child_env
 from monitor.report.kpis import Report, report_for
 from monitor.report.render import summary_text
 from monitor.rules.business_hours import DAYS, parse_clock
@@ -154,9 +153,7 @@ _RENDER_CHILD = "from monitor.report.digest import _render_child; _render_child(
 def render_charts(report: Report) -> list[tuple[str, bytes]]:
     """The report's charts as (file name, PNG), drawn in a short-lived child process: matplotlib
     (~30 MB) would otherwise stay loaded in the daemon until it restarts."""
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", _RENDER_CHILD], input=pickle.dumps(report), env=env,
+    done = subprocess.run([sys.executable, "-c", _RENDER_CHILD], input=pickle.dumps(report), env=child_env(),
                           capture_output=True, check=False, timeout=300)
     if done.returncode != 0:
         raise RuntimeError(msg.DIGEST_RENDER_FAILED.format(

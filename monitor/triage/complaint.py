@@ -19,7 +19,6 @@ import logging
 import math
 import mmap
 import operator
-import os
 import re
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+from monitor.process import cache_root, child_env
 from monitor.triage.lexicon import Cue, clean, cues, fold
 
 log = logging.getLogger(__name__)
@@ -503,7 +503,7 @@ def load_model(path: Path = MODEL_PATH) -> ComplaintModel:
         loaded = _load_compact(directory)
         if loaded is not None:
             return loaded
-        done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(path), str(directory)], env=_child_env(),
+        done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(path), str(directory)], env=child_env(),
                               capture_output=True, check=False, timeout=600)
         loaded = _load_compact(directory)
         if loaded is not None:
@@ -533,8 +533,7 @@ def compact_dir(path: Path) -> Path | None:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     except OSError:
         return None
-    root = os.environ.get("MENTION_MONITOR_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(root).expanduser() / "mention-monitor" / f"complaint-{COMPACT_FORMAT}-{digest}"
+    return cache_root() / f"complaint-{COMPACT_FORMAT}-{digest}"
 
 
 _BUILD_CHILD = (
@@ -542,10 +541,6 @@ _BUILD_CHILD = (
     "build_compact(Path(sys.argv[1]), Path(sys.argv[2]))"
 )
 
-
-def _child_env() -> dict[str, str]:
-    package_root = str(Path(__file__).resolve().parent.parent.parent)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
 
 
 def build_compact(path: Path, directory: Path) -> None:

@@ -32,6 +32,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from monitor.process import cache_root, child_env
+
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # of the cache directory's files; another value (or none) is rebuilt
@@ -45,8 +47,7 @@ _ROW_CACHES: list[dict[int, int]] = []
 
 def cache_dir() -> Path:
     """Where the unpacked model is kept between runs (about 70 MB of files)."""
-    root = os.environ.get("MENTION_MONITOR_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(root).expanduser() / "mention-monitor" / f"py3langid-{version('py3langid')}-compact"
+    return cache_root() / f"py3langid-{version('py3langid')}-compact"
 
 
 def table_key(columns: Sequence[int]) -> str:
@@ -221,7 +222,7 @@ def _ensure(columns: tuple[int, ...] | None) -> Path:
         _directory = directory
         return directory
     args = [str(directory), *map(str, columns or ())]
-    done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, *args], env=_child_env(), capture_output=True,
+    done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, *args], env=child_env(), capture_output=True,
                           check=False, timeout=600)
     if done.returncode != 0 or not _ready(directory, columns):
         log.info("langid cache not built by a child process (%s); building it here",
@@ -247,10 +248,6 @@ _BUILD_CHILD = (
     "build(Path(sys.argv[1]), tuple(map(int, sys.argv[2:])) or None)"
 )
 
-
-def _child_env() -> dict[str, str]:
-    package_root = str(Path(__file__).resolve().parent.parent.parent)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
 
 
 def build(directory: Path, columns: tuple[int, ...] | None) -> None:

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import mmap
-import os
 import re
 import shutil
 import subprocess
@@ -26,6 +25,8 @@ from collections.abc import Sequence
 from math import log
 from pathlib import Path
 from typing import Any
+
+from monitor.process import cache_root, child_env
 
 log_ = logging.getLogger(__name__)
 
@@ -103,8 +104,7 @@ def cache_dir(added: Sequence[str]) -> Path | None:
     except PackageNotFoundError:
         return None
     key = hashlib.sha256("\n".join(added).encode()).hexdigest()[:16]
-    root = os.environ.get("MENTION_MONITOR_CACHE") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(root).expanduser() / "mention-monitor" / f"jieba-{release}-{key}-mapped"
+    return cache_root() / f"jieba-{release}-{key}-mapped"
 
 
 def segmenter(added: Sequence[str]) -> Segmenter:
@@ -117,7 +117,7 @@ def segmenter(added: Sequence[str]) -> Segmenter:
         if loaded is not None:
             return loaded
         words = "\n".join(added).encode("utf-8")
-        done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(directory)], input=words, env=_child_env(),
+        done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(directory)], input=words, env=child_env(),
                               capture_output=True, check=False, timeout=600)
         loaded = _load(directory)
         if loaded is not None:
@@ -143,10 +143,6 @@ _BUILD_CHILD = (
     "build(Path(sys.argv[1]), sys.stdin.buffer.read().decode('utf-8').split('\\n'))"
 )
 
-
-def _child_env() -> dict[str, str]:
-    package_root = str(Path(__file__).resolve().parent.parent.parent)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
 
 
 def build(directory: Path, added: Sequence[str]) -> None:
