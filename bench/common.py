@@ -13,7 +13,8 @@ import platform
 import random
 import re
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -231,6 +232,28 @@ def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), int(-(-p * len(ordered) // 100))))
     return ordered[rank - 1]
+
+
+def stage_timer(spent: dict[str, float]) -> Callable[[object, str, str], None]:
+    """`timed(owner, name, label)`: wrap `owner.name` so the CPU time spent in it adds up in
+    `spent[label]`; a name the owner lacks (an older tree: the same program measures before and
+    after) is skipped."""
+
+    def timed(owner: object, name: str, label: str) -> None:
+        inner = getattr(owner, name, None)
+        if inner is None:
+            return
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            began = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - began
+
+        setattr(owner, name, wrapper)
+
+    return timed
 
 
 def emit(result: dict[str, Any]) -> None:

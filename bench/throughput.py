@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import RULES, Stream, emit, machine, to_new_mention
+from common import RULES, Stream, emit, machine, stage_timer, to_new_mention
 
 
 def vader_rate(texts: list[str]) -> tuple[float, float]:
@@ -80,18 +80,7 @@ def _breakdown() -> dict[str, float]:
 
     spent: dict[str, float] = {}
 
-    def timed(owner: object, name: str, label: str) -> None:
-        inner = getattr(owner, name, None)
-        if inner is None:  # an older tree without this step (the same program measures before and after)
-            return
-
-        def wrapper(*args: object, **kwargs: object) -> object:
-            began = time.process_time()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                spent[label] = spent.get(label, 0.0) + time.process_time() - began
-        setattr(owner, name, wrapper)
+    timed = stage_timer(spent)
 
     timed(pipeline, "_new_only", "dedup query")
     timed(pipeline, "triage_many", "triage")

@@ -140,23 +140,13 @@ def stages(*, n: int, explain: bool) -> dict[str, float]:
     from monitor.triage.complaint import ComplaintModel
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from common import Stream, to_new_mention
+    from common import Stream, stage_timer, to_new_mention
 
     stream = Stream(seed=7, start=datetime(2026, 11, 24, 7, 0, tzinfo=UTC))
     mentions = [to_new_mention(t.record) for t in stream.steady(n, rate_per_s=2.0)]
     spent: dict[str, float] = {}
 
-    def timed(owner: Any, name: str, label: str) -> None:
-        inner = getattr(owner, name)
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            began = time.process_time()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                spent[label] = spent.get(label, 0.0) + time.process_time() - began
-
-        setattr(owner, name, wrapper)
+    timed = stage_timer(spent)
 
     triage_module.warm_up()
     analyzer = _vader()

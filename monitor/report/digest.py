@@ -92,15 +92,25 @@ def start_counting(engine: Engine, *, now: datetime) -> bool:
     return _claim(engine, old=None, new=now)
 
 
+def _pending(engine: Engine, *, ruleset: Ruleset, now: datetime) -> tuple[datetime, datetime | None] | None:
+    """(the scheduled time of the period to send now, when the last digest went out), or None if
+    none is due."""
+    due = scheduled_at(ruleset=ruleset, now=now)
+    if due is None or ruleset.digest is None:
+        return None
+    previous = last_sent(engine)
+    if not digest_due(ruleset=ruleset, last_sent=previous, now=now):
+        return None
+    return due, previous
+
+
 def queue_digest(engine: Engine, *, ruleset: Ruleset, now: datetime) -> bool:
     """Queue the digest of the period that ended at the latest scheduled time, once: False if it is
     not due, or another replica (or an earlier sweep) queued it."""
-    due = scheduled_at(ruleset=ruleset, now=now)
-    if due is None or ruleset.digest is None:
+    pending = _pending(engine, ruleset=ruleset, now=now)
+    if pending is None:
         return False
-    previous = last_sent(engine)
-    if not digest_due(ruleset=ruleset, last_sent=previous, now=now):
-        return False
+    due, previous = pending
     with transaction(engine) as s:
         if not _move(s, old=previous, new=now):
             return False
@@ -127,12 +137,10 @@ def compose(*, engine: Engine, ruleset: Ruleset, due: datetime) -> FilesMessage:
 def post_digest(*, engine: Engine, notifier: Notifier, ruleset: Ruleset, now: datetime) -> bool:
     """Post the digest of the period that ended at the latest scheduled time now, without the outbox;
     False if not due or another replica took it.  Connector errors propagate (the claim is given back first)."""
-    due = scheduled_at(ruleset=ruleset, now=now)
-    if due is None or ruleset.digest is None:
+    pending = _pending(engine, ruleset=ruleset, now=now)
+    if pending is None:
         return False
-    previous = last_sent(engine)
-    if not digest_due(ruleset=ruleset, last_sent=previous, now=now):
-        return False
+    due, previous = pending
     if not _claim(engine, old=previous, new=now):
         return False
     try:

@@ -32,7 +32,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from monitor.process import cache_root, child_env
+from monitor.process import cache_root, child_env, put_in_place
 from monitor.triage.lexicon import Cue, clean, cues, fold
 
 log = logging.getLogger(__name__)
@@ -570,17 +570,7 @@ def build_compact(path: Path, directory: Path) -> None:
             rest["negative"] = negative
         rest["format"] = COMPACT_FORMAT
         (staging / "meta.json").write_text(json.dumps(rest), encoding="utf-8")  # written last
-        if _load_compact(directory, keep=False) is not None:  # another process finished first
-            shutil.rmtree(staging, ignore_errors=True)
-            return
-        if directory.exists():  # a broken copy: set it aside, then take its place
-            stale = Path(tempfile.mkdtemp(dir=directory.parent))
-            try:
-                directory.rename(stale / "old")
-            except OSError:
-                pass
-            shutil.rmtree(stale, ignore_errors=True)
-        staging.rename(directory)
+        put_in_place(staging, directory, ready=lambda d: _load_compact(d, keep=False) is not None)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
         raise

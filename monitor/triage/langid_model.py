@@ -32,7 +32,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from monitor.process import cache_root, child_env
+from monitor.process import cache_root, child_env, put_in_place
 
 log = logging.getLogger(__name__)
 
@@ -274,17 +274,7 @@ def _unpack(directory: Path) -> None:
         (staging / "output.i32").write_bytes(np.asarray(output, dtype="<i4").tobytes())
         meta = {"format": FORMAT, "classes": list(classes), "pc": [float(p) for p in np.asarray(pc)]}
         (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        if _meta(directory) is not None:  # another process finished first: its copy is as good
-            shutil.rmtree(staging, ignore_errors=True)
-            return
-        if directory.exists():  # a stale or broken cache: set it aside, then take its place
-            stale = Path(tempfile.mkdtemp(dir=directory.parent))
-            try:
-                directory.rename(stale / "old")
-            except OSError:
-                pass
-            shutil.rmtree(stale, ignore_errors=True)
-        staging.rename(directory)
+        put_in_place(staging, directory, ready=lambda d: _meta(d) is not None)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
         if _meta(directory) is None:  # nobody else got there first
