@@ -6,8 +6,9 @@
 Three fits, each on its own part of the fixed hash split (scripts/triage_corpora.py):
 - on `train` (65%): a logistic regression over character n-grams for "complaint", and one
   for "negative" (rows with a sentiment label only);
-- on `calib` (15%): the negative model's Platt scaling and the weight with which it scores
-  da/hr/ro/id/zh posts in which the lexicon finds no word; then the complaint stacker, a 6-input logistic
+- on `calib` (15%): the negative model's combination (`fit_combine`: a logistic regression of
+  "negative" on its n-gram logit and the lexicon score, per language, with which it scores every
+  da/hr/ro/id/zh post), and its cut; then the complaint stacker, a 6-input logistic
   regression (complaint n-gram logit, cue total, negative and positive sentiment, the negative
   model's n-gram logit, question) that is also the complaint probability's calibration, with a
   bias and extra n-gram and negative-sentiment weights per language for da/hr/ro/id/zh (the
