@@ -75,6 +75,18 @@ def test_danish_words_keep_their_letters():
     assert lexicon_sentiment("sikke en hån", lang="da")[0] < 0
 
 
+def test_the_learned_sentiment_model_also_weighs_a_post_the_lexicon_scored():
+    from monitor.triage.sentiment import lexicon_sentiment
+
+    # "why don't you answer messages": the lexicon finds "nu" + a word (-0.46); the learned model,
+    # which reads every post now, agrees and says how negative, and explain shows both
+    text = "de ce nu raspundeti la mesaje"
+    lexical = lexicon_sentiment(text, lang="ro")[0]
+    score = triage(text, lang_hint="ro", languages=SIX)
+    assert lexical <= -0.05 and score.sentiment is not None and score.sentiment < lexical
+    assert f"learned sentiment model {score.sentiment:+.2f} (lexicon {lexical:+.2f})" in score.signals
+
+
 def test_explain_names_the_learned_features_behind_the_complaint_score():
     score = triage("my package never arrived and nobody answers", languages=["en"])
     drivers = [s for s in score.signals if s.startswith("complaint logit")]

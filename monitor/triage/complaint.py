@@ -355,27 +355,49 @@ def _size(part: tuple[str, float]) -> float:
 
 
 
+# The negative model's combination inputs, in order (`NegativeModel.sentiment`): its own n-gram
+# logit, the lexicon score's negative and positive parts, and whether the lexicon found no word.
+COMBINE_TERMS: tuple[str, ...] = ("model", "negative", "positive", "no_word")
+# Which of them get a language's own extra weight (and every language its own bias).
+COMBINE_LANGUAGE_TERMS: tuple[str, ...] = ("model", "negative")
+
+
 @dataclass(frozen=True, slots=True)
 class NegativeModel:
-    """How negative a post is by its wording, learnt from labelled posts (scripts/train_complaint.py).
+    """How negative a post is, from its wording and the lexicon score together (scripts/train_complaint.py).
 
-    Its Platt-scaled probability p gives a post without lexicon words the sentiment weight x (1 - 2p)."""
+    A logistic regression fitted on the calibration split gives P(negative) from the n-gram logit and
+    the lexicon score; the sentiment is 1 - 2P (its bias moved so that -0.05 is the cut chosen there)."""
 
     ngrams: LinearModel
-    slope: float
-    offset: float
-    weight: float
+    combine: dict[str, float]
+    by_lang: dict[str, dict[str, float]] = field(default_factory=dict)
+    _by_lang_weights: dict[str, tuple[float, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> NegativeModel:
-        ngrams = LinearModel(intercept=float(data["ngrams"]["intercept"]), weights=data["ngrams"]["weights"])
-        slope, offset = (float(v) for v in data["platt"])
-        return cls(ngrams=ngrams, slope=slope, offset=offset, weight=float(data["weight"]))
+    def from_json(cls, data: dict[str, Any], *, ngrams: LinearModel | None = None) -> NegativeModel:
+        """From complaint.json's `negative` (`ngrams`: the n-gram model, if read elsewhere)."""
+        if ngrams is None:
+            ngrams = LinearModel(intercept=float(data["ngrams"]["intercept"]), weights=data["ngrams"]["weights"])
+        by_lang = {lang: {k: float(v) for k, v in terms.items()} for lang, terms in data.get("combine_by_lang", {}).items()}
+        return cls(ngrams=ngrams, combine={k: float(v) for k, v in data["combine"].items()}, by_lang=by_lang)
 
-    def correction(self, folded: str) -> float:
-        z = self.slope * self.ngrams.logit(folded) + self.offset
-        p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
-        return self.weight * (1.0 - 2.0 * p)
+    def _weights(self, lang: str) -> tuple[float, ...]:
+        """(bias, each COMBINE_TERMS weight) with the language's own extras, cached per language."""
+        cached = self._by_lang_weights.get(lang)
+        if cached is None:
+            shared, extra = self.combine, self.by_lang.get(lang, _NO_TERMS)
+            cached = tuple(shared.get(name, 0.0) + extra.get(name, 0.0) for name in ("bias", *COMBINE_TERMS))
+            if len(self._by_lang_weights) < 64:  # languages are few; an odd code is not kept
+                self._by_lang_weights[lang] = cached
+        return cached
+
+    def sentiment(self, *, folded: str, lexical: float, lang: str) -> float:
+        """The post's sentiment -1..1 from its n-gram logit and the lexicon score `lexical`."""
+        bias, model, negative, positive, no_word = self._weights(lang)
+        z = (bias + model * self.ngrams.logit(folded) + negative * max(0.0, -lexical)
+             + positive * max(0.0, lexical) + (no_word if abs(lexical) < 0.05 else 0.0))
+        return 1.0 - 2.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 # The stacker's inputs, in order (`stack_inputs`), and how `explain` names each term.
@@ -523,7 +545,7 @@ def model_from_json(data: dict[str, Any]) -> ComplaintModel:
     )
 
 
-COMPACT_FORMAT = 1  # of the compact copy's files; another value (or none) is rebuilt
+COMPACT_FORMAT = 2  # of the compact copy's files; another value (or none) is rebuilt (2: the negative model's `combine`)
 _MAPPED: list[mmap.mmap] = []
 
 
@@ -601,9 +623,7 @@ def _load_compact(directory: Path, *, keep: bool = True) -> ComplaintModel | Non
         negative = None
         if "negative" in data:
             spec = data["negative"]
-            slope, offset = (float(v) for v in spec["platt"])
-            negative = NegativeModel(ngrams=part("negative", spec["ngrams"]), slope=slope, offset=offset,
-                                     weight=float(spec["weight"]))
+            negative = NegativeModel.from_json(spec, ngrams=part("negative", spec["ngrams"]))
         by_lang = {lang: {k: float(v) for k, v in terms.items()}
                    for lang, terms in data.get("stack_by_lang", {}).items()}
         model = ComplaintModel(ngrams=ngrams, stack={k: float(v) for k, v in data["stack"].items()},

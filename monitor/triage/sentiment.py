@@ -218,10 +218,10 @@ def _quote(sentence: str) -> str:
     return sentence if len(sentence) <= 40 else sentence[:37] + "..."
 
 
-class Corrector(Protocol):
-    """A learned model that moves a lexicon score (triage.complaint.NegativeModel)."""
+class Combiner(Protocol):
+    """A learned model that scores a post from its wording and the lexicon score (triage.complaint.NegativeModel)."""
 
-    def correction(self, folded: str) -> float: ...
+    def sentiment(self, *, folded: str, lexical: float, lang: str) -> float: ...
 
 
 def sentiment(
@@ -229,14 +229,15 @@ def sentiment(
     *,
     lang: str,
     cleaned: str | None = None,
-    negative_model: Corrector | None = None,
+    negative_model: Combiner | None = None,
     folded: str | None = None,
 ) -> tuple[float | None, list[str]]:
     """Document sentiment -1..1 (None when `lang` has no scorer) and the reasons.
 
-    In da/hr/ro/id/zh a post with no lexicon word is scored by `negative_model`, learnt
-    from labelled posts: most negative posts contain no lexicon word at all. `folded` is
-    `fold(cleaned)` when the caller has it already."""
+    In da/hr/ro/id/zh every post is scored by `negative_model`, learnt from labelled posts,
+    from its wording and the lexicon score together (most negative posts contain no lexicon
+    word at all); where the lexicon found a word, the learned score counts only on the
+    lexicon's side of neutral. `folded` is `fold(cleaned)` when the caller has it already."""
     if lang not in SCORED_LANGUAGES:
         return None, [f"sentiment unknown: no scorer for language {lang}"]
     body = clean(text) if cleaned is None else cleaned
@@ -246,13 +247,13 @@ def sentiment(
             signals.append(f"VADER on the whole text {score:+.2f}")
         return round(score, 4), signals
     score, signals = lexicon_sentiment(text, lang=lang, cleaned=body)
-    # The learned model speaks only where the lexicon found nothing: most missed negatives
-    # contain no lexicon word, while a found word keeps its negation and intensity handling.
-    if negative_model is not None and abs(score) < _NEUTRAL:
-        shift = negative_model.correction(fold(body) if folded is None else folded)
-        if abs(shift) >= 0.01:
-            signals.append(f"learned sentiment model {shift:+.2f}")
-        score = round(max(-1.0, min(1.0, score + shift)), 4)
+    if negative_model is not None:
+        learned = negative_model.sentiment(folded=fold(body) if folded is None else folded, lexical=score, lang=lang)
+        # Where the lexicon found a word, its side stands: n-grams cannot read its negation and
+        # "but" handling ("nije loše", "gak jelek kok"); the learned score is taken where it agrees.
+        if abs(score) < _NEUTRAL or (score <= -_NEUTRAL) == (learned <= -_NEUTRAL) and abs(learned) >= _NEUTRAL:
+            signals.append(f"learned sentiment model {learned:+.2f} (lexicon {score:+.2f})")
+            score = round(max(-1.0, min(1.0, learned)), 4)
     return score, signals
 
 
