@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.process import cache_root, child_env, put_in_place
-from monitor.triage.lexicon import Cue, clean, cues, fold
+from monitor.triage.lexicon import WHOLE_WORD, Cue, clean, cues, fold
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str
     # at each of them in turn finds the same first match as a search from the start.
     all_cues, always, by_word_start, _ = _cue_index(lang)
     starting = _starting_cues(lang)
+    lengths = _prefix_lengths(lang)
     starts: dict[int, list[int]] = {}  # cue -> the places it can match, in order
     append = words.append if words is not None else None
     for word in _WORD.finditer(folded):
@@ -119,7 +120,8 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str
         hit = starting.get(token)
         if hit is None:
             hit = tuple(dict.fromkeys(
-                i for prefix in (token[:1], token[:2], token[:3]) for i in by_word_start.get(prefix, ())))
+                i for key in (*(token[:length] for length in lengths), token + WHOLE_WORD)
+                for i in by_word_start.get(key, ())))
             if len(starting) > 100_000:  # bound memory on endless novel words
                 starting.clear()
             starting[token] = hit
@@ -188,6 +190,13 @@ def _substring_finder(lang: str) -> tuple[re.Pattern[str], dict[str, tuple[tuple
 def _starting_cues(lang: str) -> dict[str, tuple[int, ...]]:
     """word -> the cues a word-start prefix of it can start (filled as words are met: they repeat)."""
     return {}
+
+
+@cache
+def _prefix_lengths(lang: str) -> tuple[int, ...]:
+    """The lengths of the word-start prefixes in `_cue_index` (a word is looked up by each, and as
+    a whole word)."""
+    return tuple(sorted({len(prefix) for prefix in _cue_index(lang)[2] if not prefix.endswith(WHOLE_WORD)}))
 
 
 @cache

@@ -149,8 +149,30 @@ def _first_characters(op: Any, arg: Any) -> set[str] | None:
     return out
 
 
-def _leading_literals(items: Any) -> set[str] | None:
-    """Strings one of which every match of the parsed regex `items` starts with, or None."""
+# A prefix ending in this marks a whole word: the word-start prefix "no " matches the word "no", not "not".
+WHOLE_WORD = " "
+_WORD_CHAR = re.compile(r"\w")
+
+
+def _ends_word(items: Any) -> bool:
+    """True if what `items` match first cannot be a word character: a literal non-word character,
+    or \b (after a word character, a boundary means the word ends there)."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    if not items:
+        return False
+    op, arg = items[0]
+    if op == c.LITERAL:
+        return _WORD_CHAR.match(chr(arg)) is None
+    return op == c.AT and arg == c.AT_BOUNDARY
+
+
+def _leading_literals(items: Any, after: Any = ()) -> set[str] | None:
+    """Strings one of which every match of the parsed regex `items` starts with, or None.
+
+    `after` is what the pattern matches after `items`.  A word-character string the match then
+    leaves with a non-word character (or \b) ends in WHOLE_WORD: "\\bno (reply|answer)" starts
+    with the word "no", "\\bno" alone with any word that starts with "no"."""
     from re import _constants as c  # type: ignore[attr-defined]
 
     items = list(items)
@@ -162,30 +184,36 @@ def _leading_literals(items: Any) -> set[str] | None:
     if op == c.LITERAL:
         run = ""
         for item_op, item_arg in items:
-            # Only word characters, at most 3: the prefix is compared with word starts.
-            if item_op != c.LITERAL or len(run) >= 3 or not chr(item_arg).isalnum():
+            # Only word characters: the prefix is compared with word starts.  All of them: the longer
+            # the prefix, the fewer words start with it.
+            if item_op != c.LITERAL or not chr(item_arg).isalnum():
                 break
             run += chr(item_arg)
-        return {run} if run else None
+        if not run:
+            return None
+        rest = items[len(run):]
+        return {run + WHOLE_WORD if _ends_word(rest or list(after)) else run}
     if op == c.IN:
         return _first_characters(op, arg)
     if op == c.SUBPATTERN:
-        return _leading_literals(arg[-1])
+        return _leading_literals(arg[-1], [*items[1:], *after])
     if op == c.BRANCH:
         out: set[str] = set()
         for alternative in arg[1]:
-            found = _leading_literals(alternative)
+            found = _leading_literals(alternative, [*items[1:], *after])
             if not found:
                 return None
             out |= found
         return out
     if op in (c.MAX_REPEAT, c.MIN_REPEAT):
-        found = _leading_literals(arg[2])
+        # What follows one repetition may be another: only an optional item ("(is )?") is followed by
+        # the rest of the pattern for sure.
+        found = _leading_literals(arg[2], [*items[1:], *after] if arg[1] == 1 else ())
         if arg[0] >= 1 or not found:
             return found
         # An optional start, "\b(is )?(anyone|anybody)": a match starts with it or with what follows.
-        after = _leading_literals(items[1:])
-        return found | after if after else None
+        rest = _leading_literals(items[1:], after)
+        return found | rest if rest else None
     return None
 
 
@@ -201,6 +229,8 @@ def _prefixes(pattern: str, *, word_start: bool) -> frozenset[str] | None:
         found = _leading_literals(_parser.parse(pattern))
     except Exception:  # an internal API we only use to go faster: never let it fail a cue
         return None
+    if found and not word_start:  # no word starts to compare with: plain substrings
+        found = {prefix.removesuffix(WHOLE_WORD) for prefix in found}
     if not found or (not word_start and len(found) > _MAX_SUBSTRING_PREFIXES):
         return None
     return frozenset(found)
