@@ -142,8 +142,8 @@ class Identifier:
                 fields = unpack(row_sum.to_bytes(width, "little"))
                 raw = [value + weight * (field + shift) for value, field in zip(raw, fields, strict=True)]
             temperature = 1.0 / math.sqrt(len(data) or 1)  # py3langid: T = sqrt(bytes)
-            top = max(raw)
-            scores = [math.exp((value - top) * temperature) for value in raw]
+            top, exp = max(raw), math.exp
+            scores = [exp((value - top) * temperature) for value in raw]
             norm = sum(scores)
             scores = [value / norm for value in scores]
         for i, j in self._alias_pairs:
