@@ -135,7 +135,7 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str
                     places.append(position)
     finder = _substring_finder(lang)
     if finder is not None:
-        # one pass of a look-ahead alternation finds every place some substring prefix starts
+        # one pass of a character class finds every place some substring prefix may start
         pattern, by_first = finder
         for at in pattern.finditer(folded):
             position = at.start()
@@ -175,15 +175,17 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str
 @cache
 def _substring_finder(lang: str) -> tuple[re.Pattern[str], dict[str, tuple[tuple[str, tuple[int, ...]], ...]]] | None:
     """For the cues matched anywhere (Chinese has no word starts): a pattern whose matches are the
-    places where one of their prefixes starts, and first character -> (prefix, its cues)."""
+    places where one of their prefixes may start (the prefixes' first characters), and first
+    character -> (prefix, its cues).  A look-ahead alternation of the 222 prefixes themselves
+    compared each character with each of them."""
     by_substring = _cue_index(lang)[3]
     if not by_substring:
         return None
     by_first: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
     for prefix, indices in by_substring.items():
         by_first.setdefault(prefix[0], []).append((prefix, indices))
-    alternation = "|".join(map(re.escape, sorted(by_substring, key=lambda p: (-len(p), p))))
-    return re.compile(f"(?=(?:{alternation}))"), {k: tuple(v) for k, v in by_first.items()}
+    first_characters = "".join(map(re.escape, sorted(by_first)))
+    return re.compile(f"[{first_characters}]"), {k: tuple(v) for k, v in by_first.items()}
 
 
 @cache
