@@ -119,9 +119,9 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str
             append(token)
         hit = starting.get(token)
         if hit is None:
-            hit = tuple(dict.fromkeys(
-                i for key in (*(token[:length] for length in lengths), token + WHOLE_WORD)
-                for i in by_word_start.get(key, ())))
+            keys = [token[:length] for length in lengths if length <= len(token)]  # longer: token itself
+            keys.append(token + WHOLE_WORD)
+            hit = tuple(dict.fromkeys(i for key in keys for i in by_word_start.get(key, ())))
             if len(starting) > 100_000:  # bound memory on endless novel words
                 starting.clear()
             starting[token] = hit
