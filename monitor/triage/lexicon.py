@@ -68,7 +68,7 @@ def fold_keeping_danish(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    return [s for s in (m.group(0).strip() for m in _SENTENCE.finditer(text)) if s]
+    return [s for s in map(str.strip, _SENTENCE.findall(text)) if s]  # the pattern has no groups: whole matches
 
 
 def _lines(path: Path) -> list[str]:
