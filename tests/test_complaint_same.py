@@ -33,6 +33,13 @@ HOSTILE = [
     "快递快递快递还没到还没到", "没有没有回复回复", "123app APP一直一直上不去", "非常不好，快递三个星期还没到",
     "where is my order?? where is my order??", "never never never arrived", "rambursare rambursare nu",
     "pesanan belum sampai belum sampai", "narudžba nije stigla nije", "pakke ikke kommet ikke kommet",
+    # whole-word prefixes ("no " is the word no, not not/now/nobody; "show" may go on: shows)
+    "no reply", "not reply", "noreply", "no-one answers", "noone answers", "no one answers", "nobody answers",
+    "not yet arrived", "notyet arrived", "hasn't arrived", "hasnt arrived", "has not arrived", "hasn_t arrived",
+    "i owe you nothing, it was not", "owe them, never", "owed you, never", "shows as delivered, but", "show delivered, but",
+    "says delivered, but", "sayss delivered, but", "2 weeks now", "twofold weeks now", "two weeks now", "٣ weeks now",
+    "still waiting", "stillwaiting", "still_waiting", "where is my order", "whereis my order",
+    "没到", "还没到", "迟迟未到", "快", "快递在哪", "物流信息一直不更新", "物",
 ]
 
 

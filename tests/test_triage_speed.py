@@ -3,14 +3,25 @@ emoji, whether a post is triaged alone or in a batch, with or without its signal
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.triage import triage, triage_many
+from monitor.triage import langid_model, triage, triage_many
 from monitor.triage.lang import _classify, detect_many
-from monitor.triage.lexicon import _DIGIT_PLANES_END, clean, emoji_pattern, emoji_valence, split_emoji
+from monitor.triage.lexicon import (
+    _COMBINING,
+    _DIGIT_PLANES_END,
+    _FOLD_EXTRA,
+    clean,
+    emoji_pattern,
+    emoji_valence,
+    fold,
+    split_emoji,
+)
 
 SIX = ("en", "da", "hr", "ro", "id", "zh")
 POSTS = [
@@ -101,3 +112,51 @@ _HANDLE = re.compile(r"(?<!\w)@\w+")
 def test_clean_drops_rt_urls_and_handles_as_documented(text):
     expected = _HANDLE.sub(" ", _URL.sub(" ", _RT.sub(" ", text))).replace("#", " ")
     assert clean(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=5), st.sampled_from(["đ", "Đ", "ø", "Ø", "æ", "ł", "ß", "ı", "İ", "’", "‘", "é",
+                                                                  "e\u0301", "ＡＢ", "ŞŢ", "Σ"])),
+                max_size=10).map("".join))
+def test_fold_is_lower_case_table_and_decomposition(text):
+    lower = text.lower()
+    expected = lower if lower.isascii() else _COMBINING.sub("", unicodedata.normalize("NFKD", lower.translate(_FOLD_EXTRA)))
+    assert fold(text) == expected
+
+
+def _plain_posterior(ident: langid_model.Identifier, text: str) -> list[float]:
+    """py3langid's naive Bayes over the table, one feature at a time: sum(log1p(count) x row) + prior,
+    times 1 / sqrt(bytes), normalised; aliased labels folded into the first."""
+    data = langid_model.encode(text)
+    visits = ident._automaton.features(data)
+    size = len(ident.nb_classes)
+    if not visits:
+        scores = [1.0 / size] * size
+    else:
+        width, table = ident._row_bytes, ident._table
+        sums: dict[int, int] = {}
+        sizes: dict[int, int] = {}
+        for feature, count in visits.items():
+            row = int.from_bytes(table[feature * width : (feature + 1) * width], "little")
+            sums[count] = sums.get(count, 0) + row
+            sizes[count] = sizes.get(count, 0) + 1
+        raw = ident._pc
+        for count, total in sums.items():
+            weight, shift = math.log1p(count) / ident._scale, sizes[count] * ident._offset
+            fields = ident._fields.unpack(total.to_bytes(width, "little"))
+            raw = [value + weight * (field + shift) for value, field in zip(raw, fields, strict=True)]
+        top, temperature = max(raw), 1.0 / math.sqrt(len(data) or 1)  # py3langid multiplies by 1 / sqrt(bytes)
+        scores = [math.exp((value - top) * temperature) for value in raw]
+        scores = [value / sum(scores) for value in scores]
+    for i, j in ident._alias_pairs:
+        scores[i] += scores[j]
+        scores[j] = 0.0
+    return scores
+
+
+def test_language_posteriors_are_the_naive_bayes_sums_feature_by_feature():
+    texts = [text for text, _ in POSTS] + ["no no no no no no", "aaaa aaaa aaaa bbb", "Ünïcödé ÆØÅ 快递", "x" * 500]
+    for languages in (frozenset(SIX) | {"de", "ms", "bs"}, None):
+        ident = langid_model.identifier(languages)
+        for text in texts:
+            assert ident.posterior(clean(text)) == _plain_posterior(ident, clean(text)), text

@@ -108,7 +108,7 @@ def triage_many(
     hints = lang_hints if lang_hints is not None else [""] * len(texts)
     model = load_model()
     cleaned = [clean(text) for text in texts]
-    languages_found = detect_many(cleaned, lang_hints=hints, languages=languages)  # one model pass for the batch
+    languages_found = detect_many(cleaned, lang_hints=hints, languages=languages, explain=explain)
     return [
         _score(text, cleaned=body, lang=lang, lang_signal=reason, model=model, explain=explain)
         for text, body, (lang, reason) in zip(texts, cleaned, languages_found, strict=True)

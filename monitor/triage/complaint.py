@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.process import cache_root, child_env, put_in_place
-from monitor.triage.lexicon import Cue, clean, cues, fold
+from monitor.triage.lexicon import WHOLE_WORD, Cue, clean, cues, fold
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str
     # at each of them in turn finds the same first match as a search from the start.
     all_cues, always, by_word_start, _ = _cue_index(lang)
     starting = _starting_cues(lang)
+    lengths = _prefix_lengths(lang)
     starts: dict[int, list[int]] = {}  # cue -> the places it can match, in order
     append = words.append if words is not None else None
     for word in _WORD.finditer(folded):
@@ -118,8 +119,9 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str
             append(token)
         hit = starting.get(token)
         if hit is None:
-            hit = tuple(dict.fromkeys(
-                i for prefix in (token[:1], token[:2], token[:3]) for i in by_word_start.get(prefix, ())))
+            keys = [token[:length] for length in lengths if length <= len(token)]  # longer: token itself
+            keys.append(token + WHOLE_WORD)
+            hit = tuple(dict.fromkeys(i for key in keys for i in by_word_start.get(key, ())))
             if len(starting) > 100_000:  # bound memory on endless novel words
                 starting.clear()
             starting[token] = hit
@@ -133,7 +135,7 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str
                     places.append(position)
     finder = _substring_finder(lang)
     if finder is not None:
-        # one pass of a look-ahead alternation finds every place some substring prefix starts
+        # one pass of a character class finds every place some substring prefix may start
         pattern, by_first = finder
         for at in pattern.finditer(folded):
             position = at.start()
@@ -173,21 +175,30 @@ def cue_hits(text: str, *, lang: str, folded: str | None = None, words: list[str
 @cache
 def _substring_finder(lang: str) -> tuple[re.Pattern[str], dict[str, tuple[tuple[str, tuple[int, ...]], ...]]] | None:
     """For the cues matched anywhere (Chinese has no word starts): a pattern whose matches are the
-    places where one of their prefixes starts, and first character -> (prefix, its cues)."""
+    places where one of their prefixes may start (the prefixes' first characters), and first
+    character -> (prefix, its cues).  A look-ahead alternation of the 222 prefixes themselves
+    compared each character with each of them."""
     by_substring = _cue_index(lang)[3]
     if not by_substring:
         return None
     by_first: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
     for prefix, indices in by_substring.items():
         by_first.setdefault(prefix[0], []).append((prefix, indices))
-    alternation = "|".join(map(re.escape, sorted(by_substring, key=lambda p: (-len(p), p))))
-    return re.compile(f"(?=(?:{alternation}))"), {k: tuple(v) for k, v in by_first.items()}
+    first_characters = "".join(map(re.escape, sorted(by_first)))
+    return re.compile(f"[{first_characters}]"), {k: tuple(v) for k, v in by_first.items()}
 
 
 @cache
 def _starting_cues(lang: str) -> dict[str, tuple[int, ...]]:
     """word -> the cues a word-start prefix of it can start (filled as words are met: they repeat)."""
     return {}
+
+
+@cache
+def _prefix_lengths(lang: str) -> tuple[int, ...]:
+    """The lengths of the word-start prefixes in `_cue_index` (a word is looked up by each, and as
+    a whole word)."""
+    return tuple(sorted({len(prefix) for prefix in _cue_index(lang)[2] if not prefix.endswith(WHOLE_WORD)}))
 
 
 @cache

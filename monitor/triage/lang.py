@@ -77,38 +77,41 @@ def detect(
     text: str, *, lang_hint: str = "", languages: Sequence[str] | None = None, cleaned: str | None = None
 ) -> tuple[str, str]:
     """Return (ISO 639-1 code or "und", a short reason for `explain`)."""
-    allowed = _allowed(languages)
-    hint = (lang_hint or "").lower().split("-")[0]
-    hint = "" if hint in ("und", "qme", "qht", "zxx", "art") else hint
-    body = clean(text) if cleaned is None else cleaned
-    letters = len(_NOT_LETTERS.sub("", body))  # as len(_LETTER.findall(body)), without a list of letters
-    if not letters:
-        if hint and (allowed is None or hint in allowed):
-            return hint, f"language {hint}: platform hint, no letters"
-        return "und", "language und: no letters"
-    han = 0 if body.isascii() else len(_HAN.findall(body))
-    if han and han >= 0.3 * letters and not _KANA_HANGUL.search(body):
-        if allowed is None or "zh" in allowed:
-            return "zh", f"language zh: {han} Han characters"
-    if allowed is not None and len(allowed) == 1:
-        return allowed[0], f"language {allowed[0]}: the only configured language"
-    lang, confidence, foreign = _classify(body, allowed)
-    if foreign:
-        return lang, f"language {lang}: langid {confidence:.2f}, not a configured language"
-    short = letters < _HINT_WINS_SHORTER_THAN
-    if hint and hint != lang and short and confidence < _SHORT_HINT_WINS_BELOW and (allowed is None or hint in allowed):
-        return hint, f"language {hint}: platform hint over langid {lang} {confidence:.4f}, short post"
-    if hint and hint != lang and confidence < _HINT_WINS_BELOW and (allowed is None or hint in allowed):
-        return hint, f"language {hint}: platform hint over langid {lang} {confidence:.2f}"
-    return lang, f"language {lang}: langid {confidence:.2f}"
+    return _detect(clean(text) if cleaned is None else cleaned, lang_hint, _allowed(languages), explain=True)
 
 
 def detect_many(
-    bodies: Sequence[str], *, lang_hints: Sequence[str], languages: Sequence[str] | None = None
+    bodies: Sequence[str], *, lang_hints: Sequence[str], languages: Sequence[str] | None = None,
+    explain: bool = True,
 ) -> list[tuple[str, str]]:
-    """`detect` for each of some cleaned texts, in order."""
-    return [detect(body, lang_hint=hint, languages=languages, cleaned=body)
-            for body, hint in zip(bodies, lang_hints, strict=True)]
+    """`detect` for each of some cleaned texts, in order (`explain=False`: every reason is "")."""
+    allowed = _allowed(languages)
+    return [_detect(body, hint, allowed, explain=explain) for body, hint in zip(bodies, lang_hints, strict=True)]
+
+
+def _detect(body: str, lang_hint: str, allowed: tuple[str, ...] | None, *, explain: bool) -> tuple[str, str]:
+    hint = (lang_hint or "").lower().split("-")[0]
+    hint = "" if hint in ("und", "qme", "qht", "zxx", "art") else hint
+    letters = len(_NOT_LETTERS.sub("", body))  # as len(_LETTER.findall(body)), without a list of letters
+    if not letters:
+        if hint and (allowed is None or hint in allowed):
+            return hint, f"language {hint}: platform hint, no letters" if explain else ""
+        return "und", "language und: no letters" if explain else ""
+    han = 0 if body.isascii() else len(_HAN.findall(body))
+    if han and han >= 0.3 * letters and not _KANA_HANGUL.search(body):
+        if allowed is None or "zh" in allowed:
+            return "zh", f"language zh: {han} Han characters" if explain else ""
+    if allowed is not None and len(allowed) == 1:
+        return allowed[0], f"language {allowed[0]}: the only configured language" if explain else ""
+    lang, confidence, foreign = _classify(body, allowed)
+    if foreign:
+        return lang, f"language {lang}: langid {confidence:.2f}, not a configured language" if explain else ""
+    short = letters < _HINT_WINS_SHORTER_THAN
+    if hint and hint != lang and short and confidence < _SHORT_HINT_WINS_BELOW and (allowed is None or hint in allowed):
+        return hint, f"language {hint}: platform hint over langid {lang} {confidence:.4f}, short post" if explain else ""
+    if hint and hint != lang and confidence < _HINT_WINS_BELOW and (allowed is None or hint in allowed):
+        return hint, f"language {hint}: platform hint over langid {lang} {confidence:.2f}" if explain else ""
+    return lang, f"language {lang}: langid {confidence:.2f}" if explain else ""
 
 
 def _classify(body: str, allowed: tuple[str, ...] | None) -> tuple[str, float, bool]:
@@ -121,7 +124,7 @@ def _classify(body: str, allowed: tuple[str, ...] | None) -> tuple[str, float, b
     """
     if allowed is None:
         posterior = _identifier(None).posterior(body)
-        top = max(range(len(posterior)), key=posterior.__getitem__)
+        top = posterior.index(max(posterior))  # the first of equal maxima, as max(range(...), key=...)
         lang = _identifier(None).nb_classes[top]
         return _NEIGHBOURS.get(lang, lang), posterior[top], False
     allowed_set, neighbours_of_allowed, candidates = _candidates(allowed)
@@ -129,8 +132,8 @@ def _classify(body: str, allowed: tuple[str, ...] | None) -> tuple[str, float, b
     classes = ident.nb_classes
     scores = ident.posterior(body)
     allowed_index = _indices(candidates, allowed)
-    top = max(range(len(scores)), key=scores.__getitem__)
-    mass = sum(scores[i] for i in allowed_index)
+    top = scores.index(max(scores))
+    mass = sum(map(scores.__getitem__, allowed_index))
     if (
         mass <= _FOREIGN_MASS
         and classes[top] not in allowed_set

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 from importlib.metadata import version
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,7 @@ class Identifier:
         self._row_bytes = self._fields.size
         self._offset = int(meta["offset"])
         self._scale = float(meta["scale"])
-        self._rows: dict[int, int] = {}
+        self._rows = _Rows(table, self._row_bytes)
         _ROW_CACHES.append(self._rows)
         first: dict[str, int] = {}
         self._alias_pairs = []
@@ -120,34 +121,50 @@ class Identifier:
             scores = [1.0 / size] * size  # py3langid: all-zero scores, normalised
         else:
             # Rows are summed per count (most features occur once), exactly, as integers; each sum is
-            # then weighted by log1p(count) as py3langid weights a feature seen `count` times.
-            table, width, rows = self._table, self._row_bytes, self._rows
+            # then weighted by log1p(count) as py3langid weights a feature seen `count` times.  The
+            # counts are taken in the order they first occur (the float sums below depend on it), and
+            # each count's rows are added up by `sum` and `map` without a Python step per feature.
+            rows = self._rows
             if len(rows) > _ROWS_KEPT:
                 rows.clear()
-            sums: dict[int, int] = {}
-            sizes: Counter[int] = Counter()
-            for feature, count in visits.items():
-                row = rows.get(feature)
-                if row is None:
-                    start = feature * width
-                    row = rows[feature] = int.from_bytes(table[start : start + width], "little")
-                sums[count] = sums.get(count, 0) + row
-                sizes[count] += 1
+            row_of = rows.__getitem__
+            sizes = Counter(visits.values())
+            if len(sizes) == 1:
+                sums = [(count, total, sum(map(row_of, visits))) for count, total in sizes.items()]
+            else:
+                features, counts = visits.keys(), visits.values()
+                sums = [(count, total, sum(map(row_of, compress(features, map(count.__eq__, counts)))))
+                        for count, total in sizes.items()]
             raw = self._pc
-            unpack, width = self._fields.unpack, self._row_bytes
-            for count, total in sums.items():
-                weight, shift = math.log1p(count) / self._scale, sizes[count] * self._offset
-                fields = unpack(total.to_bytes(width, "little"))
+            unpack, width, offset, scale = self._fields.unpack, self._row_bytes, self._offset, self._scale
+            for count, total, row_sum in sums:
+                weight, shift = math.log1p(count) / scale, total * offset
+                fields = unpack(row_sum.to_bytes(width, "little"))
                 raw = [value + weight * (field + shift) for value, field in zip(raw, fields, strict=True)]
-            scale = 1.0 / math.sqrt(len(data) or 1)  # py3langid: T = sqrt(bytes)
-            top = max(raw)
-            scores = [math.exp((value - top) * scale) for value in raw]
+            temperature = 1.0 / math.sqrt(len(data) or 1)  # py3langid: T = sqrt(bytes)
+            top, exp = max(raw), math.exp
+            scores = [exp((value - top) * temperature) for value in raw]
             norm = sum(scores)
             scores = [value / norm for value in scores]
         for i, j in self._alias_pairs:
             scores[i] += scores[j]
             scores[j] = 0.0
         return scores
+
+
+class _Rows(dict[int, int]):
+    """feature -> its table row as one integer, read from the mapped table on first use."""
+
+    __slots__ = ("_table", "_width")
+
+    def __init__(self, table: memoryview, width: int) -> None:
+        super().__init__()
+        self._table, self._width = table, width
+
+    def __missing__(self, feature: int) -> int:
+        start = feature * self._width
+        row = self[feature] = int.from_bytes(self._table[start : start + self._width], "little")
+        return row
 
 
 def encode(text: str) -> bytes:

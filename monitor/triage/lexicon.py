@@ -28,6 +28,8 @@ _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\u
 _FOLD_EXTRA = str.maketrans(
     {"đ": "d", "ø": "o", "æ": "ae", "ł": "l", "ß": "ss", "ı": "i", "’": "'", "‘": "'"}
 )
+# str.translate looks every character up in the table (~3.5 µs on a post); most posts have none of them.
+_FOLD_EXTRA_FOUND = re.compile("[" + "".join(map(chr, _FOLD_EXTRA)) + "]")
 
 
 def clean(text: str) -> str:
@@ -49,7 +51,9 @@ def fold(text: str) -> str:
     text = text.lower()
     if text.isascii():
         return text
-    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.translate(_FOLD_EXTRA)))
+    if _FOLD_EXTRA_FOUND.search(text) is not None:
+        text = text.translate(_FOLD_EXTRA)
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text))
 
 
 _DANISH_LETTERS = re.compile("([æøå])")
@@ -64,7 +68,7 @@ def fold_keeping_danish(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    return [s for s in (m.group(0).strip() for m in _SENTENCE.finditer(text)) if s]
+    return [s for s in map(str.strip, _SENTENCE.findall(text)) if s]  # the pattern has no groups: whole matches
 
 
 def _lines(path: Path) -> list[str]:
@@ -149,8 +153,30 @@ def _first_characters(op: Any, arg: Any) -> set[str] | None:
     return out
 
 
-def _leading_literals(items: Any) -> set[str] | None:
-    """Strings one of which every match of the parsed regex `items` starts with, or None."""
+# A prefix ending in this marks a whole word: the word-start prefix "no " matches the word "no", not "not".
+WHOLE_WORD = " "
+_WORD_CHAR = re.compile(r"\w")
+
+
+def _ends_word(items: Any) -> bool:
+    """True if what `items` match first cannot be a word character: a literal non-word character,
+    or \b (after a word character, a boundary means the word ends there)."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    if not items:
+        return False
+    op, arg = items[0]
+    if op == c.LITERAL:
+        return _WORD_CHAR.match(chr(arg)) is None
+    return op == c.AT and arg == c.AT_BOUNDARY
+
+
+def _leading_literals(items: Any, after: Any = ()) -> set[str] | None:
+    """Strings one of which every match of the parsed regex `items` starts with, or None.
+
+    `after` is what the pattern matches after `items`.  A word-character string the match then
+    leaves with a non-word character (or \b) ends in WHOLE_WORD: "\\bno (reply|answer)" starts
+    with the word "no", "\\bno" alone with any word that starts with "no"."""
     from re import _constants as c  # type: ignore[attr-defined]
 
     items = list(items)
@@ -162,30 +188,36 @@ def _leading_literals(items: Any) -> set[str] | None:
     if op == c.LITERAL:
         run = ""
         for item_op, item_arg in items:
-            # Only word characters, at most 3: the prefix is compared with word starts.
-            if item_op != c.LITERAL or len(run) >= 3 or not chr(item_arg).isalnum():
+            # Only word characters: the prefix is compared with word starts.  All of them: the longer
+            # the prefix, the fewer words start with it.
+            if item_op != c.LITERAL or not chr(item_arg).isalnum():
                 break
             run += chr(item_arg)
-        return {run} if run else None
+        if not run:
+            return None
+        rest = items[len(run):]
+        return {run + WHOLE_WORD if _ends_word(rest or list(after)) else run}
     if op == c.IN:
         return _first_characters(op, arg)
     if op == c.SUBPATTERN:
-        return _leading_literals(arg[-1])
+        return _leading_literals(arg[-1], [*items[1:], *after])
     if op == c.BRANCH:
         out: set[str] = set()
         for alternative in arg[1]:
-            found = _leading_literals(alternative)
+            found = _leading_literals(alternative, [*items[1:], *after])
             if not found:
                 return None
             out |= found
         return out
     if op in (c.MAX_REPEAT, c.MIN_REPEAT):
-        found = _leading_literals(arg[2])
+        # What follows one repetition may be another: only an optional item ("(is )?") is followed by
+        # the rest of the pattern for sure.
+        found = _leading_literals(arg[2], [*items[1:], *after] if arg[1] == 1 else ())
         if arg[0] >= 1 or not found:
             return found
         # An optional start, "\b(is )?(anyone|anybody)": a match starts with it or with what follows.
-        after = _leading_literals(items[1:])
-        return found | after if after else None
+        rest = _leading_literals(items[1:], after)
+        return found | rest if rest else None
     return None
 
 
@@ -201,6 +233,8 @@ def _prefixes(pattern: str, *, word_start: bool) -> frozenset[str] | None:
         found = _leading_literals(_parser.parse(pattern))
     except Exception:  # an internal API we only use to go faster: never let it fail a cue
         return None
+    if found and not word_start:  # no word starts to compare with: plain substrings
+        found = {prefix.removesuffix(WHOLE_WORD) for prefix in found}
     if not found or (not word_start and len(found) > _MAX_SUBSTRING_PREFIXES):
         return None
     return frozenset(found)
@@ -295,7 +329,17 @@ def emoji_pattern() -> re.Pattern[str]:
 
 @cache
 def _emoji_starts() -> re.Pattern[str]:
-    return re.compile("[" + "".join(sorted({re.escape(s[0]) for s in emoji_valence()})) + "]")
+    """A character class holding every first code point of the table's symbols, and others: the
+    blocks of 256 they lie in.  A class of the 57 code points themselves (most above U+FFFF, where the regex
+    engine has no bitmap) compares each character with each of them (~4 µs a post)."""
+    ranges: list[list[int]] = []  # [first block, last block], adjacent blocks merged
+    for block in sorted({ord(symbol[0]) >> 8 for symbol in emoji_valence()}):
+        if ranges and ranges[-1][1] + 1 == block:
+            ranges[-1][1] = block
+        else:
+            ranges.append([block, block])
+    return re.compile("[" + "".join(f"{re.escape(chr(first << 8))}-{re.escape(chr((last << 8) | 0xFF))}"
+                                    for first, last in ranges) + "]")
 
 
 def split_emoji(text: str) -> tuple[list[str], str]:
@@ -303,7 +347,7 @@ def split_emoji(text: str) -> tuple[list[str], str]:
 
     The alternation of all symbols is tried at every character (~10 µs a post, twice: find, then
     replace); every match starts with one of the table's first code points, so the alternation is
-    tried only where one occurs, and a post without any (most) is done after one character class."""
+    tried only where one may occur, and a post without any (most) is done after one character class."""
     if text.isascii():
         return [], text
     starts = _emoji_starts().search

@@ -65,7 +65,7 @@ def _tokens(sentence: str, lang: str) -> list[str]:
     folded = fold_keeping_danish(sentence) if lang == "da" else fold(sentence)
     # ";" and ":" break a clause as "," does: one token for all three, replaced before tokenising
     tokens = _TOKEN.findall(folded.replace(";", _CLAUSE_BREAK).replace(":", _CLAUSE_BREAK))
-    if lang == "id":
+    if lang == "id" and "2" in folded:  # only a word ending in 2 is reduplicated
         tokens = [m.group(1) if (m := _ID_REDUPLICATION.match(t)) else t for t in tokens]
     return tokens
 
@@ -81,6 +81,8 @@ def _contrast_factors(tokens: list[str], contrasts: frozenset[str]) -> tuple[int
 
 
 def _score_words(tokens: list[str], lex: Lexicon) -> float:
+    if lex.words.keys().isdisjoint(tokens) and lex.phrase_starts.isdisjoint(tokens):
+        return 0.0  # no sentiment word nor phrase: most sentences, decided without a step per word
     raw = 0.0
     but, before_but, after_but = _contrast_factors(tokens, lex.contrasts)
     scored_end = 0  # a negator reaches only the next sentiment word: "kurang enak dan kemahalan"
