@@ -41,6 +41,13 @@ _CLAUSE_BREAK = ","
 _ID_REDUPLICATION = re.compile(r"^([a-z]+)2$")  # "nyampe2" = "nyampe-nyampe"
 _EMOJI_TO_VADER = 3.0  # our emoji valence (-1..1) on VADER's word scale (-4..4)
 _ZH_PUNCTUATION = frozenset("，,;；:：、")
+_ZH_PARTICLES = frozenset("的了地得着过啊呀吧呢啦嘛哦")  # grammatical particles: no meaning of their own
+_ZH_ASKING = frozenset("吗吧呢")  # 好吗, 好吧: "OK?", "OK then"
+# "good", "fast" and "so-so" only as a predicate (质量好, 物流快, 味道一般): opening a clause 好 is "OK"
+# and 快 "hurry"; before a one-character word 好 is "so" (好冷, 好高), 快 before any word "soon" (快到了),
+# and 一般 before a word "usually" or "ordinary" (一般都, 一般人).
+_ZH_PREDICATE_ONLY = frozenset({"好", "快", "一般"})
+_ZH_SPACES = re.compile(r"\s+")
 _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
 
 
@@ -146,10 +153,15 @@ def _zh_modifier_starts() -> frozenset[str]:
 
 def _zh_value(word: str, lex: Lexicon) -> tuple[float, bool, bool]:
     """(value, negated, intensified) of one jieba word, reading a word jieba keeps whole such as 不好,
-    太差 or 不太好 as negators and intensifiers + a lexicon word."""
-    value = lex.words.get(word, 0.0)
-    if value or len(word) < 2 or word[0] not in _zh_modifier_starts():
-        return value, False, False
+    太差, 不太好 or 太好了 as negators and intensifiers + a lexicon word (+ a final particle)."""
+    if word in lex.words:  # a listed word is read as listed, zero included (好好, 好不好)
+        return lex.words[word], False, False
+    if len(word) < 2:
+        return 0.0, False, False
+    if len(word) >= 3 and word[-1] in _ZH_PARTICLES:  # 太好了, 坏掉了: the particle adds nothing
+        return _zh_value(word[:-1], lex)
+    if word[0] not in _zh_modifier_starts() or _is_zh_choice_question(word):
+        return 0.0, False, False
     for cut in range(1, len(word)):
         head = word[:cut]
         is_negator, is_intensifier = head in lex.negators, head in lex.intensifiers
@@ -161,9 +173,36 @@ def _zh_value(word: str, lex: Lexicon) -> tuple[float, bool, bool]:
     return 0.0, False, False
 
 
+def _is_zh_choice_question(word: str) -> bool:
+    """A-不-A, A-没-A: 好不好, 行不行, 满意不满意 ask "is it?"; they say neither."""
+    for middle in "不没":
+        head, found, tail = word.partition(middle)
+        if found and head and head == tail:
+            return True
+    return False
+
+
+def _zh_not_predicate(words: list[str], i: int) -> bool:
+    """True when 好, 快 or 一般 at `words[i]` is not "good", "fast", "so-so" but "OK", "so", "soon"..."""
+    following = words[i + 1] if i + 1 < len(words) else ""
+    ends_clause = not following or following in _ZH_PUNCTUATION or (
+        following in _ZH_PARTICLES and following not in _ZH_ASKING
+    )
+    if words[i] == "一般":
+        return not ends_clause
+    if i == 0 or words[i - 1] in _ZH_PUNCTUATION:
+        return True
+    if ends_clause:
+        return False
+    return following in _ZH_ASKING or words[i] == "快" or len(following) == 1
+
+
 def _score_zh(sentence: str) -> float:
     lex = lexicon("zh")
-    words = zh_words(fold(sentence).translate(zh_traditional()))
+    text = fold(sentence).translate(zh_traditional())
+    if " " in text or "\t" in text:  # people (and subtitles) separate clauses with spaces: a comma's break
+        text = _ZH_SPACES.sub("，", text.strip())
+    words = zh_words(text)
     but, before_but, after_but = _contrast_factors(words, lex.contrasts)
     raw = 0.0
     scored_end = 0  # a negator reaches only the next sentiment word
@@ -171,13 +210,21 @@ def _score_zh(sentence: str) -> float:
         value, negated, intensified = _zh_word(word)
         if not value:
             continue
+        # The negator's reach: the three words before, not counting particles (没有想象中的好: 没有
+        # negates 好), up to a comma, a "but" word or the last sentiment word.
         before: list[str] = []
-        for previous in reversed(words[max(scored_end, i - _NEGATION_WINDOW) : i]):
+        for previous in reversed(words[scored_end:i]):
             if previous in _ZH_PUNCTUATION or previous in lex.contrasts:
                 break
+            if previous in _ZH_PARTICLES:
+                continue
             before.append(previous)
+            if len(before) == _NEGATION_WINDOW:
+                break
         # 好/太/超 right before a word intensify it ("好累" is "so tired", not "good").
         if word in lex.intensifiers and i + 1 < len(words) and _zh_word(words[i + 1])[0]:
+            continue
+        if word in _ZH_PREDICATE_ONLY and _zh_not_predicate(words, i):
             continue
         if negated or any(w in lex.negators for w in before):
             value *= _NEGATION_SCALAR
