@@ -47,6 +47,8 @@ _ZH_ASKING = frozenset("吗吧呢")  # 好吗, 好吧: "OK?", "OK then"
 # and 快 "hurry"; before a one-character word 好 is "so" (好冷, 好高), 快 before any word "soon" (快到了),
 # and 一般 before a word "usually" or "ordinary" (一般都, 一般人).
 _ZH_PREDICATE_ONLY = frozenset({"好", "快", "一般"})
+# Returns and refunds are bad news negated or not: 不退款, 不能退货 are worse than 退款, not good.
+_ZH_NOT_NEGATED = frozenset({"退货", "退款", "退钱", "换货", "退换", "退换货"})
 _ZH_SPACES = re.compile(r"\s+")
 _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
 
@@ -226,7 +228,7 @@ def _score_zh(sentence: str) -> float:
             continue
         if word in _ZH_PREDICATE_ONLY and _zh_not_predicate(words, i):
             continue
-        if negated or any(w in lex.negators for w in before):
+        if (negated or any(w in lex.negators for w in before)) and word not in _ZH_NOT_NEGATED:
             value *= _NEGATION_SCALAR
         if intensified or any(w in lex.intensifiers for w in before[:1]):
             value *= _INTENSIFIER_SCALAR
