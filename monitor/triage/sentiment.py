@@ -47,6 +47,7 @@ _ZH_ASKING = frozenset("吗吧呢")  # 好吗, 好吧: "OK?", "OK then"
 # and 快 "hurry"; before a one-character word 好 is "so" (好冷, 好高), 快 before any word "soon" (快到了),
 # and 一般 before a word "usually" or "ordinary" (一般都, 一般人).
 _ZH_PREDICATE_ONLY = frozenset({"好", "快", "一般"})
+_ZH_HAO_QUANTITY = frozenset("几多久些像")  # 好几次, 好多, 好久, 好些: "many", "long", not "good"
 # Returns and refunds are bad news negated or not: 不退款, 不能退货 are worse than 退款, not good.
 _ZH_NOT_NEGATED = frozenset({"退货", "退款", "退钱", "换货", "退换", "退换货"})
 _ZH_SPACES = re.compile(r"\s+")
@@ -196,6 +197,8 @@ def _zh_not_predicate(words: list[str], i: int) -> bool:
         return True
     if ends_clause:
         return False
+    if words[i] == "好" and following[0] in _ZH_HAO_QUANTITY:
+        return True
     return following in _ZH_ASKING or words[i] == "快" or len(following) == 1
 
 
