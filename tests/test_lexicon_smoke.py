@@ -106,6 +106,7 @@ def test_praise_reads_positive(lang, text):
 NEITHER = [
     ("zh", "好，我们走吧"),
     ("zh", "你觉得好不好"),
+    ("zh", "你满意不满意"),
     ("zh", "我一般周末在家"),
     ("zh", "快到了"),
     ("zh", "你最好先问一下"),

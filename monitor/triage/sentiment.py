@@ -185,6 +185,14 @@ def _is_zh_choice_question(word: str) -> bool:
     return False
 
 
+def _in_split_choice_question(words: list[str], i: int) -> bool:
+    """满意/不满意, 对/不对: the A-不-A question jieba cut in two (see `_is_zh_choice_question`)."""
+    word = words[i]
+    if i + 1 < len(words) and words[i + 1][:1] in "不没" and words[i + 1][1:] == word:
+        return True
+    return i > 0 and word[:1] in "不没" and words[i - 1] == word[1:]
+
+
 def _zh_not_predicate(words: list[str], i: int) -> bool:
     """True when 好, 快 or 一般 at `words[i]` is not "good", "fast", "so-so" but "OK", "so", "soon"..."""
     following = words[i + 1] if i + 1 < len(words) else ""
@@ -230,6 +238,8 @@ def _score_zh(sentence: str) -> float:
         if word in lex.intensifiers and i + 1 < len(words) and _zh_word(words[i + 1])[0]:
             continue
         if word in _ZH_PREDICATE_ONLY and _zh_not_predicate(words, i):
+            continue
+        if _in_split_choice_question(words, i):
             continue
         if (negated or any(w in lex.negators for w in before)) and word not in _ZH_NOT_NEGATED:
             value *= _NEGATION_SCALAR
