@@ -52,10 +52,14 @@ NEGATIVE = [
     ("da", "Alt for dyrt og langsomt"),
     ("da", "Maden var god, men betjeningen var elendig"),
     ("da", "Varen er beskadiget og virker ikke"),
+    ("da", "Jeg har stadig ikke fået mine penge tilbage"),
+    ("da", "Appen crasher hele tiden"),
     ("hr", "Paket nije stigao, nitko ne odgovara"),
     ("hr", "Lijepo, ali preskupo"),
     ("hr", "Prljava soba i bahato osoblje"),
     ("hr", "Soba smrdi, a dostava je bila sporo"),
+    ("hr", "Proizvod ne odgovara opisu"),
+    ("hr", "Osoblje je bilo neljubazno i neprofesionalno"),
 ]
 
 POSITIVE = [
