@@ -37,6 +37,7 @@ NEGATIVE = [
     ("zh", "离地铁站很远，交通不便"),
     ("zh", "还没发货，客服也没回复"),
     ("zh", "菜量太少了，吃不饱"),
+    ("zh", "隔音不好，衛生很差，房間太舊了"),  # traditional characters of the new words
     ("id", "pesanan belum sampai, admin slow respon"),
     ("id", "makanannya enak, tapi pelayanannya lama banget"),
     ("id", "barang rusak, kecewa berat"),
