@@ -74,6 +74,7 @@ POSITIVE = [
     ("zh", "宝贝收到了，跟描述一样"),
     ("zh", "不差"),
     ("zh", "太好了"),
+    ("zh", "这是一家好店"),  # 好 before a noun is "good"; before an adjective "so" (好冷)
     ("zh", "牛奶很好喝"),
     ("zh", "服务没得说"),
     ("zh", "包装很精美，下次还会入住"),

@@ -44,10 +44,11 @@ _ZH_PUNCTUATION = frozenset("，,;；:：、")
 _ZH_PARTICLES = frozenset("的了地得着过啊呀吧呢啦嘛哦")  # grammatical particles: no meaning of their own
 _ZH_ASKING = frozenset("吗吧呢")  # 好吗, 好吧: "OK?", "OK then"
 # "good", "fast" and "so-so" only as a predicate (质量好, 物流快, 味道一般): opening a clause 好 is "OK"
-# and 快 "hurry"; before a one-character word 好 is "so" (好冷, 好高), 快 before any word "soon" (快到了),
-# and 一般 before a word "usually" or "ordinary" (一般都, 一般人).
+# and 快 "hurry"; before an adjective or a quantity 好 is "so" (好冷, 好高, 好几次), 快 before any word
+# "soon" (快到了), and 一般 before a word "usually" or "ordinary" (一般都, 一般人).
 _ZH_PREDICATE_ONLY = frozenset({"好", "快", "一般"})
-_ZH_HAO_QUANTITY = frozenset("几多久些像")  # 好几次, 好多, 好久, 好些: "many", "long", not "good"
+# After 好 these make it "so", "many" or "long" (好冷, 好大, 好几次, 好久), not "good" (好人, 好表, 好店).
+_ZH_HAO_ADVERB = frozenset("几多久些像冷热高大小少远近长短重轻慢难饿困")
 # Returns and refunds are bad news negated or not: 不退款, 不能退货 are worse than 退款, not good.
 _ZH_NOT_NEGATED = frozenset({"退货", "退款", "退钱", "换货", "退换", "退换货"})
 _ZH_SPACES = re.compile(r"\s+")
@@ -205,9 +206,9 @@ def _zh_not_predicate(words: list[str], i: int) -> bool:
         return True
     if ends_clause:
         return False
-    if words[i] == "好" and following[0] in _ZH_HAO_QUANTITY:
-        return True
-    return following in _ZH_ASKING or words[i] == "快" or len(following) == 1
+    if words[i] == "好":
+        return following in _ZH_ASKING or following[0] in _ZH_HAO_ADVERB
+    return True  # 快 before a word: "soon", "hurry"
 
 
 def _score_zh(sentence: str) -> float:
