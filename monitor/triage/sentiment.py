@@ -224,17 +224,6 @@ def _score_zh(sentence: str) -> float:
         value, negated, intensified = _zh_word(word)
         if not value:
             continue
-        # The negator's reach: the three words before, not counting particles (没有想象中的好: 没有
-        # negates 好), up to a comma, a "but" word or the last sentiment word.
-        before: list[str] = []
-        for previous in reversed(words[scored_end:i]):
-            if previous in _ZH_PUNCTUATION or previous in lex.contrasts:
-                break
-            if previous in _ZH_PARTICLES:
-                continue
-            before.append(previous)
-            if len(before) == _NEGATION_WINDOW:
-                break
         # 好/太/超 right before a word intensify it ("好累" is "so tired", not "good").
         if word in lex.intensifiers and i + 1 < len(words) and _zh_word(words[i + 1])[0]:
             continue
@@ -242,6 +231,18 @@ def _score_zh(sentence: str) -> float:
             continue
         if _in_split_choice_question(words, i):
             continue
+        # The negator's reach: the three words before, not counting particles (没有想象中的好: 没有
+        # negates 好), up to a comma, a "but" word or the last sentiment word.
+        before: list[str] = []
+        for back in range(i - 1, scored_end - 1, -1):
+            previous = words[back]
+            if previous in _ZH_PUNCTUATION or previous in lex.contrasts:
+                break
+            if previous in _ZH_PARTICLES:
+                continue
+            before.append(previous)
+            if len(before) == _NEGATION_WINDOW:
+                break
         if (negated or any(w in lex.negators for w in before)) and word not in _ZH_NOT_NEGATED:
             value *= _NEGATION_SCALAR
         if intensified or any(w in lex.intensifiers for w in before[:1]):
