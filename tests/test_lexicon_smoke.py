@@ -38,6 +38,8 @@ NEGATIVE = [
     ("zh", "还没发货，客服也没回复"),
     ("zh", "菜量太少了，吃不饱"),
     ("zh", "隔音不好，衛生很差，房間太舊了"),  # traditional characters of the new words
+    ("zh", "手机发热很厉害"),  # after a complaint 厉害 is "badly"
+    ("zh", "酒店的设施已经很老了"),
     ("id", "pesanan belum sampai, admin slow respon"),
     ("id", "makanannya enak, tapi pelayanannya lama banget"),
     ("id", "barang rusak, kecewa berat"),
@@ -75,6 +77,7 @@ POSITIVE = [
     ("zh", "不差"),
     ("zh", "太好了"),
     ("zh", "这是一家好店"),  # 好 before a noun is "good"; before an adjective "so" (好冷)
+    ("zh", "这个师傅很厉害"),  # alone 厉害 is "great"
     ("zh", "牛奶很好喝"),
     ("zh", "服务没得说"),
     ("zh", "包装很精美，下次还会入住"),

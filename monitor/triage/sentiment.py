@@ -45,11 +45,14 @@ _ZH_PARTICLES = frozenset("的了地得着过啊呀吧呢啦嘛哦")  # grammati
 _ZH_ASKING = frozenset("吗吧呢")  # 好吗, 好吧: "OK?", "OK then"
 # "good", "fast" and "so-so" only as a predicate (质量好, 物流快, 味道一般): opening a clause 好 is "OK"
 # and 快 "hurry"; before an adjective or a quantity 好 is "so" (好冷, 好高, 好几次), 快 before any word
-# "soon" (快到了), and 一般 before a word "usually" or "ordinary" (一般都, 一般人).
-_ZH_PREDICATE_ONLY = frozenset({"好", "快", "一般"})
+# "soon" (快到了), 一般 before a word "usually" or "ordinary" (一般都, 一般人), 老 "always" or "old"
+# as a fond name (老是, 老朋友).
+_ZH_PREDICATE_ONLY = frozenset({"好", "快", "一般", "老"})
+_ZH_CLAUSE_FINAL = frozenset({"一般", "老"})  # only closing a clause: 味道一般, 设施很老了 (not 老医院, 一般人)
 # After 好 these make it "so", "many" or "long" (好冷, 好大, 好几次, 好久), not "good" (好人, 好表, 好店).
 _ZH_HAO_ADVERB = frozenset("几多久些像冷热高大小少远近长短重轻慢难饿困")
 # Returns and refunds are bad news negated or not: 不退款, 不能退货 are worse than 退款, not good.
+_ZH_SEVERITY = frozenset({"厉害"})  # "great" alone, "badly" after a complaint in its clause
 _ZH_NOT_NEGATED = frozenset({"退货", "退款", "退钱", "换货", "退换", "退换货"})
 _ZH_SPACES = re.compile(r"\s+")
 _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
@@ -195,12 +198,12 @@ def _in_split_choice_question(words: list[str], i: int) -> bool:
 
 
 def _zh_not_predicate(words: list[str], i: int) -> bool:
-    """True when 好, 快 or 一般 at `words[i]` is not "good", "fast", "so-so" but "OK", "so", "soon"..."""
+    """True when 好, 快, 一般 or 老 at `words[i]` is not "good", "fast", "so-so", "old" but "OK", "so"..."""
     following = words[i + 1] if i + 1 < len(words) else ""
     ends_clause = not following or following in _ZH_PUNCTUATION or (
         following in _ZH_PARTICLES and following not in _ZH_ASKING
     )
-    if words[i] == "一般":
+    if words[i] in _ZH_CLAUSE_FINAL:
         return not ends_clause
     if i == 0 or words[i - 1] in _ZH_PUNCTUATION:
         return True
@@ -220,10 +223,16 @@ def _score_zh(sentence: str) -> float:
     but, before_but, after_but = _contrast_factors(words, lex.contrasts)
     raw = 0.0
     scored_end = 0  # a negator reaches only the next sentiment word
+    complaint_in_clause = False  # 发热很厉害, 疼得厉害: after a complaint 厉害 is "badly", not "great"
     for i, word in enumerate(words):
+        if word in _ZH_PUNCTUATION:
+            complaint_in_clause = False
+            continue
         value, negated, intensified = _zh_word(word)
         if not value:
             continue
+        if word in _ZH_SEVERITY and complaint_in_clause:
+            value = -abs(value)
         # 好/太/超 right before a word intensify it ("好累" is "so tired", not "good").
         if word in lex.intensifiers and i + 1 < len(words) and _zh_word(words[i + 1])[0]:
             continue
@@ -251,6 +260,7 @@ def _score_zh(sentence: str) -> float:
             value *= before_but if i < but else after_but
         raw += value
         scored_end = i + 1
+        complaint_in_clause = complaint_in_clause or value < 0
     return raw
 
 
