@@ -57,12 +57,14 @@ NEGATIVE = [
     ("da", "Varen er beskadiget og virker ikke"),
     ("da", "Jeg har stadig ikke fået mine penge tilbage"),
     ("da", "Appen crasher hele tiden"),
+    ("da", "Pakken er aldrig modtaget og der er ingen hjælp at få"),
     ("hr", "Paket nije stigao, nitko ne odgovara"),
     ("hr", "Lijepo, ali preskupo"),
     ("hr", "Prljava soba i bahato osoblje"),
     ("hr", "Soba smrdi, a dostava je bila sporo"),
     ("hr", "Proizvod ne odgovara opisu"),
     ("hr", "Osoblje je bilo neljubazno i neprofesionalno"),
+    ("hr", "Paket je izgubljen, a kurir je zakasnio"),
 ]
 
 POSITIVE = [
