@@ -51,8 +51,8 @@ _ZH_PREDICATE_ONLY = frozenset({"好", "快", "一般", "老"})
 _ZH_CLAUSE_FINAL = frozenset({"一般", "老"})  # only closing a clause: 味道一般, 设施很老了 (not 老医院, 一般人)
 # After 好 these make it "so", "many" or "long" (好冷, 好大, 好几次, 好久), not "good" (好人, 好表, 好店).
 _ZH_HAO_ADVERB = frozenset("几多久些像冷热高大小少远近长短重轻慢难饿困")
-# Returns and refunds are bad news negated or not: 不退款, 不能退货 are worse than 退款, not good.
 _ZH_SEVERITY = frozenset({"厉害"})  # "great" alone, "badly" after a complaint in its clause
+# Returns and refunds are bad news negated or not: 不退款, 不能退货 are worse than 退款, not good.
 _ZH_NOT_NEGATED = frozenset({"退货", "退款", "退钱", "换货", "退换", "退换货"})
 _ZH_SPACES = re.compile(r"\s+")
 _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
