@@ -41,6 +41,20 @@ _CLAUSE_BREAK = ","
 _ID_REDUPLICATION = re.compile(r"^([a-z]+)2$")  # "nyampe2" = "nyampe-nyampe"
 _EMOJI_TO_VADER = 3.0  # our emoji valence (-1..1) on VADER's word scale (-4..4)
 _ZH_PUNCTUATION = frozenset("，,;；:：、")
+_ZH_PARTICLES = frozenset("的了地得着过啊呀吧呢啦嘛哦")  # grammatical particles: no meaning of their own
+_ZH_ASKING = frozenset("吗吧呢")  # 好吗, 好吧: "OK?", "OK then"
+# "good", "fast" and "so-so" only as a predicate (质量好, 物流快, 味道一般): opening a clause 好 is "OK"
+# and 快 "hurry"; before an adjective or a quantity 好 is "so" (好冷, 好高, 好几次), 快 before any word
+# "soon" (快到了), 一般 before a word "usually" or "ordinary" (一般都, 一般人), 老 "always" or "old"
+# as a fond name (老是, 老朋友).
+_ZH_PREDICATE_ONLY = frozenset({"好", "快", "一般", "老"})
+_ZH_CLAUSE_FINAL = frozenset({"一般", "老"})  # only closing a clause: 味道一般, 设施很老了 (not 老医院, 一般人)
+# After 好 these make it "so", "many" or "long" (好冷, 好大, 好几次, 好久), not "good" (好人, 好表, 好店).
+_ZH_HAO_ADVERB = frozenset("几多久些像冷热高大小少远近长短重轻慢难饿困")
+_ZH_SEVERITY = frozenset({"厉害"})  # "great" alone, "badly" after a complaint in its clause
+# Returns and refunds are bad news negated or not: 不退款, 不能退货 are worse than 退款, not good.
+_ZH_NOT_NEGATED = frozenset({"退货", "退款", "退钱", "换货", "退换", "退换货"})
+_ZH_SPACES = re.compile(r"\s+")
 _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
 
 
@@ -148,10 +162,15 @@ def _zh_modifier_starts() -> frozenset[str]:
 
 def _zh_value(word: str, lex: Lexicon) -> tuple[float, bool, bool]:
     """(value, negated, intensified) of one jieba word, reading a word jieba keeps whole such as 不好,
-    太差 or 不太好 as negators and intensifiers + a lexicon word."""
-    value = lex.words.get(word, 0.0)
-    if value or len(word) < 2 or word[0] not in _zh_modifier_starts():
-        return value, False, False
+    太差, 不太好 or 太好了 as negators and intensifiers + a lexicon word (+ a final particle)."""
+    if word in lex.words:  # a listed word is read as listed, zero included (好好, 好不好)
+        return lex.words[word], False, False
+    if len(word) < 2:
+        return 0.0, False, False
+    if len(word) >= 3 and word[-1] in _ZH_PARTICLES:  # 太好了, 坏掉了: the particle adds nothing
+        return _zh_value(word[:-1], lex)
+    if word[0] not in _zh_modifier_starts() or _is_zh_choice_question(word):
+        return 0.0, False, False
     for cut in range(1, len(word)):
         head = word[:cut]
         is_negator, is_intensifier = head in lex.negators, head in lex.intensifiers
@@ -163,25 +182,79 @@ def _zh_value(word: str, lex: Lexicon) -> tuple[float, bool, bool]:
     return 0.0, False, False
 
 
+def _is_zh_choice_question(word: str) -> bool:
+    """A-不-A, A-没-A: 好不好, 行不行, 满意不满意 ask "is it?"; they say neither."""
+    for middle in "不没":
+        head, found, tail = word.partition(middle)
+        if found and head and head == tail:
+            return True
+    return False
+
+
+def _in_split_choice_question(words: list[str], i: int) -> bool:
+    """满意/不满意, 对/不对: the A-不-A question jieba cut in two (see `_is_zh_choice_question`)."""
+    word = words[i]
+    if i + 1 < len(words) and words[i + 1][:1] in "不没" and words[i + 1][1:] == word:
+        return True
+    return i > 0 and word[:1] in "不没" and words[i - 1] == word[1:]
+
+
+def _zh_not_predicate(words: list[str], i: int) -> bool:
+    """True when 好, 快, 一般 or 老 at `words[i]` is not "good", "fast", "so-so", "old" but "OK", "so"..."""
+    following = words[i + 1] if i + 1 < len(words) else ""
+    ends_clause = not following or following in _ZH_PUNCTUATION or (
+        following in _ZH_PARTICLES and following not in _ZH_ASKING
+    )
+    if words[i] in _ZH_CLAUSE_FINAL:
+        return not ends_clause
+    if i == 0 or words[i - 1] in _ZH_PUNCTUATION:
+        return True
+    if ends_clause:
+        return False
+    if words[i] == "好":
+        return following in _ZH_ASKING or following[0] in _ZH_HAO_ADVERB
+    return True  # 快 before a word: "soon", "hurry"
+
+
 def _score_zh(sentence: str) -> float:
     lex = lexicon("zh")
-    words = zh_words(fold(sentence).translate(zh_traditional()))
+    text = fold(sentence).translate(zh_traditional())
+    if " " in text or "\t" in text:  # people (and subtitles) separate clauses with spaces: a comma's break
+        text = _ZH_SPACES.sub("，", text.strip())
+    words = zh_words(text)
     but, before_but, after_but = _contrast_factors(words, lex.contrasts)
     raw = 0.0
     scored_end = 0  # a negator reaches only the next sentiment word
+    complaint_in_clause = False  # 发热很厉害, 疼得厉害: after a complaint 厉害 is "badly", not "great"
     for i, word in enumerate(words):
+        if word in _ZH_PUNCTUATION:
+            complaint_in_clause = False
+            continue
         value, negated, intensified = _zh_word(word)
         if not value:
             continue
-        before: list[str] = []
-        for previous in reversed(words[max(scored_end, i - _NEGATION_WINDOW) : i]):
-            if previous in _ZH_PUNCTUATION or previous in lex.contrasts:
-                break
-            before.append(previous)
+        if word in _ZH_SEVERITY and complaint_in_clause:
+            value = -abs(value)
         # 好/太/超 right before a word intensify it ("好累" is "so tired", not "good").
         if word in lex.intensifiers and i + 1 < len(words) and _zh_word(words[i + 1])[0]:
             continue
-        if negated or any(w in lex.negators for w in before):
+        if word in _ZH_PREDICATE_ONLY and _zh_not_predicate(words, i):
+            continue
+        if _in_split_choice_question(words, i):
+            continue
+        # The negator's reach: the three words before, not counting particles (没有想象中的好: 没有
+        # negates 好), up to a comma, a "but" word or the last sentiment word.
+        before: list[str] = []
+        for back in range(i - 1, scored_end - 1, -1):
+            previous = words[back]
+            if previous in _ZH_PUNCTUATION or previous in lex.contrasts:
+                break
+            if previous in _ZH_PARTICLES:
+                continue
+            before.append(previous)
+            if len(before) == _NEGATION_WINDOW:
+                break
+        if (negated or any(w in lex.negators for w in before)) and word not in _ZH_NOT_NEGATED:
             value *= _NEGATION_SCALAR
         if intensified or any(w in lex.intensifiers for w in before[:1]):
             value *= _INTENSIFIER_SCALAR
@@ -189,6 +262,7 @@ def _score_zh(sentence: str) -> float:
             value *= before_but if i < but else after_but
         raw += value
         scored_end = i + 1
+        complaint_in_clause = complaint_in_clause or value < 0
     return raw
 
 
