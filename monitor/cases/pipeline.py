@@ -37,7 +37,7 @@ from monitor.model import (
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
 from monitor.rules.schema import Grouping
 from monitor.rules.silences import VIP_ALIAS
-from monitor.store import reserve_ids, set_cursor, transaction
+from monitor.store import execute_many, reserve_ids, set_cursor, transaction
 from monitor.triage import triage_many
 
 log = logging.getLogger(__name__)
@@ -280,12 +280,7 @@ class _CaseBuilder:
 
     def _link_mentions(self, updates: Sequence[dict[str, Any]]) -> None:
         """Each stored mention's case id, in one executemany UPDATE."""
-        if updates:
-            table = Mention.__table__
-            self.s.execute(
-                sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(case_id=sa.bindparam("b_case")),
-                list(updates),
-            )
+        execute_many(self.s, _LINK_MENTIONS, updates)
 
     def _insert_opened(self) -> None:
         """The page's new cases in one Core INSERT (executemany) instead of the unit of work's, which cost
@@ -296,8 +291,7 @@ class _CaseBuilder:
             return
         for case in pending:
             self.s.expunge(case)
-        columns = [column.key for column in Case.__table__.columns]
-        self.s.execute(sa.insert(Case.__table__), [{key: case.__dict__[key] for key in columns} for case in pending])
+        execute_many(self.s, _INSERT_CASES, [{key: case.__dict__[key] for key in _CASE_COLUMNS} for case in pending])
 
     def _next_case_id(self) -> int:
         if not self.case_ids:
@@ -699,6 +693,11 @@ class _CaseBuilder:
             self.result.acks_queued += 1
 
 
+# The ingest's writes, built once (monitor.store.execute_many prepares each once per dialect)
+_INSERT_CASES = sa.insert(Case.__table__)  # type: ignore[arg-type]
+_CASE_COLUMNS = [column.key for column in Case.__table__.columns]  # type: ignore[attr-defined]
+_LINK_MENTIONS = sa.update(Mention.__table__).where(  # type: ignore[arg-type]
+    Mention.__table__.c.id == sa.bindparam("b_id")).values(case_id=sa.bindparam("b_case"))  # type: ignore[attr-defined]
 # The ingest's page look-ups, built once: a page pays neither building them nor their cache keys.
 _STORED = select(Mention.external_id).where(
     Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
