@@ -186,12 +186,13 @@ def _insert_mentions(
     source: str,
     now: datetime,
 ) -> list[Mention]:
-    """One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING; a concurrent insert is a duplicate."""
+    """One executemany INSERT ... ON CONFLICT DO NOTHING with reserved ids; a concurrent insert is a duplicate."""
+    ids = reserve_ids(session, Mention.__table__, len(fresh))  # type: ignore[arg-type]
     values: list[dict[str, Any]] = []
-    for m, s, d in zip(fresh, scores, decisions, strict=True):
+    for m, s, d, new_id in zip(fresh, scores, decisions, ids, strict=True):
         values.append(
             dict(
-                platform=m.platform, kind=m.kind, source=source, external_id=m.external_id,
+                id=new_id, platform=m.platform, kind=m.kind, source=source, external_id=m.external_id,
                 conversation_id=m.conversation_id or m.external_id, parent_id=m.parent_id,
                 author_id=_safe(m.author.id), author_handle=_safe(m.author.handle), author_name=_safe(m.author.name),
                 author_followers=m.author.followers, author_verified=m.author.verified,
@@ -201,22 +202,30 @@ def _insert_mentions(
                     d.matched[0].name if d.matched else ""),
             )
         )
-    table = Mention.__table__
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    # One statement executed with a list of rows: SQLAlchemy batches it into multi-row INSERTs
-    # ("insertmanyvalues") from a cached compilation; .values(rows) recompiled it for every page.
-    stmt = insert(table).on_conflict_do_nothing(
-        index_elements=["platform", "external_id"]).returning(table.c.id, table.c.platform, table.c.external_id)
-    inserted: list[Mention] = []
-    for start in range(0, len(values), 400):
-        chunk = values[start:start + 400]
-        ids = {(p, e): i for i, p, e in session.execute(stmt, chunk).all()}
-        for row in chunk:
-            new_id = ids.get((row["platform"], row["external_id"]))
-            if new_id is not None:
-                # not validated: the values are ours and already checked; validation cost 14x more
-                inserted.append(_construct(Mention, id=new_id, **row))
-    return inserted
+    stored = execute_many(session, _insert_mentions_statement(session.get_bind().dialect.name), values)
+    if stored != len(values):  # a concurrent insert won (or the driver cannot count): which of our ids are there
+        kept: set[int] = set()
+        for start in range(0, len(ids), 400):
+            kept.update(session.execute(_MENTIONS_BY_ID, {"ids": ids[start:start + 400]}).scalars())
+        values = [row for row in values if row["id"] in kept]
+    # not validated: the values are ours and already checked; validation cost 14x more
+    return [_construct(Mention, **row) for row in values]
+
+
+_INSERT_MENTIONS: dict[str, Any] = {}
+_MENTIONS_BY_ID = sa.select(Mention.__table__.c.id).where(  # type: ignore[attr-defined]
+    Mention.__table__.c.id.in_(sa.bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
+
+
+def _insert_mentions_statement(dialect: str) -> Any:
+    """The mention INSERT ... ON CONFLICT DO NOTHING of `dialect`, built once (execute_many prepares it once).
+    Without RETURNING: the ids are reserved, and the row count says whether every row went in."""
+    statement = _INSERT_MENTIONS.get(dialect)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _INSERT_MENTIONS[dialect] = insert(Mention.__table__).on_conflict_do_nothing(  # type: ignore[arg-type]
+            index_elements=["platform", "external_id"])
+    return statement
 
 
 class _CaseBuilder:
