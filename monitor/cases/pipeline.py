@@ -714,11 +714,13 @@ _PARENTS = select(Mention.id, Mention.case_id, Mention.external_id).where(
     Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
 _WAITING = (Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
 _WAITING_BY_ID = select(Case).where(Case.id.in_(sa.bindparam("ids", expanding=True)), *_WAITING)
-# `kind || ''`: given a long list of case ids, SQLite preferred the reply-window index on kind and read
-# every public reply ever queued; the expression leaves it the index on case_id
+# `kind || ''` and `state || ''`: given a long list of case ids, SQLite preferred the reply-window index on
+# kind and read every public reply ever queued, then the due index on state and read every row ever sent;
+# the expressions leave it the index on case_id
 _POSTED = select(Outbox.case_id, Outbox.result).where(
     Outbox.case_id.in_(sa.bindparam("ids", expanding=True)),
-    Outbox.kind.concat("").in_(sorted(str(kind) for kind in PUBLIC_KINDS)), Outbox.state == OutboxState.SENT)
+    Outbox.kind.concat("").in_(sorted(str(kind) for kind in PUBLIC_KINDS)),
+    Outbox.state.concat("") == OutboxState.SENT.value)
 _ACKNOWLEDGED = select(Case).where(
     Case.platform == sa.bindparam("platform"), Case.acknowledged_at.is_not(None),
     sa.or_(Case.author_id.in_(sa.bindparam("authors", expanding=True)),
