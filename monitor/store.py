@@ -97,11 +97,13 @@ def is_postgres(engine: Engine) -> bool:
 
 # Indexes for queries that ran once per new case and scanned whole tables, so ingest slowed down
 # as the database grew (bench/throughput.py): the acknowledgement cooldown looks for recent replies
-# (monitor/cases/acknowledge.py), storm control counts recent cases of a group (monitor/cases/pipeline.py).
+# (monitor/cases/acknowledge.py), storm control counts recent cases of a group and of a channel, once a page
+# (monitor/cases/pipeline.py; the channel's since revision 0005).
 _EXTRA_INDEXES = (
     sa.Index("ix_outbox_reply_window", model.Outbox.__table__.c.kind, model.Outbox.__table__.c.platform,
              model.Outbox.__table__.c.created_at),
     sa.Index("ix_case_group_window", model.Case.__table__.c.group_key, model.Case.__table__.c.opened_at),
+    sa.Index("ix_case_channel_window", model.Case.__table__.c.channel, model.Case.__table__.c.opened_at),
 )
 
 
