@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -96,11 +97,13 @@ def is_postgres(engine: Engine) -> bool:
 
 # Indexes for queries that ran once per new case and scanned whole tables, so ingest slowed down
 # as the database grew (bench/throughput.py): the acknowledgement cooldown looks for recent replies
-# (monitor/cases/acknowledge.py), storm control counts recent cases of a group (monitor/cases/pipeline.py).
+# (monitor/cases/acknowledge.py), storm control counts recent cases of a group and of a channel, once a page
+# (monitor/cases/pipeline.py; the channel's since revision 0005).
 _EXTRA_INDEXES = (
     sa.Index("ix_outbox_reply_window", model.Outbox.__table__.c.kind, model.Outbox.__table__.c.platform,
              model.Outbox.__table__.c.created_at),
     sa.Index("ix_case_group_window", model.Case.__table__.c.group_key, model.Case.__table__.c.opened_at),
+    sa.Index("ix_case_channel_window", model.Case.__table__.c.channel, model.Case.__table__.c.opened_at),
 )
 
 
@@ -223,6 +226,47 @@ def reserve_ids(session: Session, table: sa.Table, n: int) -> list[int]:
         return [int(r[0]) for r in rows]
     top = session.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar_one()
     return list(range(int(top) + 1, int(top) + 1 + n))
+
+
+# (statement, dialect, the rows' keys) -> its SQL, and per parameter: its name for the driver, the row's key
+# (None: the statement's own value), that value, the column type's bind processor
+_PREPARED: dict[tuple[Any, str, tuple[str, ...]], tuple[str, bool, list[tuple[str, str | None, Any, Any]]]] = {}
+
+
+def execute_many(session: Session, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Run a DML `statement` once for each row (all with the same keys) in one DBAPI executemany; the number
+    of rows the database says it changed.  Each value goes through its column type's bind processor as with
+    `session.execute(statement, rows)`, so what is stored is the same; what is skipped is SQLAlchemy's
+    per-row parameter assembly (most of the Python time of a page's inserts) and the session's autoflush:
+    the caller writes rows it built itself, which no pending ORM change can affect."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    dialect = connection.dialect
+    keys = tuple(rows[0])
+    prepared = _PREPARED.get((statement, dialect.name, keys))
+    if prepared is None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.bind_names.values())
+        escaped = compiled.escaped_bind_names or {}
+        fixed = {name: compiled.binds[name].effective_value for name in names}
+        # the Python-side defaults of the columns the rows leave out (SQLAlchemy computes them per execution)
+        for column in [*compiled.insert_prefetch, *compiled.update_prefetch]:
+            default = column.default if column in compiled.insert_prefetch else column.onupdate
+            if default is None or not default.is_scalar:
+                raise ValueError(f"execute_many: give {column.key} in every row (its default is not a constant)")
+            fixed[column.key] = default.arg
+        plan = [(escaped.get(name, name), name if name in keys else None, fixed[name],
+                 compiled._bind_processors.get(name)) for name in names]
+        prepared = _PREPARED[(statement, dialect.name, keys)] = (compiled.string, compiled.positional, plan)
+    sql, positional, plan = prepared
+    converted: list[Any] = []
+    driver_names = [name for name, _, _, _ in plan]
+    for row in rows:
+        values = [(row[key] if key is not None else fixed) if process is None
+                  else process(row[key] if key is not None else fixed) for _, key, fixed, process in plan]
+        converted.append(tuple(values) if positional else dict(zip(driver_names, values, strict=True)))
+    return connection.exec_driver_sql(sql, converted).rowcount
 
 
 # --------------------------------------------------------------------------- cursors

@@ -76,3 +76,28 @@ def test_alert_and_followup_are_delivered_in_one_thread(engine, simple_rules, cl
         assert case.alert_ref  # the alert's message id was recorded with the case
         pending = s.exec(select(Outbox).where(Outbox.state != "sent")).all()
         assert [(o.kind, o.state) for o in pending] == []
+
+
+def test_a_mention_another_replica_stores_meanwhile_is_a_duplicate_with_no_second_case(engine, simple_rules, clock):
+    now = clock.now()
+    batch = [tweet(1, "@nordlysshop my order never arrived. Terrible, awful service, I am furious 😡", at=now),
+             tweet(2, "@nordlysshop love the new lamp, thank you!", author="bo", at=now)]
+    other: list[pipeline.IngestResult] = []
+
+    def triage_while_the_other_replica_stores(texts, **kwargs):
+        # triage runs between the dedup read and the write: the other replica stores the complaint first
+        if not other:
+            other.append(pipeline.ingest(engine, source="x-mentions", batch=batch[:1], cursor=None,
+                                         ruleset=simple_rules, now=now))
+        return pipeline.triage_many(texts, **kwargs)
+
+    result = pipeline.ingest(engine, source="x-mentions", batch=batch, cursor="c1", ruleset=simple_rules, now=now,
+                             triage_fn=triage_while_the_other_replica_stores)
+    assert (other[0].stored, other[0].cases_opened) == (1, 1)
+    assert (result.stored, result.duplicates, result.cases_opened) == (1, 1, 0)
+    with Session(engine) as s:
+        stored = s.exec(select(Mention.id, Mention.external_id)).all()
+        assert sorted(external_id for _, external_id in stored) == ["1001", "1002"]
+        assert result.stored_ids == [mention_id for mention_id, external_id in stored if external_id == "1002"]
+        assert s.exec(select(sa.func.count()).select_from(Case)).one() == 1
+        assert get_cursor(s, "x-mentions") == "c1"

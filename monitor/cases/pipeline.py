@@ -37,7 +37,7 @@ from monitor.model import (
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
 from monitor.rules.schema import Grouping
 from monitor.rules.silences import VIP_ALIAS
-from monitor.store import reserve_ids, set_cursor, transaction
+from monitor.store import execute_many, reserve_ids, set_cursor, transaction
 from monitor.triage import triage_many
 
 log = logging.getLogger(__name__)
@@ -186,12 +186,13 @@ def _insert_mentions(
     source: str,
     now: datetime,
 ) -> list[Mention]:
-    """One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING; a concurrent insert is a duplicate."""
+    """One executemany INSERT ... ON CONFLICT DO NOTHING with reserved ids; a concurrent insert is a duplicate."""
+    ids = reserve_ids(session, Mention.__table__, len(fresh))  # type: ignore[arg-type]
     values: list[dict[str, Any]] = []
-    for m, s, d in zip(fresh, scores, decisions, strict=True):
+    for m, s, d, new_id in zip(fresh, scores, decisions, ids, strict=True):
         values.append(
             dict(
-                platform=m.platform, kind=m.kind, source=source, external_id=m.external_id,
+                id=new_id, platform=m.platform, kind=m.kind, source=source, external_id=m.external_id,
                 conversation_id=m.conversation_id or m.external_id, parent_id=m.parent_id,
                 author_id=_safe(m.author.id), author_handle=_safe(m.author.handle), author_name=_safe(m.author.name),
                 author_followers=m.author.followers, author_verified=m.author.verified,
@@ -201,22 +202,30 @@ def _insert_mentions(
                     d.matched[0].name if d.matched else ""),
             )
         )
-    table = Mention.__table__
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    # One statement executed with a list of rows: SQLAlchemy batches it into multi-row INSERTs
-    # ("insertmanyvalues") from a cached compilation; .values(rows) recompiled it for every page.
-    stmt = insert(table).on_conflict_do_nothing(
-        index_elements=["platform", "external_id"]).returning(table.c.id, table.c.platform, table.c.external_id)
-    inserted: list[Mention] = []
-    for start in range(0, len(values), 400):
-        chunk = values[start:start + 400]
-        ids = {(p, e): i for i, p, e in session.execute(stmt, chunk).all()}
-        for row in chunk:
-            new_id = ids.get((row["platform"], row["external_id"]))
-            if new_id is not None:
-                # not validated: the values are ours and already checked; validation cost 14x more
-                inserted.append(_construct(Mention, id=new_id, **row))
-    return inserted
+    stored = execute_many(session, _insert_mentions_statement(session.get_bind().dialect.name), values)
+    if stored != len(values):  # a concurrent insert won (or the driver cannot count): which of our ids are there
+        kept: set[int] = set()
+        for start in range(0, len(ids), 400):
+            kept.update(session.execute(_MENTIONS_BY_ID, {"ids": ids[start:start + 400]}).scalars())
+        values = [row for row in values if row["id"] in kept]
+    # not validated: the values are ours and already checked; validation cost 14x more
+    return [_construct(Mention, **row) for row in values]
+
+
+_INSERT_MENTIONS: dict[str, Any] = {}
+_MENTIONS_BY_ID = sa.select(Mention.__table__.c.id).where(  # type: ignore[attr-defined]
+    Mention.__table__.c.id.in_(sa.bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
+
+
+def _insert_mentions_statement(dialect: str) -> Any:
+    """The mention INSERT ... ON CONFLICT DO NOTHING of `dialect`, built once (execute_many prepares it once).
+    Without RETURNING: the ids are reserved, and the row count says whether every row went in."""
+    statement = _INSERT_MENTIONS.get(dialect)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _INSERT_MENTIONS[dialect] = insert(Mention.__table__).on_conflict_do_nothing(  # type: ignore[arg-type]
+            index_elements=["platform", "external_id"])
+    return statement
 
 
 class _CaseBuilder:
@@ -280,12 +289,7 @@ class _CaseBuilder:
 
     def _link_mentions(self, updates: Sequence[dict[str, Any]]) -> None:
         """Each stored mention's case id, in one executemany UPDATE."""
-        if updates:
-            table = Mention.__table__
-            self.s.execute(
-                sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(case_id=sa.bindparam("b_case")),
-                list(updates),
-            )
+        execute_many(self.s, _LINK_MENTIONS, updates)
 
     def _insert_opened(self) -> None:
         """The page's new cases in one Core INSERT (executemany) instead of the unit of work's, which cost
@@ -296,8 +300,7 @@ class _CaseBuilder:
             return
         for case in pending:
             self.s.expunge(case)
-        columns = [column.key for column in Case.__table__.columns]
-        self.s.execute(sa.insert(Case.__table__), [{key: case.__dict__[key] for key in columns} for case in pending])
+        execute_many(self.s, _INSERT_CASES, [{key: case.__dict__[key] for key in _CASE_COLUMNS} for case in pending])
 
     def _next_case_id(self) -> int:
         if not self.case_ids:
@@ -699,6 +702,11 @@ class _CaseBuilder:
             self.result.acks_queued += 1
 
 
+# The ingest's writes, built once (monitor.store.execute_many prepares each once per dialect)
+_INSERT_CASES = sa.insert(Case.__table__)  # type: ignore[arg-type]
+_CASE_COLUMNS = [column.key for column in Case.__table__.columns]  # type: ignore[attr-defined]
+_LINK_MENTIONS = sa.update(Mention.__table__).where(  # type: ignore[arg-type]
+    Mention.__table__.c.id == sa.bindparam("b_id")).values(case_id=sa.bindparam("b_case"))  # type: ignore[attr-defined]
 # The ingest's page look-ups, built once: a page pays neither building them nor their cache keys.
 _STORED = select(Mention.external_id).where(
     Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
@@ -706,11 +714,13 @@ _PARENTS = select(Mention.id, Mention.case_id, Mention.external_id).where(
     Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
 _WAITING = (Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
 _WAITING_BY_ID = select(Case).where(Case.id.in_(sa.bindparam("ids", expanding=True)), *_WAITING)
-# `kind || ''`: given a long list of case ids, SQLite preferred the reply-window index on kind and read
-# every public reply ever queued; the expression leaves it the index on case_id
+# `kind || ''` and `state || ''`: given a long list of case ids, SQLite preferred the reply-window index on
+# kind and read every public reply ever queued, then the due index on state and read every row ever sent;
+# the expressions leave it the index on case_id
 _POSTED = select(Outbox.case_id, Outbox.result).where(
     Outbox.case_id.in_(sa.bindparam("ids", expanding=True)),
-    Outbox.kind.concat("").in_(sorted(str(kind) for kind in PUBLIC_KINDS)), Outbox.state == OutboxState.SENT)
+    Outbox.kind.concat("").in_(sorted(str(kind) for kind in PUBLIC_KINDS)),
+    Outbox.state.concat("") == OutboxState.SENT.value)
 _ACKNOWLEDGED = select(Case).where(
     Case.platform == sa.bindparam("platform"), Case.acknowledged_at.is_not(None),
     sa.or_(Case.author_id.in_(sa.bindparam("authors", expanding=True)),

@@ -46,7 +46,7 @@ from monitor.model import (
 )
 from monitor.retry import DELIVERIES
 from monitor.settings import Settings
-from monitor.store import is_postgres, transaction
+from monitor.store import execute_many, is_postgres, transaction
 from monitor.views import OpenCaseLine, ThreadLine, build_view
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ ACK_PREFIX = "ack:"  # dedup keys of acknowledgements (monitor.cases.acknowledge
 MEMBER_PREFIX = "member:"  # a grouped case's line in its group's thread (monitor.cases.pipeline)
 PRIORITY_PREFIX = "spike:"  # dedup keys of rows delivered before everything else (monitor.cases.sla._spike)
 _BATCH = "mm_outbox_batch"  # Session.info key of the open Batch
+_INSERT_EVENTS = sa.insert(Event.__table__)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
@@ -106,11 +107,11 @@ def flush_batch(session: Session) -> None:
     if batch is None:
         return
     if batch.rows:
-        session.execute(_statement(session, "add_many"), list(batch.rows.values()))
+        execute_many(session, _statement(session, "add_many"), list(batch.rows.values()))
     if batch.updates:
-        session.execute(_statement(session, "update"), list(batch.updates.values()))
+        execute_many(session, _statement(session, "update"), list(batch.updates.values()))
     if batch.events:
-        session.execute(sa.insert(Event.__table__), batch.events)  # type: ignore[arg-type]
+        execute_many(session, _INSERT_EVENTS, batch.events)
 
 
 def add_event(
