@@ -499,4 +499,21 @@ def render_template(ruleset: Ruleset, *, template: str, lang: str, values: dict[
     filled = _Values({k: v for k, v in values.items() if k in TEMPLATE_VARIABLES})
     filled.setdefault("brand", ruleset.brand.name)
     text = texts[used] if filled.get("author") else neutral_greeting(texts[used])
-    return string.Formatter().vformat(text, (), filled), used
+    parts = _template_parts(text)
+    if parts is None:
+        return string.Formatter().vformat(text, (), filled), used
+    return "".join([literal + format(filled[name], "") if name else literal for literal, name in parts]), used
+
+
+@lru_cache(maxsize=256)
+def _template_parts(text: str) -> tuple[tuple[str, str], ...] | None:
+    """(text before, variable or "") pairs of a template, parsed once; None when a field has a conversion, a
+    format spec or a name that is not a variable (string.Formatter renders those, or raises as it would)."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError:
+        return None
+    if any(name is not None and (name not in TEMPLATE_VARIABLES or spec or conversion)
+           for _, name, spec, conversion in parsed):
+        return None
+    return tuple((literal, name or "") for literal, name, _, _ in parsed)
