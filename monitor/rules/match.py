@@ -358,7 +358,11 @@ def _keywords_any_check(keywords: tuple[str, ...]) -> _Predicate:
 
 def _keywords_all_check(keywords: tuple[str, ...]) -> _Predicate:
     patterns = tuple(_keyword_pattern(k) for k in keywords)
-    return lambda f: all(p.search(text) is not None for text in (normalize_text(f.text),) for p in patterns)
+
+    def all_found(f: MentionFacts) -> bool:
+        text = normalize_text(f.text)
+        return all(pattern.search(text) is not None for pattern in patterns)
+    return all_found
 
 
 def _predicate(cond: Condition) -> _Predicate:
