@@ -76,3 +76,25 @@ def test_alert_and_followup_are_delivered_in_one_thread(engine, simple_rules, cl
         assert case.alert_ref  # the alert's message id was recorded with the case
         pending = s.exec(select(Outbox).where(Outbox.state != "sent")).all()
         assert [(o.kind, o.state) for o in pending] == []
+
+
+def test_cooldown_counts_per_platform_author_a_shared_id_on_another_platform_is_someone_else(
+        engine, simple_rules, clock):
+    from connectors.platforms import FACEBOOK, X
+
+    policies = {"x": pipeline.ReplyPolicy(platform=X), "facebook": pipeline.ReplyPolicy(platform=FACEBOOK)}
+    now = clock.now()
+    pipeline.ingest(engine, source="x-mentions", batch=[tweet(1, "@nordlysshop lamp arrived broken", at=now)],
+                    cursor="c1", ruleset=simple_rules, now=now, policies=policies)
+    later = now + timedelta(hours=1)
+    comment = NewMention(platform="facebook", kind="comment", external_id="fb-1", conversation_id="post-1",
+                         text="my refund never arrived", author=Author(id="u-anna", name="Anna"), created_at=later)
+    again = tweet(2, "@nordlysshop and now the refund is refused?!", at=later)  # anna on X, a new conversation
+    result = pipeline.ingest(engine, source="mixed", batch=[comment, again], cursor="c2", ruleset=simple_rules,
+                             now=later, policies=policies)
+    assert result.acks_queued == 1
+    with Session(engine) as s:
+        cases = {c.platform + ":" + c.conversation_id: c.ack_mode for c in s.exec(select(Case)).all()}
+        assert cases == {"x:1001": "auto", "facebook:post-1": "auto", "x:1002": "off"}
+        public = s.exec(select(Outbox.platform).where(Outbox.kind == OutboxKind.REPLY_PUBLIC)).all()
+        assert sorted(public) == ["facebook", "x"]

@@ -152,11 +152,9 @@ def _ack_rows(since: Any) -> Any:
     ).group_by(Outbox.platform, Outbox.author_id)
 
 
-# The same for a page's authors (prefetch_recent_acks), built once: a page pays neither building it nor
-# its cache key.
-_RECENT_ACKS = _ack_rows(sa.bindparam("since")).where(
-    Outbox.author_id.in_(sa.bindparam("authors", expanding=True)),
-    sa.tuple_(Outbox.platform, Outbox.author_id).in_(sa.bindparam("pairs", expanding=True)))
+# The same for a page's author ids (prefetch_recent_acks), built once: a page pays neither building it nor
+# its cache key.  The platform is checked in Python: a row-value IN beside it doubled the query's cost.
+_RECENT_ACKS = _ack_rows(sa.bindparam("since")).where(Outbox.author_id.in_(sa.bindparam("authors", expanding=True)))
 
 
 def recent_ack_for_author(session: Session, *, platform: str, author_id: str, since: datetime) -> datetime | None:
@@ -179,10 +177,12 @@ def prefetch_recent_acks(session: Session, *, authors: Iterable[tuple[str, str]]
     wanted = sorted(set(authors) - batch.known_authors)
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
-        params = {"since": since, "authors": sorted({author for _, author in chunk}), "pairs": chunk}
+        asked = set(chunk)
+        params = {"since": since, "authors": sorted({author for _, author in chunk})}
         for platform, author_id, at in session.exec(_RECENT_ACKS, params=params).all():
             key = (platform, author_id)
-            batch.last_ack[key] = max(at, batch.last_ack.get(key, at))
+            if key in asked:  # the same id on another platform is another person
+                batch.last_ack[key] = max(at, batch.last_ack.get(key, at))
         batch.known_authors.update(chunk)
 
 
