@@ -18,15 +18,17 @@ _URL_RE = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 # X counts these code point ranges as 1 and everything else (CJK, emoji...) as 2.
 _X_LIGHT = ((0x0000, 0x10FF), (0x2000, 0x200D), (0x2010, 0x201F), (0x2032, 0x2037))
 X_URL_WEIGHT = 23  # every URL counts as a t.co link
+# the characters that count 2, found in one pass (a Python test per character cost ~1 µs each)
+_X_HEAVY = re.compile("[^" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in _X_LIGHT) + "]")
 
 
 def x_weighted_length(text: str) -> int:
     """Length as X counts it: URLs count 23, CJK and emoji count 2, Latin 1."""
     text = unicodedata.normalize("NFC", text)
     urls = _URL_RE.findall(text)
-    rest = _URL_RE.sub("", text)
-    weight = sum(1 if any(lo <= ord(ch) <= hi for lo, hi in _X_LIGHT) else 2 for ch in rest)
-    return weight + X_URL_WEIGHT * len(urls)
+    rest = _URL_RE.sub("", text) if urls else text
+    heavy = 0 if rest.isascii() else len(_X_HEAVY.findall(rest))
+    return len(rest) + heavy + X_URL_WEIGHT * len(urls)
 
 
 def character_length(text: str) -> int:

@@ -101,3 +101,25 @@ def test_a_mention_another_replica_stores_meanwhile_is_a_duplicate_with_no_secon
         assert result.stored_ids == [mention_id for mention_id, external_id in stored if external_id == "1002"]
         assert s.exec(select(sa.func.count()).select_from(Case)).one() == 1
         assert get_cursor(s, "x-mentions") == "c1"
+
+
+def test_cooldown_counts_per_platform_author_a_shared_id_on_another_platform_is_someone_else(
+        engine, simple_rules, clock):
+    from connectors.platforms import FACEBOOK, X
+
+    policies = {"x": pipeline.ReplyPolicy(platform=X), "facebook": pipeline.ReplyPolicy(platform=FACEBOOK)}
+    now = clock.now()
+    pipeline.ingest(engine, source="x-mentions", batch=[tweet(1, "@nordlysshop lamp arrived broken", at=now)],
+                    cursor="c1", ruleset=simple_rules, now=now, policies=policies)
+    later = now + timedelta(hours=1)
+    comment = NewMention(platform="facebook", kind="comment", external_id="fb-1", conversation_id="post-1",
+                         text="my refund never arrived", author=Author(id="u-anna", name="Anna"), created_at=later)
+    again = tweet(2, "@nordlysshop and now the refund is refused?!", at=later)  # anna on X, a new conversation
+    result = pipeline.ingest(engine, source="mixed", batch=[comment, again], cursor="c2", ruleset=simple_rules,
+                             now=later, policies=policies)
+    assert result.acks_queued == 1
+    with Session(engine) as s:
+        cases = {c.platform + ":" + c.conversation_id: c.ack_mode for c in s.exec(select(Case)).all()}
+        assert cases == {"x:1001": "auto", "facebook:post-1": "auto", "x:1002": "off"}
+        public = s.exec(select(Outbox.platform).where(Outbox.kind == OutboxKind.REPLY_PUBLIC)).all()
+        assert sorted(public) == ["facebook", "x"]

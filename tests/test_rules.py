@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from itertools import product
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,52 @@ def test_rule_with_when_all_empty_matches_everything() -> None:
                           "    alert: {channel: alerts, sla: 1h}\n")
     assert evaluate(ruleset, CALM).rule_name == "all"
     assert explain(ruleset, CALM)[0].reasons == ["no conditions: matches every mention"]
+
+
+EVERY_KEY = """\
+version: 1
+brand: {name: Nordlys Shop, languages: [en, da]}
+sources:
+  - {name: x-search, platform: x, kind: search, query: nordlys}
+channels: {alerts: "#cs-alerts"}
+rules:
+  - {name: platform-kind, when: {platforms: [facebook], kinds: [comment, message]}, continue: true, ALERT}
+  - {name: source-lang, when: {sources: [x-search], languages: [da]}, continue: true, ALERT}
+  - {name: keywords, when: {keywords_any: [lampe, "nordlys shop"], keywords_all: [knust]}, continue: true, ALERT}
+  - {name: regex, when: {regex: 'https?://\\S+\\.ru'}, continue: true, ALERT}
+  - {name: sentiment, when: {sentiment: {min: -0.8, max: -0.2}}, continue: true, ALERT}
+  - {name: unknown, when: {sentiment_unknown: true, complaint: {max: 0.5}}, continue: true, ALERT}
+  - {name: categories, when: {categories_any: [refund], followers: {min: 100, max: 5000}}, continue: true, ALERT}
+  - {name: flags, when: {verified: true, mentions_brand: false}, continue: true, ALERT}
+  - {name: nested, when: {all: [{from_brand: false}, {any: [{complaint: {min: 0.6}}, {not: {languages: [en]}}]}]},
+     continue: true, ALERT}
+""".replace("ALERT", "alert: {channel: alerts, sla: 1h}")
+
+
+def test_evaluate_alerts_on_exactly_the_rules_explain_says_match() -> None:
+    # evaluate runs each rule's conditions compiled, explain walks them for reasons: the rule that alerts
+    # must be the one `mention-monitor explain` shows matching, whatever keys a rule uses
+    from monitor.rules import Condition
+
+    ruleset = parse_rules(EVERY_KEY)
+
+    def keys(cond: Condition) -> set[str]:
+        nested = [*(cond.all or ()), *(cond.any or ()), *([cond.not_] if cond.not_ else [])]
+        return {k for k in Condition.model_fields if getattr(cond, k) is not None}.union(*map(keys, nested))
+
+    assert set().union(*(keys(rule.when) for rule in ruleset.rules if rule.when)) == set(Condition.model_fields)
+    texts = ("Min LAMPE kom KNUST frem", "Nordlys Shop lampe, see http://x.ru", "knust, thanks")
+    checked = 0
+    for (platform, kind, source), lang, sentiment, complaint, categories, followers, flags, text in product(
+            (("x", "search", "x-search"), ("facebook", "comment", ""), ("facebook", "message", "")), ("en", "da"),
+            (None, -0.5, 0.3), (0.2, 0.7), ((), ("refund",)), (50, 1000), product((False, True), repeat=3), texts):
+        facts = MentionFacts(platform=platform, kind=kind, source=source, text=text, lang=lang, sentiment=sentiment,
+                             complaint=complaint, categories=categories, followers=followers, verified=flags[0],
+                             mentions_brand=flags[1], from_brand=flags[2])
+        decision = evaluate(ruleset, facts)
+        assert [t.name for t in explain(ruleset, facts) if t.matched] == [r.name for r in decision.matched], facts
+        checked += bool(decision.matched)
+    assert checked > 1000  # most combinations match something
 
 
 def test_render_template_language_and_fallback(ruleset) -> None:  # type: ignore[no-untyped-def]

@@ -34,11 +34,14 @@ def _active(row: Mute) -> ActiveSilence:
                          created_by=row.created_by)
 
 
+# Built once: every page asks, and building the statement and its cache key cost more than running it.
+_IN_FORCE = select(Mute).where(Mute.lifted_at.is_(None), Mute.until > sa.bindparam("now")).order_by(Mute.until, Mute.id)
+
+
 def active_silences(session: Session, *, ruleset: Ruleset, now: datetime) -> tuple[ActiveSilence, ...]:
     """rules.yaml's silences in force at `now`, then the Slack mutes, soonest to end first."""
     from_file = [s for s in (silence.active(now) for silence in ruleset.silences) if s is not None]
-    stored = session.exec(select(Mute).where(Mute.lifted_at.is_(None), Mute.until > now)
-                          .order_by(Mute.until, Mute.id)).all()
+    stored = session.exec(_IN_FORCE, params={"now": now}).all()
     return tuple(sorted([*from_file, *(_active(row) for row in stored)], key=lambda a: a.until))
 
 

@@ -95,7 +95,21 @@ class Note:
 
     def payload(self) -> dict[str, Any]:
         """What the outbox row stores (JSON)."""
-        return {"note": str(self.kind), **dataclasses.asdict(self)}
+        values = {name: getattr(self, name) for name in _field_names(type(self))}
+        if not all(type(value) in _PLAIN for value in values.values()):
+            values = dataclasses.asdict(self)  # copies what is nested; a plain value it returns as it is
+        return {"note": str(self.kind), **values}
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 @dataclass(frozen=True, slots=True)

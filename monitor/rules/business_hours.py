@@ -172,14 +172,20 @@ class BusinessHours(BaseModel):
 
     def window(self, day: date) -> tuple[datetime, datetime] | None:
         """The open interval of a local calendar day, in UTC, or None when closed all day."""
-        if not self.is_open_day(day):
-            return None
-        tz = self.tz
-        start_local = datetime.combine(day, self.opens, tzinfo=tz)
-        # Closing time as wall-clock time too, so a DST change shortens or lengthens that day.
-        end_naive = datetime.combine(day, self.opens) + self.closes_after_open
-        end_local = end_naive.replace(tzinfo=tz)
-        return start_local.astimezone(UTC), end_local.astimezone(UTC)
+        return _window(self, day)
+
+
+@lru_cache(maxsize=1024)
+def _window(hours: BusinessHours, day: date) -> tuple[datetime, datetime] | None:
+    # remembered: every case opened with business hours asks for the same few days (~20 µs a day)
+    if not hours.is_open_day(day):
+        return None
+    tz = hours.tz
+    start_local = datetime.combine(day, hours.opens, tzinfo=tz)
+    # Closing time as wall-clock time too, so a DST change shortens or lengthens that day.
+    end_naive = datetime.combine(day, hours.opens) + hours.closes_after_open
+    end_local = end_naive.replace(tzinfo=tz)
+    return start_local.astimezone(UTC), end_local.astimezone(UTC)
 
 
 def _require_aware(value: datetime, name: str) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from itertools import compress
 
 from monitor import messages as msg
 from monitor.rules.schema import TEMPLATE_VARIABLES, AckAction, AlertAction, Condition, Range, Rule, Ruleset
@@ -59,14 +61,45 @@ class RuleTrace:
 # --------------------------------------------------------------------------- text
 
 # Letters NFKD does not split into base + accent, folded by hand (Danish, Croatian, Polish...).
-_FOLD = str.maketrans({"ø": "o", "æ": "ae", "đ": "d", "ł": "l", "ħ": "h", "ı": "i", "œ": "oe", "þ": "th"})
+_FOLD_LETTERS = {"ø": "o", "æ": "ae", "đ": "d", "ł": "l", "ħ": "h", "ı": "i", "œ": "oe", "þ": "th"}
+_FOLD = str.maketrans(_FOLD_LETTERS)
+_FOLDED_BY_HAND = re.compile("[" + "".join(_FOLD_LETTERS) + "]")  # translate() is slow on any non-ASCII text
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+@cache
+def _bmp_marks() -> re.Pattern[str]:
+    """Every character of the Basic Multilingual Plane with a combining class, as one character class: one
+    `sub` costs a fraction of a Python test per character (a class reaching past U+FFFF is tested range by
+    range, so the few characters beyond it are tested one by one, `_unless_mark`)."""
+    bmp = range(0x10000)
+    spans: list[list[int]] = []
+    for code in compress(bmp, map(unicodedata.combining, map(chr, bmp))):
+        if spans and spans[-1][1] == code - 1:
+            spans[-1][1] = code
+        else:
+            spans.append([code, code])
+    return re.compile("[" + "".join(re.escape(chr(low)) + (f"-{re.escape(chr(high))}" if high > low else "")
+                                    for low, high in spans) + "]")
+
+
+def _unless_mark(found: re.Match[str]) -> str:
+    char = found.group()
+    return "" if unicodedata.combining(char) else char
 
 
 @lru_cache(maxsize=4096)
 def normalize_text(text: str) -> str:
     """Casefolded, without diacritics: "Nordlys Shop", "NORDLYS shop" and "nördlys shop" are equal."""
-    folded = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD))
-    return "".join(ch for ch in folded if not unicodedata.combining(ch))
+    folded = text.casefold()
+    if folded.isascii():  # nothing to fold by hand, decompose or strip
+        return folded
+    if _FOLDED_BY_HAND.search(folded):
+        folded = folded.translate(_FOLD)
+    folded = unicodedata.normalize("NFKD", folded)
+    if folded.isascii():
+        return folded
+    return _ASTRAL.sub(_unless_mark, _bmp_marks().sub("", folded))
 
 
 def _is_cjk(ch: str) -> bool:
@@ -79,10 +112,13 @@ def _is_cjk(ch: str) -> bool:
 @lru_cache(maxsize=1024)
 def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     word = normalize_text(keyword.strip())
-    head = r"(?<!\w)" if word and (word[0].isalnum() or word[0] == "_") and not _is_cjk(word[0]) else ""
     tail = r"(?!\w)" if word and (word[-1].isalnum() or word[-1] == "_") and not _is_cjk(word[-1]) else ""
     body = r"\s+".join(re.escape(part) for part in word.split())
-    return re.compile(head + body + tail)
+    if word and (word[0].isalnum() or word[0] == "_") and not _is_cjk(word[0]):
+        # no word character before it, checked after its first letter (a letter, never escaped): "(?<!\w)a..."
+        # made the regex engine try the look-behind at every position; "a(?<!\wa)..." lets it skip to the a's
+        body = f"{word[0]}(?<!\\w{word[0]}){body[1:]}"
+    return re.compile(body + tail)
 
 
 def keyword_found(keyword: str, normalized_text: str) -> bool:
@@ -263,29 +299,172 @@ def rule_matches(rule: Rule, facts: MentionFacts, trace: Trace = None) -> bool:
     return found
 
 
-# --------------------------------------------------------------------------- public API
+# --------------------------------------------------------------------------- compiled (evaluate's fast path)
+
+# A condition compiled once per Ruleset into one predicate: the same answer as `_matches` without a trace
+# (every key must hold and none has a side effect, so they are tried cheapest first), without its walk
+# over every key of every condition per mention (`getattr`, the lambdas, the text folded per rule).
+_Predicate = Callable[[MentionFacts], bool]
 
 
-def evaluate(ruleset: Ruleset, facts: MentionFacts) -> Decision:
-    """Which rules match, in order, and the alert and acknowledgement they call for."""
-    matched: list[Rule] = []
-    for rule in ruleset.rules:
-        if not rule_matches(rule, facts):
-            continue
-        matched.append(rule)
-        if rule.drop:
-            return Decision(matched=tuple(matched), dropped=True, alert=None, acknowledge=None, rule_name="")
-        if not rule.continue_:
-            break
-    alerting = next((r for r in matched if r.alert is not None), None)
-    acknowledging = next((r for r in matched if r.acknowledge is not None), None)
+def _all_of(checks: list[_Predicate]) -> _Predicate:
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda f: first(f) and second(f)
+    frozen = tuple(checks)
+
+    def all_hold(f: MentionFacts) -> bool:
+        for check in frozen:
+            if not check(f):
+                return False
+        return True
+    return all_hold
+
+
+def _one_of(checks: list[_Predicate]) -> _Predicate:
+    if len(checks) == 1:
+        return checks[0]
+    frozen = tuple(checks)
+
+    def any_holds(f: MentionFacts) -> bool:
+        for check in frozen:
+            if check(f):
+                return True
+        return False
+    return any_holds
+
+
+def _range_check(value: Callable[[MentionFacts], float], limits: Range) -> _Predicate:
+    low, high = limits.min, limits.max
+    if high is None:
+        return lambda f: value(f) >= low  # type: ignore[operator]
+    if low is None:
+        return lambda f: value(f) <= high
+    return lambda f: value(f) >= low and value(f) <= high
+
+
+def _sentiment_check(limits: Range) -> _Predicate:
+    in_range = _range_check(lambda f: f.sentiment, limits)  # type: ignore[arg-type,return-value]
+    return lambda f: f.sentiment is not None and in_range(f)
+
+
+def _keywords_any_check(keywords: tuple[str, ...]) -> _Predicate:
+    # one alternation: it finds a match where any keyword's own pattern would
+    either = re.compile("|".join(f"(?:{_keyword_pattern(k).pattern})" for k in keywords))
+    return lambda f: either.search(normalize_text(f.text)) is not None
+
+
+def _keywords_all_check(keywords: tuple[str, ...]) -> _Predicate:
+    patterns = tuple(_keyword_pattern(k) for k in keywords)
+
+    def all_found(f: MentionFacts) -> bool:
+        text = normalize_text(f.text)
+        return all(pattern.search(text) is not None for pattern in patterns)
+    return all_found
+
+
+def _predicate(cond: Condition) -> _Predicate:
+    """`cond` as one predicate: flags and choices first, then numbers, then patterns, then nested conditions."""
+    checks: list[_Predicate] = []
+    for flag in ("from_brand", "verified", "mentions_brand"):
+        wanted = getattr(cond, flag)
+        if wanted is not None:
+            checks.append(lambda f, flag=flag, wanted=bool(wanted): getattr(f, flag) == wanted)
+    if cond.sentiment_unknown is not None:
+        unknown = bool(cond.sentiment_unknown)
+        checks.append(lambda f: (f.sentiment is None) == unknown)
+    for field_name, choices in (("platform", cond.platforms), ("kind", cond.kinds), ("source", cond.sources),
+                                ("lang", cond.languages)):
+        if choices is not None:
+            allowed = frozenset(choices)
+            checks.append(lambda f, field_name=field_name, allowed=allowed: getattr(f, field_name) in allowed)
+    if cond.complaint is not None:
+        checks.append(_range_check(lambda f: f.complaint, cond.complaint))
+    if cond.followers is not None:
+        checks.append(_range_check(lambda f: f.followers, cond.followers))
+    if cond.sentiment is not None:
+        checks.append(_sentiment_check(cond.sentiment))
+    if cond.categories_any is not None:
+        categories = frozenset(cond.categories_any)
+        checks.append(lambda f: not categories.isdisjoint(f.categories))
+    if cond.regex is not None:
+        search = cond.compiled.search  # type: ignore[union-attr]
+        checks.append(lambda f: search(f.text) is not None)
+    if cond.keywords_any is not None:
+        checks.append(_keywords_any_check(cond.keywords_any))
+    if cond.keywords_all is not None:
+        checks.append(_keywords_all_check(cond.keywords_all))
+    checks.extend(_predicate(sub) for sub in cond.all or ())
+    if cond.any is not None:
+        checks.append(_one_of([_predicate(sub) for sub in cond.any]))
+    if cond.not_ is not None:
+        inner = _predicate(cond.not_)
+        checks.append(lambda f: not inner(f))
+    if not checks:  # `all: []`: every mention
+        return lambda f: True
+    return _all_of(checks)
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRules:
+    rules: tuple[tuple[Rule, _Predicate | None], ...]  # None: no conditions, always matches
+    decisions: dict[tuple[int, ...], Decision]  # by the indexes of the matched rules (few distinct ones)
+
+
+_COMPILED: dict[int, tuple[weakref.ref[Ruleset], _CompiledRules]] = {}
+
+
+def _compiled(ruleset: Ruleset) -> _CompiledRules:
+    """The ruleset's rules compiled, once per Ruleset object (it is frozen; a dict field keeps it unhashable)."""
+    key = id(ruleset)
+    entry = _COMPILED.get(key)
+    if entry is not None and entry[0]() is ruleset:
+        return entry[1]
+    compiled = _CompiledRules(
+        rules=tuple((rule, _predicate(rule.when) if rule.when is not None else None) for rule in ruleset.rules),
+        decisions={})
+    _COMPILED[key] = (weakref.ref(ruleset, lambda _gone: _COMPILED.pop(key, None)), compiled)
+    return compiled
+
+
+def _decision(rules: Sequence[Rule], dropped: bool) -> Decision:
+    if dropped:
+        return Decision(matched=tuple(rules), dropped=True, alert=None, acknowledge=None, rule_name="")
+    alerting = next((r for r in rules if r.alert is not None), None)
+    acknowledging = next((r for r in rules if r.acknowledge is not None), None)
     return Decision(
-        matched=tuple(matched),
+        matched=tuple(rules),
         dropped=False,
         alert=alerting.alert if alerting else None,
         acknowledge=acknowledging.acknowledge if acknowledging else None,
         rule_name=alerting.name if alerting else "",
     )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def evaluate(ruleset: Ruleset, facts: MentionFacts) -> Decision:
+    """Which rules match, in order, and the alert and acknowledgement they call for."""
+    compiled = _compiled(ruleset)
+    matched: list[int] = []
+    dropped = False
+    for index, (rule, holds) in enumerate(compiled.rules):
+        if holds is not None and not holds(facts):
+            continue
+        matched.append(index)
+        if rule.drop:
+            dropped = True
+            break
+        if not rule.continue_:
+            break
+    key = tuple(matched)
+    decision = compiled.decisions.get(key)
+    if decision is None:  # a Decision is frozen: mentions with the same matches share one
+        decision = compiled.decisions[key] = _decision([compiled.rules[i][0] for i in key], dropped)
+    return decision
 
 
 def explain(ruleset: Ruleset, facts: MentionFacts) -> list[RuleTrace]:
@@ -324,4 +503,21 @@ def render_template(ruleset: Ruleset, *, template: str, lang: str, values: dict[
     filled = _Values({k: v for k, v in values.items() if k in TEMPLATE_VARIABLES})
     filled.setdefault("brand", ruleset.brand.name)
     text = texts[used] if filled.get("author") else neutral_greeting(texts[used])
-    return string.Formatter().vformat(text, (), filled), used
+    parts = _template_parts(text)
+    if parts is None:
+        return string.Formatter().vformat(text, (), filled), used
+    return "".join([literal + format(filled[name], "") if name else literal for literal, name in parts]), used
+
+
+@lru_cache(maxsize=256)
+def _template_parts(text: str) -> tuple[tuple[str, str], ...] | None:
+    """(text before, variable or "") pairs of a template, parsed once; None when a field has a conversion, a
+    format spec or a name that is not a variable (string.Formatter renders those, or raises as it would)."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError:
+        return None
+    if any(name is not None and (name not in TEMPLATE_VARIABLES or spec or conversion)
+           for _, name, spec, conversion in parsed):
+        return None
+    return tuple((literal, name or "") for literal, name, _, _ in parsed)
