@@ -34,7 +34,7 @@ from monitor.model import NewMention, Outbox, OutboxState, SourceHealth
 from monitor.report import digest
 from monitor.rules import RulesError, load_rules
 from monitor.rules.schema import Ruleset
-from monitor.runtime.memory import trim_memory
+from monitor.runtime.memory import IdleTrim, trim_memory
 from monitor.runtime.poller import (
     LEASE_TTL,
     MAX_PAGES_PER_POLL,
@@ -93,6 +93,7 @@ class Daemon:
         self._wake_lock = threading.Lock()
         self._database_down_since: datetime | None = None  # the first failure of the current outage
         self._database_lock = threading.Lock()
+        self._idle_trim = IdleTrim()
         self.scheduler: BackgroundScheduler | None = None
         self.metrics: Metrics | None = None  # set when a metrics port is configured
         if not is_postgres(engine):
@@ -109,6 +110,10 @@ class Daemon:
             # poll fetches the same mentions again, so a database outage loses none.
             self._database_failed(exc)
             outcome = PollOutcome(name, "database_unavailable")
+        if any(result.fetched for result in outcome.results):
+            self._idle_trim.worked(f"poll:{name}")
+        elif outcome.status == "ok":
+            self._idle_trim.nothing_to_do(f"poll:{name}")
         if self.metrics is not None:
             binding = self.sources[name]
             for result in outcome.results:
@@ -146,6 +151,10 @@ class Daemon:
         """Deliver until nothing is due: a wake-up that arrives while this job runs is not lost."""
         for _ in range(20):
             stats = self.deliver()
+            if stats.sent + stats.failed + stats.unknown + stats.retried:
+                self._idle_trim.worked("outbox")
+            else:
+                self._idle_trim.nothing_to_do("outbox")
             if self._stop.is_set() or stats.sent + stats.failed + stats.unknown == 0:
                 return
 
