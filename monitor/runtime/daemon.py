@@ -93,7 +93,8 @@ class Daemon:
         self._wake_lock = threading.Lock()
         self._database_down_since: datetime | None = None  # the first failure of the current outage
         self._database_lock = threading.Lock()
-        self._idle_trim = IdleTrim()
+        # SQLAlchemy's compiled statements (up to 500 per engine) are compiled again by the next burst
+        self._idle_trim = IdleTrim(on_idle=engine.clear_compiled_cache)
         self.scheduler: BackgroundScheduler | None = None
         self.metrics: Metrics | None = None  # set when a metrics port is configured
         if not is_postgres(engine):
