@@ -128,8 +128,8 @@ def _held_by(obj: Any, depth: int = 8) -> list[str]:
     def describe(ref: Any, held: Any) -> str:
         text = type(ref).__name__
         if isinstance(ref, dict):
-            keys = [k for k, v in ref.items() if v is held][:3]
-            text += f"[{keys}] (keys {list(ref)[:4]})"
+            keys = [repr(k)[:60] for k, v in ref.items() if v is held][:3]
+            text += f"[{', '.join(keys)}] (keys {', '.join(repr(k)[:40] for k in list(ref)[:4])})"
         elif isinstance(ref, tuple | list):
             text += f" of {len(ref)}"
         elif isinstance(ref, types.FunctionType | types.MethodType | types.CellType):
