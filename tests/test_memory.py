@@ -78,3 +78,49 @@ def test_a_start_on_a_database_at_the_head_revision_does_not_load_alembic(tmp_pa
     assert first == {"revision": migrations.head(), "alembic": True}  # a new database: Alembic creates it
     again = _run(_START_AT_HEAD, cache=tmp_path, args=(db, "again"))
     assert again == {"revision": None, "alembic": False}
+
+
+_DAEMON_START = """
+import json, sys
+from datetime import date
+from monitor.rules import load_rules
+import sqlalchemy as sa
+from monitor.store import create_schema, make_engine
+engine = make_engine("sqlite:///" + sys.argv[1])
+create_schema(engine, in_child=True)  # as the daemon's start (monitor.runtime.wiring.build_daemon)
+hours = load_rules("rules.yaml").business_hours  # public_holidays: [DK]
+with engine.connect() as conn:  # read without Alembic (schema_revision asks it)
+    revision = conn.execute(sa.text("select version_num from alembic_version")).scalar()
+print(json.dumps({"revision": revision, "christmas_closed": hours.is_holiday(date(2026, 12, 25)),
+                  "a_tuesday_closed": hours.is_holiday(date(2026, 12, 1)),
+                  "loaded": sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako", "pygments", "holidays"})}))
+"""
+
+
+def test_the_daemon_creates_its_database_and_knows_the_holidays_without_alembic_or_python_holidays(
+        tmp_path: Path) -> None:
+    from monitor import migrations
+
+    out = _run(_DAEMON_START, cache=tmp_path, args=(str(tmp_path / "fresh.db"),))
+    assert out == {"revision": migrations.head(), "christmas_closed": True, "a_tuesday_closed": False, "loaded": []}
+
+
+def test_going_idle_empties_the_triage_caches_and_the_next_posts_score_the_same() -> None:
+    from monitor.runtime.memory import IdleTrim
+    from monitor.triage import complaint, triage
+
+    texts = ("my order never arrived and nobody answers", "pesanan saya belum sampai", "非常不好，快递三个星期还没到")
+    before = [triage(text, languages=SIX) for text in texts]
+    model = complaint.load_model()
+    assert model.ngrams is not None and model.ngrams._word_cache
+    emptied: list[str] = []
+    idle = IdleTrim(on_idle=lambda: emptied.append("statements"))
+    idle.worked("poll:x")
+    idle.worked("outbox")
+    idle.nothing_to_do("poll:x")
+    assert emptied == [] and model.ngrams._word_cache  # the outbox is still delivering
+    idle.nothing_to_do("outbox")
+    assert emptied == ["statements"] and not model.ngrams._word_cache
+    idle.nothing_to_do("outbox")  # still idle: nothing more to let go
+    assert emptied == ["statements"]
+    assert [triage(text, languages=SIX) for text in texts] == before
