@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
@@ -202,7 +201,7 @@ def _insert_mentions(
             )
         )
     table = Mention.__table__
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = outbox.insert_for(session)
     # One statement executed with a list of rows: SQLAlchemy batches it into multi-row INSERTs
     # ("insertmanyvalues") from a cached compilation; .values(rows) recompiled it for every page.
     stmt = insert(table).on_conflict_do_nothing(
