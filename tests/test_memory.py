@@ -124,3 +124,26 @@ def test_going_idle_empties_the_triage_caches_and_the_next_posts_score_the_same(
     idle.nothing_to_do("outbox")  # still idle: nothing more to let go
     assert emptied == ["statements"]
     assert [triage(text, languages=SIX) for text in texts] == before
+
+
+def test_idle_connections_closed_on_an_sqlite_file_come_back_with_wal_and_the_rows(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from monitor.store import create_schema, make_engine, release_idle_connections
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'idle.db'}")
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("insert into setting (key, value) values ('k', 'v')"))
+    release_idle_connections(engine)  # what the daemon does when it goes idle
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.execute(sa.text("select value from setting where key = 'k'")).scalar() == "v"
+    memory = make_engine("sqlite://")  # an in-memory database would be lost with its connection: kept
+    with memory.begin() as conn:
+        conn.exec_driver_sql("create table t (x)")
+        conn.exec_driver_sql("insert into t values (1)")
+    release_idle_connections(memory)
+    with memory.connect() as conn:
+        assert conn.exec_driver_sql("select x from t").scalar() == 1
+    engine.dispose()
