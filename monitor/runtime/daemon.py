@@ -246,9 +246,14 @@ class Daemon:
     def start(self) -> None:
         from monitor.triage import warm_up
 
+        # The public holidays come from a child process (monitor.rules.business_hours): asked while
+        # the models load, not by the first poll's first case.
+        calendar = threading.Thread(target=self._holidays_of_this_year, name="holidays", daemon=True)
+        calendar.start()
         # Models and lexicons load once, here: the poll threads' first pages would otherwise each
         # build their own copy (functools.cache does not lock; jieba's dictionary alone is ~70 MB).
         warm_up()
+        calendar.join()
         # One worker per job that can run at once (each source's poll, outbox, SLA sweep, rules,
         # heartbeat): APScheduler's default of 10 threads only adds idle stacks and malloc arenas.
         workers = len(self.sources) + 4
@@ -274,6 +279,13 @@ class Daemon:
         self.poller.announce(self.clock.now(), ttl=self.lease_ttl)  # before the first poll, so it takes only its share
         scheduler.start()
         self.scheduler = scheduler
+
+    def _holidays_of_this_year(self) -> None:
+        hours = self.ruleset.business_hours
+        try:
+            hours.is_holiday(self.clock.now().astimezone(hours.tz).date())
+        except Exception:  # asked again, and reported, by the first deadline that needs it
+            log.debug("could not read the public holidays at start", exc_info=True)
 
     def stop(self) -> None:
         """Let running jobs finish their transaction, then stop."""
