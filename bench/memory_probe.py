@@ -6,8 +6,10 @@ imported (minus what that import's own imports of other packages added; imports 
 threads run go to one bucket, since what those threads allocate meanwhile would be counted), and the time the
 daemon's start-up reached each package; on SIGUSR1 it writes OUT.json: that table and, when
 Python runs with -X tracemalloc, the live heap allocations grouped by source file (and, from the
-second signal on, what each file's allocations grew by since the previous one).  Nothing
-else is imported here, so the daemon's imports are its own.
+second signal on, what each file's allocations grew by since the previous one), and always the
+heap: pymalloc's arenas and live blocks, gc-tracked objects by type, the modules loaded, and with
+MEMORY_PROBE_HELD_BY=<type name, or module.qualname> the referrer chains of one such object.
+Nothing else is imported here until a signal, so the daemon's imports are its own.
 """
 
 from __future__ import annotations
