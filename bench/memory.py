@@ -97,8 +97,9 @@ def _print_smaps(pid: int, top: int = 15) -> None:
         print(f"{size / 1024:8.1f} MB  {name}")
 
 
-def _probe(proc: subprocess.Popen[bytes], out: Path, *, top: int = 25, show: bool = True) -> dict[str, Any]:
-    """Ask bench/memory_probe.py in the daemon for its tables; print them."""
+def _probe(proc: subprocess.Popen[bytes], out: Path, *, top: int = 25, show: bool = True,
+           first: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ask bench/memory_probe.py in the daemon for its tables; print them (the heap's beside `first`'s)."""
     out.unlink(missing_ok=True)
     proc.send_signal(signal.SIGUSR1)
     for _ in range(600):
@@ -112,6 +113,20 @@ def _probe(proc: subprocess.Popen[bytes], out: Path, *, top: int = 25, show: boo
     print(f"imports: {sum(imports.values()) / 1024:.1f} MB of the daemon's RSS grew while importing; by package:")
     for package, kb in list(imports.items())[:top]:
         print(f"{kb / 1024:8.1f} MB  {package}  (first imported {report['first_import_s'][package]:.2f} s after start)")
+    then = first or {}
+    arenas, blocks = report["pymalloc"], report["allocated_blocks"]
+    print(f"heap (at the first poll -> now): {then.get('allocated_blocks', 0):,} -> {blocks:,} allocated blocks; "
+          f"pymalloc {then.get('pymalloc', {}).get('arenas allocated current', 0)} -> "
+          f"{arenas.get('arenas allocated current', 0)} arenas of 1 MiB (highwater {arenas.get('arenas highwater mark', 0)}), "
+          f"{arenas.get('bytes in allocated blocks', 0) / 2**20:.1f} MB in live blocks, "
+          f"{arenas.get('bytes in available blocks', 0) / 2**20:.1f} MB free in used pools, "
+          f"{arenas.get('unused pools', 0) * 16 / 1024:.1f} MB in empty pools")
+    before = dict(then.get("objects_by_type", []))
+    print("objects by type (gc-tracked), now and the growth since the first poll:")
+    for name, count in report["objects_by_type"][:top]:
+        print(f"{count:>9,} {count - before.get(name, 0):>+9,}  {name}")
+    for line in report.get("held_by", []):
+        print(f"held by: {line}")
     if "tracemalloc_by_file_kb" in report:
         print(f"tracemalloc: {report['tracemalloc_total_kb'] / 1024:.1f} MB live in Python allocations; by file:")
         for filename, kb, count in report["tracemalloc_by_file_kb"][:top]:
@@ -164,8 +179,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
                 break
             time.sleep(0.05)
         started = vm_status(proc.pid)
-        if tracemalloc:  # the snapshot that idle's is compared with
-            _probe(proc, probe_out, show=False)
+        first_probe = _probe(proc, probe_out, show=False) if (trace or tracemalloc) else None  # idle's is compared with it
         stream = Stream(seed=seed, start=datetime.now(UTC), include_brand_posts=False)
         records = []
         for timed in stream.steady(n, rate_per_s=50):
@@ -214,7 +228,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
         idle = vm_status(proc.pid)
         if smaps:
             _print_smaps(proc.pid)
-        probe = _probe(proc, probe_out) if (trace or tracemalloc) else None
+        probe = _probe(proc, probe_out, first=first_probe) if (trace or tracemalloc) else None
         sweep_s = -1.0
         if sweep:
             # An hour passes for the daemon: its scheduled polls find the sweep due, as in production.

@@ -6,8 +6,10 @@ imported (minus what that import's own imports of other packages added; imports 
 threads run go to one bucket, since what those threads allocate meanwhile would be counted), and the time the
 daemon's start-up reached each package; on SIGUSR1 it writes OUT.json: that table and, when
 Python runs with -X tracemalloc, the live heap allocations grouped by source file (and, from the
-second signal on, what each file's allocations grew by since the previous one).  Nothing
-else is imported here, so the daemon's imports are its own.
+second signal on, what each file's allocations grew by since the previous one), and always the
+heap: pymalloc's arenas and live blocks, gc-tracked objects by type, the modules loaded, and with
+MEMORY_PROBE_HELD_BY=<type name, or module.qualname> the referrer chains of one such object.
+Nothing else is imported here until a signal, so the daemon's imports are its own.
 """
 
 from __future__ import annotations
@@ -72,12 +74,94 @@ def _traced_import(name: str, globals_: Any = None, locals_: Any = None, fromlis
 _previous: list[Any] = []  # the last tracemalloc snapshot, for the growth since it
 
 
+_MALLOC_STATS = ("arenas allocated current", "arenas highwater mark", "arenas reclaimed",
+                 "bytes in allocated blocks", "bytes in available blocks")
+
+
+def _heap() -> dict[str, Any]:
+    """What the heap holds beyond RSS: live objects by type (what survives ingest), allocated blocks,
+    and pymalloc's arenas (1 MiB each, kept while any object in them lives) from sys._debugmallocstats."""
+    import gc
+    import tempfile
+    from collections import Counter
+
+    gc.collect()
+    by_type = Counter(type(o).__name__ for o in gc.get_objects())
+    stats: dict[str, int] = {}
+    with tempfile.TemporaryFile("w+") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        for line in sink:
+            key, _, value = line.partition("=")
+            key = key.strip().lstrip("# ")
+            if key in _MALLOC_STATS:
+                stats[key] = int(value.strip().replace(",", ""))
+            elif key.endswith("unused pools * 16384 bytes"):
+                stats["unused pools"] = int(key.split()[0])
+    report = {"allocated_blocks": sys.getallocatedblocks(), "pymalloc": stats, "modules": sorted(sys.modules),
+              "objects_by_type": by_type.most_common(30)}
+    wanted = os.environ.get("MEMORY_PROBE_HELD_BY", "")
+    if wanted:  # who keeps objects of this type alive: referrer chains up from one of them
+        report["held_by"] = _held_by(next((o for o in gc.get_objects() if _type_name(o, qualified="." in wanted) == wanted),
+                                          None))
+    return report
+
+
+def _type_name(obj: Any, *, qualified: bool) -> str:
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}" if qualified else kind.__name__
+
+
+def _held_by(obj: Any, depth: int = 8) -> list[str]:
+    """Referrer chains of `obj`, `depth` levels up, as lines: each referrer's type and, for a dict,
+    the key that holds the object below it (frames, iterators and the probe's own lists skipped)."""
+    import gc
+    import types
+
+    lines: list[str] = []
+    seen: set[int] = set()
+
+    def describe(ref: Any, held: Any) -> str:
+        text = type(ref).__name__
+        if isinstance(ref, dict):
+            keys = [repr(k)[:60] for k, v in ref.items() if v is held][:3]
+            text += f"[{', '.join(keys)}] (keys {', '.join(repr(k)[:40] for k in list(ref)[:4])})"
+        elif isinstance(ref, tuple | list):
+            text += f" of {len(ref)}"
+        elif isinstance(ref, types.FunctionType | types.MethodType | types.CellType):
+            text += f" {getattr(ref, '__qualname__', '')}"
+        return text
+
+    def walk(o: Any, level: int) -> None:
+        if level > depth or id(o) in seen or len(lines) > 300:
+            return
+        seen.add(id(o))
+        for ref in gc.get_referrers(o):
+            if isinstance(ref, types.FrameType) or type(ref).__name__.endswith("iterator") or \
+                    (isinstance(ref, list) and len(ref) > 50_000) or ref is lines:
+                continue
+            lines.append("  " * level + describe(ref, o))
+            walk(ref, level + 1)
+
+    if obj is not None:
+        lines.append(type(obj).__name__)
+        walk(obj, 1)
+    return lines
+
+
 def _dump(out: str) -> None:
     report: dict[str, Any] = {
         "rss_kb": _rss_kb(),
         "imports_kb": dict(sorted(_by_package.items(), key=lambda kv: -kv[1])),
         "first_import_s": _first_seen,
     }
+    report.update(_heap())
     import tracemalloc
 
     if tracemalloc.is_tracing():

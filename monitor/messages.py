@@ -366,6 +366,10 @@ CLI_DB_NOT_WRITABLE = (
     "(SQLite also writes -wal and -shm files beside it), free disk space, or point DATABASE_URL (--db) at "
     "a writable database."
 )
+HOLIDAYS_CHILD_FAILED = ("the public holiday calendar (python-holidays, asked in a child process) failed with "
+                         "status {status}: {error}; check that the `holidays` package is installed")
+DB_UPGRADE_CHILD_FAILED = ("the schema upgrade (`python -m monitor.migrations`) failed with status {status}: {error}; "
+                           "run `mention-monitor db upgrade` to see the whole error")
 CLI_DB_NO_SCHEMA = "{url}: no schema yet (head is {head}): run `mention-monitor db upgrade`"
 CLI_DB_CURRENT = "{url}: at {revision} (head, up to date)"
 CLI_DB_BEHIND = "{url}: at {revision}, this release's head is {head}: run `mention-monitor db upgrade`"

@@ -91,6 +91,14 @@ def _sqlite_stale_connection(context: sa.engine.ExceptionContext) -> None:
         context.is_disconnect = True
 
 
+def release_idle_connections(engine: Engine) -> None:
+    """Close the pooled connections to an SQLite file that nobody is using: each keeps its page cache
+    and prepared statements (~10 MB in all after a burst; bench/memory.py).  A connection in use is
+    closed when it is handed back; the next transaction opens a new one (with the same PRAGMAs)."""
+    if engine.dialect.name == "sqlite" and not _in_memory(engine):
+        engine.dispose()
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
@@ -114,15 +122,21 @@ class SchemaTooNew(Exception):
     """The database is stamped with a revision this release does not have (a newer release upgraded it)."""
 
 
-def create_schema(engine: Engine) -> None:
+def create_schema(engine: Engine, *, in_child: bool = False) -> None:
     """Bring the database to this release's schema with the Alembic migrations (monitor/migrations).
 
     A fresh database gets every table; one an earlier release made with create_all is brought to the
     baseline in place, then to the head.  On PostgreSQL this runs under an advisory lock, so replicas
-    started together wait for each other instead of racing in CREATE TABLE (UniqueViolation on pg_type)."""
+    started together wait for each other instead of racing in CREATE TABLE (UniqueViolation on pg_type).
+    `in_child`: upgrade in a short-lived child process (the daemon's start), so a long-running process
+    never imports Alembic, Mako and Pygments (~8 MB it would keep; bench/memory.py); an in-memory
+    SQLite database, which a child cannot see, is upgraded here."""
     with engine.connect() as conn:
         if _stamped_at_head(conn):  # the usual start: nothing to upgrade, and Alembic is never imported
             return
+    if in_child and not _in_memory(engine):
+        _upgrade_in_child(engine)
+        return
     from monitor import migrations
 
     with engine.connect() as conn:
@@ -141,6 +155,32 @@ def create_schema(engine: Engine) -> None:
                 conn.rollback()
                 conn.execute(sa.text("select pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
                 conn.commit()
+
+
+MIGRATE_URL_ENV = "MENTION_MONITOR_MIGRATE_URL"  # the child's database (not in argv: it may hold a password)
+SCHEMA_TOO_NEW_EXIT = 3  # the child's exit status for SchemaTooNew; the revision found is its stdout
+
+
+def _in_memory(engine: Engine) -> bool:
+    database = engine.url.database or ""
+    return engine.dialect.name == "sqlite" and (database in ("", ":memory:") or "mode=memory" in str(engine.url))
+
+
+def _upgrade_in_child(engine: Engine) -> None:
+    """`create_schema` in `python -m monitor.migrations`, raising what it would have raised here."""
+    import subprocess
+    import sys
+
+    from monitor import messages as msg
+    from monitor.process import child_env
+
+    env = {**child_env(), MIGRATE_URL_ENV: engine.url.render_as_string(hide_password=False)}
+    done = subprocess.run([sys.executable, "-m", "monitor.migrations"], env=env, capture_output=True, text=True)
+    if done.returncode == SCHEMA_TOO_NEW_EXIT:
+        raise SchemaTooNew(done.stdout.strip())
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(msg.DB_UPGRADE_CHILD_FAILED.format(status=done.returncode, error=lines[-1] if lines else ""))
 
 
 _REVISION = re.compile(r"""^revision\s*(?::[^=\n]*)?=\s*["']([^"']+)["']""", re.M)

@@ -78,3 +78,72 @@ def test_a_start_on_a_database_at_the_head_revision_does_not_load_alembic(tmp_pa
     assert first == {"revision": migrations.head(), "alembic": True}  # a new database: Alembic creates it
     again = _run(_START_AT_HEAD, cache=tmp_path, args=(db, "again"))
     assert again == {"revision": None, "alembic": False}
+
+
+_DAEMON_START = """
+import json, sys
+from datetime import date
+from monitor.rules import load_rules
+import sqlalchemy as sa
+from monitor.store import create_schema, make_engine
+engine = make_engine("sqlite:///" + sys.argv[1])
+create_schema(engine, in_child=True)  # as the daemon's start (monitor.runtime.wiring.build_daemon)
+hours = load_rules("rules.yaml").business_hours  # public_holidays: [DK]
+with engine.connect() as conn:  # read without Alembic (schema_revision asks it)
+    revision = conn.execute(sa.text("select version_num from alembic_version")).scalar()
+print(json.dumps({"revision": revision, "christmas_closed": hours.is_holiday(date(2026, 12, 25)),
+                  "a_tuesday_closed": hours.is_holiday(date(2026, 12, 1)),
+                  "loaded": sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako", "pygments", "holidays"})}))
+"""
+
+
+def test_the_daemon_creates_its_database_and_knows_the_holidays_without_alembic_or_python_holidays(
+        tmp_path: Path) -> None:
+    from monitor import migrations
+
+    out = _run(_DAEMON_START, cache=tmp_path, args=(str(tmp_path / "fresh.db"),))
+    assert out == {"revision": migrations.head(), "christmas_closed": True, "a_tuesday_closed": False, "loaded": []}
+
+
+def test_going_idle_empties_the_triage_caches_and_the_next_posts_score_the_same() -> None:
+    from monitor.runtime.memory import IdleTrim
+    from monitor.triage import complaint, triage
+
+    texts = ("my order never arrived and nobody answers", "pesanan saya belum sampai", "非常不好，快递三个星期还没到")
+    before = [triage(text, languages=SIX) for text in texts]
+    model = complaint.load_model()
+    assert model.ngrams is not None and model.ngrams._word_cache
+    emptied: list[str] = []
+    idle = IdleTrim(on_idle=lambda: emptied.append("statements"))
+    idle.worked("poll:x")
+    idle.worked("outbox")
+    idle.nothing_to_do("poll:x")
+    assert emptied == [] and model.ngrams._word_cache  # the outbox is still delivering
+    idle.nothing_to_do("outbox")
+    assert emptied == ["statements"] and not model.ngrams._word_cache
+    idle.nothing_to_do("outbox")  # still idle: nothing more to let go
+    assert emptied == ["statements"]
+    assert [triage(text, languages=SIX) for text in texts] == before
+
+
+def test_idle_connections_closed_on_an_sqlite_file_come_back_with_wal_and_the_rows(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from monitor.store import create_schema, make_engine, release_idle_connections
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'idle.db'}")
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("insert into setting (key, value) values ('k', 'v')"))
+    release_idle_connections(engine)  # what the daemon does when it goes idle
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.execute(sa.text("select value from setting where key = 'k'")).scalar() == "v"
+    memory = make_engine("sqlite://")  # an in-memory database would be lost with its connection: kept
+    with memory.begin() as conn:
+        conn.exec_driver_sql("create table t (x)")
+        conn.exec_driver_sql("insert into t values (1)")
+    release_idle_connections(memory)
+    with memory.connect() as conn:
+        assert conn.exec_driver_sql("select x from t").scalar() == 1
+    engine.dispose()

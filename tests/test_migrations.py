@@ -64,14 +64,28 @@ def test_a_version_1_database_gains_the_backfill_column_in_place(db_url):
     engine.dispose()
 
 
-def test_a_database_a_newer_release_upgraded_is_refused_untouched(tmp_path):
+@pytest.mark.parametrize("in_child", [False, True], ids=["here", "in-a-child"])  # the daemon's start: in a child
+def test_a_database_a_newer_release_upgraded_is_refused_untouched(tmp_path, in_child):
     engine = make_engine(f"sqlite:///{tmp_path / 'mm.db'}")
     create_schema(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
-    with pytest.raises(SchemaTooNew):
-        create_schema(engine)
+    with pytest.raises(SchemaTooNew, match="0099"):
+        create_schema(engine, in_child=in_child)
     assert schema_revision(engine) == "0099"
+    engine.dispose()
+
+
+def test_the_daemon_upgrades_a_fresh_database_in_a_child_process_that_alone_imports_alembic(db_url):
+    engine = make_engine(db_url)
+    create_schema(engine, in_child=True)  # what the daemon's start does (monitor.runtime.wiring.build_daemon)
+    assert schema_revision(engine) == migrations.head()
+    assert differences(engine) == []
+    with transaction(engine) as s:
+        s.add(Mention(platform="x", kind="mention", external_id="42", text="where is my parcel"))
+    create_schema(engine, in_child=True)  # stamped at the head: nothing to do, no child
+    with Session(engine) as s:
+        assert [m.text for m in s.exec(select(Mention)).all()] == ["where is my parcel"]
     engine.dispose()
 
 

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
@@ -202,7 +201,7 @@ def _insert_mentions(
                     d.matched[0].name if d.matched else ""),
             )
         )
-    stored = execute_many(session, _insert_mentions_statement(session.get_bind().dialect.name), values)
+    stored = execute_many(session, _insert_mentions_statement(session), values)
     if stored != len(values):  # a concurrent insert won (or the driver cannot count): which of our ids are there
         kept: set[int] = set()
         for start in range(0, len(ids), 400):
@@ -217,13 +216,14 @@ _MENTIONS_BY_ID = sa.select(Mention.__table__.c.id).where(  # type: ignore[attr-
     Mention.__table__.c.id.in_(sa.bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
 
 
-def _insert_mentions_statement(dialect: str) -> Any:
-    """The mention INSERT ... ON CONFLICT DO NOTHING of `dialect`, built once (execute_many prepares it once).
-    Without RETURNING: the ids are reserved, and the row count says whether every row went in."""
+def _insert_mentions_statement(session: Session) -> Any:
+    """The mention INSERT ... ON CONFLICT DO NOTHING of the session's dialect, built once (execute_many
+    prepares it once). Without RETURNING: the ids are reserved, and the row count says whether every row
+    went in."""
+    dialect = session.get_bind().dialect.name
     statement = _INSERT_MENTIONS.get(dialect)
     if statement is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = _INSERT_MENTIONS[dialect] = insert(Mention.__table__).on_conflict_do_nothing(  # type: ignore[arg-type]
+        statement = _INSERT_MENTIONS[dialect] = outbox.insert_for(session)(Mention.__table__).on_conflict_do_nothing(
             index_elements=["platform", "external_id"])
     return statement
 

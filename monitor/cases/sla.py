@@ -65,14 +65,21 @@ class SweepResult:
 def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
     result = SweepResult()
     with transaction(engine) as s:
-        waiting = s.exec(
-            select(Case).where(
-                Case.state.in_([CaseState.OPEN, CaseState.SNOOZED]),
-                Case.first_response_at.is_(None),
-                Case.sla_due_at.is_not(None),
-                Case.backfilled_at.is_(None),  # history: nobody is paged about the past
-            ).order_by(Case.sla_due_at)
-        ).all()
+        # Every waiting case is read as a few plain columns, and only those this sweep changes are
+        # loaded as rows to change: thousands of ORM objects every 15 s were the daemon's memory peak
+        # after a burst (bench/memory.py), and most waiting cases just go on waiting.
+        ids, updates_left = [], MAX_UPDATES_PER_SWEEP
+        for row in s.exec(_WAITING_FACTS).all():
+            if updates_left and _countdown_moved(row, now=now):  # the loop's first MAX_UPDATES_PER_SWEEP
+                updates_left -= 1
+                ids.append(row.id)
+            elif _changes(row, ruleset=ruleset, now=now):
+                ids.append(row.id)
+        place = {case_id: index for index, case_id in enumerate(ids)}  # the facts' order: by deadline
+        waiting: list[Case] = []
+        for start in range(0, len(ids), 500):
+            waiting.extend(s.exec(select(Case).where(Case.id.in_(ids[start:start + 500]))).all())
+        waiting.sort(key=lambda case: place[case.id])
         updates = 0
         for case in waiting:
             assert case.id is not None and case.sla_due_at is not None and case.opened_at is not None
@@ -123,6 +130,46 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
         result.updated = updates
         _spike(s, ruleset=ruleset, now=now)
     return result
+
+
+_WAITING_FACTS = select(
+    Case.id, Case.state, Case.snoozed_until, Case.opened_at, Case.sla_seconds, Case.sla_business_hours,
+    Case.sla_due_at, Case.warned_at, Case.breached_at, Case.escalation_level, Case.grouped_into,
+    Case.countdown_step, Case.alert_ref,
+).where(
+    Case.state.in_([CaseState.OPEN, CaseState.SNOOZED]),
+    Case.first_response_at.is_(None),
+    Case.sla_due_at.is_not(None),
+    Case.backfilled_at.is_(None),  # history: nobody is paged about the past
+).order_by(Case.sla_due_at)
+
+
+def _changes(case: Any, *, ruleset: Ruleset, now: datetime) -> bool:
+    """Whether `sweep`'s loop changes this waiting case (its facts: _WAITING_FACTS's columns) other
+    than by its countdown: a snooze that is over, the warning or the breach due, an escalation step
+    due.  The loop checks each again on the loaded row."""
+    if case.state == CaseState.SNOOZED:
+        return bool(case.snoozed_until and case.snoozed_until <= now)
+    if case.breached_at is None and now >= case.sla_due_at:
+        return True
+    if case.warned_at is None and now < case.sla_due_at:
+        hours = ruleset.business_hours if case.sla_business_hours else None
+        if now >= due_at(start=case.opened_at, seconds=int(case.sla_seconds * ruleset.escalation.warn_at),
+                         business_hours=hours):
+            return True
+    if case.breached_at is not None and any(
+            index >= case.escalation_level and now >= case.sla_due_at + step.after
+            for index, step in enumerate(ruleset.escalation.steps)):
+        return True
+    return False
+
+
+def _countdown_moved(case: Any, *, now: datetime) -> bool:
+    """A new countdown label for a case's own alert (the loop updates the first MAX_UPDATES_PER_SWEEP)."""
+    if case.state == CaseState.SNOOZED:
+        return False
+    return bool(case.grouped_into in (None, case.id) and case.alert_ref
+                and countdown_step(case.sla_due_at - now) != case.countdown_step)
 
 
 def _oncall(ruleset: Ruleset) -> list[str]:

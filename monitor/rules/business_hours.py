@@ -11,7 +11,11 @@ minus the public holidays the team works on (`open_on`).
 from __future__ import annotations
 
 import difflib
+import json
 import re
+import subprocess
+import sys
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -64,26 +68,61 @@ def _to_holiday(value: Any) -> Any:
     return _to_date(value)
 
 
-@lru_cache(maxsize=64)
+# python-holidays is asked in a short-lived child process: importing it costs a long-running daemon
+# 9 MB (its registry and calendars) for the country codes a rules file is checked against, and 17 MB
+# (all ~300 country modules) for one country's dates, kept for the life of the process (bench/memory.py).
+_HOLIDAYS_CHILD = """
+import json, sys
+request = json.loads(sys.argv[1])
+if request["ask"] == "codes":
+    from holidays.registry import EntityLoader
+    print(json.dumps(sorted(EntityLoader.get_country_codes())))
+else:
+    import holidays
+    dates = {}
+    for year in request["years"]:
+        days = set()
+        for code in request["countries"]:
+            days.update(day.isoformat() for day in holidays.country_holidays(code, years=year))
+        dates[year] = sorted(days)
+    print(json.dumps(dates))
+"""
+_YEARS_BEFORE, _YEARS_AFTER = 1, 2  # years asked for with the one wanted: SLA deadlines cross a new year
+_dates: dict[tuple[tuple[str, ...], int], frozenset[date]] = {}
+_dates_lock = threading.Lock()
+
+
+def _ask_holidays(request: dict[str, Any]) -> Any:
+    done = subprocess.run([sys.executable, "-c", _HOLIDAYS_CHILD, json.dumps(request)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise RuntimeError(msg.HOLIDAYS_CHILD_FAILED.format(status=done.returncode, error=lines[-1] if lines else ""))
+    return json.loads(done.stdout)
+
+
 def public_holidays(countries: tuple[str, ...], year: int) -> frozenset[date]:
     """The public holidays of `countries` in `year` (python-holidays, maintained upstream)."""
     if not countries:
         return frozenset()
-    import holidays
-
-    days: set[date] = set()
-    for code in countries:
-        days.update(holidays.country_holidays(code, years=year).keys())
-    return frozenset(days)
+    with _dates_lock:  # the poll threads' first cases would each start a child
+        found = _dates.get((countries, year))
+        if found is None:
+            if len(_dates) > 64:
+                _dates.clear()
+            years = list(range(year - _YEARS_BEFORE, year + _YEARS_AFTER + 1))
+            asked = _ask_holidays({"ask": "dates", "countries": list(countries), "years": years})
+            for asked_year, days in asked.items():
+                _dates[(countries, int(asked_year))] = frozenset(date.fromisoformat(day) for day in days)
+            found = _dates[(countries, year)]
+    return found
 
 
 @lru_cache(maxsize=1)
 def _country_codes() -> frozenset[str]:
     # The registry's codes (aliases included), as list_supported_countries() has them, without
-    # importing all ~250 country modules to list their subdivisions (+8 MB in the daemon).
-    from holidays.registry import EntityLoader
-
-    return frozenset(EntityLoader.get_country_codes())
+    # importing all ~250 country modules to list their subdivisions.
+    return frozenset(_ask_holidays({"ask": "codes"}))
 
 
 def _to_date(value: Any) -> Any:

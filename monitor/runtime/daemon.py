@@ -34,7 +34,7 @@ from monitor.model import NewMention, Outbox, OutboxState, SourceHealth
 from monitor.report import digest
 from monitor.rules import RulesError, load_rules
 from monitor.rules.schema import Ruleset
-from monitor.runtime.memory import trim_memory
+from monitor.runtime.memory import IdleTrim, trim_memory
 from monitor.runtime.poller import (
     LEASE_TTL,
     MAX_PAGES_PER_POLL,
@@ -43,7 +43,7 @@ from monitor.runtime.poller import (
     SourcePoller,
     queue_ops_note,
 )
-from monitor.store import is_postgres, transaction
+from monitor.store import is_postgres, release_idle_connections, transaction
 
 if TYPE_CHECKING:
     from monitor.runtime.metrics import Metrics
@@ -93,6 +93,7 @@ class Daemon:
         self._wake_lock = threading.Lock()
         self._database_down_since: datetime | None = None  # the first failure of the current outage
         self._database_lock = threading.Lock()
+        self._idle_trim = IdleTrim(on_idle=self._let_go)
         self.scheduler: BackgroundScheduler | None = None
         self.metrics: Metrics | None = None  # set when a metrics port is configured
         if not is_postgres(engine):
@@ -109,6 +110,10 @@ class Daemon:
             # poll fetches the same mentions again, so a database outage loses none.
             self._database_failed(exc)
             outcome = PollOutcome(name, "database_unavailable")
+        if any(result.fetched for result in outcome.results):
+            self._idle_trim.worked(f"poll:{name}")
+        elif outcome.status == "ok":
+            self._idle_trim.nothing_to_do(f"poll:{name}")
         if self.metrics is not None:
             binding = self.sources[name]
             for result in outcome.results:
@@ -130,6 +135,12 @@ class Daemon:
             self.metrics.observe_ingest(name, self.sources[name].platform, result)
         return result
 
+    def _let_go(self) -> None:
+        """What the engine holds for a burst, once idle: SQLAlchemy's compiled statements (compiled
+        again by the next burst, ~20 ms of CPU on its first page) and SQLite's idle connections."""
+        self.engine.clear_compiled_cache()
+        release_idle_connections(self.engine)
+
     def _wake_outbox(self) -> None:
         # Under _wake_lock, and never once stopping: APScheduler 3's shutdown(wait=True) holds its job
         # store lock while it waits for running jobs, so a job calling modify_job then would deadlock.
@@ -146,6 +157,10 @@ class Daemon:
         """Deliver until nothing is due: a wake-up that arrives while this job runs is not lost."""
         for _ in range(20):
             stats = self.deliver()
+            if stats.sent + stats.failed + stats.unknown + stats.retried:
+                self._idle_trim.worked("outbox")
+            else:
+                self._idle_trim.nothing_to_do("outbox")
             if self._stop.is_set() or stats.sent + stats.failed + stats.unknown == 0:
                 return
 
@@ -231,9 +246,14 @@ class Daemon:
     def start(self) -> None:
         from monitor.triage import warm_up
 
+        # The public holidays come from a child process (monitor.rules.business_hours): asked while
+        # the models load, not by the first poll's first case.
+        calendar = threading.Thread(target=self._holidays_of_this_year, name="holidays", daemon=True)
+        calendar.start()
         # Models and lexicons load once, here: the poll threads' first pages would otherwise each
         # build their own copy (functools.cache does not lock; jieba's dictionary alone is ~70 MB).
         warm_up()
+        calendar.join()
         # One worker per job that can run at once (each source's poll, outbox, SLA sweep, rules,
         # heartbeat): APScheduler's default of 10 threads only adds idle stacks and malloc arenas.
         workers = len(self.sources) + 4
@@ -259,6 +279,13 @@ class Daemon:
         self.poller.announce(self.clock.now(), ttl=self.lease_ttl)  # before the first poll, so it takes only its share
         scheduler.start()
         self.scheduler = scheduler
+
+    def _holidays_of_this_year(self) -> None:
+        hours = self.ruleset.business_hours
+        try:
+            hours.is_holiday(self.clock.now().astimezone(hours.tz).date())
+        except Exception:  # asked again, and reported, by the first deadline that needs it
+            log.debug("could not read the public holidays at start", exc_info=True)
 
     def stop(self) -> None:
         """Let running jobs finish their transaction, then stop."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -42,3 +44,42 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     libc = _libc()
     if libc is not None and hasattr(libc, "mallopt") and not os.environ.get("MALLOC_ARENA_MAX"):
         libc.mallopt(M_ARENA_MAX, arenas)
+
+
+def release_caches() -> None:
+    """Empty the caches a burst of posts filled that an idle daemon does not read: the triage
+    models' per-word caches and the rules' text normalisation (each refilled by the next posts)."""
+    from monitor.rules import match
+    from monitor.triage import complaint, sentiment
+
+    complaint.release_caches()
+    sentiment.release_caches()
+    match.normalize_text.cache_clear()
+
+
+class IdleTrim:
+    """Trims as soon as the daemon goes idle, not at the next SLA sweep (up to 15 s later): once
+    every job that did work (a poll that fetched mentions, an outbox run that delivered) has had a
+    run with nothing to do.  A burst's freed heap and model pages then go back within a poll
+    interval of its end (bench/memory.py reads an idle daemon's RSS)."""
+
+    def __init__(self, *, on_idle: Callable[[], None] | None = None) -> None:
+        self._on_idle = on_idle  # what else to let go first (the daemon: its engine's statement cache)
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    def worked(self, job: str) -> None:
+        with self._lock:
+            self._busy.add(job)
+
+    def nothing_to_do(self, job: str) -> None:
+        with self._lock:
+            if job not in self._busy:
+                return
+            self._busy.discard(job)
+            idle = not self._busy
+        if idle:
+            if self._on_idle is not None:
+                self._on_idle()
+            release_caches()
+            trim_memory()

@@ -143,7 +143,7 @@ def build_daemon(*, settings: Settings, ruleset: Ruleset, rules_path: str, db_ur
                  clock: Clock | None = None, notifier: Notifier | None = None, sources: dict[str, SourceBinding] | None = None,
                  worker: str = "") -> Daemon:
     engine = make_engine(db_url or settings.database_url)
-    create_schema(engine)
+    create_schema(engine, in_child=True)  # Alembic is imported by the child only
     check_writable(engine)
     bindings = sources if sources is not None else build_sources(
         settings=settings, ruleset=ruleset, sandbox_url=sandbox_url, replay=replay, clock=clock)

@@ -645,3 +645,16 @@ def _load_compact(directory: Path, *, keep: bool = True) -> ComplaintModel | Non
         _MAPPED.extend(backings)  # kept open for the life of the process
     return model
 
+
+
+def release_caches() -> None:
+    """Empty what the posts of a burst filled: the models' per-word sums, the n-gram tuples of
+    novel words and the cue prefixes met.  The daemon calls this when it goes idle
+    (monitor.runtime.memory.IdleTrim); the next posts' words fill them again."""
+    if load_model.cache_info().currsize:  # never load the model just to empty it
+        model = load_model()
+        for linear in (model.ngrams, model.negative.ngrams if model.negative else None):
+            if linear is not None:
+                linear._word_cache.clear()
+    _word_grams.cache_clear()
+    _starting_cues.cache_clear()

@@ -354,3 +354,8 @@ def lexicon_sentiment(text: str, *, lang: str, cleaned: str | None = None) -> tu
     weights = [_NEGATIVE_WEIGHT if p < 0 else 1.0 for p in scored]
     document = sum(p * w for p, w in zip(scored, weights, strict=True)) / sum(weights)
     return round(max(-1.0, min(1.0, document)), 4), signals
+
+
+def release_caches() -> None:
+    """Empty the Chinese per-word cache a burst filled (called when the daemon goes idle)."""
+    _zh_word.cache_clear()
