@@ -143,7 +143,9 @@ def build_daemon(*, settings: Settings, ruleset: Ruleset, rules_path: str, db_ur
                  clock: Clock | None = None, notifier: Notifier | None = None, sources: dict[str, SourceBinding] | None = None,
                  worker: str = "") -> Daemon:
     engine = make_engine(db_url or settings.database_url)
-    create_schema(engine, in_child=True)  # Alembic is imported by the child only
+    # The child keeps Alembic (~8 MB) out of a long-running daemon; a process that has imported it already
+    # (`mention-monitor db upgrade` then run, a test session) saves nothing by it and would pay its ~1 s start.
+    create_schema(engine, in_child="alembic" not in sys.modules)
     check_writable(engine)
     bindings = sources if sources is not None else build_sources(
         settings=settings, ruleset=ruleset, sandbox_url=sandbox_url, replay=replay, clock=clock)
