@@ -107,12 +107,17 @@ def test_backtest_table_shows_the_diff_and_an_unchanged_edit_says_so(history, db
     assert "No difference: over these mentions the edit raises, groups and answers exactly the same." in same
 
 
-def test_backtest_replays_storm_control_like_the_pipeline(engine, db_url, ruleset, clock, tmp_path,  # type: ignore[no-untyped-def]
-                                                          capsys) -> None:
+def _ingest_burst(engine, ruleset, clock) -> None:  # type: ignore[no-untyped-def]
+    """Five broken-lamp complaints from five buyers an hour ago, 10 s apart, through the real pipeline."""
     at = clock.now() - timedelta(hours=1)
     burst = [_post(10 + n, f"buyer{n}", f"@nordlysshop my lamp arrived broken, refund please #{n}",
                    at + timedelta(seconds=10 * n)) for n in range(5)]
     pipeline.ingest(engine, source="x-mentions", batch=burst, cursor=None, ruleset=ruleset, now=clock.now())
+
+
+def test_backtest_replays_storm_control_like_the_pipeline(engine, db_url, ruleset, clock, tmp_path,  # type: ignore[no-untyped-def]
+                                                          capsys) -> None:
+    _ingest_burst(engine, ruleset, clock)
     with Session(engine) as s:
         grouped_by_pipeline = s.exec(select(sa.func.count()).select_from(Case).where(
             Case.grouped_into.is_not(None))).one()
@@ -175,10 +180,7 @@ def test_backtest_of_a_missing_database_creates_nothing_and_says_what_to_do(tmp_
 
 def test_backtest_counts_the_channels_budget_across_rules(engine, db_url, ruleset, clock, tmp_path,  # type: ignore[no-untyped-def]
                                                           capsys) -> None:
-    at = clock.now() - timedelta(hours=1)
-    burst = [_post(10 + n, f"buyer{n}", f"@nordlysshop my lamp arrived broken, refund please #{n}",
-                   at + timedelta(seconds=10 * n)) for n in range(5)]
-    pipeline.ingest(engine, source="x-mentions", batch=burst, cursor=None, ruleset=ruleset, now=clock.now())
+    _ingest_burst(engine, ruleset, clock)
     # the key's budget lifted, the channel's set to 2 a minute: the third post on is grouped
     new = _edited(tmp_path, ("grouping: {window: 2m, max_alerts: 3}",
                              "grouping: {window: 2m, max_alerts: 10, channel_max_alerts: 2}"))

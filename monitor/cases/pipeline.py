@@ -228,6 +228,10 @@ def _insert_mentions_statement(session: Session) -> Any:
     return statement
 
 
+def _opened_since(opened_at: datetime | None, since: datetime) -> bool:
+    return opened_at is not None and opened_at >= since
+
+
 class _CaseBuilder:
     """Opens, attaches and reopens cases for one batch, writing their outbox rows.
 
@@ -515,17 +519,19 @@ class _CaseBuilder:
         corrected for the cases the page reopened, as `_group_state` (the first case a page opens in a
         channel asks first: no other new case of the page is in the channel yet)."""
         if channel not in self.channel_counts:
-            since = self.now - window
-
-            def in_window(opened_at: datetime | None) -> bool:
-                return opened_at is not None and opened_at >= since
-
-            count = self.channel_individual.get(channel, 0)
-            for case, opened_before in self.reopened.values():
-                if case.channel == channel and case.grouped_into is None and case.id != opening:
-                    count += int(in_window(case.opened_at)) - int(in_window(opened_before))
-            self.channel_counts[channel] = count
+            self.channel_counts[channel] = self.channel_individual.get(channel, 0) + self._reopened_shift(
+                lambda case: case.channel == channel, since=self.now - window, opening=opening)
         return self.channel_counts[channel]
+
+    def _reopened_shift(self, belongs: Callable[[Case], bool], *, since: datetime, opening: int) -> int:
+        """How the cases the page reopened move a count of alerts of their own opened since `since` (a
+        reopened case opens again now, so it may enter the window), among the cases `belongs` picks, not
+        counting the case being opened."""
+        shift = 0
+        for case, opened_before in self.reopened.values():
+            if belongs(case) and case.grouped_into is None and case.id != opening:
+                shift += int(_opened_since(case.opened_at, since)) - int(_opened_since(opened_before, since))
+        return shift
 
     def _load_groups(self, rows: Sequence[Mention], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
         """Storm control's state of every group key and channel the page may open a case in, in three queries
@@ -558,18 +564,12 @@ class _CaseBuilder:
         if group_key in self.group_counts:
             return self.group_counts[group_key]
         since = self.now - window
-
-        def in_window(opened_at: datetime | None) -> bool:
-            return opened_at is not None and opened_at >= since
-
-        individual = self.group_individual.get(group_key, 0)
-        for case, opened_before in self.reopened.values():
-            if case.group_key == group_key and case.grouped_into is None and case.id != opening:
-                individual += int(in_window(case.opened_at)) - int(in_window(opened_before))
+        individual = self.group_individual.get(group_key, 0) + self._reopened_shift(
+            lambda case: case.group_key == group_key, since=since, opening=opening)
         candidates = {c.id: c for c in self.group_leaders.get(group_key, ())}
         candidates.update((c.id, c) for c, _ in self.reopened.values() if c.group_key == group_key)
         leader = max((c for c in candidates.values() if c.group_key == group_key and c.grouped_into == c.id
-                      and in_window(c.opened_at)), key=lambda c: c.id or 0, default=None)
+                      and _opened_since(c.opened_at, since)), key=lambda c: c.id or 0, default=None)
         state = (individual, leader)
         self.group_counts[group_key] = state
         return state
