@@ -84,7 +84,7 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
         for case in waiting:
             assert case.id is not None and case.sla_due_at is not None and case.opened_at is not None
             if case.state == CaseState.SNOOZED:
-                if case.snoozed_until and case.snoozed_until <= now:
+                if _snooze_over(case, now=now):
                     case.state = CaseState.OPEN
                     case.snoozed_until = None
                     result.unsnoozed += 1
@@ -92,16 +92,13 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
                     outbox.request_update(s, case_id=case.id, channel=case.channel, now=now)
                     s.add(case)
                 continue  # a snoozed case is not nagged about; its deadline still counts in the KPIs
-            hours = ruleset.business_hours if case.sla_business_hours else None
-            warn_point = due_at(start=case.opened_at, seconds=int(case.sla_seconds * ruleset.escalation.warn_at),
-                                business_hours=hours)
-            if case.warned_at is None and now >= warn_point and now < case.sla_due_at:
+            if _warning_due(case, ruleset=ruleset, now=now):
                 case.warned_at = now
                 result.warned += 1
                 who = [case.assignee] if case.assignee else _oncall(ruleset)
                 _note(s, case, notes.SlaWarning(case_id=case.id or 0, who=who, percent=round(ruleset.escalation.warn_at * 100)),
                       now=now)
-            if case.breached_at is None and now >= case.sla_due_at:
+            if _breach_due(case, now=now):
                 case.breached_at = now
                 case.warned_at = case.warned_at or now
                 result.breached += 1
@@ -110,7 +107,7 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
                 s.add(Event(case_id=case.id, at=now, kind="breached", detail={"due": case.sla_due_at.isoformat()}))
             if case.breached_at is not None:
                 for index, step in enumerate(ruleset.escalation.steps):
-                    if index < case.escalation_level or now < case.sla_due_at + step.after:
+                    if not _step_due(case, index, step.after, now=now):
                         continue
                     case.escalation_level = index + 1
                     result.escalated += 1
@@ -120,10 +117,9 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
                                payload=notes.Escalation(case_id=case.id, step=index + 1,
                                                               who=list(step.notify)).payload())
                     s.add(Event(case_id=case.id, at=now, kind="escalated", detail={"step": index + 1}))
-            step_label = countdown_step(case.sla_due_at - now)
-            if case.grouped_into in (None, case.id) and step_label != case.countdown_step and case.alert_ref:
+            if _countdown_moved(case, now=now):
                 if updates < MAX_UPDATES_PER_SWEEP:
-                    case.countdown_step = step_label
+                    case.countdown_step = countdown_step(case.sla_due_at - now)
                     outbox.request_update(s, case_id=case.id, channel=case.channel, now=now)
                     updates += 1
             s.add(case)
@@ -149,19 +145,34 @@ def _changes(case: Any, *, ruleset: Ruleset, now: datetime) -> bool:
     than by its countdown: a snooze that is over, the warning or the breach due, an escalation step
     due.  The loop checks each again on the loaded row."""
     if case.state == CaseState.SNOOZED:
-        return bool(case.snoozed_until and case.snoozed_until <= now)
-    if case.breached_at is None and now >= case.sla_due_at:
+        return _snooze_over(case, now=now)
+    if _breach_due(case, now=now) or _warning_due(case, ruleset=ruleset, now=now):
         return True
-    if case.warned_at is None and now < case.sla_due_at:
-        hours = ruleset.business_hours if case.sla_business_hours else None
-        if now >= due_at(start=case.opened_at, seconds=int(case.sla_seconds * ruleset.escalation.warn_at),
-                         business_hours=hours):
-            return True
-    if case.breached_at is not None and any(
-            index >= case.escalation_level and now >= case.sla_due_at + step.after
-            for index, step in enumerate(ruleset.escalation.steps)):
-        return True
-    return False
+    return case.breached_at is not None and any(
+        _step_due(case, index, step.after, now=now) for index, step in enumerate(ruleset.escalation.steps))
+
+
+# What `sweep` does to a waiting case, decided from the case's facts (a loaded row or _WAITING_FACTS's
+# columns): the loop and its pre-selection (`_changes`, `_countdown_moved`) ask the same questions.
+def _snooze_over(case: Any, *, now: datetime) -> bool:
+    return bool(case.snoozed_until and case.snoozed_until <= now)
+
+
+def _breach_due(case: Any, *, now: datetime) -> bool:
+    return case.breached_at is None and now >= case.sla_due_at
+
+
+def _warning_due(case: Any, *, ruleset: Ruleset, now: datetime) -> bool:
+    if case.warned_at is not None or now >= case.sla_due_at:
+        return False
+    hours = ruleset.business_hours if case.sla_business_hours else None
+    return now >= due_at(start=case.opened_at, seconds=int(case.sla_seconds * ruleset.escalation.warn_at),
+                         business_hours=hours)
+
+
+def _step_due(case: Any, index: int, after: timedelta, *, now: datetime) -> bool:
+    """Escalation step `index` (0-based) is due and not taken yet."""
+    return index >= case.escalation_level and now >= case.sla_due_at + after
 
 
 def _countdown_moved(case: Any, *, now: datetime) -> bool:
