@@ -1,5 +1,6 @@
 """The language identifier's C accelerator (monitor/triage/_langid_walk.c) gives the Python path's
-posteriors to the last bit, the install builds it, and without it the same languages come out."""
+posteriors to the last bit, alone or with a page of posts walked together; the install builds it,
+and without it the same languages come out."""
 
 from __future__ import annotations
 
@@ -59,20 +60,33 @@ needs_accelerator = pytest.mark.skipif(not langid_model.ACCELERATED, reason="the
 
 @needs_accelerator
 def test_c_and_python_posteriors_are_equal_on_the_devset_and_hostile_strings():
-    texts = _devset_texts() + HOSTILE
-    assert len(texts) > 3000
+    bodies = [clean(text) for text in _devset_texts() + HOSTILE]
+    assert len(bodies) > 3000
     for ident in _identifiers():
-        for text in texts:
-            body = clean(text)
-            assert ident.posterior(body) == ident.posterior_in_python(body), text
+        in_python = [ident.posterior_in_python(body) for body in bodies]
+        for body, expected in zip(bodies, in_python, strict=True):
+            assert ident.posterior(body) == expected, body
+        for page in range(0, len(bodies), 100):  # as triage_many's pages are walked together
+            assert ident.posteriors(bodies[page : page + 100]) == in_python[page : page + 100]
+
+
+_TEXTS = st.one_of(st.text(max_size=300), st.text(alphabet="abcdeøæåžčćşţăîâ快递 .!", max_size=900))
 
 
 @needs_accelerator
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.text(max_size=300), st.text(alphabet="abcdeøæåžčćşţăîâ快递 .!", max_size=900)))
+@given(_TEXTS)
 def test_c_and_python_posteriors_are_equal_on_any_text(text):
     for ident in _identifiers():
         assert ident.posterior(text) == ident.posterior_in_python(text)
+
+
+@needs_accelerator
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_TEXTS, max_size=30))
+def test_posts_walked_together_score_as_each_alone(texts):
+    for ident in _identifiers():
+        assert ident.posteriors(texts) == [ident.posterior_in_python(text) for text in texts]
 
 
 @needs_accelerator

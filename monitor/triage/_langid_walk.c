@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define STACK_BYTES 512 /* a post up to this many bytes needs no allocation */
+#define STACK_BYTES 512 /* a post with up to this many features needs no allocation */
 #define STACK_GROUPS 16
 #define STACK_CLASSES 160
 
@@ -120,48 +120,67 @@ Scorer_init(Scorer *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* Walk `data` through the automaton: the features in the order they first occur (`order`) and how
- * often each occurs (`counts`).  Returns how many distinct features, or -1 with an exception set. */
-static Py_ssize_t
-walk(const Scorer *self, const unsigned char *data, Py_ssize_t size, int32_t *slots, size_t mask,
-     int32_t *order, Py_ssize_t *counts)
+/* Walk posts through the automaton, LANES of them at a time, a byte of each in turn: a post's
+ * steps depend on one another (each reads the row its last state names), the lanes' do not, so
+ * their cache misses overlap instead of queueing (the automaton is ~40 MB, a post's states are
+ * scattered over it).  Post p's features, in order, go to hits[starts[p]...]; found[p] counts them.
+ * Returns 0, or -1 with an exception set. */
+#define LANES 8
+static int
+walk_many(const Scorer *self, const unsigned char *const *datas, const Py_ssize_t *sizes, Py_ssize_t n,
+          const Py_ssize_t *starts, int32_t *hits, Py_ssize_t *found)
 {
     const unsigned char *moves = self->nextmove.buf, *bases = self->rowbase.buf, *outputs = self->output.buf;
-    Py_ssize_t distinct = 0;
-    uint32_t state = 0;
-    for (Py_ssize_t i = 0; i < size; i++) {
-        uint32_t base;
-        int32_t feature;
-        memcpy(&base, bases + 4 * (size_t)state, 4); /* native order, as the Python path casts them */
-        uint64_t move = (uint64_t)base + data[i];
-        if (move >= (uint64_t)self->n_moves) {
-            goto corrupt;
+    Py_ssize_t post_of[LANES], at[LANES], next = 0;
+    uint32_t state[LANES];
+    for (int l = 0; l < LANES; l++) {
+        post_of[l] = -1;
+    }
+    for (Py_ssize_t p = 0; p < n; p++) {
+        found[p] = 0;
+    }
+    for (;;) {
+        int busy = 0;
+        for (int l = 0; l < LANES; l++) {
+            if (post_of[l] < 0) {
+                while (next < n && sizes[next] == 0) {
+                    next++;
+                }
+                if (next == n) {
+                    continue;
+                }
+                post_of[l] = next++;
+                at[l] = 0;
+                state[l] = 0;
+            }
+            busy = 1;
+            Py_ssize_t p = post_of[l];
+            uint32_t base;
+            int32_t feature;
+            memcpy(&base, bases + 4 * (size_t)state[l], 4); /* native order, as the Python path casts them */
+            uint64_t move = (uint64_t)base + datas[p][at[l]];
+            if (move >= (uint64_t)self->n_moves) {
+                goto corrupt;
+            }
+            memcpy(&state[l], moves + 4 * move, 4);
+            if (state[l] >= (uint64_t)self->n_states) {
+                goto corrupt;
+            }
+            memcpy(&feature, outputs + 4 * (size_t)state[l], 4);
+            if (feature >= 0) {
+                if (feature >= self->n_rows) {
+                    goto corrupt;
+                }
+                hits[starts[p] + found[p]++] = feature;
+            }
+            if (++at[l] == sizes[p]) {
+                post_of[l] = -1;
+            }
         }
-        memcpy(&state, moves + 4 * move, 4);
-        if (state >= (uint64_t)self->n_states) {
-            goto corrupt;
-        }
-        memcpy(&feature, outputs + 4 * (size_t)state, 4);
-        if (feature < 0) {
-            continue;
-        }
-        if (feature >= self->n_rows) {
-            goto corrupt;
-        }
-        size_t slot = ((uint32_t)feature * 2654435761u) & mask;
-        while (slots[slot] >= 0 && order[slots[slot]] != feature) {
-            slot = (slot + 1) & mask;
-        }
-        if (slots[slot] < 0) {
-            slots[slot] = (int32_t)distinct;
-            order[distinct] = feature;
-            counts[distinct++] = 1;
-        }
-        else {
-            counts[slots[slot]]++;
+        if (!busy) {
+            return 0;
         }
     }
-    return distinct;
 corrupt:
     PyErr_SetString(PyExc_ValueError, "the langid model's files are inconsistent");
     return -1;
@@ -224,59 +243,62 @@ normalised(const Scorer *self, const double *raw, Py_ssize_t size)
     return scores;
 }
 
+/* The posterior of one post from its features in order (`hits`) and its length in bytes. */
 static PyObject *
-Scorer_posterior(Scorer *self, PyObject *arg)
+score(const Scorer *self, const int32_t *hits, Py_ssize_t n_hits, Py_ssize_t size)
 {
-    if (self->prior == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Scorer not initialised");
-        return NULL;
-    }
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "posterior() takes the post's bytes");
-        return NULL;
-    }
-    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(arg);
-    Py_ssize_t size = PyBytes_GET_SIZE(arg);
     Py_ssize_t n = self->n_classes;
-
-    /* Scratch space: a hash of features (twice the post's bytes, a power of two), the distinct
-     * features in order, their counts; then per distinct count its group, and each group's sums. */
-    int32_t stack_slots[2 * STACK_BYTES], stack_order[STACK_BYTES];
-    Py_ssize_t stack_counts[STACK_BYTES];
+    if (n_hits == 0) {
+        return uniform(n); /* py3langid: all-zero scores, normalised */
+    }
+    /* Scratch space: a hash of features (at least twice as many slots as hits, a power of two), the
+     * distinct features in the order they first occur, their counts; then each distinct count's
+     * group (in the order the counts first occur, as Counter(visits.values()) has them), and each
+     * group's sums. */
+    int32_t stack_slots[2 * STACK_BYTES], stack_order[STACK_BYTES], stack_group_of[STACK_BYTES + 1];
+    Py_ssize_t stack_counts[STACK_BYTES], stack_group_count[STACK_GROUPS], stack_group_total[STACK_GROUPS];
+    uint64_t stack_sums[STACK_GROUPS * STACK_CLASSES];
+    double stack_raw[STACK_CLASSES];
+    int32_t *slots = stack_slots, *order = stack_order, *group_of = stack_group_of;
+    Py_ssize_t *counts = stack_counts, *group_count = stack_group_count, *group_total = stack_group_total;
+    uint64_t *sums = stack_sums;
+    double *raw = stack_raw;
+    PyObject *result = NULL;
     size_t capacity = 16;
-    while (capacity < 2 * (size_t)size) {
+    while (capacity < 2 * (size_t)n_hits) {
         capacity *= 2;
     }
-    int32_t *slots = stack_slots, *order = stack_order;
-    Py_ssize_t *counts = stack_counts;
-    int32_t stack_group_of[STACK_BYTES + 1], *group_of = stack_group_of;
-    uint64_t stack_sums[STACK_GROUPS * STACK_CLASSES], *sums = stack_sums;
-    Py_ssize_t stack_group_count[STACK_GROUPS], stack_group_total[STACK_GROUPS];
-    Py_ssize_t *group_count = stack_group_count, *group_total = stack_group_total;
-    double stack_raw[STACK_CLASSES], *raw = stack_raw;
-    PyObject *result = NULL;
-
-    if (size > STACK_BYTES) {
+    if (n_hits > STACK_BYTES) {
         slots = PyMem_Malloc(sizeof(int32_t) * capacity);
-        order = PyMem_Malloc(sizeof(int32_t) * (size_t)size);
-        counts = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)size);
+        order = PyMem_Malloc(sizeof(int32_t) * (size_t)n_hits);
+        counts = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)n_hits);
         if (slots == NULL || order == NULL || counts == NULL) {
             PyErr_NoMemory();
             goto done;
         }
     }
     memset(slots, 0xff, sizeof(int32_t) * capacity);
-    Py_ssize_t distinct = walk(self, data, size, slots, capacity - 1, order, counts);
-    if (distinct < 0) {
-        goto done;
+    const unsigned char *table = self->table.buf;
+    size_t mask = capacity - 1;
+    Py_ssize_t distinct = 0, most = 0, groups = 0;
+    for (Py_ssize_t i = 0; i < n_hits; i++) {
+        int32_t feature = hits[i];
+        size_t slot = ((uint32_t)feature * 2654435761u) & mask;
+        while (slots[slot] >= 0 && order[slots[slot]] != feature) {
+            slot = (slot + 1) & mask;
+        }
+        if (slots[slot] < 0) {
+            slots[slot] = (int32_t)distinct;
+            order[distinct] = feature;
+            counts[distinct++] = 1;
+#if defined(__GNUC__)
+            __builtin_prefetch(table + (size_t)feature * (size_t)self->row_bytes); /* summed below */
+#endif
+        }
+        else {
+            counts[slots[slot]]++;
+        }
     }
-    if (distinct == 0) {
-        result = uniform(n); /* py3langid: all-zero scores, normalised */
-        goto done;
-    }
-
-    /* The distinct counts in the order they first occur, as Counter(visits.values()) has them. */
-    Py_ssize_t most = 0, groups = 0;
     for (Py_ssize_t i = 0; i < distinct; i++) {
         most = counts[i] > most ? counts[i] : most;
     }
@@ -309,7 +331,6 @@ Scorer_posterior(Scorer *self, PyObject *arg)
     memset(group_total, 0, sizeof(Py_ssize_t) * (size_t)groups);
 
     /* Each count's rows summed, field by field (the fields never overflow: see langid_model). */
-    const unsigned char *table = self->table.buf;
     for (Py_ssize_t i = 0; i < distinct; i++) {
         int32_t g = group_of[counts[i]];
         group_count[g] = counts[i];
@@ -359,9 +380,94 @@ done:
     return result;
 }
 
+static PyObject *
+Scorer_posteriors(Scorer *self, PyObject *arg)
+{
+    if (self->prior == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Scorer not initialised");
+        return NULL;
+    }
+    PyObject *posts = PySequence_Fast(arg, "posteriors() takes a sequence of the posts' bytes");
+    if (posts == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(posts), total = 0;
+    const unsigned char **datas = PyMem_Malloc(sizeof(char *) * (size_t)(n ? n : 1));
+    Py_ssize_t *sizes = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
+    Py_ssize_t *starts = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
+    Py_ssize_t *found = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
+    int32_t *hits = NULL;
+    PyObject *result = NULL;
+    if (datas == NULL || sizes == NULL || starts == NULL || found == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t p = 0; p < n; p++) {
+        PyObject *post = PySequence_Fast_GET_ITEM(posts, p);
+        if (!PyBytes_Check(post)) {
+            PyErr_SetString(PyExc_TypeError, "posteriors() takes the posts' bytes");
+            goto done;
+        }
+        datas[p] = (const unsigned char *)PyBytes_AS_STRING(post);
+        sizes[p] = PyBytes_GET_SIZE(post);
+        starts[p] = total;
+        total += sizes[p];
+    }
+    hits = PyMem_Malloc(sizeof(int32_t) * (size_t)(total ? total : 1));
+    if (hits == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (walk_many(self, datas, sizes, n, starts, hits, found) < 0) {
+        goto done;
+    }
+    result = PyList_New(n);
+    for (Py_ssize_t p = 0; result != NULL && p < n; p++) {
+        PyObject *scores = score(self, hits + starts[p], found[p], sizes[p]);
+        if (scores == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, p, scores);
+    }
+
+done:
+    Py_DECREF(posts);
+    PyMem_Free(datas);
+    PyMem_Free(sizes);
+    PyMem_Free(starts);
+    PyMem_Free(found);
+    PyMem_Free(hits);
+    return result;
+}
+
+static PyObject *
+Scorer_posterior(Scorer *self, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "posterior() takes the post's bytes");
+        return NULL;
+    }
+    PyObject *one = PyTuple_Pack(1, arg);
+    if (one == NULL) {
+        return NULL;
+    }
+    PyObject *all = Scorer_posteriors(self, one);
+    Py_DECREF(one);
+    if (all == NULL) {
+        return NULL;
+    }
+    PyObject *scores = PyList_GET_ITEM(all, 0);
+    Py_INCREF(scores);
+    Py_DECREF(all);
+    return scores;
+}
+
 static PyMethodDef Scorer_methods[] = {
     {"posterior", (PyCFunction)Scorer_posterior, METH_O,
      "posterior(data: bytes) -> list[float]: the naive-Bayes posterior of a post's encoded bytes."},
+    {"posteriors", (PyCFunction)Scorer_posteriors, METH_O,
+     "posteriors(posts: Sequence[bytes]) -> list[list[float]]: `posterior` of each, walked together."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -145,6 +145,12 @@ class Identifier:
         scores = self._python_scores(data) if self._scorer is None else self._scorer.posterior(data)
         return self._aliases_folded(scores)
 
+    def posteriors(self, texts: Sequence[str]) -> list[list[float]]:
+        """`posterior` of each text: in C the posts are walked together, their cache misses overlapping."""
+        if self._scorer is None:
+            return [self.posterior(text) for text in texts]
+        return [self._aliases_folded(scores) for scores in self._scorer.posteriors(list(map(encode, texts)))]
+
     def posterior_in_python(self, text: str) -> list[float]:
         """`posterior` by the Python path, even where the C one is built (the tests compare them)."""
         return self._aliases_folded(self._python_scores(encode(text)))
