@@ -243,6 +243,15 @@ normalised(const Scorer *self, const double *raw, Py_ssize_t size)
     return scores;
 }
 
+/* Frees a scratch buffer unless it is the stack one. */
+static void
+release(void *buffer, void *on_stack)
+{
+    if (buffer != on_stack) {
+        PyMem_Free(buffer);
+    }
+}
+
 /* The posterior of one post from its features in order (`hits`) and its length in bytes. */
 static PyObject *
 score(const Scorer *self, const int32_t *hits, Py_ssize_t n_hits, Py_ssize_t size)
@@ -353,30 +362,14 @@ score(const Scorer *self, const int32_t *hits, Py_ssize_t n_hits, Py_ssize_t siz
     result = normalised(self, raw, size);
 
 done:
-    if (slots != stack_slots) {
-        PyMem_Free(slots);
-    }
-    if (order != stack_order) {
-        PyMem_Free(order);
-    }
-    if (counts != stack_counts) {
-        PyMem_Free(counts);
-    }
-    if (group_of != stack_group_of) {
-        PyMem_Free(group_of);
-    }
-    if (sums != stack_sums) {
-        PyMem_Free(sums);
-    }
-    if (group_count != stack_group_count) {
-        PyMem_Free(group_count);
-    }
-    if (group_total != stack_group_total) {
-        PyMem_Free(group_total);
-    }
-    if (raw != stack_raw) {
-        PyMem_Free(raw);
-    }
+    release(slots, stack_slots);
+    release(order, stack_order);
+    release(counts, stack_counts);
+    release(group_of, stack_group_of);
+    release(sums, stack_sums);
+    release(group_count, stack_group_count);
+    release(group_total, stack_group_total);
+    release(raw, stack_raw);
     return result;
 }
 
