@@ -105,6 +105,9 @@ def test_a_model_file_cut_short_is_an_error_not_a_read_past_its_end():
                                       ident._pc, meta["field_bits"], meta["offset"], meta["scale"])
     with pytest.raises(ValueError, match="inconsistent"):
         short_moves.posterior(b"my order never arrived")
+    with pytest.raises(ValueError, match="inconsistent automaton"):  # no state 0 to start from
+        _langid_walk.Scorer(automaton._nextmove, automaton._rowbase[:0], automaton._output[:0], table, ident._pc,
+                            meta["field_bits"], meta["offset"], meta["scale"])
     with pytest.raises(ValueError, match="32-bit"):  # such a table stays with the Python path
         _langid_walk.Scorer(automaton._nextmove, automaton._rowbase, automaton._output, table, ident._pc, 64,
                             meta["offset"], meta["scale"])

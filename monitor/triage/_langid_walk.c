@@ -81,7 +81,8 @@ Scorer_init(Scorer *self, PyObject *args, PyObject *kwds)
     else if (self->n_classes < 1 || self->table.len % self->row_bytes) {
         wrong = "the table's size is not a whole number of rows";
     }
-    else if (self->nextmove.len % 4 || self->rowbase.len % 4 || self->output.len != self->rowbase.len) {
+    else if (self->nextmove.len % 4 || self->rowbase.len % 4 || self->rowbase.len == 0
+             || self->output.len != self->rowbase.len) { /* a walk starts at state 0 */
         wrong = "inconsistent automaton";
     }
     else if (offset > 0 || !(scale > 0.0)) {
