@@ -3,6 +3,7 @@
     python bench/triage_speed.py                 # devset texts, 6 configured languages
     python bench/triage_speed.py --seconds 10 --cold
     python bench/triage_speed.py --stages --n 5000   # µs per post in each stage, on throughput.py's texts
+    python bench/triage_speed.py --stages --langid-python   # the same without the C language identifier
 
     /tmp/lingua-venv/bin/python bench/triage_speed.py --compare-langid   # needs py3langid + lingua
 
@@ -193,7 +194,11 @@ def main() -> int:
     parser.add_argument("--explain", action="store_true", help="time triage with its signals (as `explain`)")
     parser.add_argument("--stages", action="store_true", help="CPU µs per post in each stage of triage")
     parser.add_argument("--n", type=int, default=5000, help="posts for --stages (default 5000)")
+    parser.add_argument("--langid-python", action="store_true",
+                        help="language identification in Python, as where monitor/triage/_langid_walk.c is not built")
     args = parser.parse_args()
+    if args.langid_python:
+        sys.modules["monitor.triage._langid_walk"] = None  # its import fails: langid_model's fallback
     if args.compare_langid:
         return compare_langid()
     if args.stages:

@@ -77,7 +77,7 @@ def detect(
     text: str, *, lang_hint: str = "", languages: Sequence[str] | None = None, cleaned: str | None = None
 ) -> tuple[str, str]:
     """Return (ISO 639-1 code or "und", a short reason for `explain`)."""
-    return _detect(clean(text) if cleaned is None else cleaned, lang_hint, _allowed(languages), explain=True)
+    return _detect_all([clean(text) if cleaned is None else cleaned], [lang_hint], _allowed(languages), explain=True)[0]
 
 
 def detect_many(
@@ -85,14 +85,36 @@ def detect_many(
     explain: bool = True,
 ) -> list[tuple[str, str]]:
     """`detect` for each of some cleaned texts, in order (`explain=False`: every reason is "")."""
-    allowed = _allowed(languages)
-    return [_detect(body, hint, allowed, explain=explain) for body, hint in zip(bodies, lang_hints, strict=True)]
+    return _detect_all(bodies, lang_hints, _allowed(languages), explain=explain)
 
 
-def _detect(body: str, lang_hint: str, allowed: tuple[str, ...] | None, *, explain: bool) -> tuple[str, str]:
-    hint = (lang_hint or "").lower().split("-")[0]
-    hint = "" if hint in ("und", "qme", "qht", "zxx", "art") else hint
-    letters = len(_NOT_LETTERS.sub("", body))  # as len(_LETTER.findall(body)), without a list of letters
+def _detect_all(
+    bodies: Sequence[str], lang_hints: Sequence[str], allowed: tuple[str, ...] | None, *, explain: bool
+) -> list[tuple[str, str]]:
+    """What the script and the configuration decide first, then langid for the rest, all at once
+    (its C path walks a batch's posts together)."""
+    found: list[tuple[str, str]] = []
+    waiting: list[tuple[int, str, int]] = []  # (index, hint, letters) of the posts langid decides
+    for body, lang_hint in zip(bodies, lang_hints, strict=True):
+        hint = (lang_hint or "").lower().split("-")[0]
+        hint = "" if hint in ("und", "qme", "qht", "zxx", "art") else hint
+        letters = len(_NOT_LETTERS.sub("", body))  # as len(_LETTER.findall(body)), without a list of letters
+        early = _before_langid(body, hint, letters, allowed, explain=explain)
+        if early is None:
+            waiting.append((len(found), hint, letters))
+            early = ("", "")  # replaced below
+        found.append(early)
+    if waiting:
+        ranked = _classify_many([bodies[index] for index, _, _ in waiting], allowed)
+        for (index, hint, letters), (lang, confidence, foreign) in zip(waiting, ranked, strict=True):
+            found[index] = _after_langid(lang, confidence, foreign, hint, letters, allowed, explain=explain)
+    return found
+
+
+def _before_langid(
+    body: str, hint: str, letters: int, allowed: tuple[str, ...] | None, *, explain: bool
+) -> tuple[str, str] | None:
+    """The answer when langid is not needed (no letters, Chinese script, one language), else None."""
     if not letters:
         if hint and (allowed is None or hint in allowed):
             return hint, f"language {hint}: platform hint, no letters" if explain else ""
@@ -103,7 +125,14 @@ def _detect(body: str, lang_hint: str, allowed: tuple[str, ...] | None, *, expla
             return "zh", f"language zh: {han} Han characters" if explain else ""
     if allowed is not None and len(allowed) == 1:
         return allowed[0], f"language {allowed[0]}: the only configured language" if explain else ""
-    lang, confidence, foreign = _classify(body, allowed)
+    return None
+
+
+def _after_langid(
+    lang: str, confidence: float, foreign: bool, hint: str, letters: int, allowed: tuple[str, ...] | None, *,
+    explain: bool,
+) -> tuple[str, str]:
+    """langid's answer, or the platform's hint where langid is not sure enough."""
     if foreign:
         return lang, f"language {lang}: langid {confidence:.2f}, not a configured language" if explain else ""
     short = letters < _HINT_WINS_SHORTER_THAN
@@ -122,26 +151,37 @@ def _classify(body: str, allowed: tuple[str, ...] | None) -> tuple[str, float, b
     answers: the best configured language, and whether the post is confidently in a
     language the brand did not configure (then its sentiment is unknown).
     """
+    return _classify_many([body], allowed)[0]
+
+
+def _classify_many(bodies: Sequence[str], allowed: tuple[str, ...] | None) -> list[tuple[str, float, bool]]:
+    """`_classify` of each body, their posteriors computed together."""
     if allowed is None:
-        posterior = _identifier(None).posterior(body)
-        top = posterior.index(max(posterior))  # the first of equal maxima, as max(range(...), key=...)
-        lang = _identifier(None).nb_classes[top]
-        return _NEIGHBOURS.get(lang, lang), posterior[top], False
+        ident = _identifier(None)
+        found = []
+        for posterior in ident.posteriors(bodies):
+            top = posterior.index(max(posterior))  # the first of equal maxima, as max(range(...), key=...)
+            lang = ident.nb_classes[top]
+            found.append((_NEIGHBOURS.get(lang, lang), posterior[top], False))
+        return found
     allowed_set, neighbours_of_allowed, candidates = _candidates(allowed)
     ident = _identifier(candidates)
     classes = ident.nb_classes
-    scores = ident.posterior(body)
     allowed_index = _indices(candidates, allowed)
-    top = scores.index(max(scores))
-    mass = sum(map(scores.__getitem__, allowed_index))
-    if (
-        mass <= _FOREIGN_MASS
-        and classes[top] not in allowed_set
-        and classes[top] not in neighbours_of_allowed
-    ):
-        return classes[top], scores[top], True
-    best = max(allowed_index, key=scores.__getitem__)
-    return classes[best], (scores[best] / mass if mass else 0.0), False
+    found = []
+    for scores in ident.posteriors(bodies):
+        top = scores.index(max(scores))
+        mass = sum(map(scores.__getitem__, allowed_index))
+        if (
+            mass <= _FOREIGN_MASS
+            and classes[top] not in allowed_set
+            and classes[top] not in neighbours_of_allowed
+        ):
+            found.append((classes[top], scores[top], True))
+            continue
+        best = max(allowed_index, key=scores.__getitem__)
+        found.append((classes[best], (scores[best] / mass if mass else 0.0), False))
+    return found
 
 
 @cache
