@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -344,7 +345,11 @@ def _column_converter(type_: Any, dialect: sa.Dialect, process: Callable[[Any], 
             one = process
 
         def times(column: list[Any]) -> list[Any]:
-            return column if column.count(None) == len(column) else [None if v is None else one(v) for v in column]
+            if column.count(None) == len(column):
+                return column
+            # each distinct time converted once: most of a page's times are its `now`
+            converted = {value: one(value) for value in set(column) if value is not None}
+            return [None if value is None else converted[value] for value in column]
         return times
     if isinstance(type_, sa.JSON) and dialect.name == "sqlite":
         serialize = dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
@@ -364,6 +369,8 @@ def _sqlite_datetime_format(impl: Any) -> bool:
 
 
 def _utc_for_sqlite(value: datetime) -> str:
+    if value.tzinfo is UTC:  # the usual time: its text without the "+00:00" is the naive UTC time's
+        return value.isoformat(" ", "microseconds")[:-6]
     return model.naive_utc(value).isoformat(" ", "microseconds")
 
 
@@ -376,13 +383,26 @@ def get_cursor(session: Session, source: str) -> str:
 
 
 def set_cursor(session: Session, source: str, value: str, *, now: datetime) -> None:
-    row = session.get(Cursor, source)
-    if row is None:
-        session.add(Cursor(source=source, value=value, updated_at=now))
-    else:
-        row.value = value
-        row.updated_at = now
-        session.add(row)
+    """One INSERT ... ON CONFLICT DO UPDATE (no ORM object: an ingest's commit has nothing of it to flush)."""
+    statement = _SET_CURSOR.get(session.get_bind().dialect.name)
+    if statement is None:
+        insert = insert_for(session)(Cursor.__table__)
+        statement = _SET_CURSOR[session.get_bind().dialect.name] = insert.on_conflict_do_update(
+            index_elements=["source"], set_={"value": insert.excluded.value, "updated_at": insert.excluded.updated_at})
+    execute_many(session, statement, [{"source": source, "value": value, "updated_at": now}])
+
+
+_SET_CURSOR: dict[str, Any] = {}
+
+
+def insert_for(session: Session):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT (for ON CONFLICT).  PostgreSQL's dialect is imported only on PostgreSQL:
+    on SQLite it would cost the daemon 2 MB it never uses (bench/memory.py)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    return sqlite.insert
 
 
 # --------------------------------------------------------------------------- leases
