@@ -267,8 +267,14 @@ def reserve_ids(session: Session, table: sa.Table, n: int) -> list[int]:
                                    {"t": f'"{table.name}"'}).scalar_one()
         rows = session.execute(sa.text("select nextval(:s) from generate_series(1, :n)"), {"s": sequence, "n": n})
         return [int(r[0]) for r in rows]
-    top = session.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar_one()
+    statement = _LARGEST_ID.get(table.name)
+    if statement is None:  # built once a table: building it and its cache key cost more than running it
+        statement = _LARGEST_ID[table.name] = sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))
+    top = session.execute(statement).scalar_one()
     return list(range(int(top) + 1, int(top) + 1 + n))
+
+
+_LARGEST_ID: dict[str, sa.Select[Any]] = {}
 
 
 ColumnConverter = Callable[[list[Any]], list[Any]]
@@ -353,8 +359,12 @@ def _column_converter(type_: Any, dialect: sa.Dialect, process: Callable[[Any], 
         return times
     if isinstance(type_, sa.JSON) and dialect.name == "sqlite":
         serialize = dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+        empty = {dict: serialize({}), list: serialize([])}
+
         def documents(column: list[Any]) -> list[Any]:
-            return list(map(serialize if set(map(type, column)) <= _JSON_CONTAINERS else process, column))
+            if not set(map(type, column)) <= _JSON_CONTAINERS:
+                return list(map(process, column))
+            return [serialize(value) if value else empty[type(value)] for value in column]
         return documents
     return lambda column: list(map(process, column))
 
