@@ -805,11 +805,15 @@ def _safe(text: str) -> str:
     return text
 
 
+# json.dumps(value, ensure_ascii=False) without building its encoder for every payload
+_UNICODE_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def _safe_raw(value: Any) -> Any:
     """The raw payload with lone surrogates replaced (PostgreSQL's json rejects them); NUL stays, escaped."""
     if isinstance(value, dict):
         try:  # almost every payload has none: one check in C instead of a walk over every value
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            _UNICODE_JSON.encode(value).encode("utf-8")
             return value
         except (UnicodeEncodeError, TypeError, ValueError):
             pass
