@@ -28,16 +28,19 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """What a UTC column stores for an aware datetime (monitor.store.execute_many converts with it too)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Any:
@@ -130,13 +133,15 @@ class Mention(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("platform", "external_id", name="uq_mention_platform_external"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    platform: str = Field(index=True)
+    # indexed: (platform, external_id) unique, created_at, case_id; no query reads mentions by conversation
+    # or author, and each index costs every insert (revision 0006)
+    platform: str
     kind: str
     source: str = ""
     external_id: str
-    conversation_id: str = Field(default="", index=True)
+    conversation_id: str = ""
     parent_id: str = ""
-    author_id: str = Field(default="", index=True)
+    author_id: str = ""
     author_handle: str = ""
     author_name: str = ""
     author_followers: int = 0
@@ -179,7 +184,7 @@ class Case(SQLModel, table=True):
     rule: str = ""
     severity: str = "normal"
     channel: str = ""  # Slack channel id or name of the alert
-    group_key: str = Field(default="", index=True)  # storm control: alerts sharing it may be grouped
+    group_key: str = ""  # storm control: alerts sharing it may be grouped (searched by ix_case_group_window)
     grouped_into: int | None = None  # the case whose grouped message stands for this one
     opened_at: datetime | None = _ts()
     sla_seconds: int = 0

@@ -7,17 +7,20 @@ PostgreSQL through psycopg 3, where replicas coordinate through leases and
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -264,13 +267,22 @@ def reserve_ids(session: Session, table: sa.Table, n: int) -> list[int]:
                                    {"t": f'"{table.name}"'}).scalar_one()
         rows = session.execute(sa.text("select nextval(:s) from generate_series(1, :n)"), {"s": sequence, "n": n})
         return [int(r[0]) for r in rows]
-    top = session.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar_one()
+    statement = _LARGEST_ID.get(table.name)
+    if statement is None:  # built once a table: building it and its cache key cost more than running it
+        statement = _LARGEST_ID[table.name] = sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))
+    top = session.execute(statement).scalar_one()
     return list(range(int(top) + 1, int(top) + 1 + n))
 
 
-# (statement, dialect, the rows' keys) -> its SQL, and per parameter: its name for the driver, the row's key
-# (None: the statement's own value), that value, the column type's bind processor
-_PREPARED: dict[tuple[Any, str, tuple[str, ...]], tuple[str, bool, list[tuple[str, str | None, Any, Any]]]] = {}
+_LARGEST_ID: dict[str, sa.Select[Any]] = {}
+
+
+ColumnConverter = Callable[[list[Any]], list[Any]]
+# (statement, dialect, the rows' keys) -> its SQL, whether the driver takes tuples (else dicts), the driver's
+# parameter names, and per parameter: the row's key (None: the statement's own value), that value, and what
+# turns a page's column of values into what the column type's bind processor would give (None: as they are)
+_PREPARED: dict[tuple[Any, str, tuple[str, ...]],
+                tuple[str, bool, list[str], list[tuple[str | None, Any, ColumnConverter | None]]]] = {}
 
 
 def execute_many(session: Session, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -278,7 +290,9 @@ def execute_many(session: Session, statement: sa.Executable, rows: Sequence[Mapp
     of rows the database says it changed.  Each value goes through its column type's bind processor as with
     `session.execute(statement, rows)`, so what is stored is the same; what is skipped is SQLAlchemy's
     per-row parameter assembly (most of the Python time of a page's inserts) and the session's autoflush:
-    the caller writes rows it built itself, which no pending ORM change can affect."""
+    the caller writes rows it built itself, which no pending ORM change can affect.  Values are converted a
+    column at a time, so a column its type leaves alone (text, numbers; booleans, times all None) costs no
+    Python call per row."""
     if not rows:
         return 0
     connection = session.connection()
@@ -296,17 +310,78 @@ def execute_many(session: Session, statement: sa.Executable, rows: Sequence[Mapp
             if default is None or not default.is_scalar:
                 raise ValueError(f"execute_many: give {column.key} in every row (its default is not a constant)")
             fixed[column.key] = default.arg
-        plan = [(escaped.get(name, name), name if name in keys else None, fixed[name],
-                 compiled._bind_processors.get(name)) for name in names]
-        prepared = _PREPARED[(statement, dialect.name, keys)] = (compiled.string, compiled.positional, plan)
-    sql, positional, plan = prepared
-    converted: list[Any] = []
-    driver_names = [name for name, _, _, _ in plan]
-    for row in rows:
-        values = [(row[key] if key is not None else fixed) if process is None
-                  else process(row[key] if key is not None else fixed) for _, key, fixed, process in plan]
-        converted.append(tuple(values) if positional else dict(zip(driver_names, values, strict=True)))
+        plan = []
+        for name in names:
+            process = compiled._bind_processors.get(name)
+            convert = None if process is None else _column_converter(compiled.binds[name].type, dialect, process)
+            plan.append((name if name in keys else None, fixed[name], convert))
+        prepared = _PREPARED[(statement, dialect.name, keys)] = (
+            compiled.string, compiled.positional, [escaped.get(name, name) for name in names], plan)
+    sql, positional, driver_names, plan = prepared
+    columns: list[Any] = []
+    for key, value, convert in plan:
+        column = list(map(itemgetter(key), rows)) if key is not None else [value] * len(rows)
+        columns.append(column if convert is None else convert(column))
+    converted: list[Any] = list(zip(*columns, strict=True))
+    if not positional:
+        converted = [dict(zip(driver_names, values, strict=True)) for values in converted]
     return connection.exec_driver_sql(sql, converted).rowcount
+
+
+_BOOLEANS = frozenset({bool, type(None)})
+_JSON_CONTAINERS = frozenset({dict, list})
+
+
+def _column_converter(type_: Any, dialect: sa.Dialect, process: Callable[[Any], Any]) -> ColumnConverter:
+    """A page's column through `process`, the type's bind processor, with the same result and fewer calls for
+    the types the ingest writes most: a boolean is given to the driver as it is (True and False are what the
+    processor gives; sqlite3 stores them as 1 and 0 either way), a UTC time is converted in one step, and on
+    SQLite a JSON object or list is serialised with the dialect's serializer directly."""
+    if isinstance(type_, sa.Boolean):
+        def booleans(column: list[Any]) -> list[Any]:
+            return column if set(map(type, column)) <= _BOOLEANS else list(map(process, column))
+        return booleans
+    if isinstance(type_, model.UTCDateTime):
+        impl = type_.impl_instance.dialect_impl(dialect)
+        if _sqlite_datetime_format(impl):
+            one = _utc_for_sqlite
+        elif impl.bind_processor(dialect) is None:  # psycopg takes the naive datetime itself
+            one = model.naive_utc
+        else:
+            one = process
+
+        def times(column: list[Any]) -> list[Any]:
+            if column.count(None) == len(column):
+                return column
+            # each distinct time converted once: most of a page's times are its `now`
+            converted = {value: one(value) for value in set(column) if value is not None}
+            return [None if value is None else converted[value] for value in column]
+        return times
+    if isinstance(type_, sa.JSON) and dialect.name == "sqlite":
+        serialize = dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+        empty = {dict: serialize({}), list: serialize([])}
+
+        def documents(column: list[Any]) -> list[Any]:
+            if not set(map(type, column)) <= _JSON_CONTAINERS:
+                return list(map(process, column))
+            return [serialize(value) if value else empty[type(value)] for value in column]
+        return documents
+    return lambda column: list(map(process, column))
+
+
+_SQLITE_DATETIME = "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+
+
+def _sqlite_datetime_format(impl: Any) -> bool:
+    """True if SQLite stores this DATETIME as SQLAlchemy's default text, which isoformat(" ", "microseconds")
+    writes the same for the years 1-9999."""
+    return getattr(impl, "_storage_format", None) == _SQLITE_DATETIME
+
+
+def _utc_for_sqlite(value: datetime) -> str:
+    if value.tzinfo is UTC:  # the usual time: its text without the "+00:00" is the naive UTC time's
+        return value.isoformat(" ", "microseconds")[:-6]
+    return model.naive_utc(value).isoformat(" ", "microseconds")
 
 
 # --------------------------------------------------------------------------- cursors
@@ -318,13 +393,26 @@ def get_cursor(session: Session, source: str) -> str:
 
 
 def set_cursor(session: Session, source: str, value: str, *, now: datetime) -> None:
-    row = session.get(Cursor, source)
-    if row is None:
-        session.add(Cursor(source=source, value=value, updated_at=now))
-    else:
-        row.value = value
-        row.updated_at = now
-        session.add(row)
+    """One INSERT ... ON CONFLICT DO UPDATE (no ORM object: an ingest's commit has nothing of it to flush)."""
+    statement = _SET_CURSOR.get(session.get_bind().dialect.name)
+    if statement is None:
+        insert = insert_for(session)(Cursor.__table__)
+        statement = _SET_CURSOR[session.get_bind().dialect.name] = insert.on_conflict_do_update(
+            index_elements=["source"], set_={"value": insert.excluded.value, "updated_at": insert.excluded.updated_at})
+    execute_many(session, statement, [{"source": source, "value": value, "updated_at": now}])
+
+
+_SET_CURSOR: dict[str, Any] = {}
+
+
+def insert_for(session: Session):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT (for ON CONFLICT).  PostgreSQL's dialect is imported only on PostgreSQL:
+    on SQLite it would cost the daemon 2 MB it never uses (bench/memory.py)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    return sqlite.insert
 
 
 # --------------------------------------------------------------------------- leases

@@ -36,7 +36,7 @@ from monitor.model import (
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
 from monitor.rules.schema import Grouping
 from monitor.rules.silences import VIP_ALIAS
-from monitor.store import execute_many, reserve_ids, set_cursor, transaction
+from monitor.store import execute_many, insert_for, reserve_ids, set_cursor, transaction
 from monitor.triage import triage_many
 
 log = logging.getLogger(__name__)
@@ -143,19 +143,18 @@ def ingest(
 
 
 def _new_only(session: Session, batch: Sequence[NewMention]) -> list[NewMention]:
-    """Drop repeats within the batch and mentions already stored (one query per platform)."""
+    """Drop repeats within the batch and mentions already stored (one query for up to 500 ids, whatever
+    their platforms: a pair it returns whose platform is another is no repeat, and stays)."""
     unique: dict[tuple[str, str], NewMention] = {}
     for m in batch:
         unique.setdefault((m.platform, m.external_id), m)
-    by_platform: dict[str, list[str]] = {}
-    for platform, external_id in unique:
-        by_platform.setdefault(platform, []).append(external_id)
-    for platform, ids in by_platform.items():
-        for chunk_start in range(0, len(ids), 500):
-            chunk = ids[chunk_start:chunk_start + 500]
-            stored = session.exec(_STORED, params={"platform": platform, "ids": chunk}).all()
-            for external_id in stored:
-                unique.pop((platform, external_id), None)
+    platforms = sorted({platform for platform, _ in unique})
+    ids = sorted({external_id for _, external_id in unique})
+    connection = session.connection()
+    for chunk_start in range(0, len(ids), 500):
+        chunk = ids[chunk_start:chunk_start + 500]
+        for stored in connection.execute(_STORED, {"platforms": platforms, "ids": chunk}):
+            unique.pop((stored[0], stored[1]), None)
     return sorted(unique.values(), key=lambda m: (m.created_at, m.external_id))
 
 
@@ -223,7 +222,7 @@ def _insert_mentions_statement(session: Session) -> Any:
     dialect = session.get_bind().dialect.name
     statement = _INSERT_MENTIONS.get(dialect)
     if statement is None:
-        statement = _INSERT_MENTIONS[dialect] = outbox.insert_for(session)(Mention.__table__).on_conflict_do_nothing(
+        statement = _INSERT_MENTIONS[dialect] = insert_for(session)(Mention.__table__).on_conflict_do_nothing(
             index_elements=["platform", "external_id"])
     return statement
 
@@ -708,8 +707,11 @@ _CASE_COLUMNS = [column.key for column in Case.__table__.columns]  # type: ignor
 _LINK_MENTIONS = sa.update(Mention.__table__).where(  # type: ignore[arg-type]
     Mention.__table__.c.id == sa.bindparam("b_id")).values(case_id=sa.bindparam("b_case"))  # type: ignore[attr-defined]
 # The ingest's page look-ups, built once: a page pays neither building them nor their cache keys.
-_STORED = select(Mention.external_id).where(
-    Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
+_MENTION = Mention.__table__  # type: ignore[attr-defined]
+# Core, not ORM: a page's dedup needs no ORM entities, and the session's execute would autoflush and build them
+_STORED = sa.select(_MENTION.c.platform, _MENTION.c.external_id).where(
+    _MENTION.c.platform.in_(sa.bindparam("platforms", expanding=True)),
+    _MENTION.c.external_id.in_(sa.bindparam("ids", expanding=True)))
 _PARENTS = select(Mention.id, Mention.case_id, Mention.external_id).where(
     Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
 _WAITING = (Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
@@ -803,11 +805,15 @@ def _safe(text: str) -> str:
     return text
 
 
+# json.dumps(value, ensure_ascii=False) without building its encoder for every payload
+_UNICODE_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def _safe_raw(value: Any) -> Any:
     """The raw payload with lone surrogates replaced (PostgreSQL's json rejects them); NUL stays, escaped."""
     if isinstance(value, dict):
         try:  # almost every payload has none: one check in C instead of a walk over every value
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            _UNICODE_JSON.encode(value).encode("utf-8")
             return value
         except (UnicodeEncodeError, TypeError, ValueError):
             pass

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -46,7 +45,7 @@ from monitor.model import (
 )
 from monitor.retry import DELIVERIES
 from monitor.settings import Settings
-from monitor.store import execute_many, is_postgres, transaction
+from monitor.store import execute_many, insert_for, is_postgres, transaction
 from monitor.views import OpenCaseLine, ThreadLine, build_view
 
 log = logging.getLogger(__name__)
@@ -57,16 +56,6 @@ CLAIM_TTL = timedelta(seconds=Settings.model_fields["claim_ttl"].default)
 MALFORMED_ATTEMPTS = 5
 REPLIES_PER_PASS = 10  # platform replies one delivery pass makes before it hands the rest back  # a Slack answer we cannot read is retried this often before the row fails
 ALERT_METADATA = "mm_alert"
-
-
-def insert_for(session: Session):  # type: ignore[no-untyped-def]
-    """The dialect's INSERT (for ON CONFLICT).  PostgreSQL's dialect is imported only on PostgreSQL:
-    on SQLite it would cost the daemon 2 MB it never uses (bench/memory.py)."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert
-    return sqlite.insert
 
 
 ACK_PREFIX = "ack:"  # dedup keys of acknowledgements (monitor.cases.acknowledge.ack_key)
