@@ -27,6 +27,7 @@ from monitor.triage.lexicon import (
     split_sentences,
     zh_traditional,
 )
+from monitor.triage.vader import Vader
 
 SCORED_LANGUAGES = frozenset({"en", "da", "hr", "ro", "id", "zh"})
 LEXICON_LANGUAGES = SCORED_LANGUAGES - {"en"}
@@ -59,10 +60,8 @@ _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
 
 
 @cache
-def _vader():  # type: ignore[no-untyped-def]
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
+def _vader() -> Vader:
+    return Vader()
 
 
 def _normalize(raw: float) -> float:
@@ -277,7 +276,7 @@ def english(text: str) -> tuple[float, list[str]]:
     valences = emoji_valence()
     symbols, body = split_emoji(text)
     signals = [f"emoji {symbol} {valences[symbol]:+.1f}" for symbol in symbols]
-    compound = float(_vader().polarity_scores(body)["compound"]) if body.strip() else 0.0
+    compound = _vader().compound(body) if body.strip() else 0.0
     if not symbols:
         return compound, signals
     raw = _raw_valence(compound) if compound else 0.0
