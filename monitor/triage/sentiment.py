@@ -99,9 +99,13 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
     raw = 0.0
     but, before_but, after_but = _contrast_factors(tokens, lex.contrasts)
     scored_end = 0  # a negator reaches only the next sentiment word: "kurang enak dan kemahalan"
-    i = 0
-    while i < len(tokens):
-        value, width = lex.words.get(tokens[i], 0.0), 1
+    words, phrase_starts = lex.words, lex.phrase_starts
+    after_phrase = 0  # the words of a phrase after its first are not read on their own
+    # Only a lexicon word or a phrase's first word can score: the other words are stepped over.
+    for i in [i for i, token in enumerate(tokens) if token in words or token in phrase_starts]:
+        if i < after_phrase:
+            continue
+        value, width = words.get(tokens[i], 0.0), 1
         if tokens[i] in lex.phrase_starts:  # the longest phrase starting here wins over its first word
             for n in range(min(lex.max_phrase, len(tokens) - i), 1, -1):
                 phrase = tuple(tokens[i : i + n])
@@ -125,7 +129,7 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
                 value *= before_but if i < but else after_but
             raw += value
             scored_end = i + width
-        i += width
+        after_phrase = i + width
     return raw
 
 
