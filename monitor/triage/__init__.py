@@ -8,6 +8,7 @@ triage.complaint (is it a complaint, about what); data files live in monitor/dat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from monitor.model import Score
 from monitor.triage.complaint import ComplaintModel, cue_hits, folded_body, load_model
@@ -109,10 +110,16 @@ def triage_many(
     model = load_model()
     cleaned = [clean(text) for text in texts]
     languages_found = detect_many(cleaned, lang_hints=hints, languages=languages, explain=explain)
-    return [
-        _score(text, cleaned=body, lang=lang, lang_signal=reason, model=model, explain=explain)
-        for text, body, (lang, reason) in zip(texts, cleaned, languages_found, strict=True)
-    ]
+    # Scored one language after another (each language's lexicon, cues and n-gram caches stay in
+    # the CPU's caches from one post to the next), returned in the batch's order. Nothing a post's
+    # score depends on is left behind by another post, so the order changes no score.
+    scores: list[Score | None] = [None] * len(texts)
+    for index in sorted(range(len(texts)), key=lambda index: languages_found[index][0]):
+        lang, reason = languages_found[index]
+        scores[index] = _score(
+            texts[index], cleaned=cleaned[index], lang=lang, lang_signal=reason, model=model, explain=explain
+        )
+    return cast(list[Score], scores)
 
 
 def warm_up() -> None:
