@@ -26,6 +26,7 @@ from monitor.triage.lexicon import (
     split_emoji,
     split_sentences,
     zh_traditional,
+    zh_traditional_found,
 )
 from monitor.triage.vader import Vader
 
@@ -221,7 +222,9 @@ def _zh_not_predicate(words: list[str], i: int) -> bool:
 
 def _score_zh(sentence: str) -> float:
     lex = lexicon("zh")
-    text = fold(sentence).translate(zh_traditional())
+    text = fold(sentence)
+    if zh_traditional_found()(text):
+        text = text.translate(zh_traditional())
     if " " in text or "\t" in text:  # people (and subtitles) separate clauses with spaces: a comma's break
         text = _ZH_SPACES.sub("，", text.strip())
     words = zh_words(text)
