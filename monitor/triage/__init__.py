@@ -57,12 +57,12 @@ def _score(
     # Every stage reads the same folded text (cues, both n-gram models, question openers, the
     # learned sentiment model): fold it once; it is the costliest clean-up of a non-ASCII post.
     folded = folded_body(text, cleaned=cleaned)
-    sentiment, sentiment_signals = document_sentiment(
-        text, lang=lang, cleaned=cleaned, negative_model=model.negative, folded=folded
-    )
     cue_lang = lang if lang in SUPPORTED_LANGUAGES else "en"
-    words: list[str] = []  # the folded words, read by the cues and handed on to both n-gram models
+    words: list[str] = []  # the folded words, read by the cues and handed on to the n-gram models
     hits = cue_hits(text, lang=cue_lang, folded=folded, words=words)
+    sentiment, sentiment_signals = document_sentiment(
+        text, lang=lang, cleaned=cleaned, negative_model=model.negative, folded=folded, words=words, explain=explain
+    )
     question = is_question(cleaned, lang=cue_lang, folded=folded)
     probability, inputs = model.probability(
         text=text, cue_total=hits.total, sentiment=sentiment, folded=folded, question=question, lang=lang,

@@ -278,11 +278,11 @@ def _raw_valence(compound: float) -> float:
     return compound * math.sqrt(15.0) / math.sqrt(1.0 - compound * compound)
 
 
-def english(text: str) -> tuple[float, list[str]]:
+def english(text: str, *, explain: bool = True) -> tuple[float, list[str]]:
     """VADER on the whole cleaned text, plus our emoji valences added to its summed valence."""
     valences = emoji_valence()
     symbols, body = split_emoji(text)
-    signals = [f"emoji {symbol} {valences[symbol]:+.1f}" for symbol in symbols]
+    signals = [f"emoji {symbol} {valences[symbol]:+.1f}" for symbol in symbols] if explain else []
     compound = _vader().compound(body) if body.strip() else 0.0
     if not symbols:
         return compound, signals
@@ -303,7 +303,7 @@ def _quote(sentence: str) -> str:
 class Combiner(Protocol):
     """A learned model that scores a post from its wording and the lexicon score (triage.complaint.NegativeModel)."""
 
-    def sentiment(self, *, folded: str, lexical: float, lang: str) -> float: ...
+    def sentiment(self, *, folded: str, lexical: float, lang: str, words: list[str] | None = None) -> float: ...
 
 
 def sentiment(
@@ -313,33 +313,42 @@ def sentiment(
     cleaned: str | None = None,
     negative_model: Combiner | None = None,
     folded: str | None = None,
+    words: list[str] | None = None,
+    explain: bool = True,
 ) -> tuple[float | None, list[str]]:
-    """Document sentiment -1..1 (None when `lang` has no scorer) and the reasons.
+    """Document sentiment -1..1 (None when `lang` has no scorer) and the reasons (none with
+    `explain=False`: the score is the same).
 
     In da/hr/ro/id/zh every post is scored by `negative_model`, learnt from labelled posts,
     from its wording and the lexicon score together (most negative posts contain no lexicon
     word at all); where the lexicon found a word, the learned score counts only on the
-    lexicon's side of neutral. `folded` is `fold(cleaned)` when the caller has it already."""
+    lexicon's side of neutral. `folded` is `fold(cleaned)` when the caller has it already, `words`
+    its words (`complaint.words_of`)."""
     if lang not in SCORED_LANGUAGES:
         return None, [f"sentiment unknown: no scorer for language {lang}"]
     body = clean(text) if cleaned is None else cleaned
     if lang == "en":
-        score, signals = english(body)
-        if abs(score) >= _NEUTRAL:
+        score, signals = english(body, explain=explain)
+        if explain and abs(score) >= _NEUTRAL:
             signals.append(f"VADER on the whole text {score:+.2f}")
         return round(score, 4), signals
-    score, signals = lexicon_sentiment(text, lang=lang, cleaned=body)
+    score, signals = lexicon_sentiment(text, lang=lang, cleaned=body, explain=explain)
     if negative_model is not None:
-        learned = negative_model.sentiment(folded=fold(body) if folded is None else folded, lexical=score, lang=lang)
+        learned = negative_model.sentiment(
+            folded=fold(body) if folded is None else folded, lexical=score, lang=lang, words=words
+        )
         # Where the lexicon found a word, its side stands: n-grams cannot read its negation and
         # "but" handling ("nije loše", "gak jelek kok"); the learned score is taken where it agrees.
         if abs(score) < _NEUTRAL or (score <= -_NEUTRAL) == (learned <= -_NEUTRAL) and abs(learned) >= _NEUTRAL:
-            signals.append(f"learned sentiment model {learned:+.2f} (lexicon {score:+.2f})")
+            if explain:
+                signals.append(f"learned sentiment model {learned:+.2f} (lexicon {score:+.2f})")
             score = round(max(-1.0, min(1.0, learned)), 4)
     return score, signals
 
 
-def lexicon_sentiment(text: str, *, lang: str, cleaned: str | None = None) -> tuple[float, list[str]]:
+def lexicon_sentiment(
+    text: str, *, lang: str, cleaned: str | None = None, explain: bool = True
+) -> tuple[float, list[str]]:
     """Our lexicons, sentence by sentence; a negative sentence weighs more in the mean."""
     body = clean(text) if cleaned is None else cleaned
     valences = emoji_valence()
@@ -348,12 +357,14 @@ def lexicon_sentiment(text: str, *, lang: str, cleaned: str | None = None) -> tu
     symbols, body = split_emoji(body)
     for symbol in symbols:
         parts.append(valences[symbol])
-        signals.append(f"emoji {symbol} {valences[symbol]:+.1f}")
+        if explain:
+            signals.append(f"emoji {symbol} {valences[symbol]:+.1f}")
     for index, sentence in enumerate(split_sentences(body), start=1):
         score = _sentence_score(sentence, lang)
         if abs(score) >= _NEUTRAL:
             parts.append(score)
-            signals.append(f"sentence {index} '{_quote(sentence)}' {score:+.2f}")
+            if explain:
+                signals.append(f"sentence {index} '{_quote(sentence)}' {score:+.2f}")
     scored = [p for p in parts if abs(p) >= _NEUTRAL]
     if not scored:
         return 0.0, signals
