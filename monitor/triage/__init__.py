@@ -81,13 +81,19 @@ def _score_all(
         for text, lang, body, form, bag in zip(texts, langs, cleaned, folded, words, strict=True)
     ]
     questions = [
-        is_question(body, lang=cue_lang, folded=form) for body, cue_lang, form in zip(cleaned, cue_langs, folded, strict=True)
+        is_question(body, lang=cue_lang, folded=form)
+        for body, cue_lang, form in zip(cleaned, cue_langs, folded, strict=True)
     ]
     scores = []
     for index, text in enumerate(texts):
         lang, sentiment, hit, question = langs[index], sentiments[index][0], hits[index], questions[index]
         probability, inputs = model.probability(
-            text=text, cue_total=hit.total, sentiment=sentiment, folded=folded[index], question=question, lang=lang,
+            text=text,
+            cue_total=hit.total,
+            sentiment=sentiment,
+            folded=folded[index],
+            question=question,
+            lang=lang,
             words=words[index],
         )
         signals: tuple[str, ...] = ()
@@ -99,16 +105,16 @@ def _score_all(
                 *model.explain(inputs=inputs, folded=folded[index], lang=lang, words=words[index]),
                 f"complaint {round(probability, 4):.2f}",
             )
+        negative_post = sentiment is not None and sentiment <= NEGATIVE_AT
+        categories = _categories(
+            hit.categories, alerted=probability >= CATEGORIES_FROM or negative_post, question=question
+        )
         scores.append(
             Score(
                 lang=lang,
                 sentiment=sentiment,
                 complaint=round(probability, 4),
-                categories=_categories(
-                    hit.categories,
-                    alerted=probability >= CATEGORIES_FROM or (sentiment is not None and sentiment <= NEGATIVE_AT),
-                    question=question,
-                ),
+                categories=categories,
                 signals=signals,
             )
         )

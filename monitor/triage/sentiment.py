@@ -303,7 +303,9 @@ def _quote(sentence: str) -> str:
 class Combiner(Protocol):
     """A learned model that scores a post from its wording and the lexicon score (triage.complaint.NegativeModel)."""
 
-    def sentiment(self, *, folded: str, lexical: float, lang: str, words: list[str] | None = None) -> float: ...
+    def sentiment(
+        self, *, folded: str, lexical: float, lang: str, words: list[str] | None = None
+    ) -> float: ...
 
 
 def sentiment(
