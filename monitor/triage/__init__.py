@@ -8,6 +8,7 @@ triage.complaint (is it a complaint, about what); data files live in monitor/dat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from monitor.model import Score
 from monitor.triage.complaint import ComplaintModel, cue_hits, folded_body, load_model
@@ -46,47 +47,78 @@ def triage_with(
     """`triage` with an explicit complaint model (cross-validation trains one per fold)."""
     cleaned = clean(text)
     lang, lang_signal = detect(text, lang_hint=lang_hint, languages=languages, cleaned=cleaned)
-    return _score(text, cleaned=cleaned, lang=lang, lang_signal=lang_signal, model=model, explain=explain)
+    return _score_all([text], cleaned=[cleaned], found=[(lang, lang_signal)], model=model, explain=explain)[0]
 
 
-def _score(
-    text: str, *, cleaned: str, lang: str, lang_signal: str, model: ComplaintModel, explain: bool
-) -> Score:
-    """Everything after language detection."""
+def _score_all(
+    texts: Sequence[str],
+    *,
+    cleaned: Sequence[str],
+    found: Sequence[tuple[str, str]],
+    model: ComplaintModel,
+    explain: bool,
+) -> list[Score]:
+    """Everything after language detection (`found`: each post's language and its reason), one
+    stage at a time over all the posts: each stage's tables and caches stay in the CPU's caches from
+    one post to the next (the more so as `triage_many` hands the posts in by language). Every stage
+    of a post reads only that post's text and earlier stages' results for it."""
     # Every stage reads the same folded text (cues, both n-gram models, question openers, the
     # learned sentiment model): fold it once; it is the costliest clean-up of a non-ASCII post.
-    folded = folded_body(text, cleaned=cleaned)
-    sentiment, sentiment_signals = document_sentiment(
-        text, lang=lang, cleaned=cleaned, negative_model=model.negative, folded=folded
-    )
-    cue_lang = lang if lang in SUPPORTED_LANGUAGES else "en"
-    words: list[str] = []  # the folded words, read by the cues and handed on to both n-gram models
-    hits = cue_hits(text, lang=cue_lang, folded=folded, words=words)
-    question = is_question(cleaned, lang=cue_lang, folded=folded)
-    probability, inputs = model.probability(
-        text=text, cue_total=hits.total, sentiment=sentiment, folded=folded, question=question, lang=lang,
-        words=words,
-    )
-    signals: tuple[str, ...] = ()
-    if explain:
-        signals = (
-            lang_signal,
-            *sentiment_signals,
-            *hits.signals,
-            *model.explain(inputs=inputs, folded=folded, lang=lang, words=words),
-            f"complaint {round(probability, 4):.2f}",
+    folded = [folded_body(text, cleaned=body) for text, body in zip(texts, cleaned, strict=True)]
+    langs = [lang for lang, _ in found]
+    cue_langs = [lang if lang in SUPPORTED_LANGUAGES else "en" for lang in langs]
+    # the folded words, read by the cues and handed on to the n-gram models
+    words: list[list[str]] = [[] for _ in texts]
+    hits = [
+        cue_hits(text, lang=cue_lang, folded=form, words=bag)
+        for text, cue_lang, form, bag in zip(texts, cue_langs, folded, words, strict=True)
+    ]
+    negative = model.negative
+    sentiments = [
+        document_sentiment(
+            text, lang=lang, cleaned=body, negative_model=negative, folded=form, words=bag, explain=explain
         )
-    return Score(
-        lang=lang,
-        sentiment=sentiment,
-        complaint=round(probability, 4),
-        categories=_categories(
-            hits.categories,
-            alerted=probability >= CATEGORIES_FROM or (sentiment is not None and sentiment <= NEGATIVE_AT),
+        for text, lang, body, form, bag in zip(texts, langs, cleaned, folded, words, strict=True)
+    ]
+    questions = [
+        is_question(body, lang=cue_lang, folded=form)
+        for body, cue_lang, form in zip(cleaned, cue_langs, folded, strict=True)
+    ]
+    scores = []
+    for index, text in enumerate(texts):
+        lang, sentiment, hit, question = langs[index], sentiments[index][0], hits[index], questions[index]
+        probability, inputs = model.probability(
+            text=text,
+            cue_total=hit.total,
+            sentiment=sentiment,
+            folded=folded[index],
             question=question,
-        ),
-        signals=signals,
-    )
+            lang=lang,
+            words=words[index],
+        )
+        signals: tuple[str, ...] = ()
+        if explain:
+            signals = (
+                found[index][1],
+                *sentiments[index][1],
+                *hit.signals,
+                *model.explain(inputs=inputs, folded=folded[index], lang=lang, words=words[index]),
+                f"complaint {round(probability, 4):.2f}",
+            )
+        negative_post = sentiment is not None and sentiment <= NEGATIVE_AT
+        categories = _categories(
+            hit.categories, alerted=probability >= CATEGORIES_FROM or negative_post, question=question
+        )
+        scores.append(
+            Score(
+                lang=lang,
+                sentiment=sentiment,
+                complaint=round(probability, 4),
+                categories=categories,
+                signals=signals,
+            )
+        )
+    return scores
 
 
 def _categories(cues: tuple[str, ...], *, alerted: bool, question: bool) -> tuple[str, ...]:
@@ -109,10 +141,20 @@ def triage_many(
     model = load_model()
     cleaned = [clean(text) for text in texts]
     languages_found = detect_many(cleaned, lang_hints=hints, languages=languages, explain=explain)
-    return [
-        _score(text, cleaned=body, lang=lang, lang_signal=reason, model=model, explain=explain)
-        for text, body, (lang, reason) in zip(texts, cleaned, languages_found, strict=True)
-    ]
+    # Scored one language after another (each language's lexicon, cues and n-gram caches stay in
+    # the CPU's caches from one post to the next), returned in the batch's order.
+    order = sorted(range(len(texts)), key=lambda index: languages_found[index][0])
+    scored = _score_all(
+        [texts[index] for index in order],
+        cleaned=[cleaned[index] for index in order],
+        found=[languages_found[index] for index in order],
+        model=model,
+        explain=explain,
+    )
+    scores: list[Score | None] = [None] * len(texts)
+    for index, score in zip(order, scored, strict=True):
+        scores[index] = score
+    return cast(list[Score], scores)
 
 
 def warm_up() -> None:

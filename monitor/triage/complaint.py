@@ -403,10 +403,11 @@ class NegativeModel:
                 self._by_lang_weights[lang] = cached
         return cached
 
-    def sentiment(self, *, folded: str, lexical: float, lang: str) -> float:
-        """The post's sentiment -1..1 from its n-gram logit and the lexicon score `lexical`."""
+    def sentiment(self, *, folded: str, lexical: float, lang: str, words: list[str] | None = None) -> float:
+        """The post's sentiment -1..1 from its n-gram logit and the lexicon score `lexical` (`words`:
+        `words_of(folded)` if the caller has them)."""
         bias, model, negative, positive, no_word = self._weights(lang)
-        z = (bias + model * self.ngrams.logit(folded) + negative * max(0.0, -lexical)
+        z = (bias + model * self.ngrams.logit(folded, words=words) + negative * max(0.0, -lexical)
              + positive * max(0.0, lexical) + (no_word if abs(lexical) < 0.05 else 0.0))
         return 1.0 - 2.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 

@@ -26,7 +26,9 @@ from monitor.triage.lexicon import (
     split_emoji,
     split_sentences,
     zh_traditional,
+    zh_traditional_found,
 )
+from monitor.triage.vader import Vader
 
 SCORED_LANGUAGES = frozenset({"en", "da", "hr", "ro", "id", "zh"})
 LEXICON_LANGUAGES = SCORED_LANGUAGES - {"en"}
@@ -59,10 +61,8 @@ _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
 
 
 @cache
-def _vader():  # type: ignore[no-untyped-def]
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
+def _vader() -> Vader:
+    return Vader()
 
 
 def _normalize(raw: float) -> float:
@@ -100,9 +100,13 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
     raw = 0.0
     but, before_but, after_but = _contrast_factors(tokens, lex.contrasts)
     scored_end = 0  # a negator reaches only the next sentiment word: "kurang enak dan kemahalan"
-    i = 0
-    while i < len(tokens):
-        value, width = lex.words.get(tokens[i], 0.0), 1
+    words, phrase_starts = lex.words, lex.phrase_starts
+    after_phrase = 0  # the words of a phrase after its first are not read on their own
+    # Only a lexicon word or a phrase's first word can score: the other words are stepped over.
+    for i in [i for i, token in enumerate(tokens) if token in words or token in phrase_starts]:
+        if i < after_phrase:
+            continue
+        value, width = words.get(tokens[i], 0.0), 1
         if tokens[i] in lex.phrase_starts:  # the longest phrase starting here wins over its first word
             for n in range(min(lex.max_phrase, len(tokens) - i), 1, -1):
                 phrase = tuple(tokens[i : i + n])
@@ -126,7 +130,7 @@ def _score_words(tokens: list[str], lex: Lexicon) -> float:
                 value *= before_but if i < but else after_but
             raw += value
             scored_end = i + width
-        i += width
+        after_phrase = i + width
     return raw
 
 
@@ -218,7 +222,9 @@ def _zh_not_predicate(words: list[str], i: int) -> bool:
 
 def _score_zh(sentence: str) -> float:
     lex = lexicon("zh")
-    text = fold(sentence).translate(zh_traditional())
+    text = fold(sentence)
+    if zh_traditional_found()(text):
+        text = text.translate(zh_traditional())
     if " " in text or "\t" in text:  # people (and subtitles) separate clauses with spaces: a comma's break
         text = _ZH_SPACES.sub("，", text.strip())
     words = zh_words(text)
@@ -272,12 +278,12 @@ def _raw_valence(compound: float) -> float:
     return compound * math.sqrt(15.0) / math.sqrt(1.0 - compound * compound)
 
 
-def english(text: str) -> tuple[float, list[str]]:
+def english(text: str, *, explain: bool = True) -> tuple[float, list[str]]:
     """VADER on the whole cleaned text, plus our emoji valences added to its summed valence."""
     valences = emoji_valence()
     symbols, body = split_emoji(text)
-    signals = [f"emoji {symbol} {valences[symbol]:+.1f}" for symbol in symbols]
-    compound = float(_vader().polarity_scores(body)["compound"]) if body.strip() else 0.0
+    signals = [f"emoji {symbol} {valences[symbol]:+.1f}" for symbol in symbols] if explain else []
+    compound = _vader().compound(body) if body.strip() else 0.0
     if not symbols:
         return compound, signals
     raw = _raw_valence(compound) if compound else 0.0
@@ -297,7 +303,9 @@ def _quote(sentence: str) -> str:
 class Combiner(Protocol):
     """A learned model that scores a post from its wording and the lexicon score (triage.complaint.NegativeModel)."""
 
-    def sentiment(self, *, folded: str, lexical: float, lang: str) -> float: ...
+    def sentiment(
+        self, *, folded: str, lexical: float, lang: str, words: list[str] | None = None
+    ) -> float: ...
 
 
 def sentiment(
@@ -307,33 +315,42 @@ def sentiment(
     cleaned: str | None = None,
     negative_model: Combiner | None = None,
     folded: str | None = None,
+    words: list[str] | None = None,
+    explain: bool = True,
 ) -> tuple[float | None, list[str]]:
-    """Document sentiment -1..1 (None when `lang` has no scorer) and the reasons.
+    """Document sentiment -1..1 (None when `lang` has no scorer) and the reasons (none with
+    `explain=False`: the score is the same).
 
     In da/hr/ro/id/zh every post is scored by `negative_model`, learnt from labelled posts,
     from its wording and the lexicon score together (most negative posts contain no lexicon
     word at all); where the lexicon found a word, the learned score counts only on the
-    lexicon's side of neutral. `folded` is `fold(cleaned)` when the caller has it already."""
+    lexicon's side of neutral. `folded` is `fold(cleaned)` when the caller has it already, `words`
+    its words (`complaint.words_of`)."""
     if lang not in SCORED_LANGUAGES:
         return None, [f"sentiment unknown: no scorer for language {lang}"]
     body = clean(text) if cleaned is None else cleaned
     if lang == "en":
-        score, signals = english(body)
-        if abs(score) >= _NEUTRAL:
+        score, signals = english(body, explain=explain)
+        if explain and abs(score) >= _NEUTRAL:
             signals.append(f"VADER on the whole text {score:+.2f}")
         return round(score, 4), signals
-    score, signals = lexicon_sentiment(text, lang=lang, cleaned=body)
+    score, signals = lexicon_sentiment(text, lang=lang, cleaned=body, explain=explain)
     if negative_model is not None:
-        learned = negative_model.sentiment(folded=fold(body) if folded is None else folded, lexical=score, lang=lang)
+        learned = negative_model.sentiment(
+            folded=fold(body) if folded is None else folded, lexical=score, lang=lang, words=words
+        )
         # Where the lexicon found a word, its side stands: n-grams cannot read its negation and
         # "but" handling ("nije loše", "gak jelek kok"); the learned score is taken where it agrees.
         if abs(score) < _NEUTRAL or (score <= -_NEUTRAL) == (learned <= -_NEUTRAL) and abs(learned) >= _NEUTRAL:
-            signals.append(f"learned sentiment model {learned:+.2f} (lexicon {score:+.2f})")
+            if explain:
+                signals.append(f"learned sentiment model {learned:+.2f} (lexicon {score:+.2f})")
             score = round(max(-1.0, min(1.0, learned)), 4)
     return score, signals
 
 
-def lexicon_sentiment(text: str, *, lang: str, cleaned: str | None = None) -> tuple[float, list[str]]:
+def lexicon_sentiment(
+    text: str, *, lang: str, cleaned: str | None = None, explain: bool = True
+) -> tuple[float, list[str]]:
     """Our lexicons, sentence by sentence; a negative sentence weighs more in the mean."""
     body = clean(text) if cleaned is None else cleaned
     valences = emoji_valence()
@@ -342,12 +359,14 @@ def lexicon_sentiment(text: str, *, lang: str, cleaned: str | None = None) -> tu
     symbols, body = split_emoji(body)
     for symbol in symbols:
         parts.append(valences[symbol])
-        signals.append(f"emoji {symbol} {valences[symbol]:+.1f}")
+        if explain:
+            signals.append(f"emoji {symbol} {valences[symbol]:+.1f}")
     for index, sentence in enumerate(split_sentences(body), start=1):
         score = _sentence_score(sentence, lang)
         if abs(score) >= _NEUTRAL:
             parts.append(score)
-            signals.append(f"sentence {index} '{_quote(sentence)}' {score:+.2f}")
+            if explain:
+                signals.append(f"sentence {index} '{_quote(sentence)}' {score:+.2f}")
     scored = [p for p in parts if abs(p) >= _NEUTRAL]
     if not scored:
         return 0.0, signals

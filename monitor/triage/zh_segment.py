@@ -35,6 +35,7 @@ _HAN = re.compile("([\u4e00-\u9fd5a-zA-Z0-9+#&\\._%\\-]+)", re.U)
 _SKIP = re.compile("(\r\n|\\s)", re.U)
 _ENG = re.compile("[a-zA-Z0-9]", re.U)
 _MAPPED: list[mmap.mmap] = []
+_LOG_ONE = log(1)
 
 
 class Segmenter:
@@ -67,16 +68,22 @@ class Segmenter:
     def _cut_block(self, block: str) -> list[str]:
         size = len(block)
         trie, counts, log_total = self._trie, self._counts, self._log_total
-        # DAG: for each start, the ends of the dictionary words (count > 0) beginning there
-        dag: list[list[tuple[int, int]]] = []
-        for start in range(size):
-            ends = [(start + len(word) - 1, counts[key]) for word, key in trie.iter_prefixes_with_ids(block[start:])
-                    if counts[key]]
-            dag.append(ends or [(start, 0)])  # no word starts here: the character alone (count 1)
-        # route: jieba's max over (log-probability of the word + best route after it, end)
+        # jieba builds the DAG (for each start, the ends of the dictionary words, count > 0, beginning
+        # there), then the route backwards: its max over (log-probability of the word + best route
+        # after it, end). One backward pass does both, each start's ends in the DAG's order, a later
+        # end replacing the best only when strictly greater, as max() does.
         route: list[tuple[float, int]] = [(0.0, 0)] * (size + 1)
         for start in range(size - 1, -1, -1):
-            route[start] = max((log(count or 1) - log_total + route[end + 1][0], end) for end, count in dag[start])
+            best: tuple[float, int] | None = None
+            for word, key in trie.iter_prefixes_with_ids(block[start:]):
+                count = counts[key]
+                if count:
+                    after = start + len(word)
+                    candidate = (log(count) - log_total + route[after][0], after - 1)
+                    if best is None or candidate > best:
+                        best = candidate
+            # no word starts here: the character alone (count 1)
+            route[start] = (_LOG_ONE - log_total + route[start + 1][0], start) if best is None else best
         words: list[str] = []
         start, buffer = 0, ""
         while start < size:
