@@ -41,7 +41,7 @@ from monitor.rules.schema import Ruleset
 from monitor.sanitize import addressable_handle, addressable_name
 
 if TYPE_CHECKING:
-    from monitor.cases.pipeline import ReplyPolicy
+    from monitor.cases.pipeline import CaseRow, ReplyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def template_for(ruleset: Ruleset, *, template: str, mention: Mention, dm_sent: 
 
 
 def plan(
-    session: Session, *, ruleset: Ruleset, case: Case, mention: Mention, mode: str, template: str | None,
+    session: Session, *, ruleset: Ruleset, case: CaseRow, mention: Mention, mode: str, template: str | None,
     policy: ReplyPolicy, now: datetime, dry_run: bool, private_template: str | None = None,
 ) -> Plan:
     if template:
@@ -111,13 +111,11 @@ def plan(
     assert case.id is not None
     if cooldown_ago is not None:
         case.ack_mode = "off"
-        session.add(case)
         outbox.add(session, kind=OutboxKind.THREAD, dedup_key=f"ack_cooldown:{case.id}", case_id=case.id,
                    mention_id=mention.id, target=case.channel, now=now,
                    payload=notes.AckCooldown(mention_id=mention.id, ago=_ago(now - cooldown_ago)).payload())
         return Plan(mode="off", text=text, lang=lang, queued=False, reason="cooldown")
     case.ack_mode = mode
-    session.add(case)
     if mode == "approve":
         if reason:
             outbox.add(session, kind=OutboxKind.THREAD, dedup_key=f"ack_approval:{case.id}", case_id=case.id,
