@@ -15,7 +15,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, make_dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -44,6 +44,27 @@ from monitor.triage import triage_many
 log = logging.getLogger(__name__)
 
 TriageFn = Callable[..., list[Score]]
+
+
+def _row_type(model: type[SQLModel], **namespace: Any) -> tuple[type, dict[str, Any]]:
+    """A plain class of `model`'s columns (slots, compared by identity like ORM objects) and the model's
+    constant defaults, for rows an ingest builds, reads and changes without the ORM: SQLModel instances cost a
+    page more than the rest of its case work (building each, an instrumented get and set per field; for cases,
+    loading them into the identity map, `session.add` of each new one and an autoflush before every query)."""
+    columns = [column.key for column in model.__table__.columns]  # type: ignore[attr-defined]
+    cls = make_dataclass(f"{model.__name__}Row", columns, slots=True, eq=False, namespace=namespace)
+    cls.__module__ = __name__
+    defaults = {key: info.get_default() for key, info in model.model_fields.items()
+                if not info.is_required() and info.default_factory is None}
+    return cls, defaults
+
+
+# A stored mention as the ingest built it (its Score from `score`, as Mention's)
+MentionRow, _MENTION_DEFAULTS = _row_type(Mention, score=vars(Mention)["score"])
+# A case as an ingest reads, opens and changes it; written back with Core (`_CaseBuilder._write_cases`)
+CaseRow, _CASE_DEFAULTS = _row_type(Case)
+_CASE_COLUMNS = [column.key for column in Case.__table__.columns]  # type: ignore[attr-defined]
+_case_values = operator.attrgetter(*_CASE_COLUMNS)  # a CaseRow's values in column order, as a loaded row's
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +207,7 @@ def _insert_mentions(
     *,
     source: str,
     now: datetime,
-) -> list[Mention]:
+) -> list[MentionRow]:
     """One executemany INSERT ... ON CONFLICT DO NOTHING with reserved ids; a concurrent insert is a duplicate."""
     ids = reserve_ids(session, Mention.__table__, len(fresh))  # type: ignore[arg-type]
     values: list[dict[str, Any]] = []
@@ -210,7 +231,7 @@ def _insert_mentions(
             kept.update(session.execute(_MENTIONS_BY_ID, {"ids": ids[start:start + 400]}).scalars())
         values = [row for row in values if row["id"] in kept]
     # not validated: the values are ours and already checked; validation cost 14x more
-    return [_construct(Mention, **row) for row in values]
+    return [MentionRow(**(_MENTION_DEFAULTS | row)) for row in values]
 
 
 _INSERT_MENTIONS: dict[str, Any] = {}
@@ -232,18 +253,6 @@ def _insert_mentions_statement(session: Session) -> Any:
 
 def _opened_since(opened_at: datetime | None, since: datetime) -> bool:
     return opened_at is not None and opened_at >= since
-
-
-_CASE_COLUMNS = [column.key for column in Case.__table__.columns]  # type: ignore[attr-defined]
-# A case as an ingest reads, opens and changes it: the table's columns as plain attributes, no ORM state.
-# The ORM's instances cost a page more than the rest of its case work: loading them into the identity map,
-# `session.add` of each new one (a walk of its cascade) and its `expunge` before the Core insert, an
-# instrumented get and set per field, and an autoflush of the changed ones before every query.
-CaseRow = make_dataclass("CaseRow", _CASE_COLUMNS, slots=True, eq=False)
-CaseRow.__module__ = __name__
-# the model's defaults, for the cases a page opens (every column but the required platform and conversation)
-_CASE_DEFAULTS = {key: info.get_default() for key, info in Case.model_fields.items() if not info.is_required()}
-_case_values = operator.attrgetter(*_CASE_COLUMNS)  # a CaseRow's values in column order, as a loaded row's
 
 
 def _new_case(**values: Any) -> CaseRow:
@@ -291,7 +300,7 @@ class _CaseBuilder:
         self.loaded: dict[int, tuple[CaseRow, tuple[Any, ...]]] = {}  # case id -> (its row, its values as read)
         self.rows_left = 0
 
-    def run(self, rows: Sequence[Mention], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
+    def run(self, rows: Sequence[MentionRow], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
         self.batch = outbox.begin_batch(self.s)
         self._load_parents(rows)
         self._load_cases(rows)
@@ -352,7 +361,7 @@ class _CaseBuilder:
             self.case_ids = reserve_ids(self.s, Case.__table__, max(self.rows_left, 1))[::-1]
         return self.case_ids.pop()
 
-    def _load_parents(self, rows: Sequence[Mention]) -> None:
+    def _load_parents(self, rows: Sequence[MentionRow]) -> None:
         """The stored mentions the page's brand replies answer: (id, case id) by platform id, for `_answered_by`
         (the page's own mentions are stored already; they get their case ids after the loop)."""
         parents: dict[str, set[str]] = {}
@@ -366,7 +375,7 @@ class _CaseBuilder:
                         _PARENTS, params={"platform": platform, "ids": ordered[start:start + 400]}).all():
                     self.parents[(platform, external_id)] = (mention_id, case_id)
 
-    def _load_cases(self, rows: Sequence[Mention]) -> None:
+    def _load_cases(self, rows: Sequence[MentionRow]) -> None:
         """The cases this page can touch: each author's own in their conversation, and in a conversation the
         brand answered, those still waiting for a first response (all of them when there are few, else enough
         to know there are too many to pick one, plus the waiting cases of the mentions the replies answer).
@@ -413,7 +422,7 @@ class _CaseBuilder:
         for case_id in sorted(found):  # id order, as _brand_answered walks a conversation's cases
             self._remember(found[case_id])
 
-    def _load_page_context(self, rows: Sequence[Mention]) -> None:
+    def _load_page_context(self, rows: Sequence[MentionRow]) -> None:
         """Our posted replies in the conversations of the page's brand replies, in a few queries for the whole page
         instead of one or two per row (each also flushing the page's pending cases).  Nothing the loop writes
         changes these answers: a reply of ours is `sent` only once delivered."""
@@ -425,7 +434,7 @@ class _CaseBuilder:
                 if result and result.get("external_id") and case_id is not None:
                     self.posted.setdefault(case_id, set()).add(str(result.get("external_id")))
 
-    def _load_handed_off(self, rows: Sequence[Mention]) -> None:
+    def _load_handed_off(self, rows: Sequence[MentionRow]) -> None:
         """The acknowledged cases of the page's private authors, in one query per platform and 400 authors,
         for `_handed_off_case` (one query per private message before, each flushing the page's pending cases).
         Read whatever their state: a case reopened earlier in the page counts again, so the state and the
@@ -452,7 +461,7 @@ class _CaseBuilder:
         self.cases[(case.platform, case.conversation_id, case.author_id)] = case
         self.by_conversation.setdefault((case.platform, case.conversation_id), []).append(case)
 
-    def _one(self, row: Mention, decision: Decision) -> int | None:
+    def _one(self, row: MentionRow, decision: Decision) -> int | None:
         if row.from_brand:
             self._brand_answered(row)
             return None
@@ -488,7 +497,7 @@ class _CaseBuilder:
 
     # ------------------------------------------------------------------ cases
 
-    def _open(self, row: Mention, decision: Decision) -> CaseRow:
+    def _open(self, row: MentionRow, decision: Decision) -> CaseRow:
         alert = decision.alert
         assert alert is not None
         start = min(row.created_at or self.now, self.now)
@@ -516,7 +525,7 @@ class _CaseBuilder:
         self._queue_acknowledgement(case, row, decision)
         return case
 
-    def _queue_alert(self, case: CaseRow, row: Mention, decision: Decision) -> None:
+    def _queue_alert(self, case: CaseRow, row: MentionRow, decision: Decision) -> None:
         """Storm control: beyond the group's budget in the window, cases share one grouped message.
         What must be seen alone (grouping.never) always gets its own alert."""
         grouping = self.rules.grouping
@@ -572,7 +581,7 @@ class _CaseBuilder:
                 shift += int(_opened_since(case.opened_at, since)) - int(_opened_since(opened_before, since))
         return shift
 
-    def _load_groups(self, rows: Sequence[Mention], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
+    def _load_groups(self, rows: Sequence[MentionRow], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
         """Storm control's state of every group key and channel the page may open a case in, in three queries
         for the page (before: two per key and one per channel, each first flushing the page's pending cases)."""
         keys = sorted({group_key(decision, row) for row in rows if not row.from_brand
@@ -613,7 +622,7 @@ class _CaseBuilder:
         self.group_counts[group_key] = state
         return state
 
-    def _attach(self, case: CaseRow, row: Mention, decision: Decision, *, quiet: bool = False) -> None:
+    def _attach(self, case: CaseRow, row: MentionRow, decision: Decision, *, quiet: bool = False) -> None:
         case.mention_count += 1
         case.last_mention_at = row.created_at
         attention = not quiet and (decision.alert is not None or row.score.negative)
@@ -631,7 +640,7 @@ class _CaseBuilder:
                                           private=private).payload(), now=self.now)
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
-    def _reopen(self, case: CaseRow, row: Mention, decision: Decision) -> None:
+    def _reopen(self, case: CaseRow, row: MentionRow, decision: Decision) -> None:
         seconds = case.sla_seconds or 3600
         business = case.sla_business_hours
         if decision.alert is not None:
@@ -663,7 +672,7 @@ class _CaseBuilder:
                    now=self.now)
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
-    def _brand_answered(self, row: Mention) -> None:
+    def _brand_answered(self, row: MentionRow) -> None:
         """A reply by the brand account on the platform counts as the case's first response, unless
         it is one we posted ourselves (the bot's acknowledgement is no response by a person)."""
         cases = self.by_conversation.get((row.platform, row.conversation_id), [])
@@ -684,7 +693,7 @@ class _CaseBuilder:
                        payload=notes.RespondedOnPlatform(mention_id=row.id).payload(), now=self.now)
             outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
-    def _answered_by(self, row: Mention, cases: Sequence[CaseRow]) -> list[CaseRow]:
+    def _answered_by(self, row: MentionRow, cases: Sequence[CaseRow]) -> list[CaseRow]:
         """The case whose mention the brand's reply answers (its parent), not every case of the post or
         thread; a reply to the post itself answers a case only when the post has just one waiting."""
         parent = self.parents.get((row.platform, row.parent_id)) if row.parent_id else None
@@ -701,7 +710,7 @@ class _CaseBuilder:
         """Platform ids of the replies our outbox posted for these cases (read for the page up front)."""
         return {external_id for case_id in case_ids for external_id in self.posted.get(case_id, ())}
 
-    def _handed_off_case(self, row: Mention) -> CaseRow | None:
+    def _handed_off_case(self, row: MentionRow) -> CaseRow | None:
         """The customer's public case that was handed off (acknowledged, or answered in private) before this
         private message, still open or resolved less than `acknowledgement.private_followup` ago.  On
         Facebook the person has another id in Messenger: the one the private reply returned."""
@@ -717,7 +726,7 @@ class _CaseBuilder:
         # the newest hand-off first, as ORDER BY acknowledged_at DESC, id DESC
         return max(candidates, key=lambda case: (case.acknowledged_at, case.id or 0), default=None)
 
-    def _customer_wrote_privately(self, case: CaseRow, row: Mention) -> None:
+    def _customer_wrote_privately(self, case: CaseRow, row: MentionRow) -> None:
         """A private message after the hand-off: the customer really moved to DM (the KPI counts only this)."""
         if case.moved_to_dm:
             return
@@ -728,7 +737,7 @@ class _CaseBuilder:
 
     # ------------------------------------------------------------------ acknowledgement
 
-    def _queue_acknowledgement(self, case: CaseRow, row: Mention, decision: Decision) -> None:
+    def _queue_acknowledgement(self, case: CaseRow, row: MentionRow, decision: Decision) -> None:
         ack = decision.acknowledge
         if ack is None or ack.mode == "off":
             return
@@ -810,41 +819,6 @@ def _first_waiting(conversations: int) -> Any:
             else select(firsts[0].c.id)
         statement = _FIRST_WAITING[conversations] = _CASE_ROWS.where(_C.id.in_(ids.scalar_subquery()))
     return statement
-
-
-_TableModel = TypeVar("_TableModel", bound=SQLModel)
-# per class: every field with its plain default (in field order), and the fields whose default is built per row
-_DEFAULTS: dict[type, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
-_PLAIN_DEFAULTS = (str, int, float, bool, type(None), datetime)  # immutable: shared by every row
-
-
-def _construct(cls: type[_TableModel], **values: Any) -> _TableModel:
-    """A new, unsaved row object without SQLModel's per-field validation and instrumented setattr
-    (about 60% of a page's ORM time).  The values are ours and typed; an INSERT reads them from
-    the instance dict as it would after `cls(**values)`, and later changes are tracked as usual."""
-    defaults = _DEFAULTS.get(cls)
-    if defaults is None:
-        sa.orm.configure_mappers()  # what the first `cls(...)` would have done
-        plain: dict[str, Any] = {}
-        built: list[tuple[str, Any]] = []
-        for name, info in cls.model_fields.items():
-            default = None if info.default_factory is not None else info.get_default()
-            if info.default_factory is not None or not isinstance(default, _PLAIN_DEFAULTS):
-                built.append((name, info))
-            plain[name] = default
-        defaults = _DEFAULTS[cls] = (plain, built)
-    plain, built = defaults
-    obj = cls._sa_class_manager.new_instance()  # type: ignore[attr-defined]
-    state = obj.__dict__
-    state.update(plain)
-    state.update(values)
-    for name, info in built:
-        if name not in values:
-            state[name] = info.get_default(call_default_factory=True)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
 
 
 def _safe(text: str) -> str:
