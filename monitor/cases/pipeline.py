@@ -330,8 +330,12 @@ class _CaseBuilder:
         what was read, as the unit of work would write them: in id order, one executemany for each run of
         cases that changed the same columns."""
         if self.opened:
-            execute_many(self.s, _INSERT_CASES, [dict(zip(_CASE_COLUMNS, _case_values(case), strict=True))
-                                                 for case in self.opened])
+            rows = [_case_values(case) for case in self.opened]
+            # A column no new case of the page sets (most of the timestamps a case gets later) is left out of
+            # the INSERT: it stores NULL, as its None would (the table has no server defaults), without a bind
+            # processor per row.
+            named = [(i, key) for i, key in enumerate(_CASE_COLUMNS) if any(row[i] is not None for row in rows)]
+            execute_many(self.s, _INSERT_CASES, [{key: row[i] for i, key in named} for row in rows])
         changes: list[tuple[tuple[str, ...], dict[str, Any]]] = []
         for case_id in sorted(self.loaded):
             case, read = self.loaded[case_id]
