@@ -385,44 +385,46 @@ class _CaseBuilder:
         to know there are too many to pick one, plus the waiting cases of the mentions the replies answer).
         (All cases of the page's conversations were read before: a Facebook post with thousands of commenters
         made every page read thousands; then all waiting ones, which on a busy post are hundreds.)"""
-        authors: dict[str, set[tuple[str, str]]] = {}
-        brand_rows: dict[str, dict[str, int]] = {}  # platform -> conversation -> brand rows in the page
+        authors: set[tuple[str, str, str]] = set()  # (platform, conversation, author)
+        brand_rows: dict[tuple[str, str], int] = {}  # (platform, conversation) -> brand rows in the page
         for row in rows:
             if row.from_brand:
-                counts = brand_rows.setdefault(row.platform, {})
-                counts[row.conversation_id] = counts.get(row.conversation_id, 0) + 1
+                key = (row.platform, row.conversation_id)
+                brand_rows[key] = brand_rows.get(key, 0) + 1
             else:
-                authors.setdefault(row.platform, set()).add((row.conversation_id, row.author_id))
+                authors.add((row.platform, row.conversation_id, row.author_id))
         found: dict[int, CaseRow] = {}
-        for platform, pairs in authors.items():
-            ordered = sorted(pairs)
-            for start in range(0, len(ordered), 400):
-                chunk = ordered[start:start + 400]
-                found.update((case.id, case) for case in self._read_cases(_AUTHORS_CASES, {
-                    "platform": platform, "authors": sorted({author for _, author in chunk}), "pairs": chunk}))
-        for platform, counts in brand_rows.items():
-            # A brand reply to the post itself answers the one waiting case, if only one waits (`_answered_by`).
-            # Each brand reply answers at most two, so with 2 x (the page's replies) + 2 waiting at the start, at
-            # least two still wait at every reply of the page: then `limit` rows of the conversation are enough.
-            limit = 2 * max(counts.values()) + 2
-            ordered_conversations = sorted(counts)
-            for start in range(0, len(ordered_conversations), 200):
-                # one LIMIT per conversation: the index on conversation_id walks a conversation in id order and
-                # stops at `limit` (a window over the conversations read every waiting case of a busy post)
-                chunk = ordered_conversations[start:start + 200]
-                params: dict[str, Any] = {f"conversation_{i}": conversation for i, conversation in enumerate(chunk)}
-                params.update(platform=platform, limit=limit)
-                per_conversation: dict[str, int] = {}
-                for case in self._read_cases(_first_waiting(len(chunk)), params):
-                    found[case.id] = case
-                    per_conversation[case.conversation_id] = per_conversation.get(case.conversation_id, 0) + 1
-                self.crowded.update((platform, conversation) for conversation, n in per_conversation.items()
-                                    if n >= limit)
-            parent_cases = sorted({parent[1] for (p, _), parent in self.parents.items()
-                                   if p == platform and parent[1] is not None})
-            for start in range(0, len(parent_cases), 400):
-                found.update((case.id, case) for case in self._read_cases(
-                    _WAITING_BY_ID, {"ids": parent_cases[start:start + 400]}))
+        ordered = sorted(authors)  # every platform in one query (one per platform cost a page a query each)
+        for start in range(0, len(ordered), 400):
+            chunk = ordered[start:start + 400]
+            found.update((case.id, case) for case in self._read_cases(_AUTHORS_CASES, {
+                "authors": sorted({author for _, _, author in chunk}), "triples": chunk}))
+        # A brand reply to the post itself answers the one waiting case, if only one waits (`_answered_by`).
+        # Each brand reply answers at most two, so with 2 x (the page's replies) + 2 waiting at the start, at
+        # least two still wait at every reply of the page: then `limit` rows of the conversation are enough
+        # (the most replies one conversation of the platform got in the page).
+        limits: dict[str, int] = {}
+        for (platform, _), count in brand_rows.items():
+            limits[platform] = max(limits.get(platform, 0), 2 * count + 2)
+        ordered_conversations = sorted(brand_rows)
+        for start in range(0, len(ordered_conversations), 200):
+            # one LIMIT per conversation: the index on conversation_id walks a conversation in id order and
+            # stops at `limit` (a window over the conversations read every waiting case of a busy post)
+            chunk = ordered_conversations[start:start + 200]
+            params: dict[str, Any] = {}
+            for i, (platform, conversation) in enumerate(chunk):
+                params.update({f"platform_{i}": platform, f"conversation_{i}": conversation,
+                               f"limit_{i}": limits[platform]})
+            per_conversation: dict[tuple[str, str], int] = {}
+            for case in self._read_cases(_first_waiting(len(chunk)), params):
+                found[case.id] = case
+                key = (case.platform, case.conversation_id)
+                per_conversation[key] = per_conversation.get(key, 0) + 1
+            self.crowded.update(key for key, n in per_conversation.items() if n >= limits[key[0]])
+        parent_cases = sorted({parent[1] for parent in self.parents.values() if parent[1] is not None})
+        for start in range(0, len(parent_cases), 400):
+            found.update((case.id, case) for case in self._read_cases(
+                _WAITING_BY_ID, {"ids": parent_cases[start:start + 400]}))
         for case_id in sorted(found):  # id order, as _brand_answered walks a conversation's cases
             self._remember(found[case_id])
 
@@ -805,20 +807,20 @@ _GROUP_LEADERS = _CASE_ROWS.where(
 # Each author's cases in their conversation.  The author_id IN lets SQLite search its index: the
 # row-value IN alone scanned every case.  Built once: a page pays neither building it nor its cache key.
 _AUTHORS_CASES = _CASE_ROWS.where(
-    _C.platform == sa.bindparam("platform"), _C.author_id.in_(sa.bindparam("authors", expanding=True)),
-    sa.tuple_(_C.conversation_id, _C.author_id).in_(sa.bindparam("pairs", expanding=True)))
+    _C.author_id.in_(sa.bindparam("authors", expanding=True)),
+    sa.tuple_(_C.platform, _C.conversation_id, _C.author_id).in_(sa.bindparam("triples", expanding=True)))
 _FIRST_WAITING: dict[int, Any] = {}
 
 
 def _first_waiting(conversations: int) -> Any:
-    """SELECT the first `:limit` cases waiting for a response in each of `conversations` conversations
-    (`:conversation_0` ...) of `:platform`: one LIMIT per conversation in a UNION ALL.  Built once per
+    """SELECT the first `:limit_<i>` cases waiting for a response in each of `conversations` conversations
+    (`:platform_<i>`, `:conversation_<i>`): one LIMIT per conversation in a UNION ALL.  Built once per
     count, so a page pays neither building it nor its cache key."""
     statement = _FIRST_WAITING.get(conversations)
     if statement is None:
         firsts = [sa.select(_C.id).where(
-            _C.platform == sa.bindparam("platform"), _C.conversation_id == sa.bindparam(f"conversation_{i}"),
-            *_WAITING).order_by(_C.id).limit(sa.bindparam("limit")).subquery() for i in range(conversations)]
+            _C.platform == sa.bindparam(f"platform_{i}"), _C.conversation_id == sa.bindparam(f"conversation_{i}"),
+            *_WAITING).order_by(_C.id).limit(sa.bindparam(f"limit_{i}")).subquery() for i in range(conversations)]
         ids = sa.union_all(*(select(first.c.id) for first in firsts)) if conversations > 1 \
             else select(firsts[0].c.id)
         statement = _FIRST_WAITING[conversations] = _CASE_ROWS.where(_C.id.in_(ids.scalar_subquery()))
