@@ -588,26 +588,26 @@ class _CaseBuilder:
         return shift
 
     def _load_groups(self, rows: Sequence[MentionRow], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
-        """Storm control's state of every group key and channel the page may open a case in, in three queries
-        for the page (before: two per key and one per channel, each first flushing the page's pending cases)."""
-        keys = sorted({group_key(decision, row) for row in rows if not row.from_brand
-                       for decision in (decisions_by_key[(row.platform, row.external_id)],)
-                       if decision.alert is not None})
+        """Storm control's state of every group key and channel the page may open a case in, in two queries
+        for the page: the keys' and the channels' counts of alerts of their own together, then the keys' open
+        groups (before: two per key and one per channel, each first flushing the page's pending cases)."""
+        key_set: set[str] = set()
+        channel_set: set[str] = set()
+        for row in rows:
+            decision = decisions_by_key[(row.platform, row.external_id)]
+            if not row.from_brand and decision.alert is not None:
+                key_set.add(group_key(decision, row))
+                channel_set.add(self.rules.channel(decision.alert.channel))
+        keys, channels = sorted(key_set), sorted(channel_set)
         since = self.now - self.rules.grouping.window
         for start in range(0, len(keys), 400):
             chunk = keys[start:start + 400]
-            params = {"keys": chunk, "since": since}
-            for key, count in self.s.execute(_GROUP_COUNTS, params):
-                self.group_individual[key] = int(count)
-            for case in self._read_cases(_GROUP_LEADERS, params):
+            for by_channel, name, count in self.s.execute(_ALERT_COUNTS, {
+                    "keys": chunk, "since": since, "channels": channels if start == 0 else [],
+                    "channel_since": self.now - self.rules.grouping.channel_window}):
+                (self.channel_individual if by_channel else self.group_individual)[name] = int(count)
+            for case in self._read_cases(_GROUP_LEADERS, {"keys": chunk, "since": since}):
                 self.group_leaders.setdefault(case.group_key, []).append(case)
-        channels = sorted({self.rules.channel(decision.alert.channel) for row in rows if not row.from_brand
-                           for decision in (decisions_by_key[(row.platform, row.external_id)],)
-                           if decision.alert is not None})
-        if channels:
-            for channel, count in self.s.execute(_CHANNEL_COUNTS, {
-                    "channels": channels, "since": self.now - self.rules.grouping.channel_window}):
-                self.channel_individual[channel] = int(count)
 
     def _group_state(self, group_key: str, window: timedelta, *, opening: int) -> tuple[int, CaseRow | None]:
         """(individual alerts of the key in the window, its open group) BEFORE the case being opened, as the
@@ -795,12 +795,14 @@ _ACKNOWLEDGED = _CASE_ROWS.where(
     _C.platform == sa.bindparam("platform"), _C.acknowledged_at.is_not(None),
     sa.or_(_C.author_id.in_(sa.bindparam("authors", expanding=True)),
            _C.private_author_id.in_(sa.bindparam("authors", expanding=True))))
-_GROUP_COUNTS = sa.select(_C.group_key, sa.func.count()).where(
-    _C.group_key.in_(sa.bindparam("keys", expanding=True)), _C.opened_at >= sa.bindparam("since"),
-    _C.grouped_into.is_(None)).group_by(_C.group_key)
-_CHANNEL_COUNTS = sa.select(_C.channel, sa.func.count()).where(
-    _C.channel.in_(sa.bindparam("channels", expanding=True)), _C.opened_at >= sa.bindparam("since"),
-    _C.grouped_into.is_(None)).group_by(_C.channel)
+# (0, group key, its alerts of their own since :since) and (1, channel, the same since :channel_since)
+_ALERT_COUNTS = sa.union_all(
+    sa.select(sa.literal_column("0"), _C.group_key, sa.func.count()).where(
+        _C.group_key.in_(sa.bindparam("keys", expanding=True)), _C.opened_at >= sa.bindparam("since"),
+        _C.grouped_into.is_(None)).group_by(_C.group_key),
+    sa.select(sa.literal_column("1"), _C.channel, sa.func.count()).where(
+        _C.channel.in_(sa.bindparam("channels", expanding=True)), _C.opened_at >= sa.bindparam("channel_since"),
+        _C.grouped_into.is_(None)).group_by(_C.channel))
 _GROUP_LEADERS = _CASE_ROWS.where(
     _C.group_key.in_(sa.bindparam("keys", expanding=True)), _C.opened_at >= sa.bindparam("since"),
     _C.grouped_into == _C.id)
