@@ -95,6 +95,7 @@ def _breakdown() -> dict[str, float]:
     timed(pipeline._CaseBuilder, "_one", "cases + outbox in memory")
     timed(acknowledge, "plan", "  of which acknowledgement plans")
     timed(pipeline._CaseBuilder, "_insert_opened", "case insert (+ ORM flush)")
+    timed(pipeline._CaseBuilder, "_write_cases", "case insert + updates")
     timed(outbox, "flush_batch", "outbox + events insert (+ ORM flush)")
     timed(pipeline._CaseBuilder, "_link_mentions", "mention case ids")
     timed(Session, "flush", "ORM flush")

@@ -41,7 +41,7 @@ from monitor.rules.schema import Ruleset
 from monitor.sanitize import addressable_handle, addressable_name
 
 if TYPE_CHECKING:
-    from monitor.cases.pipeline import ReplyPolicy
+    from monitor.cases.pipeline import CaseRow, MentionRow, ReplyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class Plan:
     reason: str = ""
 
 
-def render(ruleset: Ruleset, *, template: str, mention: Mention, policy: ReplyPolicy, agent: str = "") -> tuple[str, str]:
+def render(ruleset: Ruleset, *, template: str, mention: Mention | MentionRow, policy: ReplyPolicy,
+           agent: str = "") -> tuple[str, str]:
     dm_link = policy.dm_link if (policy is not None and ruleset.acknowledgement.dm_link
                                  and ruleset.acknowledgement.allow_urls) else ""
     # {author} is how the platform addresses a person: @handle on X, the display name on Facebook;
@@ -74,13 +75,13 @@ DM_SENT_SUFFIX = "_dm_sent"  # the public reply when a private message really go
 MESSAGE_SUFFIX = "_message"  # the answer to a private message (Messenger): no comment, no hand-off
 
 
-def sends_dm(*, policy: ReplyPolicy, mention: Mention, private_template: str | None) -> bool:
+def sends_dm(*, policy: ReplyPolicy, mention: Mention | MentionRow, private_template: str | None) -> bool:
     """Whether a private message goes out beside the public reply (a Facebook private reply to a comment).
     On X the reply only carries a link to write to us: X lets a brand DM only people who allow it."""
     return bool(private_template) and policy is not None and mention.kind in policy.private_kinds
 
 
-def template_for(ruleset: Ruleset, *, template: str, mention: Mention, dm_sent: bool) -> str | None:
+def template_for(ruleset: Ruleset, *, template: str, mention: Mention | MentionRow, dm_sent: bool) -> str | None:
     """The template whose words are true for this mention; None when there is nothing true to say."""
     if is_private(mention.kind):
         name = template + MESSAGE_SUFFIX
@@ -91,7 +92,7 @@ def template_for(ruleset: Ruleset, *, template: str, mention: Mention, dm_sent: 
 
 
 def plan(
-    session: Session, *, ruleset: Ruleset, case: Case, mention: Mention, mode: str, template: str | None,
+    session: Session, *, ruleset: Ruleset, case: CaseRow, mention: MentionRow, mode: str, template: str | None,
     policy: ReplyPolicy, now: datetime, dry_run: bool, private_template: str | None = None,
 ) -> Plan:
     if template:
@@ -111,13 +112,11 @@ def plan(
     assert case.id is not None
     if cooldown_ago is not None:
         case.ack_mode = "off"
-        session.add(case)
         outbox.add(session, kind=OutboxKind.THREAD, dedup_key=f"ack_cooldown:{case.id}", case_id=case.id,
                    mention_id=mention.id, target=case.channel, now=now,
                    payload=notes.AckCooldown(mention_id=mention.id, ago=_ago(now - cooldown_ago)).payload())
         return Plan(mode="off", text=text, lang=lang, queued=False, reason="cooldown")
     case.ack_mode = mode
-    session.add(case)
     if mode == "approve":
         if reason:
             outbox.add(session, kind=OutboxKind.THREAD, dedup_key=f"ack_approval:{case.id}", case_id=case.id,
@@ -128,7 +127,7 @@ def plan(
     return Plan(mode=mode, text=text, lang=lang, queued=queued)
 
 
-def auto_refusal(*, policy: ReplyPolicy, mention: Mention, text: str) -> str:
+def auto_refusal(*, policy: ReplyPolicy, mention: Mention | MentionRow, text: str) -> str:
     """Why the platform would not let the bot post this unprompted ("" if it would)."""
     if policy is None:
         return f"no {mention.platform} connector can reply"
@@ -187,8 +186,8 @@ def prefetch_recent_acks(session: Session, *, authors: Iterable[tuple[str, str]]
 
 
 def queue(
-    session: Session, *, case: Case, mention: Mention, text: str, lang: str, policy: ReplyPolicy, now: datetime,
-    dry_run: bool, actor: str, ruleset: Ruleset, private_template: str | None = None,
+    session: Session, *, case: Case | CaseRow, mention: Mention | MentionRow, text: str, lang: str, policy: ReplyPolicy,
+    now: datetime, dry_run: bool, actor: str, ruleset: Ruleset, private_template: str | None = None,
 ) -> bool:
     """Queue the public acknowledgement (at most one per conversation) and its private follow-up."""
     assert case.id is not None
@@ -210,7 +209,7 @@ def queue(
     return queued
 
 
-def ack_key(mention: Mention) -> str:
+def ack_key(mention: Mention | MentionRow) -> str:
     """At most one acknowledgement per customer per conversation (two customers complaining under
     the same Facebook post or X thread each get theirs)."""
     return f"ack:{mention.platform}:{mention.conversation_id}:{mention.author_id}"
@@ -221,7 +220,7 @@ def ack_key(mention: Mention) -> str:
 _TARGET_FIELDS = {f.name: None if f.default is MISSING else f.default for f in fields(ReplyTarget)}
 
 
-def target_payload(mention: Mention) -> dict[str, Any]:
+def target_payload(mention: Mention | MentionRow) -> dict[str, Any]:
     """The ReplyTarget of a stored mention, as JSON for an outbox row."""
     target = _TARGET_FIELDS.copy()
     target.update(

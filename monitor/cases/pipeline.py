@@ -8,12 +8,14 @@ nothing twice.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -42,6 +44,27 @@ from monitor.triage import triage_many
 log = logging.getLogger(__name__)
 
 TriageFn = Callable[..., list[Score]]
+
+
+def _row_type(model: type[SQLModel], **namespace: Any) -> tuple[type, dict[str, Any]]:
+    """A plain class of `model`'s columns (slots, compared by identity like ORM objects) and the model's
+    constant defaults, for rows an ingest builds, reads and changes without the ORM: SQLModel instances cost a
+    page more than the rest of its case work (building each, an instrumented get and set per field; for cases,
+    loading them into the identity map, `session.add` of each new one and an autoflush before every query)."""
+    columns = [column.key for column in model.__table__.columns]  # type: ignore[attr-defined]
+    cls = make_dataclass(f"{model.__name__}Row", columns, slots=True, eq=False, namespace=namespace)
+    cls.__module__ = __name__
+    defaults = {key: info.get_default() for key, info in model.model_fields.items()
+                if not info.is_required() and info.default_factory is None}
+    return cls, defaults
+
+
+# A stored mention as the ingest built it (its Score from `score`, as Mention's)
+MentionRow, _MENTION_DEFAULTS = _row_type(Mention, score=vars(Mention)["score"])
+# A case as an ingest reads, opens and changes it; written back with Core (`_CaseBuilder._write_cases`)
+CaseRow, _CASE_DEFAULTS = _row_type(Case)
+_CASE_COLUMNS = [column.key for column in Case.__table__.columns]  # type: ignore[attr-defined]
+_case_values = operator.attrgetter(*_CASE_COLUMNS)  # a CaseRow's values in column order, as a loaded row's
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +206,7 @@ def _insert_mentions(
     *,
     source: str,
     now: datetime,
-) -> list[Mention]:
+) -> list[MentionRow]:
     """One executemany INSERT ... ON CONFLICT DO NOTHING with reserved ids; a concurrent insert is a duplicate."""
     ids = reserve_ids(session, Mention.__table__, len(fresh))  # type: ignore[arg-type]
     values: list[dict[str, Any]] = []
@@ -207,7 +230,7 @@ def _insert_mentions(
             kept.update(session.execute(_MENTIONS_BY_ID, {"ids": ids[start:start + 400]}).scalars())
         values = [row for row in values if row["id"] in kept]
     # not validated: the values are ours and already checked; validation cost 14x more
-    return [_construct(Mention, **row) for row in values]
+    return [MentionRow(**(_MENTION_DEFAULTS | row)) for row in values]
 
 
 _INSERT_MENTIONS: dict[str, Any] = {}
@@ -231,13 +254,18 @@ def _opened_since(opened_at: datetime | None, since: datetime) -> bool:
     return opened_at is not None and opened_at >= since
 
 
+def _new_case(**values: Any) -> CaseRow:
+    """A case to open: `values` over the model's defaults."""
+    return CaseRow(**(_CASE_DEFAULTS | values))
+
+
 class _CaseBuilder:
     """Opens, attaches and reopens cases for one batch, writing their outbox rows.
 
-    Every case it changes was read by the page's queries, so a change is written by the flush without
-    another `session.add` (each one walks the case's cascade again).  What the loop looks up (hand-offs,
-    storm control's state, reply parents, our posted replies) is read before it; inside it only the case id
-    reservation queries, and the cases it opens are written with one INSERT after it (`_insert_opened`)."""
+    Cases are `CaseRow`s: what the loop looks up (the authors' cases, hand-offs, storm control's state,
+    reply parents, our posted replies) is read before it with Core, one object per case id however many
+    queries return it; inside it only the case id reservation queries.  After it the cases it opened are
+    written with one INSERT and the ones it changed with an UPDATE of the changed columns (`_write_cases`)."""
 
     def __init__(
         self, session: Session, *, ruleset: Ruleset, now: datetime, policies: Mapping[str, ReplyPolicy],
@@ -251,15 +279,15 @@ class _CaseBuilder:
         self.policies = policies
         self.dry_run = dry_run
         self.result = result
-        self.cases: dict[tuple[str, str, str], Case] = {}  # (platform, conversation, author) -> latest case
-        self.by_conversation: dict[tuple[str, str], list[Case]] = {}
-        self.group_counts: dict[str, tuple[int, Case | None]] = {}
+        self.cases: dict[tuple[str, str, str], CaseRow] = {}  # (platform, conversation, author) -> latest case
+        self.by_conversation: dict[tuple[str, str], list[CaseRow]] = {}
+        self.group_counts: dict[str, tuple[int, CaseRow | None]] = {}
         self.channel_counts: dict[str, int] = {}  # channel -> its alerts of their own in grouping.channel_window
         self.channel_individual: dict[str, int] = {}  # channel -> the same, as the page's read found it
         self.group_individual: dict[str, int] = {}  # group key -> its individual alerts in the window (page's read)
-        self.group_leaders: dict[str, list[Case]] = {}  # group key -> its groups in the window (page's read)
-        self.reopened: dict[int, tuple[Case, datetime | None]] = {}  # case id -> (case, opened_at before)
-        self.opened: list[Case] = []  # the page's new cases, in the order opened
+        self.group_leaders: dict[str, list[CaseRow]] = {}  # group key -> its groups in the window (page's read)
+        self.reopened: dict[int, tuple[CaseRow, datetime | None]] = {}  # case id -> (case, opened_at before)
+        self.opened: list[CaseRow] = []  # the page's new cases, in the order opened
         self.batch = outbox.Batch()  # the page's outbox rows and events (run() begins it on the session)
         self.case_ids: list[int] = []  # reserved, not yet used (reversed: pop() gives the next)
         self.parents: dict[tuple[str, str], tuple[int, int | None]] = {}  # (platform, external id) -> (id, case)
@@ -267,10 +295,11 @@ class _CaseBuilder:
         # (platform, conversation) where too many cases wait for a reply to the post to answer one of them
         self.crowded: set[tuple[str, str]] = set()
         # (platform, author id) -> the acknowledged cases of a private author (author_id or private_author_id)
-        self.handed_off: dict[tuple[str, str], list[Case]] = {}
+        self.handed_off: dict[tuple[str, str], list[CaseRow]] = {}
+        self.loaded: dict[int, tuple[CaseRow, tuple[Any, ...]]] = {}  # case id -> (its row, its values as read)
         self.rows_left = 0
 
-    def run(self, rows: Sequence[Mention], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
+    def run(self, rows: Sequence[MentionRow], *, decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
         self.batch = outbox.begin_batch(self.s)
         self._load_parents(rows)
         self._load_cases(rows)
@@ -286,7 +315,7 @@ class _CaseBuilder:
             case_id = self._one(row, decision)
             if case_id is not None:
                 mention_updates.append({"b_id": row.id, "b_case": case_id})
-        self._insert_opened()
+        self._write_cases()
         outbox.flush_batch(self.s)
         self._link_mentions(mention_updates)
 
@@ -294,23 +323,48 @@ class _CaseBuilder:
         """Each stored mention's case id, in one executemany UPDATE."""
         execute_many(self.s, _LINK_MENTIONS, updates)
 
-    def _insert_opened(self) -> None:
-        """The page's new cases in one Core INSERT (executemany) instead of the unit of work's, which cost
-        about four times as much per row.  Their ids were reserved, nothing reads them back in this ingest,
-        and each object's dict holds its final values (changes to a pending object are not tracked)."""
-        pending = [case for case in self.opened if sa.inspect(case).pending]
-        if not pending:
-            return
-        for case in pending:
-            self.s.expunge(case)
-        execute_many(self.s, _INSERT_CASES, [{key: case.__dict__[key] for key in _CASE_COLUMNS} for case in pending])
+    def _write_cases(self) -> None:
+        """The page's new cases in one Core INSERT (executemany; their ids were reserved, nothing reads them
+        back in this ingest), then each case it changed with an UPDATE of the columns whose values differ from
+        what was read, as the unit of work would write them: in id order, one executemany for each run of
+        cases that changed the same columns."""
+        if self.opened:
+            rows = [_case_values(case) for case in self.opened]
+            # A column no new case of the page sets (most of the timestamps a case gets later) is left out of
+            # the INSERT: it stores NULL, as its None would (the table has no server defaults), without a bind
+            # processor per row.
+            named = [(i, key) for i, key in enumerate(_CASE_COLUMNS) if any(row[i] is not None for row in rows)]
+            execute_many(self.s, _INSERT_CASES, [{key: row[i] for i, key in named} for row in rows])
+        changes: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+        for case_id in sorted(self.loaded):
+            case, read = self.loaded[case_id]
+            values = _case_values(case)
+            if values == read:
+                continue
+            changed = {f"b_{key}": new for key, old, new in zip(_CASE_COLUMNS, read, values, strict=True)
+                       if old != new}
+            changes.append((tuple(changed), {"b_id": case_id, **changed}))
+        for columns, run in itertools.groupby(changes, key=lambda change: change[0]):
+            execute_many(self.s, _update_cases(columns), [params for _, params in run])
+
+    def _read_cases(self, statement: Any, params: Mapping[str, Any]) -> list[CaseRow]:
+        """The cases a Core SELECT of the whole row finds, one CaseRow per id: a case another of the page's
+        queries returned already is that object (as the ORM's identity map kept it, the first read wins)."""
+        found: list[CaseRow] = []
+        for row in self.s.execute(statement, params):
+            known = self.loaded.get(row[0])
+            if known is None:
+                values = tuple(row)
+                known = self.loaded[row[0]] = (CaseRow(*values), values)
+            found.append(known[0])
+        return found
 
     def _next_case_id(self) -> int:
         if not self.case_ids:
             self.case_ids = reserve_ids(self.s, Case.__table__, max(self.rows_left, 1))[::-1]
         return self.case_ids.pop()
 
-    def _load_parents(self, rows: Sequence[Mention]) -> None:
+    def _load_parents(self, rows: Sequence[MentionRow]) -> None:
         """The stored mentions the page's brand replies answer: (id, case id) by platform id, for `_answered_by`
         (the page's own mentions are stored already; they get their case ids after the loop)."""
         parents: dict[str, set[str]] = {}
@@ -324,54 +378,56 @@ class _CaseBuilder:
                         _PARENTS, params={"platform": platform, "ids": ordered[start:start + 400]}).all():
                     self.parents[(platform, external_id)] = (mention_id, case_id)
 
-    def _load_cases(self, rows: Sequence[Mention]) -> None:
+    def _load_cases(self, rows: Sequence[MentionRow]) -> None:
         """The cases this page can touch: each author's own in their conversation, and in a conversation the
         brand answered, those still waiting for a first response (all of them when there are few, else enough
         to know there are too many to pick one, plus the waiting cases of the mentions the replies answer).
         (All cases of the page's conversations were read before: a Facebook post with thousands of commenters
         made every page read thousands; then all waiting ones, which on a busy post are hundreds.)"""
-        authors: dict[str, set[tuple[str, str]]] = {}
-        brand_rows: dict[str, dict[str, int]] = {}  # platform -> conversation -> brand rows in the page
+        authors: set[tuple[str, str, str]] = set()  # (platform, conversation, author)
+        brand_rows: dict[tuple[str, str], int] = {}  # (platform, conversation) -> brand rows in the page
         for row in rows:
             if row.from_brand:
-                counts = brand_rows.setdefault(row.platform, {})
-                counts[row.conversation_id] = counts.get(row.conversation_id, 0) + 1
+                key = (row.platform, row.conversation_id)
+                brand_rows[key] = brand_rows.get(key, 0) + 1
             else:
-                authors.setdefault(row.platform, set()).add((row.conversation_id, row.author_id))
-        found: dict[int, Case] = {}
-        for platform, pairs in authors.items():
-            ordered = sorted(pairs)
-            for start in range(0, len(ordered), 400):
-                chunk = ordered[start:start + 400]
-                found.update((case.id, case) for case in self.s.exec(_AUTHORS_CASES, params={
-                    "platform": platform, "authors": sorted({author for _, author in chunk}), "pairs": chunk}).all())
-        for platform, counts in brand_rows.items():
-            # A brand reply to the post itself answers the one waiting case, if only one waits (`_answered_by`).
-            # Each brand reply answers at most two, so with 2 x (the page's replies) + 2 waiting at the start, at
-            # least two still wait at every reply of the page: then `limit` rows of the conversation are enough.
-            limit = 2 * max(counts.values()) + 2
-            ordered_conversations = sorted(counts)
-            for start in range(0, len(ordered_conversations), 200):
-                # one LIMIT per conversation: the index on conversation_id walks a conversation in id order and
-                # stops at `limit` (a window over the conversations read every waiting case of a busy post)
-                chunk = ordered_conversations[start:start + 200]
-                params: dict[str, Any] = {f"conversation_{i}": conversation for i, conversation in enumerate(chunk)}
-                params.update(platform=platform, limit=limit)
-                per_conversation: dict[str, int] = {}
-                for case in self.s.exec(_first_waiting(len(chunk)), params=params).all():
-                    found[case.id] = case
-                    per_conversation[case.conversation_id] = per_conversation.get(case.conversation_id, 0) + 1
-                self.crowded.update((platform, conversation) for conversation, n in per_conversation.items()
-                                    if n >= limit)
-            parent_cases = sorted({parent[1] for (p, _), parent in self.parents.items()
-                                   if p == platform and parent[1] is not None})
-            for start in range(0, len(parent_cases), 400):
-                found.update((case.id, case) for case in self.s.exec(
-                    _WAITING_BY_ID, params={"ids": parent_cases[start:start + 400]}).all())
+                authors.add((row.platform, row.conversation_id, row.author_id))
+        found: dict[int, CaseRow] = {}
+        ordered = sorted(authors)  # every platform in one query (one per platform cost a page a query each)
+        for start in range(0, len(ordered), 400):
+            chunk = ordered[start:start + 400]
+            found.update((case.id, case) for case in self._read_cases(_AUTHORS_CASES, {
+                "authors": sorted({author for _, _, author in chunk}), "triples": chunk}))
+        # A brand reply to the post itself answers the one waiting case, if only one waits (`_answered_by`).
+        # Each brand reply answers at most two, so with 2 x (the page's replies) + 2 waiting at the start, at
+        # least two still wait at every reply of the page: then `limit` rows of the conversation are enough
+        # (the most replies one conversation of the platform got in the page).
+        limits: dict[str, int] = {}
+        for (platform, _), count in brand_rows.items():
+            limits[platform] = max(limits.get(platform, 0), 2 * count + 2)
+        ordered_conversations = sorted(brand_rows)
+        for start in range(0, len(ordered_conversations), 200):
+            # one LIMIT per conversation: the index on conversation_id walks a conversation in id order and
+            # stops at `limit` (a window over the conversations read every waiting case of a busy post)
+            chunk = ordered_conversations[start:start + 200]
+            params: dict[str, Any] = {}
+            for i, (platform, conversation) in enumerate(chunk):
+                params.update({f"platform_{i}": platform, f"conversation_{i}": conversation,
+                               f"limit_{i}": limits[platform]})
+            per_conversation: dict[tuple[str, str], int] = {}
+            for case in self._read_cases(_first_waiting(len(chunk)), params):
+                found[case.id] = case
+                key = (case.platform, case.conversation_id)
+                per_conversation[key] = per_conversation.get(key, 0) + 1
+            self.crowded.update(key for key, n in per_conversation.items() if n >= limits[key[0]])
+        parent_cases = sorted({parent[1] for parent in self.parents.values() if parent[1] is not None})
+        for start in range(0, len(parent_cases), 400):
+            found.update((case.id, case) for case in self._read_cases(
+                _WAITING_BY_ID, {"ids": parent_cases[start:start + 400]}))
         for case_id in sorted(found):  # id order, as _brand_answered walks a conversation's cases
             self._remember(found[case_id])
 
-    def _load_page_context(self, rows: Sequence[Mention]) -> None:
+    def _load_page_context(self, rows: Sequence[MentionRow]) -> None:
         """Our posted replies in the conversations of the page's brand replies, in a few queries for the whole page
         instead of one or two per row (each also flushing the page's pending cases).  Nothing the loop writes
         changes these answers: a reply of ours is `sent` only once delivered."""
@@ -383,7 +439,7 @@ class _CaseBuilder:
                 if result and result.get("external_id") and case_id is not None:
                     self.posted.setdefault(case_id, set()).add(str(result.get("external_id")))
 
-    def _load_handed_off(self, rows: Sequence[Mention]) -> None:
+    def _load_handed_off(self, rows: Sequence[MentionRow]) -> None:
         """The acknowledged cases of the page's private authors, in one query per platform and 400 authors,
         for `_handed_off_case` (one query per private message before, each flushing the page's pending cases).
         Read whatever their state: a case reopened earlier in the page counts again, so the state and the
@@ -393,24 +449,24 @@ class _CaseBuilder:
         for row in rows:
             if is_private(row.kind) and not row.from_brand and row.created_at is not None:
                 authors.setdefault(row.platform, set()).add(row.author_id)
-        found: dict[int, Case] = {}
+        found: dict[int, CaseRow] = {}
         for platform, ids in authors.items():
             ordered = sorted(ids)
             for start in range(0, len(ordered), 400):
                 chunk = ordered[start:start + 400]
-                found.update((case.id, case) for case in self.s.exec(
-                    _ACKNOWLEDGED, params={"platform": platform, "authors": chunk}).all())
+                found.update((case.id, case) for case in self._read_cases(
+                    _ACKNOWLEDGED, {"platform": platform, "authors": chunk}))
         for case_id in sorted(found):
             case = found[case_id]
             for author in {case.author_id, case.private_author_id}:
                 if author is not None:
                     self.handed_off.setdefault((case.platform, author), []).append(case)
 
-    def _remember(self, case: Case) -> None:
+    def _remember(self, case: CaseRow) -> None:
         self.cases[(case.platform, case.conversation_id, case.author_id)] = case
         self.by_conversation.setdefault((case.platform, case.conversation_id), []).append(case)
 
-    def _one(self, row: Mention, decision: Decision) -> int | None:
+    def _one(self, row: MentionRow, decision: Decision) -> int | None:
         if row.from_brand:
             self._brand_answered(row)
             return None
@@ -446,13 +502,13 @@ class _CaseBuilder:
 
     # ------------------------------------------------------------------ cases
 
-    def _open(self, row: Mention, decision: Decision) -> Case:
+    def _open(self, row: MentionRow, decision: Decision) -> CaseRow:
         alert = decision.alert
         assert alert is not None
         start = min(row.created_at or self.now, self.now)
         channel = self.rules.channel(alert.channel)
-        case = _construct(
-            Case, platform=row.platform, conversation_id=row.conversation_id, author_id=row.author_id,
+        case = _new_case(
+            platform=row.platform, conversation_id=row.conversation_id, author_id=row.author_id,
             author_handle=row.author_handle or row.author_name, first_mention_id=row.id, state=CaseState.OPEN,
             rule=decision.rule_name, severity=alert.severity, channel=channel,
             group_key=group_key(decision, row), opened_at=start,
@@ -472,11 +528,9 @@ class _CaseBuilder:
                                  if case.sla_due_at else None})
         self._queue_alert(case, row, decision)
         self._queue_acknowledgement(case, row, decision)
-        if case not in self.s:  # an acknowledgement's plan adds it (each add walks the case's cascade)
-            self.s.add(case)
         return case
 
-    def _queue_alert(self, case: Case, row: Mention, decision: Decision) -> None:
+    def _queue_alert(self, case: CaseRow, row: MentionRow, decision: Decision) -> None:
         """Storm control: beyond the group's budget in the window, cases share one grouped message.
         What must be seen alone (grouping.never) always gets its own alert."""
         grouping = self.rules.grouping
@@ -522,7 +576,7 @@ class _CaseBuilder:
                 lambda case: case.channel == channel, since=self.now - window, opening=opening)
         return self.channel_counts[channel]
 
-    def _reopened_shift(self, belongs: Callable[[Case], bool], *, since: datetime, opening: int) -> int:
+    def _reopened_shift(self, belongs: Callable[[CaseRow], bool], *, since: datetime, opening: int) -> int:
         """How the cases the page reopened move a count of alerts of their own opened since `since` (a
         reopened case opens again now, so it may enter the window), among the cases `belongs` picks, not
         counting the case being opened."""
@@ -532,29 +586,29 @@ class _CaseBuilder:
                 shift += int(_opened_since(case.opened_at, since)) - int(_opened_since(opened_before, since))
         return shift
 
-    def _load_groups(self, rows: Sequence[Mention], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
-        """Storm control's state of every group key and channel the page may open a case in, in three queries
-        for the page (before: two per key and one per channel, each first flushing the page's pending cases)."""
-        keys = sorted({group_key(decision, row) for row in rows if not row.from_brand
-                       for decision in (decisions_by_key[(row.platform, row.external_id)],)
-                       if decision.alert is not None})
+    def _load_groups(self, rows: Sequence[MentionRow], decisions_by_key: Mapping[tuple[str, str], Decision]) -> None:
+        """Storm control's state of every group key and channel the page may open a case in, in two queries
+        for the page: the keys' and the channels' counts of alerts of their own together, then the keys' open
+        groups (before: two per key and one per channel, each first flushing the page's pending cases)."""
+        key_set: set[str] = set()
+        channel_set: set[str] = set()
+        for row in rows:
+            decision = decisions_by_key[(row.platform, row.external_id)]
+            if not row.from_brand and decision.alert is not None:
+                key_set.add(group_key(decision, row))
+                channel_set.add(self.rules.channel(decision.alert.channel))
+        keys, channels = sorted(key_set), sorted(channel_set)
         since = self.now - self.rules.grouping.window
         for start in range(0, len(keys), 400):
             chunk = keys[start:start + 400]
-            params = {"keys": chunk, "since": since}
-            for key, count in self.s.exec(_GROUP_COUNTS, params=params).all():
-                self.group_individual[key] = int(count)
-            for case in self.s.exec(_GROUP_LEADERS, params=params).all():
+            for by_channel, name, count in self.s.execute(_ALERT_COUNTS, {
+                    "keys": chunk, "since": since, "channels": channels if start == 0 else [],
+                    "channel_since": self.now - self.rules.grouping.channel_window}):
+                (self.channel_individual if by_channel else self.group_individual)[name] = int(count)
+            for case in self._read_cases(_GROUP_LEADERS, {"keys": chunk, "since": since}):
                 self.group_leaders.setdefault(case.group_key, []).append(case)
-        channels = sorted({self.rules.channel(decision.alert.channel) for row in rows if not row.from_brand
-                           for decision in (decisions_by_key[(row.platform, row.external_id)],)
-                           if decision.alert is not None})
-        if channels:
-            for channel, count in self.s.exec(_CHANNEL_COUNTS, params={
-                    "channels": channels, "since": self.now - self.rules.grouping.channel_window}).all():
-                self.channel_individual[channel] = int(count)
 
-    def _group_state(self, group_key: str, window: timedelta, *, opening: int) -> tuple[int, Case | None]:
+    def _group_state(self, group_key: str, window: timedelta, *, opening: int) -> tuple[int, CaseRow | None]:
         """(individual alerts of the key in the window, its open group) BEFORE the case being opened, as the
         database would answer with the page's changes so far: from the page's read (`_load_groups`), corrected
         for the cases the page reopened (a reopened case opens again now, so it may enter the window).  No other
@@ -573,7 +627,7 @@ class _CaseBuilder:
         self.group_counts[group_key] = state
         return state
 
-    def _attach(self, case: Case, row: Mention, decision: Decision, *, quiet: bool = False) -> None:
+    def _attach(self, case: CaseRow, row: MentionRow, decision: Decision, *, quiet: bool = False) -> None:
         case.mention_count += 1
         case.last_mention_at = row.created_at
         attention = not quiet and (decision.alert is not None or row.score.negative)
@@ -591,7 +645,7 @@ class _CaseBuilder:
                                           private=private).payload(), now=self.now)
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
-    def _reopen(self, case: Case, row: Mention, decision: Decision) -> None:
+    def _reopen(self, case: CaseRow, row: MentionRow, decision: Decision) -> None:
         seconds = case.sla_seconds or 3600
         business = case.sla_business_hours
         if decision.alert is not None:
@@ -623,7 +677,7 @@ class _CaseBuilder:
                    now=self.now)
         outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
-    def _brand_answered(self, row: Mention) -> None:
+    def _brand_answered(self, row: MentionRow) -> None:
         """A reply by the brand account on the platform counts as the case's first response, unless
         it is one we posted ourselves (the bot's acknowledgement is no response by a person)."""
         cases = self.by_conversation.get((row.platform, row.conversation_id), [])
@@ -644,7 +698,7 @@ class _CaseBuilder:
                        payload=notes.RespondedOnPlatform(mention_id=row.id).payload(), now=self.now)
             outbox.request_update(self.s, case_id=case.id, channel=case.channel, now=self.now)
 
-    def _answered_by(self, row: Mention, cases: Sequence[Case]) -> list[Case]:
+    def _answered_by(self, row: MentionRow, cases: Sequence[CaseRow]) -> list[CaseRow]:
         """The case whose mention the brand's reply answers (its parent), not every case of the post or
         thread; a reply to the post itself answers a case only when the post has just one waiting."""
         parent = self.parents.get((row.platform, row.parent_id)) if row.parent_id else None
@@ -661,7 +715,7 @@ class _CaseBuilder:
         """Platform ids of the replies our outbox posted for these cases (read for the page up front)."""
         return {external_id for case_id in case_ids for external_id in self.posted.get(case_id, ())}
 
-    def _handed_off_case(self, row: Mention) -> Case | None:
+    def _handed_off_case(self, row: MentionRow) -> CaseRow | None:
         """The customer's public case that was handed off (acknowledged, or answered in private) before this
         private message, still open or resolved less than `acknowledgement.private_followup` ago.  On
         Facebook the person has another id in Messenger: the one the private reply returned."""
@@ -677,7 +731,7 @@ class _CaseBuilder:
         # the newest hand-off first, as ORDER BY acknowledged_at DESC, id DESC
         return max(candidates, key=lambda case: (case.acknowledged_at, case.id or 0), default=None)
 
-    def _customer_wrote_privately(self, case: Case, row: Mention) -> None:
+    def _customer_wrote_privately(self, case: CaseRow, row: MentionRow) -> None:
         """A private message after the hand-off: the customer really moved to DM (the KPI counts only this)."""
         if case.moved_to_dm:
             return
@@ -688,7 +742,7 @@ class _CaseBuilder:
 
     # ------------------------------------------------------------------ acknowledgement
 
-    def _queue_acknowledgement(self, case: Case, row: Mention, decision: Decision) -> None:
+    def _queue_acknowledgement(self, case: CaseRow, row: MentionRow, decision: Decision) -> None:
         ack = decision.acknowledge
         if ack is None or ack.mode == "off":
             return
@@ -703,7 +757,20 @@ class _CaseBuilder:
 
 # The ingest's writes, built once (monitor.store.execute_many prepares each once per dialect)
 _INSERT_CASES = sa.insert(Case.__table__)  # type: ignore[arg-type]
-_CASE_COLUMNS = [column.key for column in Case.__table__.columns]  # type: ignore[attr-defined]
+_UPDATE_CASES: dict[tuple[str, ...], Any] = {}
+
+
+def _update_cases(columns: tuple[str, ...]) -> Any:
+    """UPDATE case SET each of `columns` (`b_<column>`) WHERE id = :b_id, built once per set of columns."""
+    statement = _UPDATE_CASES.get(columns)
+    if statement is None:
+        table = Case.__table__
+        statement = _UPDATE_CASES[columns] = sa.update(table).where(  # type: ignore[arg-type]
+            table.c.id == sa.bindparam("b_id")).values(  # type: ignore[attr-defined]
+            {name.removeprefix("b_"): sa.bindparam(name) for name in columns})
+    return statement
+
+
 _LINK_MENTIONS = sa.update(Mention.__table__).where(  # type: ignore[arg-type]
     Mention.__table__.c.id == sa.bindparam("b_id")).values(case_id=sa.bindparam("b_case"))  # type: ignore[attr-defined]
 # The ingest's page look-ups, built once: a page pays neither building them nor their cache keys.
@@ -714,8 +781,11 @@ _STORED = sa.select(_MENTION.c.platform, _MENTION.c.external_id).where(
     _MENTION.c.external_id.in_(sa.bindparam("ids", expanding=True)))
 _PARENTS = select(Mention.id, Mention.case_id, Mention.external_id).where(
     Mention.platform == sa.bindparam("platform"), Mention.external_id.in_(sa.bindparam("ids", expanding=True)))
-_WAITING = (Case.state != CaseState.RESOLVED, Case.first_response_at.is_(None))
-_WAITING_BY_ID = select(Case).where(Case.id.in_(sa.bindparam("ids", expanding=True)), *_WAITING)
+_C = Case.__table__.c  # type: ignore[attr-defined]  # Core columns: the statements are not ORM-enabled
+_WAITING = (_C.state != CaseState.RESOLVED, _C.first_response_at.is_(None))
+# Whole case rows, read with Core into CaseRows (`_CaseBuilder._read_cases`: the id must come first)
+_CASE_ROWS = sa.select(Case.__table__)  # type: ignore[call-overload]
+_WAITING_BY_ID = _CASE_ROWS.where(_C.id.in_(sa.bindparam("ids", expanding=True)), *_WAITING)
 # `kind || ''` and `state || ''`: given a long list of case ids, SQLite preferred the reply-window index on
 # kind and read every public reply ever queued, then the due index on state and read every row ever sent;
 # the expressions leave it the index on case_id
@@ -723,75 +793,42 @@ _POSTED = select(Outbox.case_id, Outbox.result).where(
     Outbox.case_id.in_(sa.bindparam("ids", expanding=True)),
     Outbox.kind.concat("").in_(sorted(str(kind) for kind in PUBLIC_KINDS)),
     Outbox.state.concat("") == OutboxState.SENT.value)
-_ACKNOWLEDGED = select(Case).where(
-    Case.platform == sa.bindparam("platform"), Case.acknowledged_at.is_not(None),
-    sa.or_(Case.author_id.in_(sa.bindparam("authors", expanding=True)),
-           Case.private_author_id.in_(sa.bindparam("authors", expanding=True))))
-_GROUP_COUNTS = select(Case.group_key, sa.func.count()).where(
-    Case.group_key.in_(sa.bindparam("keys", expanding=True)), Case.opened_at >= sa.bindparam("since"),
-    Case.grouped_into.is_(None)).group_by(Case.group_key)
-_CHANNEL_COUNTS = select(Case.channel, sa.func.count()).where(
-    Case.channel.in_(sa.bindparam("channels", expanding=True)), Case.opened_at >= sa.bindparam("since"),
-    Case.grouped_into.is_(None)).group_by(Case.channel)
-_GROUP_LEADERS = select(Case).where(
-    Case.group_key.in_(sa.bindparam("keys", expanding=True)), Case.opened_at >= sa.bindparam("since"),
-    Case.grouped_into == Case.id)
+_ACKNOWLEDGED = _CASE_ROWS.where(
+    _C.platform == sa.bindparam("platform"), _C.acknowledged_at.is_not(None),
+    sa.or_(_C.author_id.in_(sa.bindparam("authors", expanding=True)),
+           _C.private_author_id.in_(sa.bindparam("authors", expanding=True))))
+# (0, group key, its alerts of their own since :since) and (1, channel, the same since :channel_since)
+_ALERT_COUNTS = sa.union_all(
+    sa.select(sa.literal_column("0"), _C.group_key, sa.func.count()).where(
+        _C.group_key.in_(sa.bindparam("keys", expanding=True)), _C.opened_at >= sa.bindparam("since"),
+        _C.grouped_into.is_(None)).group_by(_C.group_key),
+    sa.select(sa.literal_column("1"), _C.channel, sa.func.count()).where(
+        _C.channel.in_(sa.bindparam("channels", expanding=True)), _C.opened_at >= sa.bindparam("channel_since"),
+        _C.grouped_into.is_(None)).group_by(_C.channel))
+_GROUP_LEADERS = _CASE_ROWS.where(
+    _C.group_key.in_(sa.bindparam("keys", expanding=True)), _C.opened_at >= sa.bindparam("since"),
+    _C.grouped_into == _C.id)
 # Each author's cases in their conversation.  The author_id IN lets SQLite search its index: the
 # row-value IN alone scanned every case.  Built once: a page pays neither building it nor its cache key.
-_AUTHORS_CASES = select(Case).where(
-    Case.platform == sa.bindparam("platform"), Case.author_id.in_(sa.bindparam("authors", expanding=True)),
-    sa.tuple_(Case.conversation_id, Case.author_id).in_(sa.bindparam("pairs", expanding=True)))
+_AUTHORS_CASES = _CASE_ROWS.where(
+    _C.author_id.in_(sa.bindparam("authors", expanding=True)),
+    sa.tuple_(_C.platform, _C.conversation_id, _C.author_id).in_(sa.bindparam("triples", expanding=True)))
 _FIRST_WAITING: dict[int, Any] = {}
 
 
 def _first_waiting(conversations: int) -> Any:
-    """SELECT the first `:limit` cases waiting for a response in each of `conversations` conversations
-    (`:conversation_0` ...) of `:platform`: one LIMIT per conversation in a UNION ALL.  Built once per
+    """SELECT the first `:limit_<i>` cases waiting for a response in each of `conversations` conversations
+    (`:platform_<i>`, `:conversation_<i>`): one LIMIT per conversation in a UNION ALL.  Built once per
     count, so a page pays neither building it nor its cache key."""
     statement = _FIRST_WAITING.get(conversations)
     if statement is None:
-        firsts = [select(Case.id).where(
-            Case.platform == sa.bindparam("platform"), Case.conversation_id == sa.bindparam(f"conversation_{i}"),
-            *_WAITING).order_by(Case.id).limit(sa.bindparam("limit")).subquery() for i in range(conversations)]
+        firsts = [sa.select(_C.id).where(
+            _C.platform == sa.bindparam(f"platform_{i}"), _C.conversation_id == sa.bindparam(f"conversation_{i}"),
+            *_WAITING).order_by(_C.id).limit(sa.bindparam(f"limit_{i}")).subquery() for i in range(conversations)]
         ids = sa.union_all(*(select(first.c.id) for first in firsts)) if conversations > 1 \
             else select(firsts[0].c.id)
-        statement = _FIRST_WAITING[conversations] = select(Case).where(Case.id.in_(ids.scalar_subquery()))
+        statement = _FIRST_WAITING[conversations] = _CASE_ROWS.where(_C.id.in_(ids.scalar_subquery()))
     return statement
-
-
-_TableModel = TypeVar("_TableModel", bound=SQLModel)
-# per class: every field with its plain default (in field order), and the fields whose default is built per row
-_DEFAULTS: dict[type, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
-_PLAIN_DEFAULTS = (str, int, float, bool, type(None), datetime)  # immutable: shared by every row
-
-
-def _construct(cls: type[_TableModel], **values: Any) -> _TableModel:
-    """A new, unsaved row object without SQLModel's per-field validation and instrumented setattr
-    (about 60% of a page's ORM time).  The values are ours and typed; an INSERT reads them from
-    the instance dict as it would after `cls(**values)`, and later changes are tracked as usual."""
-    defaults = _DEFAULTS.get(cls)
-    if defaults is None:
-        sa.orm.configure_mappers()  # what the first `cls(...)` would have done
-        plain: dict[str, Any] = {}
-        built: list[tuple[str, Any]] = []
-        for name, info in cls.model_fields.items():
-            default = None if info.default_factory is not None else info.get_default()
-            if info.default_factory is not None or not isinstance(default, _PLAIN_DEFAULTS):
-                built.append((name, info))
-            plain[name] = default
-        defaults = _DEFAULTS[cls] = (plain, built)
-    plain, built = defaults
-    obj = cls._sa_class_manager.new_instance()  # type: ignore[attr-defined]
-    state = obj.__dict__
-    state.update(plain)
-    state.update(values)
-    for name, info in built:
-        if name not in values:
-            state[name] = info.get_default(call_default_factory=True)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
 
 
 def _safe(text: str) -> str:
