@@ -115,6 +115,8 @@ def _probe(proc: subprocess.Popen[bytes], out: Path, *, top: int = 25, show: boo
         print(f"{kb / 1024:8.1f} MB  {package}  (first imported {report['first_import_s'][package]:.2f} s after start)")
     then = first or {}
     arenas, blocks = report["pymalloc"], report["allocated_blocks"]
+    print(f"heap at the first poll: {then.get('pymalloc', {}).get('bytes in allocated blocks', 0) / 2**20:.1f} MB "
+          "in live blocks")
     print(f"heap (at the first poll -> now): {then.get('allocated_blocks', 0):,} -> {blocks:,} allocated blocks; "
           f"pymalloc {then.get('pymalloc', {}).get('arenas allocated current', 0)} -> "
           f"{arenas.get('arenas allocated current', 0)} arenas of 1 MiB (highwater {arenas.get('arenas highwater mark', 0)}), "
@@ -125,6 +127,8 @@ def _probe(proc: subprocess.Popen[bytes], out: Path, *, top: int = 25, show: boo
     print("objects by type (gc-tracked), now and the growth since the first poll:")
     for name, count in report["objects_by_type"][:top]:
         print(f"{count:>9,} {count - before.get(name, 0):>+9,}  {name}")
+    for line in report.get("run", []):
+        print(f"MEMORY_PROBE_RUN: {line}")
     for line in report.get("held_by", []):
         print(f"held by: {line}")
     if "tracemalloc_by_file_kb" in report:

@@ -8,7 +8,8 @@ daemon's start-up reached each package; on SIGUSR1 it writes OUT.json: that tabl
 Python runs with -X tracemalloc, the live heap allocations grouped by source file (and, from the
 second signal on, what each file's allocations grew by since the previous one), and always the
 heap: pymalloc's arenas and live blocks, gc-tracked objects by type, the modules loaded, and with
-MEMORY_PROBE_HELD_BY=<type name, or module.qualname> the referrer chains of one such object.
+MEMORY_PROBE_HELD_BY=<type name, or module.qualname> the referrer chains of one such object; with
+MEMORY_PROBE_RUN=<script.py> that script is run in the daemon at each signal and what it prints is reported.
 Nothing else is imported here until a signal, so the daemon's imports are its own.
 """
 
@@ -177,6 +178,18 @@ def _dump(out: str) -> None:
                 [diff.traceback[0].filename, round(diff.size_diff / 1024), diff.count_diff] for diff in growth[:40]
             ]
         _previous[:] = [snapshot]
+    script = os.environ.get("MEMORY_PROBE_RUN", "")
+    if script:  # a throw-away diagnosis inside the daemon (what it prints is kept in the report)
+        import contextlib
+        import io
+
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            try:
+                runpy.run_path(script, run_name="__probe__")
+            except Exception as exc:  # a broken diagnosis must not kill the daemon
+                print(f"{script} failed: {exc!r}")
+        report["run"] = printed.getvalue().splitlines()
     tmp = f"{out}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(report, handle)

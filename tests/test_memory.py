@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,3 +148,34 @@ def test_idle_connections_closed_on_an_sqlite_file_come_back_with_wal_and_the_ro
     with memory.connect() as conn:
         assert conn.exec_driver_sql("select x from t").scalar() == 1
     engine.dispose()
+
+
+def test_a_daemon_goes_idle_while_a_source_that_worked_is_held_back(engine, simple_rules, simple_rules_file) -> None:
+    """A source paced to its quota (X's own posts: 10 reads in 15 minutes) is skipped for minutes after a
+    burst: its skipped polls count as nothing to do, so the burst's caches go at once, not at its next read."""
+    import io
+
+    from connectors.console import ConsoleNotifier
+    from connectors.replay import ReplaySource
+    from monitor.model import SourceHealth
+    from monitor.runtime.daemon import Daemon
+    from monitor.runtime.poller import SourceBinding
+    from monitor.store import transaction
+    from monitor.triage import complaint
+
+    replay = ReplaySource(path=ROOT / "examples" / "mentions.jsonl")
+    binding = SourceBinding(name="own", platform="replay", kind="mention", query="", every=timedelta(seconds=1),
+                            connector=replay)
+    daemon = Daemon(engine=engine, rules_path=simple_rules_file, ruleset=simple_rules, sources={"own": binding},
+                    notifier=ConsoleNotifier(stream=io.StringIO()))
+    first = daemon.poll("own")
+    assert first.status == "ok" and first.results[0].stored > 0
+    model = complaint.load_model()
+    assert model.ngrams is not None and model.ngrams._word_cache  # the burst's words
+    with transaction(engine) as s:  # what pacing to the quota's reset writes (poller._paced)
+        health = s.get(SourceHealth, "own")
+        assert health is not None
+        health.retry_at = daemon.clock.now() + timedelta(minutes=15)
+        s.add(health)
+    assert daemon.poll("own").status == "skipped"
+    assert not model.ngrams._word_cache

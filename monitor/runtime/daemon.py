@@ -110,9 +110,12 @@ class Daemon:
             # poll fetches the same mentions again, so a database outage loses none.
             self._database_failed(exc)
             outcome = PollOutcome(name, "database_unavailable")
-        if any(result.fetched for result in outcome.results):
+        if any(result.stored for result in outcome.results):
             self._idle_trim.worked(f"poll:{name}")
-        elif outcome.status == "ok":
+        else:  # nothing new (a page of mentions already stored: Messenger's conversations are read again
+            # each poll), or nothing asked: a source held back (its quota spread over the window, a rate
+            # limit, a back-off, another replica's lease) has no work in hand either.  Waiting for a poll
+            # that fetched nothing kept a burst's caches and heap (x-own paced at 90 s, fb-messages)
             self._idle_trim.nothing_to_do(f"poll:{name}")
         if self.metrics is not None:
             binding = self.sources[name]

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-M_ARENA_MAX = -8  # glibc <malloc.h>
+M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
+M_ARENA_MAX = -8
+MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, kept fixed
 
 
 @cache
@@ -37,13 +39,21 @@ def trim_memory() -> None:
         libc.malloc_trim(0)
 
 
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread heaps.  By default every busy thread may get its own arena (up to 8
-    per core) and freed memory stays in it, so a long-running daemon with a thread pool keeps
-    growing its RSS (bench/memory.py).  The environment's MALLOC_ARENA_MAX, if set, wins."""
+def limit_malloc_arenas(arenas: int = 1) -> None:
+    """Cap glibc's per-thread heaps and keep large blocks out of them.  By default every busy thread
+    may get its own arena (up to 8 per core) and freed memory stays in it, so a long-running daemon
+    with a thread pool keeps growing its RSS (bench/memory.py); one arena is enough, as the threads
+    take turns on the GIL anyway.  And glibc raises its mmap threshold each time a large block is
+    freed, so a burst's later large blocks land in the heap, where what outlives them pins the
+    pages; a fixed threshold maps each one apart and unmaps it when freed.  The environment's
+    MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_, if set, win."""
     libc = _libc()
-    if libc is not None and hasattr(libc, "mallopt") and not os.environ.get("MALLOC_ARENA_MAX"):
+    if libc is None or not hasattr(libc, "mallopt"):
+        return
+    if not os.environ.get("MALLOC_ARENA_MAX"):
         libc.mallopt(M_ARENA_MAX, arenas)
+    if not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def release_caches() -> None:
