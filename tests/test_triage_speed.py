@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.triage import langid_model, triage, triage_many
-from monitor.triage.lang import _classify, detect_many
+from monitor.triage.lang import _classify_many, detect_many
 from monitor.triage.lexicon import (
     _COMBINING,
     _DIGIT_PLANES_END,
@@ -61,15 +61,15 @@ def test_a_batch_gives_each_post_what_it_gets_alone():
 
 
 def test_language_confidence_is_py3langid_s_own_ranking():
-    # detect_many computes the posteriors itself for the whole batch; py3langid's public ranking
-    # (`_classify`) must give the same language and confidence to the digits explain shows.
+    # detect_many computes the posteriors of the whole batch together; each post ranked alone
+    # (a batch of one) must give the same language and confidence to the digits explain shows.
     bodies = [clean(text) for text, _ in POSTS if text.strip("!? ")]
     for languages in (SIX, ("da", "en", "id")):
         found = detect_many(bodies, lang_hints=[""] * len(bodies), languages=languages)
         for body, (lang, reason) in zip(bodies, found, strict=True):
             if "langid" not in reason:
                 continue
-            expected, confidence, _ = _classify(body, tuple(sorted(languages)))
+            expected, confidence, _ = _classify_many([body], tuple(sorted(languages)))[0]
             assert lang == expected
             assert reason.startswith(f"language {lang}: langid {confidence:.2f}")
 

@@ -69,8 +69,8 @@ def release_caches() -> None:
 
 class IdleTrim:
     """Trims as soon as the daemon goes idle, not at the next SLA sweep (up to 15 s later): once
-    every job that did work (a poll that fetched mentions, an outbox run that delivered) has had a
-    run with nothing to do.  A burst's freed heap and model pages then go back within a poll
+    every job that did work (a poll that stored new mentions, an outbox run that delivered) has had
+    a run with nothing to do.  A burst's freed heap and model pages then go back within a poll
     interval of its end (bench/memory.py reads an idle daemon's RSS)."""
 
     def __init__(self, *, on_idle: Callable[[], None] | None = None) -> None:

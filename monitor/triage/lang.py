@@ -143,19 +143,14 @@ def _after_langid(
     return lang, f"language {lang}: langid {confidence:.2f}" if explain else ""
 
 
-def _classify(body: str, allowed: tuple[str, ...] | None) -> tuple[str, float, bool]:
-    """(language, confidence, foreign).
+def _classify_many(bodies: Sequence[str], allowed: tuple[str, ...] | None) -> list[tuple[str, float, bool]]:
+    """(language, confidence, foreign) of each body, their posteriors computed together.
 
     Restricting a naive-Bayes model to some classes only renormalises its posteriors, so
     one ranking over the configured languages plus the common foreign ones gives both
     answers: the best configured language, and whether the post is confidently in a
     language the brand did not configure (then its sentiment is unknown).
     """
-    return _classify_many([body], allowed)[0]
-
-
-def _classify_many(bodies: Sequence[str], allowed: tuple[str, ...] | None) -> list[tuple[str, float, bool]]:
-    """`_classify` of each body, their posteriors computed together."""
     if allowed is None:
         ident = _identifier(None)
         found = []
@@ -186,7 +181,7 @@ def _classify_many(bodies: Sequence[str], allowed: tuple[str, ...] | None) -> li
 
 @cache
 def _candidates(allowed: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]]:
-    """(the configured languages, their neighbours, all languages ranked) for `_classify`."""
+    """(the configured languages, their neighbours, all languages ranked) for `_classify_many`."""
     allowed_set = frozenset(allowed)
     neighbours_of_allowed = frozenset(k for k, v in _NEIGHBOURS.items() if v in allowed_set)
     candidates = tuple(sorted((allowed_set | neighbours_of_allowed | _COMMON_FOREIGN) & _known_labels()))
