@@ -39,6 +39,7 @@ from monitor.retry import REPLIES
 from monitor.rules import render_template
 from monitor.rules.schema import Ruleset
 from monitor.sanitize import addressable_handle, addressable_name
+from monitor.store import select_rows
 
 if TYPE_CHECKING:
     from monitor.cases.pipeline import CaseRow, MentionRow, ReplyPolicy
@@ -178,7 +179,7 @@ def prefetch_recent_acks(session: Session, *, authors: Iterable[tuple[str, str]]
         chunk = wanted[start:start + 500]
         asked = set(chunk)
         params = {"since": since, "authors": sorted({author for _, author in chunk})}
-        for platform, author_id, at in session.exec(_RECENT_ACKS, params=params).all():
+        for platform, author_id, at in select_rows(session, _RECENT_ACKS, params):
             key = (platform, author_id)
             if key in asked:  # the same id on another platform is another person
                 batch.last_ack[key] = max(at, batch.last_ack.get(key, at))

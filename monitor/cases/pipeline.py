@@ -38,7 +38,7 @@ from monitor.model import (
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
 from monitor.rules.schema import Grouping
 from monitor.rules.silences import VIP_ALIAS
-from monitor.store import execute_many, insert_for, reserve_ids, set_cursor, transaction
+from monitor.store import execute_many, insert_for, reserve_ids, select_rows, set_cursor, transaction
 from monitor.triage import triage_many
 
 log = logging.getLogger(__name__)
@@ -173,10 +173,9 @@ def _new_only(session: Session, batch: Sequence[NewMention]) -> list[NewMention]
         unique.setdefault((m.platform, m.external_id), m)
     platforms = sorted({platform for platform, _ in unique})
     ids = sorted({external_id for _, external_id in unique})
-    connection = session.connection()
     for chunk_start in range(0, len(ids), 500):
         chunk = ids[chunk_start:chunk_start + 500]
-        for stored in connection.execute(_STORED, {"platforms": platforms, "ids": chunk}):
+        for stored in select_rows(session, _STORED, {"platforms": platforms, "ids": chunk}):
             unique.pop((stored[0], stored[1]), None)
     return sorted(unique.values(), key=lambda m: (m.created_at, m.external_id))
 
@@ -351,11 +350,10 @@ class _CaseBuilder:
         """The cases a Core SELECT of the whole row finds, one CaseRow per id: a case another of the page's
         queries returned already is that object (as the ORM's identity map kept it, the first read wins)."""
         found: list[CaseRow] = []
-        for row in self.s.execute(statement, params):
-            known = self.loaded.get(row[0])
+        for values in select_rows(self.s, statement, params):
+            known = self.loaded.get(values[0])
             if known is None:
-                values = tuple(row)
-                known = self.loaded[row[0]] = (CaseRow(*values), values)
+                known = self.loaded[values[0]] = (CaseRow(*values), values)
             found.append(known[0])
         return found
 
@@ -374,8 +372,8 @@ class _CaseBuilder:
         for platform, external_ids in parents.items():
             ordered = sorted(external_ids)
             for start in range(0, len(ordered), 400):
-                for mention_id, case_id, external_id in self.s.exec(
-                        _PARENTS, params={"platform": platform, "ids": ordered[start:start + 400]}).all():
+                for mention_id, case_id, external_id in select_rows(
+                        self.s, _PARENTS, {"platform": platform, "ids": ordered[start:start + 400]}):
                     self.parents[(platform, external_id)] = (mention_id, case_id)
 
     def _load_cases(self, rows: Sequence[MentionRow]) -> None:
@@ -435,7 +433,7 @@ class _CaseBuilder:
         case_ids = sorted({c.id for key in brand_conversations for c in self.by_conversation.get(key, [])
                            if c.id is not None})
         for start in range(0, len(case_ids), 400):
-            for case_id, result in self.s.exec(_POSTED, params={"ids": case_ids[start:start + 400]}).all():
+            for case_id, result in select_rows(self.s, _POSTED, {"ids": case_ids[start:start + 400]}):
                 if result and result.get("external_id") and case_id is not None:
                     self.posted.setdefault(case_id, set()).add(str(result.get("external_id")))
 
@@ -601,7 +599,7 @@ class _CaseBuilder:
         since = self.now - self.rules.grouping.window
         for start in range(0, len(keys), 400):
             chunk = keys[start:start + 400]
-            for by_channel, name, count in self.s.execute(_ALERT_COUNTS, {
+            for by_channel, name, count in select_rows(self.s, _ALERT_COUNTS, {
                     "keys": chunk, "since": since, "channels": channels if start == 0 else [],
                     "channel_since": self.now - self.rules.grouping.channel_window}):
                 (self.channel_individual if by_channel else self.group_individual)[name] = int(count)
