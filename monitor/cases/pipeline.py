@@ -9,7 +9,6 @@ nothing twice.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +37,15 @@ from monitor.model import (
 from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
 from monitor.rules.schema import Grouping
 from monitor.rules.silences import VIP_ALIAS
-from monitor.store import execute_many, insert_for, reserve_ids, select_rows, set_cursor, transaction
+from monitor.store import (
+    execute_many,
+    insert_for,
+    json_dumps_unicode,
+    reserve_ids,
+    select_rows,
+    set_cursor,
+    transaction,
+)
 from monitor.triage import triage_many
 
 log = logging.getLogger(__name__)
@@ -840,15 +847,13 @@ def _safe(text: str) -> str:
     return text
 
 
-# json.dumps(value, ensure_ascii=False) without building its encoder for every payload
-_UNICODE_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def _safe_raw(value: Any) -> Any:
     """The raw payload with lone surrogates replaced (PostgreSQL's json rejects them); NUL stays, escaped."""
     if isinstance(value, dict):
         try:  # almost every payload has none: one check in C instead of a walk over every value
-            _UNICODE_JSON.encode(value).encode("utf-8")
+            json_dumps_unicode(value).encode("utf-8")
             return value
         except (UnicodeEncodeError, TypeError, ValueError):
             pass
