@@ -262,19 +262,25 @@ def reserve_ids(session: Session, table: sa.Table, n: int) -> list[int]:
     BEGIN IMMEDIATE and rows are never deleted."""
     if n <= 0:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        sequence = session.execute(sa.text("select pg_get_serial_sequence(:t, 'id')"),
-                                   {"t": f'"{table.name}"'}).scalar_one()
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        sequence = _SEQUENCES.get((str(bind.url), table.name))
+        if sequence is None:  # looked up once a database and table: a page's round trip saved
+            sequence = _SEQUENCES[(str(bind.url), table.name)] = session.execute(
+                sa.text("select pg_get_serial_sequence(:t, 'id')"), {"t": f'"{table.name}"'}).scalar_one()
         rows = session.execute(sa.text("select nextval(:s) from generate_series(1, :n)"), {"s": sequence, "n": n})
         return [int(r[0]) for r in rows]
     statement = _LARGEST_ID.get(table.name)
     if statement is None:  # built once a table: building it and its cache key cost more than running it
         statement = _LARGEST_ID[table.name] = sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))
-    top = session.execute(statement).scalar_one()
+    if session.autoflush and (session.new or session.dirty or session.deleted):
+        session.flush()  # what session.execute would do first: pending ORM rows count in max(id)
+    top = select_rows(session, statement, {})[0][0]  # (a cached SQL text: no statement to build or render)
     return list(range(int(top) + 1, int(top) + 1 + n))
 
 
 _LARGEST_ID: dict[str, sa.Select[Any]] = {}
+_SEQUENCES: dict[tuple[str, str], str] = {}  # (database URL, table) -> the sequence of its id column
 
 
 ColumnConverter = Callable[[list[Any]], list[Any]]
