@@ -451,6 +451,24 @@ _BOOLEANS = frozenset({bool, type(None)})
 _JSON_CONTAINERS = frozenset({dict, list})
 
 
+class SerializedJSON:
+    """A JSON column's value with the text `json_dumps` made of it, for `execute_many` on SQLite, which stores
+    that text (the ingest serialises a mention's raw payload once, to check it, and hands the text on)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+
+def stores_json_dumps(session: Session) -> bool:
+    """True if `execute_many` stores a JSON column as `json_dumps`' text (SQLite, the default serializer):
+    then it takes a `SerializedJSON` for the value."""
+    dialect = session.get_bind().dialect
+    return dialect.name == "sqlite" and dialect._json_serializer is None  # type: ignore[attr-defined]
+
+
 def _column_converter(type_: Any, dialect: sa.Dialect, process: Callable[[Any], Any]) -> ColumnConverter:
     """A page's column through `process`, the type's bind processor, with the same result and fewer calls for
     the types the ingest writes most: a boolean is given to the driver as it is (True and False are what the
@@ -481,9 +499,12 @@ def _column_converter(type_: Any, dialect: sa.Dialect, process: Callable[[Any], 
         empty = {dict: serialize({}), list: serialize([])}
 
         def documents(column: list[Any]) -> list[Any]:
-            if not set(map(type, column)) <= _JSON_CONTAINERS:
-                return list(map(process, column))
-            return [serialize(value) if value else empty[type(value)] for value in column]
+            types = set(map(type, column))
+            if types <= _JSON_CONTAINERS:
+                return [serialize(value) if value else empty[type(value)] for value in column]
+            if SerializedJSON in types:  # its text is what `process` gives for the value it was made of
+                return [value.text if type(value) is SerializedJSON else process(value) for value in column]
+            return list(map(process, column))
         return documents
     return lambda column: list(map(process, column))
 

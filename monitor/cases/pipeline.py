@@ -38,12 +38,15 @@ from monitor.rules import Decision, MentionFacts, Ruleset, evaluate
 from monitor.rules.schema import Grouping
 from monitor.rules.silences import VIP_ALIAS
 from monitor.store import (
+    SerializedJSON,
     execute_many,
     insert_for,
+    json_dumps,
     json_dumps_unicode,
     reserve_ids,
     select_rows,
     set_cursor,
+    stores_json_dumps,
     transaction,
 )
 from monitor.triage import triage_many
@@ -215,6 +218,7 @@ def _insert_mentions(
 ) -> list[MentionRow]:
     """One executemany INSERT ... ON CONFLICT DO NOTHING with reserved ids; a concurrent insert is a duplicate."""
     ids = reserve_ids(session, Mention.__table__, len(fresh))  # type: ignore[arg-type]
+    as_text = stores_json_dumps(session)  # the raw payload's text, made to check it, is what is stored
     values: list[dict[str, Any]] = []
     for m, s, d, new_id in zip(fresh, scores, decisions, ids, strict=True):
         values.append(
@@ -224,8 +228,8 @@ def _insert_mentions(
                 author_id=_safe(m.author.id), author_handle=_safe(m.author.handle), author_name=_safe(m.author.name),
                 author_followers=m.author.followers, author_verified=m.author.verified,
                 text=_safe(m.text), url=_safe(m.url), mentions_brand=m.mentions_brand, from_brand=m.from_brand,
-                created_at=m.created_at, fetched_at=now, raw=_safe_raw(m.raw), lang=s.lang, sentiment=s.sentiment,
-                complaint=s.complaint, categories=list(s.categories), rule=d.rule_name or (
+                created_at=m.created_at, fetched_at=now, raw=_safe_raw(m.raw, as_text=as_text), lang=s.lang,
+                sentiment=s.sentiment, complaint=s.complaint, categories=list(s.categories), rule=d.rule_name or (
                     d.matched[0].name if d.matched else ""),
             )
         )
@@ -236,7 +240,13 @@ def _insert_mentions(
             kept.update(session.execute(_MENTIONS_BY_ID, {"ids": ids[start:start + 400]}).scalars())
         values = [row for row in values if row["id"] in kept]
     # not validated: the values are ours and already checked; validation cost 14x more
-    return [MentionRow(**(_MENTION_DEFAULTS | row)) for row in values]
+    rows = [MentionRow(**(_MENTION_DEFAULTS | row)) for row in values]
+    if as_text:  # a row's payload is the one fetched (SerializedJSON only when nothing was replaced)
+        payloads = {new_id: m.raw for m, new_id in zip(fresh, ids, strict=True)}
+        for row in rows:
+            if type(row.raw) is SerializedJSON:
+                row.raw = payloads[row.id]
+    return rows
 
 
 _INSERT_MENTIONS: dict[str, Any] = {}
@@ -839,6 +849,8 @@ def _first_waiting(conversations: int) -> Any:
 def _safe(text: str) -> str:
     """Text every database can store: PostgreSQL refuses NUL in text, and no driver encodes a lone
     UTF-16 surrogate (JSON escapes can carry both from a platform)."""
+    if text.isascii() and "\x00" not in text:  # most ids, handles and URLs: isascii reads one flag
+        return text
     text = text.replace("\x00", "")
     try:
         text.encode("utf-8")
@@ -849,10 +861,17 @@ def _safe(text: str) -> str:
 
 
 
-def _safe_raw(value: Any) -> Any:
-    """The raw payload with lone surrogates replaced (PostgreSQL's json rejects them); NUL stays, escaped."""
+def _safe_raw(value: Any, *, as_text: bool = False) -> Any:
+    """The raw payload with lone surrogates replaced (PostgreSQL's json rejects them); NUL stays, escaped.
+    `as_text`: a payload without any is returned as the `SerializedJSON` of the text made to check it."""
     if isinstance(value, dict):
-        try:  # almost every payload has none: one check in C instead of a walk over every value
+        try:  # almost every payload has no surrogate at all, paired or not: its ASCII JSON has no escape of one
+            text = json_dumps(value)
+            if "\\ud" not in text:
+                return SerializedJSON(text) if as_text else value
+        except (TypeError, ValueError):
+            pass
+        try:  # one check in C instead of a walk over every value
             json_dumps_unicode(value).encode("utf-8")
             return value
         except (UnicodeEncodeError, TypeError, ValueError):
