@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -123,3 +124,37 @@ def test_cooldown_counts_per_platform_author_a_shared_id_on_another_platform_is_
         assert cases == {"x:1001": "auto", "facebook:post-1": "auto", "x:1002": "off"}
         public = s.exec(select(Outbox.platform).where(Outbox.kind == OutboxKind.REPLY_PUBLIC)).all()
         assert sorted(public) == ["facebook", "x"]
+
+
+def test_brand_replies_in_pages_of_any_size_answer_their_cases_and_the_look_ups_stay_few(engine, simple_rules, clock):
+    """A page's brand replies look up each conversation's waiting cases in one statement; one built per count
+    of conversations (1 to 200) was kept for the process's life, ~6 KB a conversation (bench/memory.py)."""
+    from monitor.runtime.memory import release_caches
+
+    now = clock.now()
+    angry = "@nordlysshop my order never arrived. Terrible, awful service, I am furious 😡"
+    release_caches()
+    n = 0
+    for page, conversations in enumerate((1, 3, 5, 6, 7, 2)):
+        ids = []
+        batch = []
+        for c in range(conversations):
+            n += 1
+            ids.append(str(1000 + n))
+            batch.append(tweet(n, angry, author=f"p{page}c{c}", at=now))
+        pipeline.ingest(engine, source="x-mentions", batch=batch, cursor=f"a{page}", ruleset=simple_rules, now=now)
+        replies = []
+        for conversation in ids:
+            n += 1
+            reply = tweet(n, "Sorry to hear that, we are on it", author="nordlysshop", conversation=conversation,
+                          at=now + timedelta(minutes=1), mentions_brand=False)
+            replies.append(replace(reply, from_brand=True, parent_id=conversation))
+        pipeline.ingest(engine, source="x-mentions", batch=replies, cursor=f"b{page}", ruleset=simple_rules,
+                        now=now + timedelta(minutes=1))
+        with Session(engine) as s:
+            cases = s.exec(select(Case).where(Case.conversation_id.in_(ids))).all()
+            assert len(cases) == conversations
+            assert all(case.first_response_at == now + timedelta(minutes=1) for case in cases)
+    assert sorted(pipeline._FIRST_WAITING) == [1, 2, 4, 8]  # 1, 3-4, 5-8 and 2 conversations
+    release_caches()  # what going idle lets go
+    assert pipeline._FIRST_WAITING == {}

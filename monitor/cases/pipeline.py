@@ -425,12 +425,15 @@ class _CaseBuilder:
             # one LIMIT per conversation: the index on conversation_id walks a conversation in id order and
             # stops at `limit` (a window over the conversations read every waiting case of a busy post)
             chunk = ordered_conversations[start:start + 200]
+            slots = _slots(len(chunk))
             params: dict[str, Any] = {}
             for i, (platform, conversation) in enumerate(chunk):
                 params.update({f"platform_{i}": platform, f"conversation_{i}": conversation,
                                f"limit_{i}": limits[platform]})
+            for i in range(len(chunk), slots):  # the slots past the chunk ask for nothing
+                params.update({f"platform_{i}": None, f"conversation_{i}": None, f"limit_{i}": 0})
             per_conversation: dict[tuple[str, str], int] = {}
-            for case in self._read_cases(_first_waiting(len(chunk)), params):
+            for case in self._read_cases(_first_waiting(slots), params):
                 found[case.id] = case
                 key = (case.platform, case.conversation_id)
                 per_conversation[key] = per_conversation.get(key, 0) + 1
@@ -831,10 +834,18 @@ _AUTHORS_CASES = _CASE_ROWS.where(
 _FIRST_WAITING: dict[int, Any] = {}
 
 
+def _slots(conversations: int) -> int:
+    """How many conversations the `_first_waiting` statement for `conversations` has room for: the next
+    power of two.  One statement per count was a cache that grew with traffic (a page's 1 to 200
+    conversations: ~6 KB a conversation, ~12 MB after 60 counts) and stayed for the process's life;
+    per power of two, nine statements at most."""
+    return 1 << (conversations - 1).bit_length()
+
+
 def _first_waiting(conversations: int) -> Any:
     """SELECT the first `:limit_<i>` cases waiting for a response in each of `conversations` conversations
     (`:platform_<i>`, `:conversation_<i>`): one LIMIT per conversation in a UNION ALL.  Built once per
-    count, so a page pays neither building it nor its cache key."""
+    count (`_slots`), so a page pays neither building it nor its cache key."""
     statement = _FIRST_WAITING.get(conversations)
     if statement is None:
         firsts = [sa.select(_C.id).where(
@@ -844,6 +855,12 @@ def _first_waiting(conversations: int) -> Any:
             else select(firsts[0].c.id)
         statement = _FIRST_WAITING[conversations] = _CASE_ROWS.where(_C.id.in_(ids.scalar_subquery()))
     return statement
+
+
+def release_statements() -> None:
+    """Let go of the `_first_waiting` statements a burst built (an idle daemon: monitor.runtime.memory);
+    the next page builds the one it needs again (a few ms)."""
+    _FIRST_WAITING.clear()
 
 
 def _safe(text: str) -> str:

@@ -68,8 +68,10 @@ def sweep(engine: Engine, *, ruleset: Ruleset, now: datetime) -> SweepResult:
         # Every waiting case is read as a few plain columns, and only those this sweep changes are
         # loaded as rows to change: thousands of ORM objects every 15 s were the daemon's memory peak
         # after a burst (bench/memory.py), and most waiting cases just go on waiting.
+        # The rows stream from the cursor (not .all()): after a burst thousands wait, and a list of
+        # them all every 15 s was an idle daemon's largest allocation, spread over fresh heap arenas.
         ids, updates_left = [], MAX_UPDATES_PER_SWEEP
-        for row in s.exec(_WAITING_FACTS).all():
+        for row in s.exec(_WAITING_FACTS):
             if updates_left and _countdown_moved(row, now=now):  # the loop's first MAX_UPDATES_PER_SWEEP
                 updates_left -= 1
                 ids.append(row.id)

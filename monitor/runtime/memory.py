@@ -58,10 +58,13 @@ def limit_malloc_arenas(arenas: int = 1) -> None:
 
 def release_caches() -> None:
     """Empty the caches a burst of posts filled that an idle daemon does not read: the triage
-    models' per-word caches and the rules' text normalisation (each refilled by the next posts)."""
+    models' per-word caches, the rules' text normalisation and the case look-ups' statements
+    (each refilled by the next posts)."""
+    from monitor.cases import pipeline
     from monitor.rules import match
     from monitor.triage import complaint, sentiment
 
+    pipeline.release_statements()
     complaint.release_caches()
     sentiment.release_caches()
     match.normalize_text.cache_clear()
