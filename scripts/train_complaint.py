@@ -5,7 +5,8 @@
 
 Three fits, each on its own part of the fixed hash split (scripts/triage_corpora.py):
 - on `train` (65%): a logistic regression over character n-grams for "complaint", and one
-  for "negative" (rows with a sentiment label only);
+  for "negative" (rows with a sentiment label only; in da/hr/ro/id it reads the negation- and
+  "but"-scoped words of monitor/triage/negation.py);
 - on `calib` (15%): the negative model's combination (`fit_combine`: a logistic regression of
   "negative" on its n-gram logit and the lexicon score, per language, with which it scores every
   da/hr/ro/id/zh post), and its cut; then the complaint stacker, a 6-input logistic
