@@ -34,6 +34,7 @@ from typing import Any
 
 from monitor.process import cache_root, child_env, put_in_place
 from monitor.triage.lexicon import WHOLE_WORD, Cue, clean, cues, fold
+from monitor.triage.negation import NEGATED, SIDE_WORDS, scoped_words
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +64,26 @@ def folded_body(text: str, *, cleaned: str | None = None) -> str:
 
 @lru_cache(maxsize=1 << 11)  # novel words only: each model keeps per-word sums (`LinearModel._word_cache`)
 def _word_grams(word: str) -> tuple[str, ...]:
-    """Character 2-4-grams of one space-padded word (cached: words repeat across posts)."""
+    """Character 2-4-grams of one space-padded word (cached: words repeat across posts); those of a
+    negated word (`negation.scoped_words`: "¬jelek") are marked too, so none is a plain word's."""
+    if word in SIDE_WORDS:  # a negated or halved lexicon word's side: one word feature, no n-grams
+        return ()
+    if word.startswith(NEGATED):
+        return tuple(NEGATED + gram for gram in _word_grams(word[1:]))
     padded = f" {word} "
     size = len(padded)
     return tuple(padded[i : i + n] for n in (2, 3, 4) for i in range(size - n + 1))
 
 
-def feature_counts(text: str, *, folded: str | None = None) -> Counter[str]:
-    """Counted features: character 2-4-grams inside space-padded words, words, and word bigrams.
+def feature_counts(text: str, *, folded: str | None = None, words: list[str] | None = None) -> Counter[str]:
+    """Counted features: character 2-4-grams inside space-padded words, words, and word bigrams
+    (`words`: the words to read, if not the folded text's, e.g. `negation.scoped_words`).
 
     The model sees counts / sqrt(total count); keeping repeats (rather than a set) lets
     inference add up cached per-word sums instead of building a set for every post.
     """
-    words = _WORD.findall(folded_body(text) if folded is None else folded)
+    if words is None:
+        words = _WORD.findall(folded_body(text) if folded is None else folded)
     counts: Counter[str] = Counter()
     for word in words:
         counts.update(_word_grams(word))
@@ -371,6 +379,8 @@ def _size(part: tuple[str, float]) -> float:
 COMBINE_TERMS: tuple[str, ...] = ("model", "negative", "positive", "no_word")
 # Which of them get a language's own extra weight (and every language its own bias).
 COMBINE_LANGUAGE_TERMS: tuple[str, ...] = ("model", "negative")
+# complaint.json's `negative.words` when its n-grams were trained on `negation.scoped_words`
+NEGATION_SCOPED = "negation-scoped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,11 +388,14 @@ class NegativeModel:
     """How negative a post is, from its wording and the lexicon score together (scripts/train_complaint.py).
 
     A logistic regression fitted on the calibration split gives P(negative) from the n-gram logit and
-    the lexicon score; the sentiment is 1 - 2P (its bias moved so that -0.05 is the cut chosen there)."""
+    the lexicon score; the sentiment is 1 - 2P (its bias moved so that -0.05 is the cut chosen there).
+    With `scoped`, the n-grams read the words a negator reaches as words of their own
+    (`negation.scoped_words`), as the model was trained."""
 
     ngrams: LinearModel
     combine: dict[str, float]
     by_lang: dict[str, dict[str, float]] = field(default_factory=dict)
+    scoped: bool = False
     _by_lang_weights: dict[str, tuple[float, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -391,7 +404,14 @@ class NegativeModel:
         if ngrams is None:
             ngrams = LinearModel(intercept=float(data["ngrams"]["intercept"]), weights=data["ngrams"]["weights"])
         by_lang = {lang: {k: float(v) for k, v in terms.items()} for lang, terms in data.get("combine_by_lang", {}).items()}
-        return cls(ngrams=ngrams, combine={k: float(v) for k, v in data["combine"].items()}, by_lang=by_lang)
+        return cls(ngrams=ngrams, combine={k: float(v) for k, v in data["combine"].items()}, by_lang=by_lang,
+                   scoped=data.get("words") == NEGATION_SCOPED)
+
+    def logit(self, folded: str, *, lang: str, words: list[str] | None = None) -> float:
+        """The n-gram logit of the folded text (`words`: `words_of(folded)` if the caller has them)."""
+        if self.scoped:
+            words = scoped_words(folded, _WORD.findall(folded) if words is None else words, lang=lang)
+        return self.ngrams.logit(folded, words=words)
 
     def _weights(self, lang: str) -> tuple[float, ...]:
         """(bias, each COMBINE_TERMS weight) with the language's own extras, cached per language."""
@@ -407,7 +427,7 @@ class NegativeModel:
         """The post's sentiment -1..1 from its n-gram logit and the lexicon score `lexical` (`words`:
         `words_of(folded)` if the caller has them)."""
         bias, model, negative, positive, no_word = self._weights(lang)
-        z = (bias + model * self.ngrams.logit(folded, words=words) + negative * max(0.0, -lexical)
+        z = (bias + model * self.logit(folded, lang=lang, words=words) + negative * max(0.0, -lexical)
              + positive * max(0.0, lexical) + (no_word if abs(lexical) < 0.05 else 0.0))
         return 1.0 - 2.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
@@ -459,6 +479,7 @@ class ComplaintModel:
         sentiment: float | None,
         question: bool = False,
         words: list[str] | None = None,
+        lang: str = "",
     ) -> list[float]:
         """`stack_inputs` for one post, the words read once for both n-gram models (`words`: the
         folded text's words, `words_of(folded)`, if the caller has them)."""
@@ -466,7 +487,7 @@ class ComplaintModel:
         model_logit = 0.0 if self.ngrams is None else self.ngrams.logit(folded, words=words)
         wording = 0.0
         if self.negative is not None and self.stack.get("wording"):
-            wording = self.negative.ngrams.logit(folded, words=words)
+            wording = self.negative.logit(folded, lang=lang, words=words)
         return stack_inputs(
             model_logit=model_logit, cue_total=cue_total, sentiment=sentiment, wording=wording, question=question
         )
@@ -496,7 +517,9 @@ class ComplaintModel:
         """(complaint probability, the stacker's inputs: `stack_inputs`); `lang` picks its per-language
         terms; `words`: `words_of(folded)` if the caller has them (`cue_hits` reads them)."""
         folded = folded_body(text) if folded is None else folded
-        inputs = self.inputs(folded=folded, cue_total=cue_total, sentiment=sentiment, question=question, words=words)
+        inputs = self.inputs(
+            folded=folded, cue_total=cue_total, sentiment=sentiment, question=question, words=words, lang=lang
+        )
         bias, lang_bias, weights = self._weights(lang)
         z = bias + lang_bias + sum(map(operator.mul, weights, inputs))
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), inputs

@@ -28,6 +28,7 @@ from monitor.triage.lexicon import (
     zh_traditional,
     zh_traditional_found,
 )
+from monitor.triage.negation import negates_a_negative_word
 from monitor.triage.vader import Vader
 
 SCORED_LANGUAGES = frozenset({"en", "da", "hr", "ro", "id", "zh"})
@@ -58,6 +59,7 @@ _ZH_SEVERITY = frozenset({"厉害"})  # "great" alone, "badly" after a complaint
 _ZH_NOT_NEGATED = frozenset({"退货", "退款", "退钱", "换货", "退换", "退换货"})
 _ZH_SPACES = re.compile(r"\s+")
 _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5  # VADER's weights around "but"
+_LEXICON_SIDE_LANGUAGES = frozenset({"zh"})  # the lexicon's side stands wherever it found a word (`lexicon_side_stands`)
 
 
 @cache
@@ -323,9 +325,8 @@ def sentiment(
 
     In da/hr/ro/id/zh every post is scored by `negative_model`, learnt from labelled posts,
     from its wording and the lexicon score together (most negative posts contain no lexicon
-    word at all); where the lexicon found a word, the learned score counts only on the
-    lexicon's side of neutral. `folded` is `fold(cleaned)` when the caller has it already, `words`
-    its words (`complaint.words_of`)."""
+    word at all), except where `lexicon_side_stands` and the two disagree. `folded` is
+    `fold(cleaned)` when the caller has it already, `words` its words (`complaint.words_of`)."""
     if lang not in SCORED_LANGUAGES:
         return None, [f"sentiment unknown: no scorer for language {lang}"]
     body = clean(text) if cleaned is None else cleaned
@@ -336,16 +337,28 @@ def sentiment(
         return round(score, 4), signals
     score, signals = lexicon_sentiment(text, lang=lang, cleaned=body, explain=explain)
     if negative_model is not None:
-        learned = negative_model.sentiment(
-            folded=fold(body) if folded is None else folded, lexical=score, lang=lang, words=words
-        )
-        # Where the lexicon found a word, its side stands: n-grams cannot read its negation and
-        # "but" handling ("nije loše", "gak jelek kok"); the learned score is taken where it agrees.
-        if abs(score) < _NEUTRAL or (score <= -_NEUTRAL) == (learned <= -_NEUTRAL) and abs(learned) >= _NEUTRAL:
+        folded = fold(body) if folded is None else folded
+        learned = negative_model.sentiment(folded=folded, lexical=score, lang=lang, words=words)
+        agree = (score <= -_NEUTRAL) == (learned <= -_NEUTRAL) and abs(learned) >= _NEUTRAL
+        if agree or abs(score) < _NEUTRAL or not lexicon_side_stands(score, lang=lang, folded=folded, words=words):
             if explain:
                 signals.append(f"learned sentiment model {learned:+.2f} (lexicon {score:+.2f})")
             score = round(max(-1.0, min(1.0, learned)), 4)
     return score, signals
+
+
+def lexicon_side_stands(lexical: float, *, lang: str, folded: str, words: list[str] | None = None) -> bool:
+    """Whether the lexicon's side of neutral stands over the learned model's for this post (the learned
+    score is taken everywhere else): in Chinese, wherever the lexicon found a word (the n-grams read
+    whole clauses and no negation scope: 不差, 非常不好); elsewhere only where the lexicon reads the post
+    positive because a negator turns a negative word ("gak jelek kok", "nije loše"), which the
+    learned model, having seen negation mostly in complaints, still reads as a complaint.
+    `words`: the folded text's words, if the caller has them."""
+    if abs(lexical) < _NEUTRAL:
+        return False
+    if lang in _LEXICON_SIDE_LANGUAGES:
+        return True
+    return lexical >= _NEUTRAL and negates_a_negative_word(folded, words, lang=lang)
 
 
 def lexicon_sentiment(
