@@ -175,17 +175,29 @@ def _zh_value(word: str, lex: Lexicon) -> tuple[float, bool, bool]:
         return 0.0, False, False
     if len(word) >= 3 and word[-1] in _ZH_PARTICLES:  # 太好了, 坏掉了: the particle adds nothing
         return _zh_value(word[:-1], lex)
-    if word[0] not in _zh_modifier_starts() or _is_zh_choice_question(word):
+    if _is_zh_choice_question(word):
         return 0.0, False, False
-    for cut in range(1, len(word)):
-        head = word[:cut]
-        is_negator, is_intensifier = head in lex.negators, head in lex.intensifiers
-        if not (is_negator or is_intensifier):
-            continue
-        inner, negated, intensified = _zh_value(word[cut:], lex)
-        if inner:
-            return inner, negated or is_negator, intensified or is_intensifier
-    return 0.0, False, False
+    if word[0] in _zh_modifier_starts():
+        for cut in range(1, len(word)):
+            head = word[:cut]
+            is_negator, is_intensifier = head in lex.negators, head in lex.intensifiers
+            if not (is_negator or is_intensifier):
+                continue
+            inner, negated, intensified = _zh_value(word[cut:], lex)
+            if inner:
+                return inner, negated or is_negator, intensified or is_intensifier
+    return _zh_listed_ending(word, lex), False, False
+
+
+def _zh_listed_ending(word: str, lex: Lexicon) -> float:
+    """The value of a listed word of two or more characters that ends `word`, which jieba kept whole
+    with what comes before it: 已损坏 (已 "already" + 损坏), 价格便宜, 使用方便, 比较满意. A listed
+    one-character ending is not read so (正好 "just right", 只好 "had to", 出差 "business trip")."""
+    for start in range(1, len(word) - 1):
+        value = lex.words.get(word[start:])
+        if value is not None:
+            return value
+    return 0.0
 
 
 def _is_zh_choice_question(word: str) -> bool:
