@@ -21,7 +21,7 @@ __all__ = ["triage", "triage_many", "warm_up", "SUPPORTED_LANGUAGES"]
 # Categories are named from this complaint probability on, or for a negative post: the default
 # rules alert a person on either (recall-first; the threshold scripts/train_complaint.py chose
 # on the calibration split), and the alert should say what the post is about.
-CATEGORIES_FROM = 0.40
+CATEGORIES_FROM = 0.44
 NEGATIVE_AT = -0.05  # the default alert rule's `sentiment: {max: -0.05}`
 
 
