@@ -49,7 +49,8 @@ def test_throughput_reports_both_rates_and_stores_every_mention(outputs):
     assert {"pipeline_per_s", "vader_per_s", "ratio", "n"} <= result.keys()
     assert result["n"] == 200 and result["stored"] == 200
     assert result["pipeline_per_s"] > 0 and result["vader_per_s"] > 0
-    assert result["ratio"] == pytest.approx(result["pipeline_per_s"] / result["vader_per_s"], rel=0.05)
+    # the ratio is printed to 3 decimals: on a loaded machine it can be ~0.008, where that rounding alone is 6%
+    assert result["ratio"] == pytest.approx(result["pipeline_per_s"] / result["vader_per_s"], rel=0.05, abs=0.0005)
     assert result["machine"]["nproc"] >= 1
 
 
