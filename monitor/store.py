@@ -461,7 +461,6 @@ class SerializedJSON:
         self.text = text
 
 
-
 def stores_json_dumps(session: Session) -> bool:
     """True if `execute_many` stores a JSON column as `json_dumps`' text (SQLite, the default serializer):
     then it takes a `SerializedJSON` for the value."""

@@ -43,6 +43,7 @@ from monitor.store import (
     insert_for,
     json_dumps,
     json_dumps_unicode,
+    padded_length,
     reserve_ids,
     select_rows,
     set_cursor,
@@ -425,7 +426,9 @@ class _CaseBuilder:
             # one LIMIT per conversation: the index on conversation_id walks a conversation in id order and
             # stops at `limit` (a window over the conversations read every waiting case of a busy post)
             chunk = ordered_conversations[start:start + 200]
-            slots = _slots(len(chunk))
+            # room for the next power of two of conversations: one statement per count was a cache that grew
+            # with traffic (~6 KB a conversation, ~12 MB after 60 counts); per power of two, nine at most
+            slots = padded_length(len(chunk))
             params: dict[str, Any] = {}
             for i, (platform, conversation) in enumerate(chunk):
                 params.update({f"platform_{i}": platform, f"conversation_{i}": conversation,
@@ -834,18 +837,10 @@ _AUTHORS_CASES = _CASE_ROWS.where(
 _FIRST_WAITING: dict[int, Any] = {}
 
 
-def _slots(conversations: int) -> int:
-    """How many conversations the `_first_waiting` statement for `conversations` has room for: the next
-    power of two.  One statement per count was a cache that grew with traffic (a page's 1 to 200
-    conversations: ~6 KB a conversation, ~12 MB after 60 counts) and stayed for the process's life;
-    per power of two, nine statements at most."""
-    return 1 << (conversations - 1).bit_length()
-
-
 def _first_waiting(conversations: int) -> Any:
     """SELECT the first `:limit_<i>` cases waiting for a response in each of `conversations` conversations
     (`:platform_<i>`, `:conversation_<i>`): one LIMIT per conversation in a UNION ALL.  Built once per
-    count (`_slots`), so a page pays neither building it nor its cache key."""
+    count (`padded_length`), so a page pays neither building it nor its cache key."""
     statement = _FIRST_WAITING.get(conversations)
     if statement is None:
         firsts = [sa.select(_C.id).where(
@@ -874,8 +869,6 @@ def _safe(text: str) -> str:
     except UnicodeEncodeError:
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
-
-
 
 
 def _safe_raw(value: Any, *, as_text: bool = False) -> Any:
