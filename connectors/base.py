@@ -53,6 +53,7 @@ class RefusalReason(enum.StrEnum):
     PRIVATE_REPLY_LIMIT = "private_reply_limit"  # Facebook: one private reply per comment, within 7 days
     ALREADY_REPLIED = "already_replied"  # Facebook: this comment has its one private reply already
     TOO_LONG = "too_long"
+    DUPLICATE_TEXT = "duplicate_text"  # X: the account already posted this exact text
 
 
 class Refused(ConnectorError):

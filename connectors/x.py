@@ -340,8 +340,9 @@ class XSource:
         except tweepy.Forbidden as exc:
             detail = _detail(exc)
             lowered = detail.lower()
-            if posting and (any(m in lowered for m in REPLY_RULE_MARKERS + DM_REFUSED_MARKERS)
-                            or "duplicate" in lowered):
+            if posting and "duplicate" in lowered:
+                raise Refused(msg.X_REFUSED.format(detail=detail), reason=RefusalReason.DUPLICATE_TEXT) from None
+            if posting and any(m in lowered for m in REPLY_RULE_MARKERS + DM_REFUSED_MARKERS):
                 raise Refused(msg.X_REFUSED.format(detail=detail)) from None
             raise AuthFailed(msg.X_AUTH.format(what=what, status=403, detail=detail)) from None
         except tweepy.TwitterServerError as exc:

@@ -82,6 +82,30 @@ def test_one_acknowledgement_per_author_within_the_cooldown(sandbox, db_url, sim
     assert notes == ["No automatic acknowledgement: @anna was already acknowledged 2 h ago."]
 
 
+def test_the_same_customer_acknowledged_again_after_the_cooldown_gets_the_text_with_its_case_reference(
+        sandbox, db_url, simple_rules, simple_rules_file, clock):
+    """X refuses a text the account already posted: the second acknowledgement to one customer (after the
+    24 h cooldown) would repeat the first word for word, so it goes out with its case's reference."""
+    daemon = make_daemon(sandbox, db_url, simple_rules, simple_rules_file, clock)
+    tweet(sandbox, clock, 1, "@nordlysshop lamp arrived broken", author="anna")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    clock.advance(timedelta(hours=25))
+    second = tweet(sandbox, clock, 2, "@nordlysshop the new lamp arrived broken too?!", author="anna")
+    daemon.poll("x-mentions")
+    daemon.drain()
+    words = "Hi @anna, we're sorry to hear that. Please send us a DM with your order number so we can sort it out."
+    with Session(daemon.engine) as s:
+        cases = s.exec(select(Case).order_by(Case.id)).all()
+        assert [c.ack_mode for c in cases] == ["auto", "auto"]
+        assert cases[1].acknowledged_at is not None
+    posted = replies(sandbox)
+    assert [p["text"] for p in posted] == [words, f"{words} (#{cases[1].id})"]
+    assert posted[1]["in_reply_to"] == second
+    notes = [m["text"] for m in thread(sandbox, top_level(sandbox)[1]["ts"])]
+    assert any(n.startswith("Public acknowledgement posted (en)") and f"(#{cases[1].id})" in n for n in notes), notes
+
+
 def test_cooldown_holds_within_one_fetched_page(sandbox, db_url, simple_rules, simple_rules_file, clock):
     """Two complaints by one author in two conversations, fetched in the same page: the ingest
     batches its outbox rows, and the second case must still see the first one's acknowledgement."""

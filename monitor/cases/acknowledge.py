@@ -30,7 +30,7 @@ from connectors.base import (
     Source,
     Transient,
 )
-from connectors.platforms import is_private
+from connectors.platforms import PLATFORMS, is_private
 from monitor import messages as msg
 from monitor.delivery import notes, outbox
 from monitor.delivery.notes import humanize
@@ -210,6 +210,17 @@ def queue(
     return queued
 
 
+def _reworded(row: Outbox, *, target: ReplyTarget) -> str | None:
+    """A refused repeat's text with its case reference, " (#<case id>)"; None when it was reworded once already or
+    the reference would take it over the platform's length limit."""
+    payload = row.payload
+    platform = PLATFORMS.get(row.platform)
+    if payload.get("reworded") or row.case_id is None or platform is None:
+        return None
+    text = f"{payload['text']} (#{row.case_id})"
+    return None if platform.too_long(kind=target.kind, text=text) is not None else text
+
+
 def ack_key(mention: Mention | MentionRow) -> str:
     """At most one acknowledgement per customer per conversation (two customers complaining under
     the same Facebook post or X thread each get theirs)."""
@@ -342,6 +353,16 @@ class ReplyDeliverer:
                 log.info("outbox %s #%d: the earlier attempt was delivered (%s)", row.kind, row.id, exc)
                 self._done(row, now=now, result=ReplyResult(external_id=""), dry_run=False, private=private)
                 return "sent"
+            reworded = _reworded(row, target=target) if code == RefusalReason.DUPLICATE_TEXT else None
+            if reworded is not None:
+                # X refuses a text the account posted before (the same customer acknowledged again after the
+                # cooldown, or a greeting without a name): nothing was posted, so the case's reference makes
+                # the text its own and the next attempt posts it; the thread note shows the text posted
+                log.info("outbox %s #%d: %s; posting it with the case reference", row.kind, row.id, exc)
+                outbox.finish(self.engine, row, worker=self.worker, now=now, state=OutboxState.PENDING,
+                              retry_at=now, error=str(exc), result={"not_posted": True},
+                              payload={**payload, "text": reworded, "reworded": True})
+                return "retried"
             self._give_up(row, now=now, reason=str(exc), private=private, code=code)
             return "failed"
         if result.quota.remaining == 0 and result.quota.reset_at is not None:

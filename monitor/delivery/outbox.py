@@ -225,14 +225,17 @@ def claim(engine: Engine, *, worker: str, now: datetime, limit: int = 50, ttl: t
 def finish(
     engine: Engine, row: Outbox, *, worker: str, now: datetime, state: OutboxState,
     result: dict[str, Any] | None = None, error: str = "", retry_at: datetime | None = None,
-    also: Callable[[Session], None] | None = None,
+    also: Callable[[Session], None] | None = None, payload: dict[str, Any] | None = None,
 ) -> bool:
     """Record a delivery's outcome, only if the row is still ours (a reused update row may have
-    been asked for again meanwhile: then it stays pending and is delivered again)."""
+    been asked for again meanwhile: then it stays pending and is delivered again).  `payload` replaces
+    the row's payload (a reply reworded before its next attempt)."""
     table = Outbox.__table__
     values: dict[str, Any] = {"state": state.value, "error": error[:500], "claimed_by": ""}
     if result is not None:
         values["result"] = result
+    if payload is not None:
+        values["payload"] = payload
     if state == OutboxState.SENT:
         values["sent_at"] = now
     if retry_at is not None:
