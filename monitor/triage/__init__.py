@@ -19,10 +19,11 @@ from monitor.triage.sentiment import sentiment as document_sentiment
 __all__ = ["triage", "triage_many", "warm_up", "SUPPORTED_LANGUAGES"]
 
 # Categories are named from this complaint probability on, or for a negative post: the default
-# rules alert a person on either (recall-first; the threshold scripts/train_complaint.py chose
-# on the calibration split), and the alert should say what the post is about.
-CATEGORIES_FROM = 0.44
-NEGATIVE_AT = -0.05  # the default alert rule's `sentiment: {max: -0.05}`
+# rules alert a person from this threshold on (recall-first; the one scripts/train_complaint.py
+# chose on the calibration split) and on negative posts of verified accounts, and the alert
+# should say what the post is about.
+CATEGORIES_FROM = 0.4
+NEGATIVE_AT = -0.05  # the default rules' `sentiment: {max: -0.05}`
 
 
 def triage(
