@@ -52,6 +52,8 @@ def test_throughput_reports_both_rates_and_stores_every_mention(outputs):
     # the ratio is printed to 3 decimals: on a loaded machine it can be ~0.008, where that rounding alone is 6%
     assert result["ratio"] == pytest.approx(result["pipeline_per_s"] / result["vader_per_s"], rel=0.05, abs=0.0005)
     assert result["machine"]["nproc"] >= 1
+    # SQLite's own share of storing those rows again, with bare sqlite3: a positive figure, below the whole mention's
+    assert 0 < result["sqlite_floor_cpu_us"] < 1e6 / result["pipeline_per_cpu_s"]
 
 
 def test_latency_measures_alerts_that_slack_received(outputs):

@@ -656,6 +656,8 @@ class Deliverer:
 
     def _fail(self, row: Outbox, *, now: datetime, exc: ConnectorError) -> None:
         log.error("outbox %s #%d failed for good: %s", row.kind, row.id, exc)
+        if self._digest_draft is not None and self._digest_draft[0] == row.id:
+            self._digest_draft = None  # its charts are not kept for a digest that will not be tried again
         reason = str(exc)
         refused_alert = row.kind == OutboxKind.ALERT and row.case_id is not None
         if refused_alert:
