@@ -5,8 +5,8 @@
     python bench/throughput.py --n 2000 --profile /tmp/pipeline.html   # with pyinstrument installed
 
 Three rates from one run over the same mentions in the same pages of `--batch`: raw VADER
-(`polarity_scores` per text), `triage_many` alone per page (language, sentiment, complaint),
-and what a poll does, `pipeline.ingest` per page (dedup, triage, rules.yaml, cases, outbox
+(`polarity_scores` per text) and `triage_many` alone (language, sentiment, complaint), page by page
+in turn, and what a poll does, `pipeline.ingest` per page (dedup, triage, rules.yaml, cases, outbox
 rows, cursor) into a fresh SQLite file (or `--db`).  All are timed after warm-up (lexicons,
 models, analyser construction are not counted) and triage's per-word caches are emptied before
 the triage and the pipeline runs, so neither inherits the other's.  Rates are per wall second
@@ -28,18 +28,6 @@ from pathlib import Path
 from common import RULES, Stream, emit, machine, stage_timer, to_new_mention
 
 
-def vader_rate(texts: list[str]) -> tuple[float, float]:
-    """(texts per wall second, texts per CPU second)."""
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    analyzer = SentimentIntensityAnalyzer()
-    analyzer.polarity_scores("warm up")
-    began, cpu = time.perf_counter(), time.process_time()
-    for text in texts:
-        analyzer.polarity_scores(text)
-    return len(texts) / (time.perf_counter() - began), len(texts) / (time.process_time() - cpu)
-
-
 def _empty_triage_caches() -> None:
     """Forget the per-word work triage caches, so a timed run starts as a fresh daemon would."""
     from monitor.triage import complaint as triage_complaint
@@ -51,20 +39,38 @@ def _empty_triage_caches() -> None:
             linear._word_cache.clear()
 
 
-def triage_rate(mentions: list, *, batch: int) -> tuple[float, float]:
-    """(texts per wall second, per CPU second) of `triage_many` over the pages ingest would triage."""
+def vader_and_triage_rates(mentions: list, *, batch: int) -> tuple[float, float, float, float]:
+    """(VADER texts per wall second, per CPU second, triage_many's the same) over the pages ingest would
+    triage: each page by raw VADER (`polarity_scores` per text), then by `triage_many`, in turn, so a
+    machine whose load changes during the run slows both alike (one after the other, a neighbour's job
+    that started between them moved the ratio by a third)."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
     from monitor.rules import load_rules
     from monitor.triage import triage_many, warm_up
 
+    analyzer = SentimentIntensityAnalyzer()
+    analyzer.polarity_scores("warm up")
     languages = list(load_rules(RULES).brand.languages)
     warm_up()
     _empty_triage_caches()
-    pages = [mentions[start:start + batch] for start in range(0, len(mentions), batch)]
-    began, cpu = time.perf_counter(), time.process_time()
-    for page in pages:
-        triage_many([m.text for m in page], lang_hints=[m.lang_hint for m in page], languages=languages,
+    wall = {"vader": 0.0, "triage": 0.0}
+    cpu = {"vader": 0.0, "triage": 0.0}
+    for start in range(0, len(mentions), batch):
+        page = mentions[start:start + batch]
+        texts = [m.text for m in page]
+        began, used = time.perf_counter(), time.process_time()
+        for text in texts:
+            analyzer.polarity_scores(text)
+        wall["vader"] += time.perf_counter() - began
+        cpu["vader"] += time.process_time() - used
+        began, used = time.perf_counter(), time.process_time()
+        triage_many(texts, lang_hints=[m.lang_hint for m in page], languages=languages,
                     explain=False)  # as pipeline.ingest calls it: no signals (only `explain` shows them)
-    return len(mentions) / (time.perf_counter() - began), len(mentions) / (time.process_time() - cpu)
+        wall["triage"] += time.perf_counter() - began
+        cpu["triage"] += time.process_time() - used
+    n = len(mentions)
+    return n / wall["vader"], n / cpu["vader"], n / wall["triage"], n / cpu["triage"]
 
 
 # inside other steps: not added again for "the rest"
@@ -199,9 +205,7 @@ def main() -> None:
     stream = Stream(seed=args.seed, start=datetime(2026, 11, 24, 7, 0, tzinfo=UTC))
     records = [t.record for t in stream.steady(args.n, rate_per_s=2.0)]
     mentions = [to_new_mention(r) for r in records]
-    texts = [m.text for m in mentions]
-    vader, vader_cpu = vader_rate(texts)
-    triage, triage_cpu = triage_rate(mentions, batch=args.batch)
+    vader, vader_cpu, triage, triage_cpu = vader_and_triage_rates(mentions, batch=args.batch)
     with tempfile.TemporaryDirectory() as tmp:
         spent = _breakdown() if args.breakdown else None
         rate, rate_cpu, totals = pipeline_rate(mentions, batch=args.batch,
