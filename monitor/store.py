@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -397,6 +397,19 @@ def select_rows(session: Session, statement: sa.Executable, params: Mapping[str,
     columns = [column if process is None else list(map(process, column))
                for column, process in zip(zip(*rows, strict=True), result_processors, strict=True)]
     return list(zip(*columns, strict=True))
+
+
+def forget_statements(statements: Iterable[Any]) -> None:
+    """Drop what `select_rows` and `execute_many` keep for `statements`, ones their owner lets go: each
+    entry holds its statement and its compiled form, so clearing the owner's dict alone freed nothing,
+    and the statements built again after it added entries of their own, burst after burst."""
+    gone = {id(statement) for statement in statements}
+    if not gone:
+        return
+    for kept in (_SELECT_BINDS, _SELECTS, _PREPARED):
+        for key in list(kept):  # one step under the GIL: a page caching a statement meanwhile is no error
+            if id(key[0]) in gone:
+                kept.pop(key, None)
 
 
 def _select_binds(statement: sa.Executable, dialect: sa.Dialect) -> tuple[Any, tuple[str, ...], dict[str, Any]] | None:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from connectors.console import ConsoleNotifier
+from monitor import store
 from monitor.cases import pipeline
 from monitor.delivery.outbox import Deliverer
 from monitor.model import Author, Case, Mention, NewMention, Outbox, OutboxKind
@@ -156,5 +157,9 @@ def test_brand_replies_in_pages_of_any_size_answer_their_cases_and_the_look_ups_
             assert len(cases) == conversations
             assert all(case.first_response_at == now + timedelta(minutes=1) for case in cases)
     assert sorted(pipeline._FIRST_WAITING) == [1, 2, 4, 8]  # 1, 3-4, 5-8 and 2 conversations
-    release_caches()  # what going idle lets go
+    built = list(pipeline._FIRST_WAITING.values())
+    assert all(any(key[0] is statement for key in store._SELECT_BINDS) for statement in built)
+    release_caches()  # what going idle lets go, with what select_rows compiled for them (it kept them alive)
     assert pipeline._FIRST_WAITING == {}
+    for kept in (store._SELECT_BINDS, store._SELECTS):
+        assert not any(key[0] is statement for key in kept for statement in built)

@@ -40,6 +40,7 @@ from monitor.rules.silences import VIP_ALIAS
 from monitor.store import (
     SerializedJSON,
     execute_many,
+    forget_statements,
     insert_for,
     json_dumps,
     json_dumps_unicode,
@@ -854,8 +855,10 @@ def _first_waiting(conversations: int) -> Any:
 
 def release_statements() -> None:
     """Let go of the `_first_waiting` statements a burst built (an idle daemon: monitor.runtime.memory);
-    the next page builds the one it needs again (a few ms)."""
+    the next page builds the one it needs again (a few ms).  What `select_rows` compiled for them goes too."""
+    built = list(_FIRST_WAITING.values())
     _FIRST_WAITING.clear()
+    forget_statements(built)
 
 
 def _safe(text: str) -> str:

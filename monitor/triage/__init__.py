@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from monitor.model import Score
+from monitor.triage import negation
 from monitor.triage.complaint import ComplaintModel, cue_hits, folded_body, load_model
 from monitor.triage.lang import detect, detect_many
 from monitor.triage.lexicon import SUPPORTED_LANGUAGES, clean, is_question
@@ -164,3 +165,4 @@ def warm_up() -> None:
     for lang in SUPPORTED_LANGUAGES:
         document_sentiment("ok", lang=lang)
         cue_hits("ok", lang=lang)
+    negation.warm_up()

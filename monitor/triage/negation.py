@@ -40,6 +40,14 @@ def _scope(lang: str) -> tuple[frozenset[str], frozenset[str], dict[str, float]]
     return lex.negators, lex.contrasts, values
 
 
+def warm_up() -> None:
+    """Build each rewritten language's scope now, at start-up (triage.warm_up): built by the language's
+    first post, it was made in the middle of a burst, and a table that lives for the process's life among
+    a burst's short-lived objects keeps the heap the burst grew (bench/memory.py)."""
+    for lang in sorted(SPACED_LANGUAGES):
+        _scope(lang)
+
+
 def scoped_words(folded: str, words: list[str], *, lang: str) -> list[str]:
     """`words` (the \\w+ words of the folded text `folded`) rewritten as the module says; the same
     list when there is nothing to rewrite (most posts)."""
