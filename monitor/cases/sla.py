@@ -207,7 +207,7 @@ def _spike(s, *, ruleset: Ruleset, now: datetime) -> None:  # type: ignore[no-un
     if buckets < 2:
         return  # no history to compare the current window with
     # Counted by the database, one indexed range a window: reading every post's time of the whole history
-    # into Python at every sweep cost 67-190 ms CPU at 20,000 posts a day, four times a minute.  The
+    # into Python at every sweep cost 57-190 ms CPU at 20,000 posts a day, four times a minute.  The
     # current window also takes posts stamped up to one window after now (the platforms' clocks differ).
     current = select_rows(s, _CURRENT_WINDOW, {"low": now - window, "high": now + window})[0][0]
     if current < spike.min_count:
