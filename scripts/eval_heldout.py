@@ -10,7 +10,10 @@ the reliability table of the complaint probability, and the two rule thresholds'
 (by default the thresholds that scripts/train_complaint.py chose on the calibration split,
 as the default rules.yaml uses them), the ROC AUC of the complaint probability, and the
 best recall at <= 20% false alarms for reference (that threshold is read off the held-out
-split itself, so it is a measure of ranking, never a setting).
+split itself, so it is a measure of ranking, never a setting). With --by-source, also
+negative P/R/F1 and the alert rule's recall and false alarms per source corpus, and over the
+rows written to a company (customer queries and reviews, the closest to posts addressed to a
+brand).
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in scores
     ]
     (alert_recall, alert_false), (auto_recall, auto_false) = _rates(alert, gold), _rates(auto, gold)
+    if args.by_source:
+        out["alert_by_source"] = _alert_by_source(held, alert)
     rates = {
         "alert_recall": alert_recall, "alert_false_alarm": alert_false,
         "auto_recall": auto_recall, "auto_on_non_complaints": auto_false,
@@ -167,6 +172,31 @@ def _by_source(held: list[Row], scores: list[Score]) -> dict[str, list[float]]:
         m = metrics(gold=gold, predicted=[scores[i].negative for i in idx])
         figures[name] = [len(idx), sum(gold), round(m.precision, 3), round(m.recall, 3), round(m.f1, 3)]
         print(f"{name:<16} {len(idx):>6} {sum(gold):>5}  {m.precision:6.3f} {m.recall:6.3f} {m.f1:6.3f}")
+    return figures
+
+
+# The rows written to a company (customer-service queries, product and service reviews): what the issue's
+# target means by "non-complaints addressed to the brand"; subtitle lines and general tweets are not.
+TO_A_COMPANY = ("banking77", "smsa", "casa", "amazon-zh")
+
+
+def _alert_by_source(held: list[Row], alert: list[bool]) -> dict[str, list[float]]:
+    """The alert rule's recall and false alarms per source, and over the rows written to a company."""
+    def source(row: Row) -> str:
+        return "smsa" if row.source.startswith("smsa") else "casa" if row.source.startswith("casa") else row.source
+
+    groups = {name: [i for i, r in enumerate(held) if source(r) == name] for name in sorted({source(r) for r in held})}
+    groups["written to a company"] = [i for i, r in enumerate(held) if source(r) in TO_A_COMPANY]
+    figures: dict[str, list[float]] = {}
+    print(f"\nalert rule by source (held-out; written to a company: {', '.join(TO_A_COMPANY)}):")
+    print(f"{'source':<22} {'complaints':>10} {'recall':>7} {'others':>7} {'false alarms':>12}")
+    for name, idx in groups.items():
+        complaints = [i for i in idx if held[i].complaint]
+        others = [i for i in idx if not held[i].complaint]
+        recall = sum(alert[i] for i in complaints) / len(complaints) if complaints else float("nan")
+        false = sum(alert[i] for i in others) / len(others) if others else float("nan")
+        figures[name] = [len(complaints), round(recall, 3), len(others), round(false, 3)]
+        print(f"{name:<22} {len(complaints):>10} {recall:>7.3f} {len(others):>7} {false:>12.3f}")
     return figures
 
 
