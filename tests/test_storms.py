@@ -262,6 +262,11 @@ def test_a_spike_alert_names_its_topics_and_examples_and_jumps_the_queue(sandbox
         sandbox.add_tweets([{"tweet": {"id": str(1_800_000_000_000_000_000 + n), "text": "@nordlysshop nice lamps",
                                        "author_id": str(900_000 + n), "created_at": when, "lang": "en"},
                              "author": {"id": str(900_000 + n), "username": f"fan{n}", "name": f"Fan {n}"}}])
+    edge = (clock.now() - timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    for n in range(5):  # exactly one window old: the window before, not "the last 15 min"
+        sandbox.add_tweets([{"tweet": {"id": str(1_850_000_000_000_000_000 + n), "text": "@nordlysshop love the shop",
+                                       "author_id": str(950_000 + n), "created_at": edge, "lang": "en"},
+                             "author": {"id": str(950_000 + n), "username": f"edge{n}", "name": f"Edge {n}"}}])
     tweets(sandbox, clock, 40, text="@nordlysshop the lamp I ordered arrived broken and I want a refund, order {n}")
     daemon.poll("x-mentions")
     daemon.sweep()  # the spike is queued behind 40 alerts and lines
