@@ -161,7 +161,7 @@ def sqlite_floor(stored: Path, *, batch: int) -> float:
     updates, look-ups or Python logic: the lower bound of the database's part of a mention."""
     import sqlite3
 
-    from monitor.store import create_schema, make_engine
+    from monitor.store import _sqlite_pragmas, create_schema, make_engine
 
     empty = stored.with_name("floor.db")
     engine = make_engine(f"sqlite:///{empty}")
@@ -171,9 +171,8 @@ def sqlite_floor(stored: Path, *, batch: int) -> float:
     with sqlite3.connect(stored) as source:
         read = {t: ([c[1] for c in source.execute(f'pragma table_info("{t}")')],
                     source.execute(f'select * from "{t}" order by id').fetchall()) for t in tables}
-    target = sqlite3.connect(empty, isolation_level=None)
-    target.execute("pragma journal_mode=WAL")
-    target.execute("pragma synchronous=NORMAL")
+    target = sqlite3.connect(empty)
+    _sqlite_pragmas(target, None)  # the daemon's own connection settings (WAL, synchronous=NORMAL, autocommit)
     mentions = len(read["mention"][1])
     pages = max(1, -(-mentions // batch))
     statements = {t: f'insert into "{t}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in cols)}) '

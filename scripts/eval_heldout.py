@@ -159,15 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _by_source(held: list[Row], scores: list[Score]) -> dict[str, list[float]]:
-    """Negative P/R/F1 per source (SmSA's train and valid rows together: both are posts and reviews)."""
-    def source(row: Row) -> str:
-        return "smsa" if row.source.startswith("smsa") else row.source
+def _source(row: Row) -> str:
+    """A row's source corpus, SmSA's train and valid rows together (both are posts and reviews)."""
+    return "smsa" if row.source.startswith("smsa") else row.source
 
+
+def _by_source(held: list[Row], scores: list[Score]) -> dict[str, list[float]]:
+    """Negative P/R/F1 per source."""
     figures: dict[str, list[float]] = {}
     print("\nnegative by source (held-out):")
-    for name in sorted({source(r) for r in held if r.negative is not None}):
-        idx = [i for i, r in enumerate(held) if r.negative is not None and source(r) == name]
+    for name in sorted({_source(r) for r in held if r.negative is not None}):
+        idx = [i for i, r in enumerate(held) if r.negative is not None and _source(r) == name]
         gold = [bool(held[i].negative) for i in idx]
         m = metrics(gold=gold, predicted=[scores[i].negative for i in idx])
         figures[name] = [len(idx), sum(gold), round(m.precision, 3), round(m.recall, 3), round(m.f1, 3)]
@@ -177,16 +179,13 @@ def _by_source(held: list[Row], scores: list[Score]) -> dict[str, list[float]]:
 
 # The rows written to a company (customer-service queries, product and service reviews): what the issue's
 # target means by "non-complaints addressed to the brand"; subtitle lines and general tweets are not.
-TO_A_COMPANY = ("banking77", "smsa", "casa", "amazon-zh")
+TO_A_COMPANY = ("banking77", "smsa", "casa-train", "casa-valid", "amazon-zh")
 
 
 def _alert_by_source(held: list[Row], alert: list[bool]) -> dict[str, list[float]]:
     """The alert rule's recall and false alarms per source, and over the rows written to a company."""
-    def source(row: Row) -> str:
-        return "smsa" if row.source.startswith("smsa") else "casa" if row.source.startswith("casa") else row.source
-
-    groups = {name: [i for i, r in enumerate(held) if source(r) == name] for name in sorted({source(r) for r in held})}
-    groups["written to a company"] = [i for i, r in enumerate(held) if source(r) in TO_A_COMPANY]
+    groups = {name: [i for i, r in enumerate(held) if _source(r) == name] for name in sorted({_source(r) for r in held})}
+    groups["written to a company"] = [i for i, r in enumerate(held) if _source(r) in TO_A_COMPANY]
     figures: dict[str, list[float]] = {}
     print(f"\nalert rule by source (held-out; written to a company: {', '.join(TO_A_COMPANY)}):")
     print(f"{'source':<22} {'complaints':>10} {'recall':>7} {'others':>7} {'false alarms':>12}")

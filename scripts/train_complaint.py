@@ -242,10 +242,11 @@ def fit_combine(
     # held-out; its own best on calib (-0.4, -0.7 for Croatian) is the recall-heavy kind CUT_ANCHOR
     # keeps away from (Danish praise, "tak ... hun løste det på 5 min 🙌", fell to +0.04).
     lang_of = np.asarray(langs)
-    cuts = {lang: _cut(y[lang_of == lang], kept[lang_of == lang], lexicon_says[lang_of == lang],
-                       z[lang_of == lang], anchor=cut, reach=LANGUAGE_CUT_REACH) for lang in extra}
+    rows_of = {lang: lang_of == lang for lang in extra}
+    cuts = {lang: _cut(y[rows], kept[rows], lexicon_says[rows], z[rows], anchor=cut, reach=LANGUAGE_CUT_REACH)
+            for lang, rows in rows_of.items()}
     decided = np.where(kept, lexicon_says, z >= np.asarray([cuts.get(g, cut) for g in langs]))
-    by_language = {lang: _f1(y[lang_of == lang], decided[lang_of == lang]) for lang in extra}
+    by_language = {lang: _f1(y[rows], decided[rows]) for lang, rows in rows_of.items()}
     print("negative F1 on calib at the cuts: " + ", ".join(
         f"{k} {v:.3f} (cut {cuts[k]:+.1f})" for k, v in by_language.items()), file=sys.stderr)
     # sentiment = 1 - 2 sigmoid(z - cut + shift) is -0.05 exactly at z = cut
