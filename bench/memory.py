@@ -169,7 +169,10 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
     daemon_args = ["run", "--sandbox-url", sandbox.url, "--rules", str(rules), "--db", f"sqlite:///{db}"]
     probe_out = tmp / "probe.json"
     if trace or tracemalloc:
-        launcher = [*(["-X", "tracemalloc"] if tracemalloc else []), str(ROOT / "bench" / "memory_probe.py"),
+        # the probe runs the daemon in its own interpreter: give it the -OO that `run` gives itself
+        # (monitor/launch.py), unless PYTHONOPTIMIZE says otherwise
+        optimize = [] if "PYTHONOPTIMIZE" in env else ["-OO"]
+        launcher = [*optimize, *(["-X", "tracemalloc"] if tracemalloc else []), str(ROOT / "bench" / "memory_probe.py"),
                     str(probe_out), "--"]
     else:
         launcher = ["-m", "monitor"]

@@ -173,7 +173,8 @@ def recent_ack_for_author(session: Session, *, platform: str, author_id: str, si
 def prefetch_recent_acks(session: Session, *, authors: Iterable[tuple[str, str]], since: datetime) -> None:
     """Read the cooldown state of a page's authors in one query per 500 (for recent_ack_for_author)."""
     batch = outbox.current_batch(session)
-    assert batch is not None, "prefetch_recent_acks needs an outbox batch"
+    if batch is None:  # a programming error, checked also under -OO (monitor/launch.py)
+        raise RuntimeError("prefetch_recent_acks needs an outbox batch")
     wanted = sorted(set(authors) - batch.known_authors)
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from monitor.rules.stored import StoredMention
 
 log = logging.getLogger("monitor")
+# argparse's description; not read from __doc__, which `run` leaves out (python -OO, monitor/launch.py)
+DESCRIPTION = "`mention-monitor run | check-rules | explain | sandbox | triage | eval | ...`: the command line."
 
 
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
 
-    parser = argparse.ArgumentParser(prog="mention-monitor", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mention-monitor", description=DESCRIPTION)
     try:
         installed = version("mention-monitor")
     except PackageNotFoundError:  # run from a source tree that was never installed
