@@ -379,6 +379,7 @@ CLI_DB_TOO_NEW = (
     "{head}): a newer release of mention-monitor upgraded it. Run that release, or restore the backup taken "
     "before the upgrade."
 )
+SETTINGS_BAD = "environment variable {name}={value}: {problem} (see .env.example)"
 CLI_RULES_OK = "{path}: OK ({rules} rules, {sources} sources, {templates} templates)"
 CLI_NO_RULES_FILE = "{path}: no such file. Copy the default and edit it: cp {default} {path}"
 CLI_SANDBOX_NO_SEED = ("No sample stream to play (examples/mentions.jsonl is not installed): the sandbox stays "

@@ -20,7 +20,7 @@ from connectors.platforms import PLATFORMS
 from monitor import messages as msg
 from monitor.rules import RulesError, Ruleset, load_rules
 from monitor.rules.schema import Source as RulesSource
-from monitor.settings import Settings
+from monitor.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from monitor.rules.stored import StoredMention
@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:  # a variable that cannot be used: say which, never a secret's value
+        print(exc, file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
