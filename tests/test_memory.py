@@ -179,3 +179,41 @@ def test_a_daemon_goes_idle_while_a_source_that_worked_is_held_back(engine, simp
         s.add(health)
     assert daemon.poll("own").status == "skipped"
     assert not model.ngrams._word_cache
+
+
+_TRIM_MAPPED = """
+import json, os
+from monitor.runtime.memory import trim_memory
+from monitor.triage import triage, warm_up
+posts = ["非常不好，快递三个星期还没到", "my order never arrived and nobody answers", "pesanan saya belum sampai"]
+six = ("en", "da", "hr", "ro", "id", "zh")
+
+def resident():
+    # kB resident in mappings of files under the cache, by file name (/proc/self/smaps)
+    root, out, name = os.path.realpath(os.environ["MENTION_MONITOR_CACHE"]), {}, None
+    for line in open("/proc/self/smaps", encoding="utf-8"):
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+            name = fields[5] if len(fields) > 5 and fields[5].startswith(root) else None
+        elif name and fields[0] == "Rss:":
+            out[os.path.basename(name)] = out.get(os.path.basename(name), 0) + int(fields[1])
+    return out
+
+warm_up()
+before = [triage(text, languages=six) for text in posts]
+busy = resident()
+trim_memory()
+idle = resident()
+after = [triage(text, languages=six) for text in posts]
+print(json.dumps({"busy": busy, "idle": idle, "same": [(b.lang, b.sentiment, b.complaint) for b in before]
+                  == [(a.lang, a.sentiment, a.complaint) for a in after]}))
+"""
+
+
+def test_an_idle_trim_hands_back_every_mapped_model_page_and_triage_reads_them_again(tmp_path: Path) -> None:
+    _run(_TRIAGE_SIX, cache=tmp_path)  # builds the caches
+    out = _run(_TRIM_MAPPED, cache=tmp_path)
+    # the Chinese word list and the complaint model's feature names are marisa tries that marisa maps itself
+    assert out["busy"].get("words.marisa", 0) > 0 and out["busy"].get("ngrams.marisa", 0) > 0, out["busy"]
+    assert {name: kb for name, kb in out["idle"].items() if kb} == {}
+    assert out["same"] is True

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
@@ -29,14 +30,46 @@ def trim_memory() -> None:
     """Hand the heap's free pages back to the system (glibc malloc_trim).  Python frees the
     objects of a poll at once, but the allocator keeps their pages: an idle daemon would sit
     at the size of its busiest minute (bench/memory.py).  The memory-mapped model pages that posts
-    read go back too: the language identifier's and the Chinese word table's."""
+    read go back too: the language identifier's, the Chinese word table's and every other read-only
+    mapping of a file in the model cache (release_mapped_files)."""
+    from monitor.process import cache_root
     from monitor.triage import langid_model, zh_segment
 
     langid_model.release_pages()
     zh_segment.release_pages()
+    release_mapped_files(cache_root())
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+MADV_DONTNEED = 4  # Linux <sys/mman.h>
+
+
+def release_mapped_files(root: Path) -> int:
+    """Hand back the resident pages of every read-only mapping of a file under `root` (the cache of
+    unpacked models), the bytes advised.  The marisa tries (the Chinese word list, the complaint
+    model's feature names) are mapped by marisa itself, not by a Python mmap object we could advise:
+    after a burst their pages stayed resident (1.2 MB for the word list, `bench/memory.py --smaps`).
+    Clean file pages only, so nothing is lost: the next lookup reads them again from the page cache."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "madvise"):
+        return 0
+    prefix = str(root.resolve()) + os.sep
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            lines = maps.read().splitlines()
+    except OSError:
+        return 0
+    advised = 0
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or not fields[5].startswith(prefix) or "w" in fields[1]:
+            continue  # not our file, or writable (its pages could hold changes)
+        start, end = (int(bound, 16) for bound in fields[0].split("-"))
+        if libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_DONTNEED) == 0:
+            advised += end - start
+    return advised
 
 
 def limit_malloc_arenas(arenas: int = 1) -> None:
