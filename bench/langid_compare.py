@@ -13,7 +13,7 @@ and, with --xed, up to --per-language short lines (12-79 characters) of each lan
 local copy of XED's projections (CC BY 4.0; read at run time, never stored here).  RSS is
 VmRSS after loading the model and classifying every text, minus VmRSS of the bare child (for
 `ours`: of the child with the monitor package imported, which the daemon holds anyway; and also
-after `release_pages`, as the daemon's trim leaves it).  The
+after `trim_memory`, as the daemon's idle trim leaves it).  The
 last line printed is one JSON object.
 """
 
@@ -53,8 +53,8 @@ if name == "ours":
     warm_up()
     guess = lambda t: detect(t, languages=six)[0]
     def release():  # what the daemon's trim does every 15 s: the mapped model pages go back
-        from monitor.triage.langid_model import release_pages
-        release_pages()
+        from monitor.runtime.memory import trim_memory
+        trim_memory()
 elif name == "py3langid":
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
     ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
@@ -163,7 +163,7 @@ def main() -> None:
                 print(f"{set_name:9} {detector:11} accuracy {result['accuracy']:.3f} "
                       f"{result['per_language']}  {result['us_per_post_cpu']:7.1f} µs/post  "
                       f"model RSS {result['rss_model_mb']:6.1f} MB  load {result['load_s']} s"
-                      + (f"  ({result['rss_model_after_release_mb']} MB after release_pages)"
+                      + (f"  ({result['rss_model_after_release_mb']} MB after the idle trim)"
                          if "rss_model_after_release_mb" in result else ""))
     emit({"results": results, "machine": machine()})
 

@@ -147,6 +147,7 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
         sweep: bool = False, trace: bool = False, tracemalloc: bool = False) -> dict[str, Any]:
     from connectors.facebook import RECONCILE_EVERY_S
     from connectors.sandbox import Sandbox
+    from monitor.launch import reexec_argv
 
     sandbox = Sandbox().start()
     sandbox.configure(x_limits={"mentions": (1_000_000, 900), "search": (1_000_000, 900),
@@ -169,14 +170,17 @@ def run(*, n: int, poll_interval: float, idle_s: float, seed: int, timeout_s: fl
     daemon_args = ["run", "--sandbox-url", sandbox.url, "--rules", str(rules), "--db", f"sqlite:///{db}"]
     probe_out = tmp / "probe.json"
     if trace or tracemalloc:
-        # the probe runs the daemon in its own interpreter: give it the -OO that `run` gives itself
-        # (monitor/launch.py), unless PYTHONOPTIMIZE says otherwise
-        optimize = [] if "PYTHONOPTIMIZE" in env else ["-OO"]
-        launcher = [*optimize, *(["-X", "tracemalloc"] if tracemalloc else []), str(ROOT / "bench" / "memory_probe.py"),
+        launcher = [*(["-X", "tracemalloc"] if tracemalloc else []), str(ROOT / "bench" / "memory_probe.py"),
                     str(probe_out), "--"]
     else:
         launcher = ["-m", "monitor"]
-    proc = subprocess.Popen([sys.executable, *launcher, *daemon_args], cwd=ROOT, env=env, stdout=log, stderr=log)
+    command = [sys.executable, *launcher, *daemon_args]
+    # the probe runs the daemon in its own interpreter: it starts it as `run` would restart itself
+    # (-OO unless PYTHONOPTIMIZE is set); `python -m monitor run` restarts itself
+    if trace or tracemalloc:
+        command = reexec_argv(daemon_args, orig_argv=command, executable=sys.executable, optimize=0,
+                              environ=env) or command
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     launched = time.time()
     try:
         first_poll_s = -1.0  # process start until a source's first successful poll (models loaded first)

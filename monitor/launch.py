@@ -3,7 +3,8 @@
 The daemon keeps every module it imports for its whole life (about 1,000: SQLAlchemy, Slack Bolt,
 tweepy, pydantic, ...), and their docstrings are a sizeable part of that code.  -OO leaves the
 docstrings out (and `assert` statements, which our code uses only to narrow types for the type
-checker), about 7 MB of an idle daemon's RSS (`python bench/memory.py`, BENCHMARKS.md).
+checker), 4-8 MB of an idle daemon's RSS on the two machines measured (`python bench/memory.py`,
+BENCHMARKS.md).
 
 So `mention-monitor run` and `python -m monitor run` re-execute the same command line with -OO, in
 the same process (os.execv keeps the PID, so systemd and supervisors see one process), before

@@ -136,7 +136,7 @@ def _explain(model: type[BaseModel], exc: ValidationError, found: dict[str, str]
         if field not in model.model_fields:
             problems.append(error["msg"])
             continue
-        secret = model.model_fields[field].annotation in (SecretStr, "SecretStr")
+        secret = model.model_fields[field].annotation is SecretStr
         shown = "(hidden)" if secret else repr(found.get(field, ""))
         problems.append(msg.SETTINGS_BAD.format(name=env_name(model, field), value=shown, problem=error["msg"]))
     return "\n".join(problems)

@@ -30,13 +30,12 @@ def trim_memory() -> None:
     """Hand the heap's free pages back to the system (glibc malloc_trim).  Python frees the
     objects of a poll at once, but the allocator keeps their pages: an idle daemon would sit
     at the size of its busiest minute (bench/memory.py).  The memory-mapped model pages that posts
-    read go back too: the language identifier's, the Chinese word table's and every other read-only
-    mapping of a file in the model cache (release_mapped_files)."""
+    read go back too: every read-only mapping of a file in the model cache (release_mapped_files),
+    and the rows the language identifier read from its tables."""
     from monitor.process import cache_root
-    from monitor.triage import langid_model, zh_segment
+    from monitor.triage import langid_model
 
-    langid_model.release_pages()
-    zh_segment.release_pages()
+    langid_model.release_rows()
     release_mapped_files(cache_root())
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
@@ -48,9 +47,9 @@ MADV_DONTNEED = 4  # Linux <sys/mman.h>
 
 def release_mapped_files(root: Path) -> int:
     """Hand back the resident pages of every read-only mapping of a file under `root` (the cache of
-    unpacked models), the bytes advised.  The marisa tries (the Chinese word list, the complaint
-    model's feature names) are mapped by marisa itself, not by a Python mmap object we could advise:
-    after a burst their pages stayed resident (1.2 MB for the word list, `bench/memory.py --smaps`).
+    unpacked models), the bytes advised: our own mmaps of the language tables and the Chinese word
+    counts, and the marisa tries (the Chinese word list, the complaint model's feature names), which
+    marisa maps itself; after a burst those stayed resident (1.2 MB for the word list, `--smaps`).
     Clean file pages only, so nothing is lost: the next lookup reads them again from the page cache."""
     libc = _libc()
     if libc is None or not hasattr(libc, "madvise"):

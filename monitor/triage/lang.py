@@ -38,7 +38,6 @@ _COMMON_FOREIGN = frozenset({"en", "de", "fr", "es", "pt", "it", "nl", "sv", "pl
 
 log = logging.getLogger(__name__)
 _cache_dir = langid_model.cache_dir
-release_pages = langid_model.release_pages
 
 
 @cache

@@ -49,9 +49,8 @@ ACCELERATED = _langid_walk is not None  # an Identifier may still use Python, fo
 
 FORMAT = 2  # of the cache directory's files; another value (or none) is rebuilt
 _FEATURE_BITS = 17  # a post has at most 2**17 distinct features (the model has ~100,000): no field overflows
-_MAPPED: list[mmap.mmap] = []  # for release_pages
 # Rows already read, per table: int.from_bytes costs ~3 ns a byte, and a day's posts use the same
-# few thousand features again and again.  Emptied by release_pages, and when this large.
+# few thousand features again and again.  Emptied by release_rows, and when this large.
 _ROWS_KEPT = 16_384
 _ROW_CACHES: list[dict[int, int]] = []
 
@@ -224,20 +223,14 @@ def _mapped(path: Path) -> memoryview:
         backing = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) if size else None
     if backing is None:
         return memoryview(b"")
-    _MAPPED.append(backing)
-    return memoryview(backing)
+    return memoryview(backing)  # the view keeps the mapping open for the life of the process
 
 
-def release_pages() -> None:
-    """Hand back the model pages this process has read (clean file pages: read again from the
-    page cache when a post needs them, a minor fault each), and the rows read from them."""
+def release_rows() -> None:
+    """Forget the rows read from the mapped tables (the idle trim; the tables' pages themselves go
+    back with every other cache file's, monitor.runtime.memory.release_mapped_files)."""
     for rows in _ROW_CACHES:
         rows.clear()
-    for backing in _MAPPED:
-        try:
-            backing.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError, AttributeError):
-            pass
 
 
 def _meta(directory: Path) -> dict[str, Any] | None:

@@ -34,7 +34,6 @@ log_ = logging.getLogger(__name__)
 _HAN = re.compile("([\u4e00-\u9fd5a-zA-Z0-9+#&\\._%\\-]+)", re.U)
 _SKIP = re.compile("(\r\n|\\s)", re.U)
 _ENG = re.compile("[a-zA-Z0-9]", re.U)
-_MAPPED: list[mmap.mmap] = []
 _LOG_ONE = log(1)
 
 
@@ -210,14 +209,4 @@ def _load(directory: Path) -> Segmenter | None:
             return None
     except (OSError, ValueError, KeyError, RuntimeError):
         return None
-    _MAPPED.append(backing)
-    return Segmenter(trie, counts, int(meta["total"]))
-
-
-def release_pages() -> None:
-    """Hand back the count table's pages this process has read (clean file pages)."""
-    for backing in _MAPPED:
-        try:
-            backing.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError, AttributeError):
-            pass
+    return Segmenter(trie, counts, int(meta["total"]))  # `counts` keeps the mapping open
