@@ -341,7 +341,7 @@ def padded_length(n: int) -> int:
 
 # (statement, dialect) -> its compiled form, its IN lists' names and every parameter's value in the statement
 # (None if `select_rows` leaves the statement to SQLAlchemy)
-_SELECT_BINDS: dict[tuple[Any, str], tuple[Any, tuple[str, ...], dict[str, Any]] | None] = {}
+_SELECT_BINDS: dict[tuple[Any, str], tuple[Any, tuple[str, ...], dict[str, Any], dict[str, tuple[str, ...]]] | None] = {}
 # (statement, dialect, the padded lengths of its IN lists) -> its SQL with those lists expanded; per driver
 # parameter (positional: in order) its name, the statement's parameter it comes from, the index into that IN
 # list (None: a plain value; a pair for a list of tuples) and its bind processor; then the result columns'
@@ -363,7 +363,12 @@ def select_rows(session: Session, statement: sa.Executable, params: Mapping[str,
         binds = _SELECT_BINDS[(statement, dialect.name)] = _select_binds(statement, dialect)
     if binds is None:
         return [tuple(row) for row in connection.execute(statement, dict(params))]
-    compiled, expanding, fixed = binds
+    compiled, expanding, fixed, splits = binds
+    if splits:  # a list of tuples as one array per position (`_as_arrays`)
+        params = dict(params)
+        for name, parts in splits.items():
+            given = list(params.pop(name))
+            params.update((part, [row[i] for row in given]) for i, part in enumerate(parts))
     lists = {name: list(params[name] if name in params else fixed[name]) for name in expanding}
     if not all(lists.values()):  # an empty IN list: SQLAlchemy renders it as a condition of its own
         return [tuple(row) for row in connection.execute(statement, dict(params))]
@@ -412,13 +417,61 @@ def forget_statements(statements: Iterable[Any]) -> None:
                 kept.pop(key, None)
 
 
-def _select_binds(statement: sa.Executable, dialect: sa.Dialect) -> tuple[Any, tuple[str, ...], dict[str, Any]] | None:
+def _select_binds(statement: sa.Executable, dialect: sa.Dialect) -> tuple[Any, tuple[str, ...], dict[str, Any],
+                                                                      dict[str, tuple[str, ...]]] | None:
+    splits: dict[str, tuple[str, ...]] = {}
+    if dialect.name == "postgresql":
+        statement, splits = _as_arrays(statement, dialect)
     compiled = statement.compile(dialect=dialect)
     if compiled.escaped_bind_names or compiled.literal_execute_params or not compiled._result_columns:
         return None
     binds = {name: bind for bind, name in compiled.bind_names.items()}
     expanding = tuple(sorted(name for name, bind in binds.items() if bind.expanding))
-    return compiled, expanding, {name: bind.effective_value for name, bind in binds.items()}
+    return compiled, expanding, {name: bind.effective_value for name, bind in binds.items()}, splits
+
+
+def _array_of(type_: Any, dialect: sa.Dialect) -> sa.ARRAY | None:
+    """The array type for an IN list of a column of `type_`: text and integers, which the driver takes as they
+    are (None for any other type: its list stays an IN list)."""
+    for item in (sa.String, sa.Integer):
+        if type_._type_affinity is item and type_.dialect_impl(dialect).bind_processor(dialect) is None:
+            return sa.ARRAY(item())
+    return None
+
+
+def _as_arrays(statement: Any, dialect: sa.Dialect) -> tuple[Any, dict[str, tuple[str, ...]]]:
+    """For PostgreSQL: `statement` with each `column IN (:list)` as `column = ANY(:list)`, the list one array
+    parameter, and each `(a, b, c) IN (:triples)` as `(a, b, c) IN (SELECT * FROM unnest(:triples_0, :triples_1,
+    :triples_2))`, one array per position (the names of which are returned by the list's name).  The SQL
+    is then the same text whatever the lists' lengths: psycopg parses a statement's text anew at every
+    execution once it has more than 50 parameters or 4 KB (`MAX_CACHED_STATEMENT_PARAMS`), which the IN
+    lists of a page's look-ups always had (~15 µs a mention in bench/throughput.py), and PostgreSQL
+    prepares it once instead of planning every page's text."""
+    from sqlalchemy.sql import operators, visitors
+
+    splits: dict[str, tuple[str, ...]] = {}
+
+    def replace(element: Any, **_: Any) -> Any:
+        if not (isinstance(element, sa.BinaryExpression) and element.operator is operators.in_op
+                and isinstance(element.right, sa.BindParameter) and element.right.expanding):
+            return None
+        name, left = element.right.key, element.left
+        columns = list(left.clauses) if isinstance(left, sa.Tuple) else [left]
+        types = [_array_of(column.type, dialect) for column in columns]
+        if None in types:
+            return None
+        if not isinstance(left, sa.Tuple):
+            array = element.right._clone()  # its name and any value the statement gives it (`in_([...])`)
+            array.expanding, array.type = False, types[0]
+            return left == sa.any_(array)
+        if element.right.value is not None:  # a list the statement itself holds: left as it is
+            return None
+        names = splits[name] = tuple(f"{name}_{i}" for i in range(len(columns)))
+        arrays = [sa.bindparam(part, type_=array) for part, array in zip(names, types, strict=True)]
+        rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+        return left.in_(sa.select(*rows.c))
+
+    return visitors.replacement_traverse(statement, {}, replace), splits
 
 
 def _expand_select(compiled: Any, fixed: Mapping[str, Any], lists: Mapping[str, list[Any]]) -> list[Any]:

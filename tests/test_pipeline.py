@@ -163,3 +163,41 @@ def test_brand_replies_in_pages_of_any_size_answer_their_cases_and_the_look_ups_
     assert pipeline._FIRST_WAITING == {}
     for kept in (store._SELECT_BINDS, store._SELECTS):
         assert not any(key[0] is statement for key in kept for statement in built)
+
+
+def test_page_look_ups_find_what_sqlalchemy_finds_for_lists_of_any_length(engine, simple_rules, clock):
+    """`store.select_rows` (the page's look-ups: stored mentions, each author's cases) against SQLAlchemy's
+    own execution of the same statement, for lists of 1 to 300 values, none, and pairs that match no row.
+    On PostgreSQL each look-up is one SQL text whatever the lists' lengths (IN lists as arrays): psycopg
+    parsed a text of more than 50 parameters anew at every execution, and PostgreSQL planned each anew."""
+    now = clock.now()
+    angry = "@nordlysshop my order never arrived. Terrible, awful service, I am furious 😡"
+    batch = [tweet(n, angry, author=f"a{n % 40}", conversation=str(1000 + n % 60), at=now) for n in range(120)]
+    pipeline.ingest(engine, source="x-mentions", batch=batch, cursor="c1", ruleset=simple_rules, now=now)
+    texts: set[str] = set()
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):
+        texts.add(statement)
+
+    def ours(s, statement, params):  # select_rows, the SQL texts it runs noted
+        sa.event.listen(engine, "before_cursor_execute", seen)
+        try:
+            return store.select_rows(s, statement, params)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", seen)
+
+    with Session(engine) as s:
+        for n in (1, 2, 3, 51, 120, 300):
+            ids = [str(1000 + i) for i in range(0, 2 * n, 2)]  # half of them stored (ids up to 1119)
+            params = {"platforms": ["facebook", "x"], "ids": ids}
+            found = ours(s, pipeline._STORED, params)
+            assert sorted(found) == sorted(tuple(r) for r in s.execute(pipeline._STORED, params))
+            assert len(found) == len([i for i in ids if int(i) < 1120])
+            triples = [("x", str(1000 + i % 60), f"u-a{i % 40}") for i in range(n)] + [("x", "1", "u-nobody")]
+            params = {"authors": sorted({t[2] for t in triples}), "triples": triples}
+            cases = ours(s, pipeline._AUTHORS_CASES, params)
+            assert sorted(cases) == sorted(tuple(r) for r in s.execute(pipeline._AUTHORS_CASES, params))
+            assert cases and all((c[1], c[2], c[3]) in triples for c in cases)
+        assert store.select_rows(s, pipeline._STORED, {"platforms": ["x"], "ids": []}) == []
+    if engine.dialect.name == "postgresql":
+        assert len(texts) == 2, texts  # one text for each look-up

@@ -878,18 +878,23 @@ def _safe_raw(value: Any, *, as_text: bool = False) -> Any:
     """The raw payload with lone surrogates replaced (PostgreSQL's json rejects them); NUL stays, escaped.
     `as_text`: a payload without any is returned as the `SerializedJSON` of the text made to check it."""
     if isinstance(value, dict):
-        try:  # almost every payload has no surrogate at all, paired or not: its ASCII JSON has no escape of one
+        try:
             text = json_dumps(value)
-            if "\\ud" not in text:
-                return SerializedJSON(text) if as_text else value
         except (TypeError, ValueError):
-            pass
-        try:  # one check in C instead of a walk over every value
-            json_dumps_unicode(value).encode("utf-8")
-            return value
-        except (UnicodeEncodeError, TypeError, ValueError):
-            pass
+            return _replace_surrogates(value)
+        # almost every payload has no surrogate at all: its ASCII JSON has no escape of one; one with emoji has
+        # them in pairs, which its text without escapes encodes (one check in C instead of a walk over every value)
+        if "\\ud" not in text or _encodes(json_dumps_unicode(value)):
+            return SerializedJSON(text) if as_text else value
     return _replace_surrogates(value)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _replace_surrogates(value: Any) -> Any:

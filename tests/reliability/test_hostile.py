@@ -4,6 +4,7 @@ Each mention is stored or rejected cleanly, never a crash loop, never a Slack pi
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,7 @@ from tests.reliability.helpers import customer_mentions, query, rules_text, slac
 from tests.reliability.test_faults import World
 
 NASTY = ["<!channel>", "<!here>", "<!everyone>", "<@U0ADMIN1>", "<!subteam^S0ALL>", "@channel", "\x00", "\u202e",
-         "\u200b", "\ufeff", "\ud800", "\udfff", "*bold*", "<https://evil.example|x>", "&lt;", "```", "broken"]
+         "\u200b", "\ufeff", "\ud800", "\udfff", "\U0001f621", "\ud83d\ude21", "*bold*", "<https://evil.example|x>", "&lt;", "```", "broken"]
 hostile_text = st.lists(st.one_of(st.sampled_from(NASTY), st.text(max_size=20)), max_size=12).map("".join) | \
     st.just("broken " * 5000)
 ids = itertools.count()
@@ -38,6 +39,10 @@ def test_ingest_stores_hostile_text_safely(engine, text, handle):
 
         stored = conn.execute(sa.text("select text from mention where external_id = :e"), {"e": f"h{n}"}).scalar()
         assert stored == pipeline._safe(text) and "\x00" not in stored
+        # the payload as fetched, emoji and all; only a lone surrogate (no driver encodes one) is replaced
+        raw = conn.execute(sa.text("select raw from mention where external_id = :e"), {"e": f"h{n}"}).scalar()
+        raw = json.loads(raw) if isinstance(raw, str) else raw  # SQLite gives the text, PostgreSQL the object
+        assert raw == {"text": text.encode("utf-8", "replace").decode("utf-8")}
         assert conn.execute(sa.text("select value from cursor where source = 'x-mentions'")).scalar() == str(n)
 
 
