@@ -288,7 +288,8 @@ ColumnConverter = Callable[[list[Any]], list[Any]]
 # parameter names, and per parameter: the row's key (None: the statement's own value), that value, and what
 # turns a page's column of values into what the column type's bind processor would give (None: as they are)
 _PREPARED: dict[tuple[Any, str, tuple[str, ...]],
-                tuple[str, bool, list[str], list[tuple[str | None, Any, ColumnConverter | None]]]] = {}
+                tuple[str, bool, list[str], list[tuple[str | None, Any, ColumnConverter | None]],
+                      tuple[str, set[int], list[int]] | None]] = {}
 
 
 def execute_many(session: Session, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -321,17 +322,88 @@ def execute_many(session: Session, statement: sa.Executable, rows: Sequence[Mapp
             process = compiled._bind_processors.get(name)
             convert = None if process is None else _column_converter(compiled.binds[name].type, dialect, process)
             plan.append((name if name in keys else None, fixed[name], convert))
+        arrays = None
+        if dialect.name == "postgresql" and not escaped:
+            arrays = _dml_as_arrays(statement, compiled, [key for key, _, _ in plan], dialect)
         prepared = _PREPARED[(statement, dialect.name, keys)] = (
-            compiled.string, compiled.positional, [escaped.get(name, name) for name in names], plan)
-    sql, positional, driver_names, plan = prepared
+            compiled.string, compiled.positional, [escaped.get(name, name) for name in names], plan, arrays)
+    sql, positional, driver_names, plan, arrays = prepared
     columns: list[Any] = []
     for key, value, convert in plan:
         column = list(map(itemgetter(key), rows)) if key is not None else [value] * len(rows)
         columns.append(column if convert is None else convert(column))
+    if arrays is not None and len(rows) > 1:
+        array_sql, scalars, unique = arrays
+        if not unique or len(set(zip(*(columns[i] for i in unique), strict=True))) == len(rows):
+            params = {name: column[0] if i in scalars else column
+                      for i, (name, column) in enumerate(zip(driver_names, columns, strict=True))}
+            return connection.exec_driver_sql(array_sql, params).rowcount
     converted: list[Any] = list(zip(*columns, strict=True))
     if not positional:
         converted = [dict(zip(driver_names, values, strict=True)) for values in converted]
     return connection.exec_driver_sql(sql, converted).rowcount
+
+
+_PLACEHOLDER = r"%\((\w+)\)s(?:::[A-Z ]+(?:\(\d+\))?)?"  # a psycopg parameter, as SQLAlchemy renders it, with its cast
+_VALUES = re.compile(rf"{_PLACEHOLDER}(?:, |$)")
+_VALUES_CLAUSE = re.compile(rf"((?:{_PLACEHOLDER}(?:, )?)+)\)")
+_SET_ITEM = re.compile(rf"([^=, ]+)={_PLACEHOLDER}(?:, |$)")
+_UPDATE_BY_ID = re.compile(rf"UPDATE (\S+) SET (.+) WHERE (\S+)\.id = {_PLACEHOLDER}", re.DOTALL)
+
+
+def _dml_as_arrays(statement: Any, compiled: Any, keys: list[str | None],
+                   dialect: sa.Dialect) -> tuple[str, set[int], list[int]] | None:
+    """For PostgreSQL: `execute_many`'s statement as one statement over arrays, one per column, so that a page's
+    rows are one execution instead of one each (psycopg adapts and sends every row of an executemany on its
+    own: ~40 of the ingest's ~190 CPU µs a mention on PostgreSQL, bench/throughput.py).  An INSERT's VALUES become `SELECT ...
+    FROM unnest(...) WITH ORDINALITY ORDER BY` the rows' order (ids are drawn in the same order); `UPDATE ...
+    WHERE id = :x` becomes `UPDATE ... FROM unnest(...) WHERE id = v.x`.  Returns the SQL, the indexes of
+    the parameters the statement fixes (passed once) and those whose values must differ from row to row
+    (an upsert's conflict target, the id of an UPDATE: PostgreSQL refuses to change a row twice in one
+    statement, where an executemany changes it again; `execute_many` runs such a page as an executemany).
+    None when the statement is not of these shapes."""
+    sql = compiled.string
+    names = list(compiled.bind_names.values())
+    position = {name: i for i, name in enumerate(names)}
+    casts = {name: compiled.binds[name].type.compile(dialect=dialect) for name in names}
+    if isinstance(statement, sa.Insert):
+        head, found, rest = sql.partition(" VALUES (")
+        values = _VALUES_CLAUSE.match(rest)
+        if not found or values is None:
+            return None
+        listed = [m.group(1) for m in _VALUES.finditer(values.group(1))]
+        tail = rest[values.end():]
+        if any(k for n, k in zip(names, keys, strict=True) if n not in listed):  # ON CONFLICT's must be fixed
+            return None
+        tail = tail.split(" RETURNING ")[0]  # executemany's rows are not read back
+        columns = [c.strip().strip('"') for c in head[head.index("(") + 1:head.rindex(")")].split(",")]
+        unique: list[int] = []
+        conflict = getattr(statement, "_post_values_clause", None)
+        if conflict is not None and conflict.__class__.__name__ == "OnConflictDoUpdate":
+            target = [getattr(c, "key", c) for c in conflict.inferred_target_elements or ()]
+            if not target or not set(target) <= set(columns):
+                return None
+            unique = [position[listed[columns.index(c)]] for c in target]
+        arrays = ", ".join(f"%({n})b::{casts[n]}[]" for n in listed)  # binary: no text escaping
+        picked = ", ".join(f'v."{n}"' for n in listed)
+        aliases = ", ".join(f'"{n}"' for n in listed)
+        array_sql = (f"{head} SELECT {picked} FROM unnest({arrays}) WITH ORDINALITY AS v({aliases}, mm_row) "
+                     f"ORDER BY v.mm_row{tail}")
+        return array_sql, {position[n] for n in names if n not in listed}, unique
+    whole = _UPDATE_BY_ID.fullmatch(sql) if isinstance(statement, sa.Update) else None
+    if whole is None:
+        return None
+    table, assignments, by, key = whole.groups()
+    items = [m.groups() for m in _SET_ITEM.finditer(assignments)]
+    if "".join(m.group(0) for m in _SET_ITEM.finditer(assignments)) != assignments or by != table \
+            or len(items) + 1 != len(names) or not all(keys):
+        return None
+    listed = [n for _, n in items] + [key]
+    arrays = ", ".join(f"%({n})b::{casts[n]}[]" for n in listed)  # binary: no text escaping
+    aliases = ", ".join(f'"{n}"' for n in listed)
+    sets = ", ".join(f'{column}=v."{n}"' for column, n in items)
+    array_sql = f'UPDATE {table} SET {sets} FROM unnest({arrays}) AS v({aliases}) WHERE {table}.id = v."{key}"'
+    return array_sql, set(), [position[key]]
 
 
 def padded_length(n: int) -> int:

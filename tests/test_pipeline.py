@@ -201,3 +201,43 @@ def test_page_look_ups_find_what_sqlalchemy_finds_for_lists_of_any_length(engine
         assert store.select_rows(s, pipeline._STORED, {"platforms": ["x"], "ids": []}) == []
     if engine.dialect.name == "postgresql":
         assert len(texts) == 2, texts  # one text for each look-up
+
+
+def test_a_page_of_rows_is_written_as_an_executemany_would_write_it(engine, simple_rules, clock):
+    """`store.execute_many`, which on PostgreSQL writes a page as one statement over arrays: the rows in their
+    order (ids drawn in it), None, JSON, times and text with quotes and braces kept, the number of rows
+    stored, and where one statement could not (a key twice in an upsert, an id twice in an UPDATE) what
+    one execution per row gives, the last row winning."""
+    from monitor.delivery import outbox
+    from monitor.model import Event
+
+    now = clock.now()
+    pipeline.ingest(engine, source="x-mentions", batch=[tweet(1, "@nordlysshop my order never arrived 😡", at=now)],
+                    cursor="c1", ruleset=simple_rules, now=now)
+    details = [{"mention_id": i, "note": 'say "{hi}", \\o/ ,; NULL 😡'} if i % 3 else {} for i in range(40)]
+    with store.transaction(engine) as s:
+        case_id = s.exec(select(Case.id)).one()
+        events = [{"case_id": case_id, "at": None if i % 5 == 0 else now + timedelta(seconds=i),
+                   "kind": f"k{i}", "actor": 'a "q" {x}' if i % 2 else "", "detail": d} for i, d in enumerate(details)]
+        assert store.execute_many(s, outbox._INSERT_EVENTS, events) == 40
+    with Session(engine) as s:
+        stored = s.exec(select(Event).where(Event.kind.startswith("k")).order_by(Event.id)).all()
+        assert [(e.kind, e.at, e.actor, e.detail) for e in stored] == [
+            (r["kind"], r["at"], r["actor"], r["detail"]) for r in events]
+    with store.transaction(engine) as s:
+        outbox.begin_batch(s)
+        for minutes, channel in ((1, "#a"), (2, "#b")):
+            outbox.request_update(s, case_id=case_id, channel=channel, now=now + timedelta(minutes=minutes))
+        batch = outbox.current_batch(s)
+        rows = list(batch.updates.values())
+        outbox.flush_batch(s)
+        twice = [dict(rows[0], target="#c", next_attempt_at=now + timedelta(minutes=3)),
+                 dict(rows[0], target="#d", next_attempt_at=now + timedelta(minutes=4))]
+        store.execute_many(s, outbox._statement(s, "update"), twice)  # the same dedup key twice in one page
+        links = [{"b_id": 1, "b_case": None}, {"b_id": 1, "b_case": case_id}]
+        assert store.execute_many(s, pipeline._LINK_MENTIONS, links) == 2
+    with Session(engine) as s:
+        row = s.exec(select(Outbox).where(Outbox.dedup_key == f"update:{case_id}")).one()
+        # an existing row keeps its target; the upsert moves its next attempt (the later row's)
+        assert (row.target, row.next_attempt_at) == ("#b", now + timedelta(minutes=4))
+        assert s.exec(select(Mention.case_id).where(Mention.id == 1)).one() == case_id
