@@ -526,6 +526,7 @@ BACKTEST_BAD_SINCE = "backtest: --since {value!r} is neither a duration (30d, 12
 BACKTEST_BAD_UNTIL = "backtest: --until {value!r} is not a date or time (2026-11-24 or 2026-11-24T09:00Z)."
 BACKTEST_NO_DB = "backtest: cannot read the mentions in {db} ({reason}). Pass --db, or set DATABASE_URL."
 BACKTEST_RULES_BAD = "backtest: {path} has errors, nothing was replayed:"
+EVAL_RULES_BAD = "eval: {path} has errors, nothing was evaluated:"
 # monitor/rules/silences.py: silences in rules.yaml
 RULES_SILENCE_EMPTY_MATCH = "silence match needs at least one of: author, keyword, rule"
 RULES_SILENCE_NO_END = "a silence needs an end: `until: 2026-12-24T18:00:00Z`, or `from:` with `for: 4h`"

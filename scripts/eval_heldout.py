@@ -13,7 +13,9 @@ best recall at <= 20% false alarms for reference (that threshold is read off the
 split itself, so it is a measure of ranking, never a setting). With --by-source, also
 negative P/R/F1 and the alert rule's recall and false alarms per source corpus, and over the
 rows written to a company (customer queries and reviews, the closest to posts addressed to a
-brand).
+brand). Then the whole of rules.yaml (--rules): each post replayed as an X @mention, as
+`mention-monitor eval --rules` does, what reaches Slack by any rule (a question's alert, a language
+it cannot score, too) and what gets a public reply by itself.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from triage_corpora import DEFAULT_MIRROR, ORIGINAL_SOURCES, Row, load  # noqa: E402
 
+from monitor.cli.triage import rule_outcomes  # noqa: E402
 from monitor.model import Score  # noqa: E402
+from monitor.rules import load_rules  # noqa: E402
 from monitor.triage import SUPPORTED_LANGUAGES, triage_many  # noqa: E402
 from monitor.triage.complaint import MODEL_PATH  # noqa: E402
 from monitor.triage.evaluate import format_reliability, metrics, reliability  # noqa: E402
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the alert rule also takes sentiment <= -0.05")
     parser.add_argument("--no-hint", action="store_true", help="triage without the language hint")
     parser.add_argument("--by-source", action="store_true", help="also negative P/R/F1 per source corpus")
+    parser.add_argument("--rules", type=Path, default=Path(__file__).resolve().parent.parent / "rules.yaml",
+                        help="the rules.yaml whose whole decision is also measured (default: the shipped one)")
     parser.add_argument(
         "--original-sources", action="store_true",
         help="only the first three corpora (the 14,278 held-out rows earlier releases were measured on)",
@@ -128,7 +134,19 @@ def main(argv: list[str] | None = None) -> int:
     ]
     (alert_recall, alert_false), (auto_recall, auto_false) = _rates(alert, gold), _rates(auto, gold)
     if args.by_source:
-        out["alert_by_source"] = _alert_by_source(held, alert)
+        out["alert_by_source"] = _alert_by_source(held, alert, title="alert rule")
+    ruleset = load_rules(args.rules)
+    replayed = rule_outcomes([r.text for r in held], scores, ruleset=ruleset)
+    slack, public = [o.alert is not None for o in replayed], [bool(o.auto_reply) for o in replayed]
+    (slack_recall, slack_false), (public_recall, public_false) = _rates(slack, gold), _rates(public, gold)
+    print(f"\nall of {args.rules} (each post an X @mention from a customer of its own, as `mention-monitor eval "
+          f"--rules` replays it): reaches Slack: recall {slack_recall:.3f}, false alarms {slack_false:.3f}; "
+          f"public reply by itself: recall {public_recall:.3f}, non-complaints {public_false:.4f}")
+    out["rules"] = {"file": str(args.rules), "slack_recall": round(slack_recall, 4),
+                    "slack_false_alarm": round(slack_false, 4), "public_recall": round(public_recall, 4),
+                    "public_on_non_complaints": round(public_false, 4)}
+    if args.by_source:
+        out["rules"]["by_source"] = _alert_by_source(held, slack, title=f"all of {args.rules}", replied=public)
     rates = {
         "alert_recall": alert_recall, "alert_false_alarm": alert_false,
         "auto_recall": auto_recall, "auto_on_non_complaints": auto_false,
@@ -182,20 +200,28 @@ def _by_source(held: list[Row], scores: list[Score]) -> dict[str, list[float]]:
 TO_A_COMPANY = ("banking77", "smsa", "casa-train", "casa-valid", "amazon-zh")
 
 
-def _alert_by_source(held: list[Row], alert: list[bool]) -> dict[str, list[float]]:
-    """The alert rule's recall and false alarms per source, and over the rows written to a company."""
+def _alert_by_source(held: list[Row], alert: list[bool], *, title: str,
+                     replied: list[bool] | None = None) -> dict[str, list[float]]:
+    """Recall and false alarms of `alert` per source, and over the rows written to a company (and with
+    `replied`, the share of non-complaints answered in public by itself)."""
     groups = {name: [i for i, r in enumerate(held) if _source(r) == name] for name in sorted({_source(r) for r in held})}
     groups["written to a company"] = [i for i, r in enumerate(held) if _source(r) in TO_A_COMPANY]
     figures: dict[str, list[float]] = {}
-    print(f"\nalert rule by source (held-out; written to a company: {', '.join(TO_A_COMPANY)}):")
-    print(f"{'source':<22} {'complaints':>10} {'recall':>7} {'others':>7} {'false alarms':>12}")
+    print(f"\n{title} by source (held-out; written to a company: {', '.join(TO_A_COMPANY)}):")
+    print(f"{'source':<22} {'complaints':>10} {'recall':>7} {'others':>7} {'false alarms':>12}"
+          + (f" {'public replies to others':>25}" if replied else ""))
     for name, idx in groups.items():
         complaints = [i for i in idx if held[i].complaint]
         others = [i for i in idx if not held[i].complaint]
         recall = sum(alert[i] for i in complaints) / len(complaints) if complaints else float("nan")
         false = sum(alert[i] for i in others) / len(others) if others else float("nan")
         figures[name] = [len(complaints), round(recall, 3), len(others), round(false, 3)]
-        print(f"{name:<22} {len(complaints):>10} {recall:>7.3f} {len(others):>7} {false:>12.3f}")
+        line = f"{name:<22} {len(complaints):>10} {recall:>7.3f} {len(others):>7} {false:>12.3f}"
+        if replied:
+            public = sum(replied[i] for i in others) / len(others) if others else float("nan")
+            figures[name].append(round(public, 4))
+            line += f" {public:>25.4f}"
+        print(line)
     return figures
 
 

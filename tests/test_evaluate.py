@@ -105,3 +105,44 @@ def test_task_files_match_the_master_file():
     assert [g for g, _ in negative] == [r.polarity == "neg" for r in rows]
     ro = read_labelled(DEVSET_DIR / "complaint_ro.tsv")
     assert [t for _, t in ro] == [r.text for r in rows if r.lang == "ro"]
+
+
+def test_eval_with_rules_says_what_reaches_slack_and_what_is_answered_in_public(tmp_path: Path):
+    """`eval --rules`: each labelled line replayed through rules.yaml as an X @mention of its own, as the
+    backtest replays stored mentions: how many complaints and other posts reach Slack, by the rule that
+    alerts, and how many would get a public reply by itself."""
+    root = Path(__file__).resolve().parent.parent
+    path = tmp_path / "c.tsv"
+    path.write_text(
+        "label\ttext\n"
+        "1\t@nordlysshop the lamp arrived broken and nobody answers my emails. I want a refund now, worst shop ever 😡\n"
+        "1\tstill waiting for my order\n"
+        "0\tlove the new jacket, fits perfectly ❤️\n"
+        "0\tdo you ship to Ireland?\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    rules = str(root / "rules.yaml")
+    assert run_eval(path=path, task="complaint", languages=SIX, stdout=out, rules=rules) == 0
+    report = out.getvalue().split("X @mention from a customer of its own (no followers, not verified):\n")[1]
+    assert report.splitlines() == [
+        "reaches Slack: complaints 2 of 2 (100.0%), others 1 of 2 (50.0%) (false alarms)",
+        "  possible-complaint           complaints      1   others      0",
+        "  question                     complaints      0   others      1",
+        "  urgent-complaint             complaints      1   others      0",
+        "public reply by itself: complaints 1 of 2 (50.0%), others 0 of 2 (0.0%)",
+    ]
+
+
+def test_eval_rules_errors_are_one_clear_line_each(tmp_path: Path):
+    path = tmp_path / "c.tsv"
+    path.write_text("label\ttext\n1\tstill waiting for my order\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as missing:
+        run_eval(path=path, task="complaint", languages=SIX, stdout=io.StringIO(), rules=str(tmp_path / "nope.yaml"))
+    assert str(missing.value).startswith(f"{tmp_path / 'nope.yaml'}: no such file. Copy the default and edit it: cp ")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nbrand: {name: x}\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as bad:
+        run_eval(path=path, task="complaint", languages=SIX, stdout=io.StringIO(), rules=str(broken))
+    assert str(bad.value).splitlines()[0] == f"eval: {broken} has errors, nothing was evaluated:"
+    assert run_eval(path=path, task="negative", languages=SIX, stdout=io.StringIO(), rules=str(broken)) == 2

@@ -62,17 +62,20 @@ def _period(args: argparse.Namespace) -> tuple[datetime, datetime]:
         return since, until
 
 
-def _rules(path: str) -> Ruleset:
+def load_rules_or_exit(path: str, *, bad: str = msg.BACKTEST_RULES_BAD) -> Ruleset:
+    """The rules file, or exit with what is wrong with it (`bad`: the first line of the message)."""
     from pathlib import Path
 
     from monitor.rules import RulesError, load_rules
 
     if not Path(path).exists():
-        raise SystemExit(msg.CLI_NO_RULES_FILE.format(path=path))
+        from monitor.cli import shipped  # (the package's __init__ imports this module)
+
+        raise SystemExit(msg.CLI_NO_RULES_FILE.format(path=path, default=shipped("rules.yaml") or "rules.yaml"))
     try:
         return load_rules(path)
     except RulesError as exc:
-        raise SystemExit(msg.BACKTEST_RULES_BAD.format(path=path) + "\n" + str(exc)) from None
+        raise SystemExit(bad.format(path=path) + "\n" + str(exc)) from None
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -84,7 +87,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     settings = Settings()
     against = args.against or settings.rules
-    current, proposed = _rules(against), _rules(args.rules)
+    current, proposed = load_rules_or_exit(against), load_rules_or_exit(args.rules)
     since, until = _period(args)
     db = args.db or settings.database_url
     from monitor.store import make_readonly_engine

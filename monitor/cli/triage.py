@@ -1,7 +1,7 @@
 """`mention-monitor triage` and `mention-monitor eval`: triage from the shell, and measure it.
 
 mention-monitor triage < posts.txt            one JSON object per input line, in order
-mention-monitor eval --task complaint FILE.tsv
+mention-monitor eval --task complaint FILE.tsv [--rules rules.yaml]
 python -m monitor.cli.triage triage ...       the same, before monitor/cli/__init__.py wires it
 """
 
@@ -60,9 +60,20 @@ def run_triage(*, stdin: TextIO, stdout: TextIO, languages: Sequence[str], batch
     return 0
 
 
-def run_eval(*, path: Path, task: str, languages: Sequence[str], stdout: TextIO) -> int:
-    from monitor.triage.evaluate import LabelError, evaluate_file_scores, format_reliability, reliability
+def run_eval(*, path: Path, task: str, languages: Sequence[str], stdout: TextIO, rules: str = "") -> int:
+    from monitor.triage.evaluate import (
+        LabelError,
+        evaluate_file_scores,
+        format_reliability,
+        read_labelled,
+        reliability,
+    )
 
+    if rules and task != "complaint":
+        print("eval: --rules needs --task complaint (the rules decide on complaints, not on sentiment labels)",
+              file=sys.stderr)
+        return 2
+    ruleset = _rules(rules) if rules else None
     try:
         result, gold, scores = evaluate_file_scores(path, task=task, languages=languages)
     except FileNotFoundError:
@@ -76,7 +87,44 @@ def run_eval(*, path: Path, task: str, languages: Sequence[str], stdout: TextIO)
     if task == "complaint":
         table = reliability(gold=gold, probabilities=[s.complaint for s in scores])
         stdout.write(f"reliability of the complaint probability:\n{format_reliability(table)}\n")
+    if ruleset is not None:
+        texts = [text for _, text in read_labelled(path)]
+        stdout.write(format_rule_outcomes(rule_outcomes(texts, scores, ruleset=ruleset), gold=gold, rules=rules))
     return 0
+
+
+def rule_outcomes(texts: Sequence[str], scores: Sequence[Score], *, ruleset: Any) -> list[Any]:
+    """What `ruleset` does with each text as an X @mention of the brand from a customer of its own
+    (monitor.cases.backtest: the pipeline's rules, storm control and automatic-reply checks, replayed)."""
+    from datetime import UTC, datetime
+
+    from monitor.cases.backtest import as_customer_mentions, outcomes
+
+    start = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)  # any time: business hours decide SLAs, not alerts
+    mentions = as_customer_mentions(texts, scores, ruleset=ruleset, start=start)
+    return outcomes(mentions, ruleset=ruleset, until=start)
+
+
+def format_rule_outcomes(outcomes: Sequence[Any], *, gold: Sequence[bool], rules: str) -> str:
+    """Of the complaints and of the other posts: how many reach Slack (by the rule that alerts), and how
+    many get a public reply by itself."""
+    complaints, others = sum(gold), len(gold) - sum(gold)
+
+    def share(count: int, of: int) -> str:
+        return f"{count} of {of} ({count / of:.1%})" if of else "0 of 0"
+
+    alerted = [(o.alert[0] if o.alert else "", g) for o, g in zip(outcomes, gold, strict=True)]
+    replied = [(o.auto_reply, g) for o, g in zip(outcomes, gold, strict=True)]
+    lines = [f"what {rules} does with each line as an X @mention from a customer of its own "
+             "(no followers, not verified):",
+             f"reaches Slack: complaints {share(sum(1 for r, g in alerted if r and g), complaints)}, "
+             f"others {share(sum(1 for r, g in alerted if r and not g), others)} (false alarms)"]
+    for rule in sorted({r for r, _ in alerted if r}, key=lambda r: (-sum(1 for a, _ in alerted if a == r), r)):
+        lines.append(f"  {rule:<28} complaints {sum(1 for r, g in alerted if r == rule and g):>6}   "
+                     f"others {sum(1 for r, g in alerted if r == rule and not g):>6}")
+    lines.append(f"public reply by itself: complaints {share(sum(1 for r, g in replied if r and g), complaints)}, "
+                 f"others {share(sum(1 for r, g in replied if r and not g), others)}")
+    return "\n".join(lines) + "\n"
 
 
 def _cmd_triage(args: argparse.Namespace) -> int:
@@ -85,8 +133,16 @@ def _cmd_triage(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     return run_eval(
-        path=Path(args.file), task=args.task, languages=_languages(args.languages), stdout=sys.stdout
+        path=Path(args.file), task=args.task, languages=_languages(args.languages), stdout=sys.stdout,
+        rules=args.rules or "",
     )
+
+
+def _rules(path: str) -> Any:
+    from monitor import messages as msg
+    from monitor.cli.backtest import load_rules_or_exit
+
+    return load_rules_or_exit(path, bad=msg.EVAL_RULES_BAD)
 
 
 def register(subparsers: Any) -> None:
@@ -102,6 +158,9 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--task", choices=("complaint", "negative"), required=True)
     evaluate.add_argument("file", help="TSV with a header, then label<TAB>text (1/0 or neg/neu/pos)")
     evaluate.add_argument("--languages", help=languages_help)
+    evaluate.add_argument("--rules", metavar="RULES_YAML",
+                          help="also say what this rules.yaml does with each line as an X @mention: how many "
+                               "complaints and other posts reach Slack, and get a public reply by itself")
     evaluate.set_defaults(func=_cmd_eval)
 
 
