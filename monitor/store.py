@@ -364,6 +364,8 @@ def _dml_as_arrays(statement: Any, compiled: Any, keys: list[str | None],
     (an upsert's conflict target, the id of an UPDATE: PostgreSQL refuses to change a row twice in one
     statement, where an executemany changes it again; `execute_many` runs such a page as an executemany).
     None when the statement is not of these shapes."""
+    from sqlalchemy.dialects.postgresql.dml import OnConflictDoUpdate  # PostgreSQL only (`insert_for`)
+
     sql = compiled.string
     names = list(compiled.bind_names.values())
     position = {name: i for i, name in enumerate(names)}
@@ -374,14 +376,13 @@ def _dml_as_arrays(statement: Any, compiled: Any, keys: list[str | None],
         if not found or values is None:
             return None
         listed = [m.group(1) for m in _VALUES.finditer(values.group(1))]
-        tail = rest[values.end():]
         if any(k for n, k in zip(names, keys, strict=True) if n not in listed):  # ON CONFLICT's must be fixed
             return None
-        tail = tail.split(" RETURNING ")[0]  # executemany's rows are not read back
+        tail = rest[values.end():].split(" RETURNING ")[0]  # executemany's rows are not read back
         columns = [c.strip().strip('"') for c in head[head.index("(") + 1:head.rindex(")")].split(",")]
         unique: list[int] = []
         conflict = getattr(statement, "_post_values_clause", None)
-        if conflict is not None and conflict.__class__.__name__ == "OnConflictDoUpdate":
+        if isinstance(conflict, OnConflictDoUpdate):
             target = [getattr(c, "key", c) for c in conflict.inferred_target_elements or ()]
             if not target or not set(target) <= set(columns):
                 return None

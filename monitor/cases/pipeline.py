@@ -866,12 +866,7 @@ def _safe(text: str) -> str:
     UTF-16 surrogate (JSON escapes can carry both from a platform)."""
     if text.isascii() and "\x00" not in text:  # most ids, handles and URLs: isascii reads one flag
         return text
-    text = text.replace("\x00", "")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
+    return _encodable(text.replace("\x00", ""))
 
 
 def _safe_raw(value: Any, *, as_text: bool = False) -> Any:
@@ -897,13 +892,14 @@ def _encodes(text: str) -> bool:
     return True
 
 
+def _encodable(text: str) -> str:
+    """`text` with each lone surrogate (which no driver encodes) replaced by "?"."""
+    return text if _encodes(text) else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _replace_surrogates(value: Any) -> Any:
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "replace").decode("utf-8")
+        return _encodable(value)
     if isinstance(value, dict):
         return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
