@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from triage_corpora import DEFAULT_MIRROR, ORIGINAL_SOURCES, Row, load  # noqa: E402
 
-from monitor.cli.triage import rule_outcomes  # noqa: E402
+from monitor.cases.backtest import customer_outcomes  # noqa: E402
 from monitor.model import Score  # noqa: E402
 from monitor.rules import load_rules  # noqa: E402
 from monitor.triage import SUPPORTED_LANGUAGES, triage_many  # noqa: E402
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.by_source:
         out["alert_by_source"] = _alert_by_source(held, alert, title="alert rule")
     ruleset = load_rules(args.rules)
-    replayed = rule_outcomes([r.text for r in held], scores, ruleset=ruleset)
+    replayed = customer_outcomes([r.text for r in held], scores, ruleset=ruleset)
     slack, public = [o.alert is not None for o in replayed], [bool(o.auto_reply) for o in replayed]
     (slack_recall, slack_false), (public_recall, public_false) = _rates(slack, gold), _rates(public, gold)
     print(f"\nall of {args.rules} (each post an X @mention from a customer of its own, as `mention-monitor eval "

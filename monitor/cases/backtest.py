@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.platforms import SOCIAL, is_private
@@ -26,7 +26,7 @@ from monitor.rules import Decision, Ruleset, evaluate, format_duration
 from monitor.rules.silences import muting
 from monitor.rules.stored import StoredMention, facts_of
 
-__all__ = ["Backtest", "Example", "Outcome", "backtest", "as_customer_mentions", "outcomes"]
+__all__ = ["Backtest", "Example", "Outcome", "backtest", "customer_outcomes"]
 
 Alert = tuple[str, str]  # (rule, Slack channel)
 Sla = tuple[str, int, bool]  # (rule, seconds, business hours)
@@ -262,25 +262,23 @@ def _count(totals: Totals, outcome: Outcome) -> None:
     totals.muted += bool(outcome.muted)
 
 
-def outcomes(mentions: Iterable[StoredMention], *, ruleset: Ruleset, until: datetime) -> list[Outcome]:
-    """What one rule set does with each of `mentions` (oldest first), replayed as `backtest` replays them."""
-    replay = _Replay(ruleset)
-    return [replay.step(row, row.created_at or until) for row in mentions]
 
-
-def as_customer_mentions(texts: Sequence[str], scores: Sequence[Score], *, ruleset: Ruleset,
-                         start: datetime) -> list[StoredMention]:
-    """Labelled texts as X @mentions of the brand, each from a different customer (no followers, not verified,
-    a minute apart, each its own conversation), with their triage scores, fetched by the rules' X mentions
-    source: what `mention-monitor eval --rules` and scripts/eval_heldout.py replay (each post alone: no
-    follow-up attaches to another's case, no cooldown is shared)."""
+def customer_outcomes(texts: Sequence[str], scores: Sequence[Score], *, ruleset: Ruleset) -> list[Outcome]:
+    """What `ruleset` does with each of `texts` (with its triage score) as an X @mention of the brand, replayed
+    as `backtest` replays stored mentions, each from a different customer (no followers, not verified, a
+    minute apart, its own conversation, fetched by the rules' X mentions source): what `mention-monitor eval
+    --rules` and scripts/eval_heldout.py measure (each post alone: no follow-up attaches to another's case,
+    no cooldown is shared)."""
+    start = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)  # any time: business hours decide SLAs, not alerts
     source = next((s.name for s in ruleset.sources if s.platform == "x" and s.kind == "mention"), "")
+    replay = _Replay(ruleset)
     return [
-        StoredMention(
+        replay.step(StoredMention(
             id=i + 1, platform="x", kind="mention", source=source, external_id=str(i + 1), conversation_id=str(i + 1),
             author_id=f"customer-{i + 1}", author_handle=f"customer{i + 1}", author_name="", author_followers=0,
             author_verified=False, text=text, url="", mentions_brand=True, from_brand=False,
             created_at=start + timedelta(minutes=i), lang=score.lang, sentiment=score.sentiment,
-            complaint=score.complaint, categories=tuple(score.categories), rule="", case_id=None)
+            complaint=score.complaint, categories=tuple(score.categories), rule="", case_id=None),
+            start + timedelta(minutes=i))
         for i, (text, score) in enumerate(zip(texts, scores, strict=True))
     ]

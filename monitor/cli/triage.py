@@ -88,42 +88,37 @@ def run_eval(*, path: Path, task: str, languages: Sequence[str], stdout: TextIO,
         table = reliability(gold=gold, probabilities=[s.complaint for s in scores])
         stdout.write(f"reliability of the complaint probability:\n{format_reliability(table)}\n")
     if ruleset is not None:
+        from monitor.cases.backtest import customer_outcomes
+
         texts = [text for _, text in read_labelled(path)]
-        stdout.write(format_rule_outcomes(rule_outcomes(texts, scores, ruleset=ruleset), gold=gold, rules=rules))
+        outcomes = customer_outcomes(texts, scores, ruleset=ruleset)
+        stdout.write(format_rule_outcomes(outcomes, gold=gold, rules=rules))
     return 0
-
-
-def rule_outcomes(texts: Sequence[str], scores: Sequence[Score], *, ruleset: Any) -> list[Any]:
-    """What `ruleset` does with each text as an X @mention of the brand from a customer of its own
-    (monitor.cases.backtest: the pipeline's rules, storm control and automatic-reply checks, replayed)."""
-    from datetime import UTC, datetime
-
-    from monitor.cases.backtest import as_customer_mentions, outcomes
-
-    start = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)  # any time: business hours decide SLAs, not alerts
-    mentions = as_customer_mentions(texts, scores, ruleset=ruleset, start=start)
-    return outcomes(mentions, ruleset=ruleset, until=start)
 
 
 def format_rule_outcomes(outcomes: Sequence[Any], *, gold: Sequence[bool], rules: str) -> str:
     """Of the complaints and of the other posts: how many reach Slack (by the rule that alerts), and how
     many get a public reply by itself."""
+    from collections import Counter
+
     complaints, others = sum(gold), len(gold) - sum(gold)
+    alerted = Counter((o.alert[0], g) for o, g in zip(outcomes, gold, strict=True) if o.alert)
+    replied = Counter(g for o, g in zip(outcomes, gold, strict=True) if o.auto_reply)
 
     def share(count: int, of: int) -> str:
         return f"{count} of {of} ({count / of:.1%})" if of else "0 of 0"
 
-    alerted = [(o.alert[0] if o.alert else "", g) for o, g in zip(outcomes, gold, strict=True)]
-    replied = [(o.auto_reply, g) for o, g in zip(outcomes, gold, strict=True)]
+    def reached(complaint: bool) -> int:
+        return sum(n for (_, g), n in alerted.items() if g == complaint)
+
     lines = [f"what {rules} does with each line as an X @mention from a customer of its own "
              "(no followers, not verified):",
-             f"reaches Slack: complaints {share(sum(1 for r, g in alerted if r and g), complaints)}, "
-             f"others {share(sum(1 for r, g in alerted if r and not g), others)} (false alarms)"]
-    for rule in sorted({r for r, _ in alerted if r}, key=lambda r: (-sum(1 for a, _ in alerted if a == r), r)):
-        lines.append(f"  {rule:<28} complaints {sum(1 for r, g in alerted if r == rule and g):>6}   "
-                     f"others {sum(1 for r, g in alerted if r == rule and not g):>6}")
-    lines.append(f"public reply by itself: complaints {share(sum(1 for r, g in replied if r and g), complaints)}, "
-                 f"others {share(sum(1 for r, g in replied if r and not g), others)}")
+             f"reaches Slack: complaints {share(reached(True), complaints)}, "
+             f"others {share(reached(False), others)} (false alarms)"]
+    for rule in sorted({rule for rule, _ in alerted}, key=lambda r: (-alerted[(r, True)] - alerted[(r, False)], r)):
+        lines.append(f"  {rule:<28} complaints {alerted[(rule, True)]:>6}   others {alerted[(rule, False)]:>6}")
+    lines.append(f"public reply by itself: complaints {share(replied[True], complaints)}, "
+                 f"others {share(replied[False], others)}")
     return "\n".join(lines) + "\n"
 
 
